@@ -1,9 +1,19 @@
-/** Jest runs the TypeScript sources as ESM (ts-jest; transpile-only because tsconfig sets isolatedModules; `tsc --noEmit` type-checks first). */
+/**
+ * Jest runs the TypeScript sources as ESM (ts-jest; transpile-only because tsconfig sets isolatedModules; `tsc --noEmit` type-checks first).
+ *
+ * Two suites (test/ mirrors lib/: the tests of lib/x/y.ts are test/x/y.test.ts):
+ *   - `npm test`: the fast suite, every `*.test.ts` except `*.acceptance.test.ts` (unit and small integration tests);
+ *   - `npm run test:acceptance`: `*.acceptance.test.ts` only (jest.acceptance.config.js), the long checks on the shared
+ *     real models (WikiText-2 protocol values, end-to-end prunes), then the notebooks.
+ */
+export const ACCEPTANCE = '\\.acceptance\\.test\\.ts$';
+
 export default {
   testEnvironment: 'node',
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true }] },
   testMatch: ['<rootDir>/test/**/*.test.ts'],
+  testPathIgnorePatterns: ['/node_modules/', ACCEPTANCE],
   testTimeout: 600000,
 };

@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../lib/errors.js';
-import { magnitude } from '../lib/prune/magnitude.js';
-import type { LayerStats, PruneMethod, PruneOptions, Structure } from '../lib/prune/method.js';
-import { METHOD_NAMES, getMethod } from '../lib/prune/registry.js';
-import { SparseGptStats, prepareHinv, sparsegpt, upperCholeskyOfInverse } from '../lib/prune/sparsegpt.js';
-import { WandaStats, wanda, wandaMetric, wandaVariantMask } from '../lib/prune/wanda.js';
-import { useTestBackend } from './helpers/backend.js';
+import { ConfigError } from '../../lib/errors.js';
+import { magnitude } from '../../lib/prune/magnitude.js';
+import type { LayerStats, PruneMethod, PruneOptions, Structure } from '../../lib/prune/method.js';
+import { METHOD_NAMES, getMethod } from '../../lib/prune/registry.js';
+import { SparseGptStats, prepareHinv, sparsegpt, upperCholeskyOfInverse } from '../../lib/prune/sparsegpt.js';
+import { WandaStats, wanda, wandaMetric, wandaVariantMask } from '../../lib/prune/wanda.js';
+import { useTestBackend } from '../helpers/backend.js';
 import {
   type RefStructure,
   TestRng,
@@ -17,7 +17,7 @@ import {
   refWandaMetric,
   refWandaScaler,
   refWandaVariant,
-} from './helpers/reference-prune.js';
+} from '../helpers/reference-prune.js';
 
 beforeAll(async () => {
   await useTestBackend();

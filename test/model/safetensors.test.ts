@@ -1,9 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointError } from '../lib/errors.js';
-import { SafetensorsFile, SafetensorsWriter, decodeToFloat32, encodeFromFloat32, type DType } from '../lib/model/safetensors.js';
-import { readSafetensorsFile } from './helpers/reference-llama.js';
+import { CheckpointError } from '../../lib/errors.js';
+import { SafetensorsFile, SafetensorsWriter, decodeToFloat32, encodeFromFloat32, type DType } from '../../lib/model/safetensors.js';
+import { readSafetensorsFile } from '../helpers/reference-llama.js';
 
 let tmp: string;
 beforeAll(() => {

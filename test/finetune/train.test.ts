@@ -8,10 +8,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError } from '../lib/errors.js';
-import { loadModel, type LoadedModel } from '../lib/model/load.js';
-import { LoraAdapters } from '../lib/finetune/lora.js';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapters } from '../lib/finetune/peft.js';
+import { ConfigError, DataError } from '../../lib/errors.js';
+import { loadModel, type LoadedModel } from '../../lib/model/load.js';
+import { LoraAdapters } from '../../lib/finetune/lora.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapters } from '../../lib/finetune/peft.js';
 import {
   AdamW,
   LoraTrainer,
@@ -23,10 +23,10 @@ import {
   type FinetuneOptions,
   type FinetuneProgress,
   type TrainerOptions,
-} from '../lib/finetune/train.js';
-import { perplexityOfIds, evaluationIds } from '../lib/eval/perplexity.js';
-import { useTestBackend } from './helpers/backend.js';
-import { TinyRandom, writeTinyCheckpoint } from './helpers/tiny-checkpoint.js';
+} from '../../lib/finetune/train.js';
+import { perplexityOfIds, evaluationIds } from '../../lib/eval/perplexity.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 const WORDS = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'and', 'dog', 'ran', 'to', 'big', 'red', 'ball', 'in', 'park', 'sun'];
 

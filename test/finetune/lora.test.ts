@@ -7,13 +7,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { CheckpointError, ConfigError, UnsupportedError } from '../lib/errors.js';
-import { Checkpoint, linearTensorName } from '../lib/model/checkpoint.js';
-import { loadModel, type LoadedModel } from '../lib/model/load.js';
-import { SafetensorsFile } from '../lib/model/safetensors.js';
-import { LINEAR_NAMES, type LinearName } from '../lib/prune/method.js';
-import { prune } from '../lib/prune/prune.js';
-import { LoraAdapters, SeededRandom, dropoutMask, frozenMatMul, validateLoraConfig } from '../lib/finetune/lora.js';
+import { CheckpointError, ConfigError, UnsupportedError } from '../../lib/errors.js';
+import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
+import { loadModel, type LoadedModel } from '../../lib/model/load.js';
+import { SafetensorsFile } from '../../lib/model/safetensors.js';
+import { LINEAR_NAMES, type LinearName } from '../../lib/prune/method.js';
+import { prune } from '../../lib/prune/prune.js';
+import { LoraAdapters, SeededRandom, dropoutMask, frozenMatMul, validateLoraConfig } from '../../lib/finetune/lora.js';
 import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,
@@ -21,11 +21,11 @@ import {
   peftTensorName,
   saveAdapters,
   writeMergedCheckpoint,
-} from '../lib/finetune/peft.js';
-import { causalLmLoss, ensureGradients } from '../lib/finetune/train.js';
-import { windowLosses } from '../lib/eval/perplexity.js';
-import { useTestBackend } from './helpers/backend.js';
-import { TinyRandom, writeTinyCheckpoint } from './helpers/tiny-checkpoint.js';
+} from '../../lib/finetune/peft.js';
+import { causalLmLoss, ensureGradients } from '../../lib/finetune/train.js';
+import { windowLosses } from '../../lib/eval/perplexity.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 const IDS = [
   [1, 5, 77, 300, 12, 2047, 9, 9, 400, 1000],

@@ -2,9 +2,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
-import { ConfigError, DataError } from '../lib/errors.js';
-import { detectFormat, PARQUET_COMPRESSORS, readRows, readTextFile, readTexts } from '../lib/data/sources.js';
-import { sharedPath } from './helpers/shared.js';
+import { ConfigError, DataError } from '../../lib/errors.js';
+import { detectFormat, PARQUET_COMPRESSORS, readRows, readTextFile, readTexts } from '../../lib/data/sources.js';
+import { sharedPath } from '../helpers/shared.js';
 
 let dir: string;
 function file(name: string, content: string | Buffer): string {

@@ -1,15 +1,15 @@
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError } from '../../lib/errors.js';
 import {
   expandSettings,
   ExperimentConfigError,
   loadExperiment,
   parseStructure,
   settingId,
-} from '../lib/experiment/schema.js';
-import { sharedPath } from './helpers/shared.js';
+} from '../../lib/experiment/schema.js';
+import { sharedPath } from '../helpers/shared.js';
 
 /**
  * Each test writes its experiment file into a temporary project:

@@ -7,17 +7,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CalibrationSet } from '../lib/data/calibration.js';
-import { CheckpointError, ConfigError } from '../lib/errors.js';
-import { Checkpoint, linearShape, linearTensorName } from '../lib/model/checkpoint.js';
-import type { BlockWeights } from '../lib/model/llama.js';
-import { LINEAR_NAMES, type PruneOptions, type Structure } from '../lib/prune/method.js';
-import { runLayerLoop, type LayerLoopOptions, type LayerLoopResult } from '../lib/prune/pipeline.js';
-import { getMethod, type MethodName } from '../lib/prune/registry.js';
-import { useTestBackend } from './helpers/backend.js';
-import { referencePipeline, unexplainedMaskDiffs, type RefPipelineResult } from './helpers/reference-pipeline.js';
-import { TestRng, type RefStructure } from './helpers/reference-prune.js';
-import { patchConfigJson, writeTinyCheckpoint, type TinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import type { CalibrationSet } from '../../lib/data/calibration.js';
+import { CheckpointError, ConfigError } from '../../lib/errors.js';
+import { Checkpoint, linearShape, linearTensorName } from '../../lib/model/checkpoint.js';
+import type { BlockWeights } from '../../lib/model/llama.js';
+import { LINEAR_NAMES, type PruneOptions, type Structure } from '../../lib/prune/method.js';
+import { runLayerLoop, type LayerLoopOptions, type LayerLoopResult } from '../../lib/prune/pipeline.js';
+import { getMethod, type MethodName } from '../../lib/prune/registry.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { referencePipeline, unexplainedMaskDiffs, type RefPipelineResult } from '../helpers/reference-pipeline.js';
+import { TestRng, type RefStructure } from '../helpers/reference-prune.js';
+import { patchConfigJson, writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 const SEQ = 32; // tokens per calibration window
 const WINDOWS = 4; // calibration windows (batch size 3 then gives batches of 3 and 1)

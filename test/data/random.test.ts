@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { ConfigError } from '../lib/errors.js';
-import { PythonRandom, seedKey } from '../lib/data/random.js';
+import { ConfigError } from '../../lib/errors.js';
+import { PythonRandom, seedKey } from '../../lib/data/random.js';
 
 /** Run a Python 3 script with a JSON value on stdin; parse its stdout as JSON. */
 function python(script: string, input: unknown): unknown {

@@ -2,18 +2,18 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DataError } from '../lib/errors.js';
+import { ConfigError, DataError } from '../../lib/errors.js';
 import {
   calibrationFromFile,
   sampleWindows,
   sampleWindowsFromText,
   windowsHash,
   type CalibrationSet,
-} from '../lib/data/calibration.js';
-import { readTexts } from '../lib/data/sources.js';
-import { HfTokenizer } from '../lib/model/tokenizer.js';
-import type { TextTokenizer } from '../lib/model/tokenizer-types.js';
-import { sharedPath } from './helpers/shared.js';
+} from '../../lib/data/calibration.js';
+import { readTexts } from '../../lib/data/sources.js';
+import { HfTokenizer } from '../../lib/model/tokenizer.js';
+import type { TextTokenizer } from '../../lib/model/tokenizer-types.js';
+import { sharedPath } from '../helpers/shared.js';
 
 /** Run a Python 3 script with a JSON value on stdin; parse its stdout as JSON. */
 function python(script: string, input: unknown): unknown {

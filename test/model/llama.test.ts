@@ -2,15 +2,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { CheckpointError, UnsupportedError } from '../lib/errors.js';
-import { blockWeightsToArrays, disposeBlock, loadBlockWeights } from '../lib/model/llama.js';
-import { loadModel, type LoadedModel } from '../lib/model/load.js';
-import { generate, inspectModel } from '../lib/generate.js';
-import type { LinearName } from '../lib/prune/method.js';
-import { useTestBackend } from './helpers/backend.js';
-import { ReferenceLlama, readSafetensorsFolder, type RefLinear } from './helpers/reference-llama.js';
-import { sharedPath } from './helpers/shared.js';
-import { patchConfigJson, writeTinyCheckpoint, type TinyCheckpointOptions } from './helpers/tiny-checkpoint.js';
+import { CheckpointError, UnsupportedError } from '../../lib/errors.js';
+import { blockWeightsToArrays, disposeBlock, loadBlockWeights } from '../../lib/model/llama.js';
+import { loadModel, type LoadedModel } from '../../lib/model/load.js';
+import { generate, inspectModel } from '../../lib/generate.js';
+import type { LinearName } from '../../lib/prune/method.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { ReferenceLlama, readSafetensorsFolder, type RefLinear } from '../helpers/reference-llama.js';
+import { sharedPath } from '../helpers/shared.js';
+import { patchConfigJson, writeTinyCheckpoint, type TinyCheckpointOptions } from '../helpers/tiny-checkpoint.js';
 
 // two sequences of 12 tokens (BOS first), ids spread over the 2048-token vocabulary
 const IDS = [

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DataError } from '../lib/errors.js';
+import { ConfigError, DataError } from '../../lib/errors.js';
 import {
   PAPER_TASKS,
   TASKS,
@@ -13,8 +13,8 @@ import {
   pyRstrip,
   pyStrip,
   type TaskItem,
-} from '../lib/eval/tasks.js';
-import { sharedPath } from './helpers/shared.js';
+} from '../../lib/eval/tasks.js';
+import { sharedPath } from '../helpers/shared.js';
 
 const dataDir = sharedPath('data');
 

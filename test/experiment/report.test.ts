@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataError } from '../lib/errors.js';
-import { blockSparsitySpec, pplVsSparsitySpec, renderSvg, targetLabel } from '../lib/experiment/charts.js';
+import { DataError } from '../../lib/errors.js';
+import { blockSparsitySpec, pplVsSparsitySpec, renderSvg, targetLabel } from '../../lib/experiment/charts.js';
 import {
   csvField,
   csvReport,
@@ -13,7 +13,7 @@ import {
   writeReport,
   type ResultsInput,
   type SettingResult,
-} from '../lib/experiment/report.js';
+} from '../../lib/experiment/report.js';
 
 const MY_TASK = '../data/my,task.jsonl'; // a task file key: its label is 'my,task', its CSV headers need quoting
 

@@ -8,19 +8,19 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DataError } from '../lib/errors.js';
-import { perplexitySetFile } from '../lib/eval/datasets.js';
-import { evaluate } from '../lib/eval/evaluate.js';
-import { encodePair, type Request, type Score } from '../lib/eval/harness.js';
-import { evaluationIds, perplexityOfIds } from '../lib/eval/perplexity.js';
-import { modelScorer } from '../lib/eval/scorer.js';
-import { PAPER_TASKS } from '../lib/eval/tasks.js';
-import { readTexts } from '../lib/data/sources.js';
-import { loadModel, type LoadedModel } from '../lib/model/load.js';
-import { useTestBackend } from './helpers/backend.js';
-import { ReferenceLlama } from './helpers/reference-llama.js';
-import { sharedPath } from './helpers/shared.js';
-import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { ConfigError, DataError } from '../../lib/errors.js';
+import { perplexitySetFile } from '../../lib/eval/datasets.js';
+import { evaluate } from '../../lib/eval/evaluate.js';
+import { encodePair, type Request, type Score } from '../../lib/eval/harness.js';
+import { evaluationIds, perplexityOfIds } from '../../lib/eval/perplexity.js';
+import { modelScorer } from '../../lib/eval/scorer.js';
+import { PAPER_TASKS } from '../../lib/eval/tasks.js';
+import { readTexts } from '../../lib/data/sources.js';
+import { loadModel, type LoadedModel } from '../../lib/model/load.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { ReferenceLlama } from '../helpers/reference-llama.js';
+import { sharedPath } from '../helpers/shared.js';
+import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 const CONTEXT = 64; // max_position_embeddings of the tiny checkpoint
 

@@ -9,12 +9,12 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { runExperiment, type RunResult } from '../lib/experiment/run.js';
-import { loadExperiment, type Experiment } from '../lib/experiment/schema.js';
-import type { ResultsFile } from '../lib/experiment/report.js';
-import { useTestBackend } from './helpers/backend.js';
-import { sharedPath } from './helpers/shared.js';
-import { writeTinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { runExperiment, type RunResult } from '../../lib/experiment/run.js';
+import { loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
+import type { ResultsFile } from '../../lib/experiment/report.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { sharedPath } from '../helpers/shared.js';
+import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
 let configFile: string;

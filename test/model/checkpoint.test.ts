@@ -1,13 +1,13 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointError, UnsupportedError } from '../lib/errors.js';
-import { Checkpoint, CheckpointWriter, blockTensors, expectedTensors } from '../lib/model/checkpoint.js';
-import { parameterCount, parseConfig } from '../lib/model/config.js';
-import { resolveModelPath } from '../lib/model/hub.js';
-import { SafetensorsFile, SafetensorsWriter } from '../lib/model/safetensors.js';
-import { readSafetensorsFolder } from './helpers/reference-llama.js';
-import { patchConfigJson, tinyConfigJson, writeTinyCheckpoint, type TinyCheckpointOptions } from './helpers/tiny-checkpoint.js';
+import { CheckpointError, UnsupportedError } from '../../lib/errors.js';
+import { Checkpoint, CheckpointWriter, blockTensors, expectedTensors } from '../../lib/model/checkpoint.js';
+import { parameterCount, parseConfig } from '../../lib/model/config.js';
+import { resolveModelPath } from '../../lib/model/hub.js';
+import { SafetensorsFile, SafetensorsWriter } from '../../lib/model/safetensors.js';
+import { readSafetensorsFolder } from '../helpers/reference-llama.js';
+import { patchConfigJson, tinyConfigJson, writeTinyCheckpoint, type TinyCheckpointOptions } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
 let count = 0;

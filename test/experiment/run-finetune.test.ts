@@ -13,15 +13,15 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, DataError } from '../lib/errors.js';
-import { runExperiment, type RunResult } from '../lib/experiment/run.js';
-import { expandSettings, loadExperiment, type Experiment } from '../lib/experiment/schema.js';
-import { validateResults, type ResultsFile, type SettingResult } from '../lib/experiment/report.js';
-import { linearZeros } from '../lib/finetune/peft.js';
-import { Checkpoint, linearTensorName } from '../lib/model/checkpoint.js';
-import { useTestBackend } from './helpers/backend.js';
-import { sharedPath } from './helpers/shared.js';
-import { writeTinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { ConfigError, DataError } from '../../lib/errors.js';
+import { runExperiment, type RunResult } from '../../lib/experiment/run.js';
+import { expandSettings, loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
+import { validateResults, type ResultsFile, type SettingResult } from '../../lib/experiment/report.js';
+import { linearZeros } from '../../lib/finetune/peft.js';
+import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { sharedPath } from '../helpers/shared.js';
+import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 const ID = 'wanda-unstructured-0.5';
 const BACKEND = process.env['LLM_PRUNE_TEST_BACKEND'] ?? 'wasm';

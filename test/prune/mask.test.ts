@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError } from '../../lib/errors.js';
 import {
   applyMask,
   checkNmShape,
@@ -9,9 +9,9 @@ import {
   sortedValueAt,
   structureMask,
   validateOptions,
-} from '../lib/prune/mask.js';
-import { useTestBackend } from './helpers/backend.js';
-import { TestRng, refNmMask, refRowMask } from './helpers/reference-prune.js';
+} from '../../lib/prune/mask.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { TestRng, refNmMask, refRowMask } from '../helpers/reference-prune.js';
 
 beforeAll(async () => {
   await useTestBackend();

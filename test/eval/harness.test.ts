@@ -1,4 +1,4 @@
-import { ConfigError, DataError, LlmPruneError } from '../lib/errors.js';
+import { ConfigError, DataError, LlmPruneError } from '../../lib/errors.js';
 import {
   encodePair,
   evaluateTasks,
@@ -7,12 +7,12 @@ import {
   type Request,
   type Score,
   type Scorer,
-} from '../lib/eval/harness.js';
-import { resultsTable, type EvaluationRow, type ZeroShotResults } from '../lib/eval/results.js';
-import type { LoadedTask } from '../lib/eval/tasks.js';
-import { HfTokenizer } from '../lib/model/tokenizer.js';
-import type { TextTokenizer } from '../lib/model/tokenizer-types.js';
-import { sharedPath } from './helpers/shared.js';
+} from '../../lib/eval/harness.js';
+import { resultsTable, type EvaluationRow, type ZeroShotResults } from '../../lib/eval/results.js';
+import type { LoadedTask } from '../../lib/eval/tasks.js';
+import { HfTokenizer } from '../../lib/model/tokenizer.js';
+import type { TextTokenizer } from '../../lib/model/tokenizer-types.js';
+import { sharedPath } from '../helpers/shared.js';
 
 describe('encodePair with the c4-llama-7m tokenizer (lm-eval _encode_pair)', () => {
   const tok = HfTokenizer.fromFolder(sharedPath('models', 'c4-llama-7m'));
