@@ -3,7 +3,7 @@
  * or shards with an index) in F32, F16 or BF16. Format: u64 little-endian header length N, N bytes of JSON header
  * `{name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}}`, then the data area.
  */
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
 
 export type DType = 'F32' | 'F16' | 'BF16';
@@ -112,6 +112,11 @@ export function encodeFromFloat32(values: Float32Array, dtype: DType): Uint8Arra
 
 export function dtypeSize(dtype: DType): number {
   return DTYPE_SIZE[dtype]!;
+}
+
+/** Bytes per element of any safetensors dtype name (I64, U8, ...); undefined when unknown. */
+export function elementSize(dtype: string): number | undefined {
+  return DTYPE_SIZE[dtype];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -349,5 +354,112 @@ export class SafetensorsWriter {
   abort(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
+  }
+}
+
+/** A tensor of any dtype given as its raw little-endian bytes. */
+export interface RawTensor {
+  name: string;
+  dtype: string; // safetensors dtype name: F32, BF16, I64, U8, ...
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+/**
+ * Writes one safetensors file whose tensor sizes are not known in advance (compressed weights): tensors are
+ * appended to one temporary file per element size as they arrive, and `finish()` writes the header, then the data
+ * with 8-byte elements first, then 4-, 2- and 1-byte ones (as the reference serializer orders by alignment), so
+ * every tensor starts at a multiple of its element size and the data area has no gaps.
+ */
+export class AppendingSafetensorsWriter {
+  private readonly parts = new Map<number, { path: string; fd: number; size: number; entries: { t: RawTensor; begin: number; end: number }[] }>();
+  private readonly names = new Set<string>();
+  private closed = false;
+  dataBytes = 0;
+
+  constructor(
+    readonly path: string,
+    private readonly metadata: Record<string, string> = { format: 'pt' },
+  ) {}
+
+  write(t: RawTensor): void {
+    if (this.closed) throw new CheckpointError(`${this.path}: writer already finished`);
+    if (this.names.has(t.name)) throw new CheckpointError(`${this.path}: tensor '${t.name}' written twice`);
+    const es = elementSize(t.dtype);
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    if (es === undefined || numel * es !== t.bytes.length) {
+      throw new CheckpointError(`${this.path}: tensor '${t.name}' ${t.dtype} ${JSON.stringify(t.shape)} got ${t.bytes.length} bytes`);
+    }
+    let part = this.parts.get(es);
+    if (!part) {
+      const p = `${this.path}.part${es}`;
+      part = { path: p, fd: openSync(p, 'w+'), size: 0, entries: [] };
+      this.parts.set(es, part);
+    }
+    let done = 0;
+    while (done < t.bytes.length) done += writeSync(part.fd, t.bytes, done, t.bytes.length - done, part.size + done);
+    part.entries.push({ t: { ...t, bytes: new Uint8Array(0) }, begin: part.size, end: part.size + t.bytes.length });
+    part.size += t.bytes.length;
+    this.names.add(t.name);
+  }
+
+  /**
+   * Write the final file and remove the temporary parts. Tensors are ordered by decreasing element size, then by
+   * name (as the reference serializer does), whatever order they arrived in.
+   */
+  finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const sizes = [...this.parts.keys()].sort((a, b) => b - a);
+    const order = sizes.flatMap((es) => {
+      const part = this.parts.get(es)!;
+      return [...part.entries].sort((a, b) => (a.t.name < b.t.name ? -1 : a.t.name > b.t.name ? 1 : 0)).map((e) => ({ part, e }));
+    });
+    const header: Record<string, unknown> = { __metadata__: this.metadata };
+    let pos = 0;
+    for (const { e } of order) {
+      header[e.t.name] = { dtype: e.t.dtype, shape: e.t.shape, data_offsets: [pos, pos + e.end - e.begin] };
+      pos += e.end - e.begin;
+    }
+    this.dataBytes = pos;
+    let json = JSON.stringify(header);
+    json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8);
+    const headerBuf = Buffer.from(json, 'utf8');
+    const lenBuf = Buffer.alloc(8);
+    lenBuf.writeBigUInt64LE(BigInt(headerBuf.length));
+    const out = openSync(this.path, 'w');
+    try {
+      writeSync(out, lenBuf, 0, 8, 0);
+      writeSync(out, headerBuf, 0, headerBuf.length, 8);
+      let at = 8 + headerBuf.length;
+      const buf = Buffer.alloc(16 << 20);
+      for (const { part, e } of order) {
+        for (let off = e.begin; off < e.end; ) {
+          const got = readSync(part.fd, buf, 0, Math.min(buf.length, e.end - off), off);
+          if (got === 0) throw new CheckpointError(`${part.path}: shorter than the ${part.size} bytes written`);
+          let w = 0;
+          while (w < got) w += writeSync(out, buf, w, got - w, at + w);
+          at += got;
+          off += got;
+        }
+      }
+    } finally {
+      closeSync(out);
+      this.abort();
+    }
+  }
+
+  /** Close and delete the temporary parts (the final file, if any, is left to the caller's staged folder). */
+  abort(): void {
+    this.closed = true;
+    for (const part of this.parts.values()) {
+      try {
+        closeSync(part.fd);
+      } catch {
+        // already closed
+      }
+      rmSync(part.path, { force: true });
+    }
+    this.parts.clear();
   }
 }

@@ -4,6 +4,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
+import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
+import type { CheckpointFormat } from './compressed-tensors.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model'];
 const TORCH_DTYPE: Record<DType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -49,9 +51,21 @@ export class StagedFolder {
   }
 }
 
-/** Write config.json (the input's, with torch_dtype set to the stored dtype) and copy the tokenizer files. */
-export function writeModelFiles(dir: string, config: LlamaConfig, sourceDir: string, dtype: DType): void {
-  const raw = { ...config.raw, torch_dtype: TORCH_DTYPE[dtype] };
+/**
+ * Write config.json (the input's, with torch_dtype set to the stored dtype and `quantization_config` replaced by
+ * what was written: `quantizationConfig` for a compressed checkpoint, none for a dense one) and copy the tokenizer
+ * files.
+ */
+export function writeModelFiles(
+  dir: string,
+  config: LlamaConfig,
+  sourceDir: string,
+  dtype: DType,
+  quantizationConfig: Record<string, unknown> | null = null,
+): void {
+  const { quantization_config: _input, ...rest } = config.raw;
+  const raw: Record<string, unknown> = { ...rest, torch_dtype: TORCH_DTYPE[dtype] };
+  if (quantizationConfig) raw['quantization_config'] = quantizationConfig;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(raw, null, 2) + '\n');
   for (const f of TOKENIZER_FILES) if (existsSync(join(sourceDir, f))) copyFileSync(join(sourceDir, f), join(dir, f));
 }
@@ -61,4 +75,45 @@ export function writeJsonAtomic(file: string, value: unknown): void {
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
   renameSync(tmp, file);
+}
+
+/** Options of `saveCheckpoint`. */
+export interface SaveOptions {
+  out: string;
+  format?: CheckpointFormat; // default dense
+  structure?: string; // sparsity structure for the compressed format (default: the checkpoint's, see sparsityStructureOf)
+  dtype?: DType; // default: the checkpoint's main dtype
+  overwrite?: boolean;
+  maxShardBytes?: number;
+}
+
+/**
+ * Write an open checkpoint again, tensor by tensor, as a dense or compressed folder (with its tokenizer files):
+ * a compressed-tensors folder saved dense, or a dense pruned folder (pruned here or elsewhere) compressed.
+ */
+export function saveCheckpoint(ckpt: Checkpoint, o: SaveOptions): StorageReport {
+  const c = ckpt.config;
+  const dtype = o.dtype ?? ckpt.mainDtype();
+  const format = o.format ?? 'dense';
+  const compress = compressOptions(c, format, format === 'compressed' ? (o.structure ?? sparsityStructureOf(ckpt)) : 'unstructured');
+  const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false });
+  let writer: CheckpointWriter | null = null;
+  try {
+    writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {
+      dtype,
+      ...(o.maxShardBytes !== undefined ? { maxShardBytes: o.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
+      ...(compress ? { compress } : {}),
+    });
+    for (const { name } of expectedTensors(c)) writer.write(name, ckpt.read(name));
+    writer.finish();
+    const storage = storageReport(writer, c, staged.tmp, dtype, compress);
+    writeModelFiles(staged.tmp, c, ckpt.dir, dtype, writer.quantizationConfig());
+    writer = null;
+    staged.commit();
+    return storage;
+  } catch (e) {
+    writer?.abort();
+    staged.abandon();
+    throw e;
+  }
 }

@@ -4,7 +4,8 @@
  */
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { Checkpoint, CheckpointWriter, expectedTensors } from '../model/checkpoint.js';
+import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, storageReport, type StorageReport } from '../model/checkpoint.js';
+import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { HfTokenizer } from '../model/tokenizer.js';
 import { DTYPES, type DType } from '../model/safetensors.js';
 import { resolveModelPath } from '../model/hub.js';
@@ -31,6 +32,7 @@ export interface PruneConfig {
   seed?: number; // default 0
   batchSize?: number; // calibration samples per forward (default 1; results identical for any value)
   dtype?: DType; // output dtype (default: the input's)
+  format?: CheckpointFormat; // dense (default) or compressed (compressed-tensors sparse-bitmask / sparse-24-bitmask)
   maxShardBytes?: number; // shard the output when it exceeds this
   overwrite?: boolean; // replace an existing output folder
   onProgress?: (p: PruneProgress) => void;
@@ -57,6 +59,7 @@ export interface PruneReport {
   backend: string;
   peakRssMB: number;
   dtype: DType;
+  storage: StorageReport; // bytes on disk, dense vs as written
 }
 
 /** Parse 'unstructured' | 'N:M'. */
@@ -78,6 +81,9 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
   const sparsity = structure.kind === 'nm' && cfg.sparsity === undefined ? structure.n / structure.m : cfg.sparsity;
   if (cfg.dtype !== undefined && !DTYPES.includes(cfg.dtype)) {
     throw new ConfigError(`--dtype: '${String(cfg.dtype)}' is not one of ${DTYPES.join(', ')}`);
+  }
+  if (cfg.format !== undefined && !(CHECKPOINT_FORMATS as readonly string[]).includes(cfg.format)) {
+    throw new ConfigError(`--format: '${String(cfg.format)}' is not one of ${CHECKPOINT_FORMATS.join(', ')}`);
   }
   const pruneOptions: PruneOptions = { sparsity, structure, ...(cfg.useVariant ? { useVariant: true } : {}) };
   validateOptions(pruneOptions); // before reading any data
@@ -110,9 +116,11 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     }
     const calibrationSampling = (performance.now() - tc) / 1000;
     const dtype = cfg.dtype ?? ckpt.mainDtype();
+    const compress = compressOptions(c, cfg.format ?? 'dense', describeStructure(structure));
     writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {
       dtype,
       ...(cfg.maxShardBytes !== undefined ? { maxShardBytes: cfg.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
+      ...(compress ? { compress } : {}),
     });
     const loop = runLayerLoop({
       checkpoint: ckpt,
@@ -124,8 +132,9 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       ...(cfg.onProgress ? { onProgress: cfg.onProgress } : {}),
     });
     writer.finish();
+    const storage = storageReport(writer, c, staged.tmp, dtype, compress);
+    writeModelFiles(staged.tmp, c, dir, dtype, writer.quantizationConfig());
     writer = null;
-    writeModelFiles(staged.tmp, c, dir, dtype);
     const zeros = loop.blocks.reduce((a, b) => a + b.zeros, 0);
     const params = loop.blocks.reduce((a, b) => a + b.params, 0);
     const report: PruneReport = {
@@ -150,6 +159,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       backend: activeBackend()?.name ?? 'unknown',
       peakRssMB: process.resourceUsage().maxRSS / 1024,
       dtype,
+      storage,
     };
     writeJsonAtomic(staged.path('report.json'), report);
     staged.commit();

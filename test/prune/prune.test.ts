@@ -46,6 +46,7 @@ const REPORT_FIELDS = [
   'peakRssMB',
   'sparsity',
   'sparsityTarget',
+  'storage',
   'structure',
   'times',
   'useVariant',
