@@ -12,6 +12,7 @@ import { ConfigError, LlmPruneError } from './errors.js';
 import { BACKEND_NAMES, initBackend, type BackendName } from './model/backend.js';
 import { loadModel } from './model/load.js';
 import { DTYPES, type DType } from './model/safetensors.js';
+import { CHECKPOINT_FORMATS, type CheckpointFormat } from './model/compressed-tensors.js';
 import { generate, inspectModel } from './generate.js';
 import { prune, parseStructure } from './prune/prune.js';
 import { METHOD_NAMES, type MethodName } from './prune/registry.js';
@@ -107,6 +108,7 @@ export function buildCli(args: string[]): Argv {
           .option('batch-size', { type: 'number', default: 1, describe: 'calibration samples per forward (same result)' })
           .option('out', { type: 'string', demandOption: true, describe: 'output checkpoint folder' })
           .option('dtype', { choices: DTYPES as unknown as string[], describe: 'output dtype (default: the input one)' })
+          .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'compressed: compressed-tensors sparse-bitmask (2:4: sparse-24-bitmask)' })
           .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
           .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing --out folder' }),
       async (argv) => {
@@ -127,6 +129,7 @@ export function buildCli(args: string[]): Argv {
           seed: argv.seed,
           batchSize: argv.batchSize,
           ...(argv.dtype !== undefined ? { dtype: argv.dtype as DType } : {}),
+          format: argv.format as CheckpointFormat,
           ...(argv.maxShardSize !== undefined ? { maxShardBytes: parseSize('--max-shard-size', argv.maxShardSize) } : {}),
           overwrite: argv.overwrite,
           onProgress: (p) =>
@@ -244,7 +247,8 @@ export function buildCli(args: string[]): Argv {
           .option('overwrite', { type: 'boolean', default: false, describe: 'start over in a non-empty --out' })
           .option('eval-file', { type: 'string', describe: 'held-out text for perplexity before/after (e.g. WikiText-2 test)' })
           .option('eval-windows', { type: 'number', describe: 'perplexity windows scored before and after' })
-          .option('merge', { choices: ['none', 'masked', 'dense'], default: 'none', describe: 'also write a merged checkpoint (masked keeps the sparsity)' }),
+          .option('merge', { choices: ['none', 'masked', 'dense'], default: 'none', describe: 'also write a merged checkpoint (masked keeps the sparsity)' })
+          .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'merged checkpoint format (compressed: with --merge masked)' }),
       async (argv) => {
         await backend(argv);
         const targets = list(argv.targets) as LinearName[];
@@ -274,6 +278,7 @@ export function buildCli(args: string[]): Argv {
             ? { eval: { file: argv.evalFile, ...(argv.evalWindows !== undefined ? { maxWindows: argv.evalWindows } : {}) } }
             : {}),
           merge: argv.merge as 'none' | 'masked' | 'dense',
+          mergeFormat: argv.format as CheckpointFormat,
           onProgress: (p) => {
             if (p.phase === 'train') progress.update('finetune steps', p.step, p.maxSteps, `loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} ${p.tokensPerSecond.toFixed(0)} tok/s`);
             else if (p.phase === 'eval') progress.note(`step ${p.step}: ${p.which} ppl ${p.ppl.toFixed(3)} (${p.windows} windows)`);

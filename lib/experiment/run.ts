@@ -533,6 +533,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       seqlen: calibSeqlen,
       seed: exp.calibration.seed,
       batchSize: exp.calibration.batchSize,
+      format: exp.outputFormat,
       overwrite: true,
       onProgress: (p) => progress(`${s.id}: prune`, p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : undefined),
     });
@@ -570,6 +571,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       resume,
       overwrite: true,
       merge: f.merge,
+      ...(f.merge === 'masked' ? { mergeFormat: exp.outputFormat } : {}), // output.format; dense and none merges stay dense
       onProgress: (p) => {
         if (p.phase === 'train') {
           progress(`${id}: finetune`, p.step, p.maxSteps, `loss ${p.loss.toFixed(4)}, ${p.tokensPerSecond.toFixed(0)} tok/s`);

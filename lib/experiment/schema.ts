@@ -23,6 +23,7 @@ import { ConfigError } from '../errors.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from '../eval/perplexity.js';
 import { TASKS } from '../eval/tasks.js';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
+import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { LINEAR_NAMES, type Structure } from '../prune/method.js';
 import { METHOD_NAMES, type MethodName } from '../prune/registry.js';
 
@@ -300,6 +301,18 @@ function finetuneSchema(c: SchemaContext) {
   });
 }
 
+/** The results folder: a path, resolved against the experiment file's folder; must not be a file. */
+function outputDir(c: SchemaContext) {
+  return z
+    .string()
+    .min(1)
+    .superRefine((v, ctx) => {
+      const p = resolve(c.baseDir, v);
+      if (existsSync(p) && !isDir(p)) ctx.addIssue({ code: 'custom', message: `'${v}' is a file, expected a folder${resolvedNote(v, p)}` });
+    })
+    .transform((v) => resolve(c.baseDir, v));
+}
+
 /** The experiment schema for a file in `baseDir` (paths resolve there; see the top of this file). */
 export function experimentSchema(c: SchemaContext) {
   return z.strictObject({
@@ -311,14 +324,9 @@ export function experimentSchema(c: SchemaContext) {
     dense: z.boolean().default(true), // also evaluate the unpruned model, once
     eval: evalSchema(c).prefault({}),
     finetune: finetuneSchema(c).optional(), // LoRA stage after pruning (sparsity kept)
-    output: z
-      .string()
-      .min(1)
-      .superRefine((v, ctx) => {
-        const p = resolve(c.baseDir, v);
-        if (existsSync(p) && !isDir(p)) ctx.addIssue({ code: 'custom', message: `'${v}' is a file, expected a folder${resolvedNote(v, p)}` });
-      })
-      .transform((v) => resolve(c.baseDir, v)), // results folder (created by the runner)
+    // results folder (created by the runner): a path, or { dir, format } where format is how checkpoints are
+    // written (dense, or compressed: compressed-tensors sparse formats); normalised by parseExperiment
+    output: z.union([outputDir(c), z.strictObject({ dir: outputDir(c), format: z.enum(CHECKPOINT_FORMATS).default('dense') })]),
     keepCheckpoints: z.boolean().default(false), // keep each pruned checkpoint in output/
   });
 }
@@ -327,7 +335,9 @@ type Schema = ReturnType<typeof experimentSchema>;
 /** An experiment as written in a file (before defaults). */
 export type ExperimentInput = z.input<Schema>;
 /** A validated experiment: defaults filled, lists normalised, local paths absolute. */
-export type Experiment = z.output<Schema>;
+/** A validated experiment: defaults filled, lists normalised, local paths absolute, `output` split into the results
+ * folder and `outputFormat` (how checkpoints are written). */
+export type Experiment = Omit<z.output<Schema>, 'output'> & { output: string; outputFormat: CheckpointFormat };
 export type CalibrationConfig = Experiment['calibration'];
 export type PruneEntry = Experiment['prune'][number];
 export type EvalConfig = Experiment['eval'];
@@ -342,6 +352,7 @@ function knownKeys(): Record<string, string[]> {
     prune: Object.keys(pruneShape),
     eval: Object.keys(evalSchema(c).shape),
     finetune: Object.keys(finetuneSchema(c).shape),
+    output: ['dir', 'format'],
   };
 }
 
@@ -425,12 +436,23 @@ function suggest(key: string, known: readonly string[]): string | null {
 }
 
 function issuesOf(error: z.ZodError, raw: unknown): ConfigIssue[] {
+  return describeIssues(error.issues, raw);
+}
+
+function describeIssues(issues: readonly z.core.$ZodIssue[], raw: unknown): ConfigIssue[] {
   const keys = knownKeys();
   const out: ConfigIssue[] = [];
-  for (const issue of error.issues) {
+  for (const issue of issues) {
     const { value, path } = locate(raw, issue.path);
     const where = formatPath(path);
     switch (issue.code) {
+      case 'invalid_union': {
+        // `output`: a path or { dir, format }; report the branch that matches the value's kind
+        const branch = issue.errors[value !== null && typeof value === 'object' ? issue.errors.length - 1 : 0] ?? [];
+        if (value === undefined) out.push({ path: where, message: 'required (a string)' });
+        else out.push(...describeIssues(branch.map((i) => ({ ...i, path: [...issue.path, ...i.path] })), raw));
+        break;
+      }
       case 'unrecognized_keys': {
         const known = keys[path.filter((k) => typeof k === 'string').join('.')] ?? [];
         for (const key of issue.keys) {
@@ -490,7 +512,7 @@ function overrideValue(v: unknown): unknown {
 }
 
 /** Keys whose values are paths: overrides of these are resolved against the current working directory. */
-const PATH_KEYS = new Set(['model', 'calibration.source', 'eval.dataDir', 'finetune.data', 'output']);
+const PATH_KEYS = new Set(['model', 'calibration.source', 'eval.dataDir', 'finetune.data', 'output', 'output.dir']);
 
 function applyOverrides(raw: Record<string, unknown>, overrides: Record<string, unknown>): Record<string, unknown> {
   const root = structuredClone(raw);
@@ -506,6 +528,7 @@ function applyOverrides(raw: Record<string, unknown>, overrides: Record<string, 
     for (let i = 0; i < path.length - 1; i++) {
       const k = path[i]!;
       const container = node as Record<PathKey, unknown>;
+      if (i === 0 && k === 'output' && typeof container[k] === 'string') container[k] = { dir: container[k] }; // output.format=...
       if (container[k] === undefined) container[k] = typeof path[i + 1] === 'number' ? [] : {};
       node = container[k];
       if (node === null || typeof node !== 'object') {
@@ -567,7 +590,8 @@ export function parseExperiment(raw: Record<string, unknown>, file: string, over
     );
     throw new ExperimentConfigError(file, issues);
   }
-  const exp = result.data;
+  const { output, ...rest } = result.data;
+  const exp: Experiment = typeof output === 'string' ? { ...rest, output, outputFormat: 'dense' } : { ...rest, output: output.dir, outputFormat: output.format };
   // Settings must be unique across entries (a duplicate would overwrite another's results).
   const seen = new Map<string, number>();
   const dup: ConfigIssue[] = [];

@@ -18,7 +18,18 @@ import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError, ConfigError, UnsupportedError } from '../errors.js';
 import type { LlamaConfig } from '../model/config.js';
-import { Checkpoint, CheckpointWriter, expectedTensors, linearShape, linearTensorName } from '../model/checkpoint.js';
+import {
+  Checkpoint,
+  CheckpointWriter,
+  compressOptions,
+  expectedTensors,
+  linearShape,
+  linearTensorName,
+  sparsityStructureOf,
+  storageReport,
+  type StorageReport,
+} from '../model/checkpoint.js';
+import type { CheckpointFormat } from '../model/compressed-tensors.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
 import { StagedFolder, writeJsonAtomic, writeModelFiles } from '../model/save.js';
@@ -248,6 +259,7 @@ export interface MergeReport {
   zerosLost: number; // base zeros that are no longer zero (0 for masked)
   adapted: { tensor: string; params: number; zerosBefore: number; zerosAfter: number }[];
   sameZeroCounts: boolean; // every linear matrix has exactly as many zeros as in the base
+  storage: StorageReport; // bytes on disk, dense vs as written
 }
 
 export interface MergeOptions {
@@ -256,6 +268,7 @@ export interface MergeOptions {
   mode: 'masked' | 'dense';
   out: string; // output checkpoint folder (written staged, renamed into place when complete)
   dtype?: DType; // default: the base's main dtype
+  format?: CheckpointFormat; // dense (default) or compressed (compressed-tensors; masked merges only)
   overwrite?: boolean;
   maxShardBytes?: number;
 }
@@ -277,14 +290,23 @@ export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
       );
     }
   }
+  const format = o.format ?? 'dense';
+  if (format !== 'dense' && format !== 'compressed') throw new ConfigError(`--format: '${String(format)}' is not dense or compressed`);
+  if (format === 'compressed' && o.mode !== 'masked') {
+    throw new ConfigError(`--format compressed needs --merge masked: a dense merge fills the pruned zeros in, so nothing would be smaller`);
+  }
+  // masked merges keep the base's zeros, hence its structure (2:4 gets sparse-24-bitmask)
+  const compress = compressOptions(c, format, format === 'compressed' ? sparsityStructureOf(ckpt) : 'unstructured');
   const dtype = o.dtype ?? ckpt.mainDtype();
   const adaptedNames = new Map(o.adapters.pairs.map((p) => [linearTensorName(p.layer, p.name), p]));
   const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false });
   let writer: CheckpointWriter | null = null;
+  let storage: StorageReport;
   try {
     writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {
       dtype,
       ...(o.maxShardBytes !== undefined ? { maxShardBytes: o.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
+      ...(compress ? { compress } : {}),
     });
     for (const { name, shape } of expectedTensors(c)) {
       const values = ckpt.read(name);
@@ -301,8 +323,9 @@ export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
       merged.dispose();
     }
     writer.finish();
+    storage = storageReport(writer, c, staged.tmp, dtype, compress);
+    writeModelFiles(staged.tmp, c, ckpt.dir, dtype, writer.quantizationConfig());
     writer = null;
-    writeModelFiles(staged.tmp, c, ckpt.dir, dtype);
     staged.commit();
   } catch (e) {
     writer?.abort();
@@ -351,5 +374,6 @@ export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
     zerosLost,
     adapted,
     sameZeroCounts,
+    storage,
   };
 }

@@ -31,6 +31,7 @@ import { evaluationIds, perplexityOfIds, type PerplexitySet, PERPLEXITY_SETS } f
 import type { LinearName } from '../prune/method.js';
 import { DEFAULT_LORA, LoraAdapters, SeededRandom, frozenMatMul, validateLoraConfig, type LoraConfig } from './lora.js';
 import { readAdapterFiles, saveAdapters, writeMergedCheckpoint, type MergeReport } from './peft.js';
+import type { CheckpointFormat } from '../model/compressed-tensors.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // gradients
@@ -412,6 +413,7 @@ export interface FinetuneOptions {
   eval?: FinetuneEvalOptions;
   merge?: 'none' | 'masked' | 'dense'; // also write out/merged (default none)
   mergeDtype?: 'F32' | 'F16' | 'BF16'; // default the base's dtype
+  mergeFormat?: CheckpointFormat; // dense (default) or compressed (compressed-tensors; merge masked only)
   onProgress?: (p: FinetuneProgress) => void;
 }
 
@@ -656,6 +658,9 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
   if (o.timeBudget !== undefined) checkNumber('--time-budget', o.timeBudget, 0, Infinity, true);
   const mergeMode = o.merge ?? 'none';
   if (!['none', 'masked', 'dense'].includes(mergeMode)) throw new ConfigError(`--merge: '${String(mergeMode)}' is not none, masked or dense`);
+  if (o.mergeFormat !== undefined && o.mergeFormat !== 'dense' && !(o.mergeFormat === 'compressed' && mergeMode === 'masked')) {
+    throw new ConfigError(`--format ${String(o.mergeFormat)}: only dense, or compressed with --merge masked (a dense merge fills the pruned zeros in)`);
+  }
   const ev = o.eval;
   if (ev) {
     const set = ev.set ?? 'wikitext2';
@@ -836,6 +841,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
         out: join(out, 'merged'),
         overwrite: true,
         ...(o.mergeDtype !== undefined ? { dtype: o.mergeDtype } : {}),
+        ...(o.mergeFormat !== undefined ? { format: o.mergeFormat } : {}),
       });
       if (ev && ev.merged !== false) {
         trainer.dispose();

@@ -159,6 +159,22 @@ describe('loadExperiment: errors name the file and the key path', () => {
     );
   });
 
+  test('output: a path (dense checkpoints) or { dir, format }; --set output.format works on either', () => {
+    expect(loadExperiment(write('ok.yaml', BASE)).outputFormat).toBe('dense');
+    const obj = loadExperiment(write('obj.yaml', BASE.replace('output: ../results/x', 'output: {dir: ../results/y, format: compressed}')));
+    expect([obj.output, obj.outputFormat]).toEqual([join(root, 'results', 'y'), 'compressed']);
+    const set = loadExperiment(write('ok.yaml', BASE), { 'output.format': 'compressed' });
+    expect([set.output, set.outputFormat]).toEqual([join(root, 'results', 'x'), 'compressed']);
+    expect(errorOf(BASE.replace('output: ../results/x', 'output: {dir: ../results/y, format: sparse}')).issues).toEqual([
+      { path: 'output.format', message: "must be one of dense, compressed, got 'sparse'" },
+    ]);
+    expect(errorOf(BASE.replace('output: ../results/x', 'output: {dirs: ../results/y}')).issues).toEqual([
+      { path: 'output.dir', message: 'required (a string)' },
+      { path: 'output.dirs', message: "unknown key 'dirs' (did you mean 'dir'?); allowed: dir, format" },
+    ]);
+    expect(errorOf(BASE.replace('output: ../results/x', 'output: 3')).issues).toEqual([{ path: 'output', message: 'expected a string, got 3' }]);
+  });
+
   test('wrong types', () => {
     const e = errorOf(BASE.replace('source: ../data/calib.jsonl', 'source: ../data/calib.jsonl\n  nsamples: many') + 'dense: 1\n');
     expect(e.issues).toEqual([
