@@ -7,13 +7,18 @@
 import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from '../lib/errors.js';
+import { LoraAdapters } from '../lib/finetune/lora.js';
+import { writeMergedCheckpoint } from '../lib/finetune/peft.js';
+import { loadModel } from '../lib/model/load.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, linearTensorName } from '../lib/model/checkpoint.js';
 import { COMPRESSED_TENSORS_VERSION } from '../lib/model/compressed-tensors.js';
 import { saveCheckpoint } from '../lib/model/save.js';
 import { LINEAR_NAMES } from '../lib/prune/method.js';
 import { parseStructure, prune, type PruneReport } from '../lib/prune/prune.js';
 import { useTestBackend } from './helpers/backend.js';
-import { writeTinyCheckpoint, type TinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint } from './helpers/tiny-checkpoint.js';
 
 let tmp: string;
 let counter = 0;
@@ -379,4 +384,45 @@ test('the writer plans compression only for the decoder linears', () => {
   expect(() => w.write('a', new Float32Array([0, 1, 2, 0]))).toThrow(/tensor 'a\.shape' written twice/);
   w.abort();
   expect(readdirSync(tmp).filter((f) => f.includes('.part'))).toEqual([]);
+});
+
+test('finetune merges: masked + compressed keeps the base structure (2:4: sparse-24-bitmask) and equals the dense merge', async () => {
+  const model = tinyModel();
+  const base = (await prune({ model: model.dir, out: join(tmp, `m-${counter++}`), method: 'magnitude', sparsity: 0.5, structure: parseStructure('2:4'), format: 'compressed' })).out;
+  const m = await loadModel(base);
+  const ad = LoraAdapters.create(m.model.config, { rank: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'down_proj'] }, 1);
+  try {
+    const rng = new TinyRandom(9);
+    for (const p of ad.pairs) {
+      const v = tf.tensor2d(rng.normals(p.bT.size, 0.05), p.bT.shape as [number, number]);
+      p.bT.assign(v);
+      v.dispose();
+    }
+    const tensorsBefore = tf.memory().numTensors;
+    const dense = writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'masked', out: join(tmp, `md-${counter++}`) });
+    const packed = writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'masked', out: join(tmp, `mc-${counter++}`), format: 'compressed' });
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+    expect(packed.sameZeroCounts).toBe(true);
+    expect(packed.storage.sparseFormat).toBe('sparse-24-bitmask');
+    expect(dense.storage.format).toBe('dense');
+    const config = JSON.parse(readFileSync(join(packed.dir, 'config.json'), 'utf8')) as { quantization_config: { sparsity_config: Record<string, unknown> } };
+    expect(config.quantization_config.sparsity_config['sparsity_structure']).toBe('2:4');
+    expect('quantization_config' in JSON.parse(readFileSync(join(dense.dir, 'config.json'), 'utf8'))).toBe(false);
+    const a = Checkpoint.open(dense.dir);
+    const b = Checkpoint.open(packed.dir);
+    try {
+      for (const { name } of expectedTensors(model.config)) {
+        expect({ name, same: Buffer.from(a.read(name).buffer).equals(Buffer.from(b.read(name).buffer)) }).toEqual({ name, same: true });
+      }
+    } finally {
+      a.close();
+      b.close();
+    }
+    expect(() => writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, `mx-${counter++}`), format: 'compressed' })).toThrow(
+      ConfigError,
+    );
+  } finally {
+    ad.dispose();
+    m.dispose();
+  }
 });
