@@ -11,6 +11,9 @@ import { hideBin } from 'yargs/helpers';
 import { ConfigError, LlmPruneError } from './errors.js';
 import { BACKEND_NAMES, initBackend, type BackendName } from './model/backend.js';
 import { loadModel } from './model/load.js';
+import { Checkpoint } from './model/checkpoint.js';
+import { saveCheckpoint } from './model/save.js';
+import { resolveModelPath } from './model/hub.js';
 import { DTYPES, type DType } from './model/safetensors.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from './model/compressed-tensors.js';
 import { generate, inspectModel } from './generate.js';
@@ -137,6 +140,36 @@ export function buildCli(args: string[]): Argv {
         });
         progress.note(`wrote ${report.out} (sparsity ${(100 * report.sparsity.overall).toFixed(2)}%)`);
         print({ ...report, calibration: report.calibration && { ...report.calibration, windows: `${report.calibration.windows.length} windows (see report.json)` } });
+      },
+    )
+    .command(
+      'convert',
+      'Write a checkpoint again as dense or compressed (compressed-tensors) safetensors',
+      (y) =>
+        y
+          .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder (dense or compressed-tensors) or hub id' })
+          .option('out', { type: 'string', demandOption: true, describe: 'output checkpoint folder' })
+          .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], demandOption: true, describe: 'dense or compressed' })
+          .option('structure', { type: 'string', describe: 'sparsity structure for compressed (default: detected; 2:4 gets sparse-24-bitmask)' })
+          .option('dtype', { choices: DTYPES as unknown as string[], describe: 'output dtype (default: the input one)' })
+          .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
+          .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing --out folder' }),
+      async (argv) => {
+        if (argv.structure !== undefined) parseStructure(argv.structure); // 'unstructured' or N:M, before any work
+        const ckpt = Checkpoint.open(await resolveModelPath(argv.model));
+        try {
+          const storage = saveCheckpoint(ckpt, {
+            out: argv.out,
+            format: argv.format as CheckpointFormat,
+            ...(argv.structure !== undefined ? { structure: argv.structure } : {}),
+            ...(argv.dtype !== undefined ? { dtype: argv.dtype as DType } : {}),
+            ...(argv.maxShardSize !== undefined ? { maxShardBytes: parseSize('--max-shard-size', argv.maxShardSize) } : {}),
+            overwrite: argv.overwrite,
+          });
+          print({ model: ckpt.dir, out: resolve(argv.out), storage });
+        } finally {
+          ckpt.close();
+        }
       },
     )
     .command(
@@ -291,7 +324,7 @@ export function buildCli(args: string[]): Argv {
       },
     );
   return cli
-    .demandCommand(1, 'give a command: inspect, generate, prune, eval, run, demo, finetune')
+    .demandCommand(1, 'give a command: inspect, generate, prune, convert, eval, run, demo, finetune')
     .strict()
     .help()
     .fail((msg, err, y) => {

@@ -60,6 +60,7 @@ export interface ModelInfo {
   tiedEmbeddings: boolean;
   biases: { qkv: boolean; o: boolean; mlp: boolean };
   dtype: string; // storage dtype of most tensors
+  format: string; // 'dense', or 'compressed-tensors <sparsity format> (<structure>)'
   parameters: number;
   files: string[];
   sharded: boolean;
@@ -86,6 +87,7 @@ export function inspectModel(m: LoadedModel): ModelInfo {
     tiedEmbeddings: c.tieWordEmbeddings,
     biases: { qkv: c.qkvBias, o: c.oBias, mlp: c.mlpBias },
     dtype: m.checkpoint.mainDtype(),
+    format: m.checkpoint.sparsity ? `compressed-tensors ${m.checkpoint.sparsity.format} (${m.checkpoint.sparsity.structure})` : 'dense',
     parameters: parameterCount(c),
     files: m.checkpoint.files.map((f) => f.path),
     sharded: m.checkpoint.sharded,
