@@ -113,6 +113,24 @@ describe('prune', () => {
   });
 });
 
+test('prune --format compressed writes compressed-tensors; convert --format dense gives the dense prune back, byte for byte', async () => {
+  const packed = join(tmp, 'pruned-compressed');
+  const dense = join(tmp, 'pruned-dense');
+  const back = join(tmp, 'pruned-back');
+  const common = ['--model', tiny.dir, '--method', 'magnitude', '--structure', '2:4'];
+  const r1 = await cli('prune', ...common, '--format', 'compressed', '--out', packed);
+  expect(brief(r1)).toEqual({ code: 0, stderr: expect.any(String) });
+  expect(JSON.parse(r1.stdout)).toMatchObject({ storage: { format: 'compressed', sparseFormat: 'sparse-24-bitmask' } });
+  const config = JSON.parse(readFileSync(join(packed, 'config.json'), 'utf8')) as { quantization_config: { sparsity_config: { format: string } } };
+  expect(config.quantization_config.sparsity_config.format).toBe('sparse-24-bitmask');
+  const r2 = await cli('prune', ...common, '--out', dense);
+  expect(brief(r2)).toEqual({ code: 0, stderr: expect.any(String) });
+  const r3 = await cli('convert', '--model', packed, '--format', 'dense', '--out', back);
+  expect(brief(r3)).toEqual({ code: 0, stderr: expect.any(String) });
+  expect(JSON.parse(r3.stdout)).toMatchObject({ out: back, storage: { format: 'dense', linearRatio: 1 } });
+  for (const f of ['model.safetensors', 'config.json']) expect({ f, same: readFileSync(join(back, f)).equals(readFileSync(join(dense, f))) }).toEqual({ f, same: true });
+});
+
 test('eval --ppl wikitext2 --max-windows 1 --seqlen 64 (and two task items) prints JSON with ppl and writes --out', async () => {
   // A data folder laid out like shared/data: the head of the real WikiText-2 test split (tokenizing the whole split
   // alone takes ~40 s) and the shared task files.
