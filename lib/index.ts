@@ -25,8 +25,22 @@ export {
   blockTensors,
   linearShape,
   linearTensorName,
+  compressOptions,
+  sparsityStructureOf,
   type WriteOptions,
+  type CompressOptions,
+  type StorageReport,
 } from './model/checkpoint.js';
+export {
+  CHECKPOINT_FORMATS,
+  readSparsityInfo,
+  compressWeight,
+  decompressWeight,
+  quantizationConfigBlock,
+  type CheckpointFormat,
+  type SparseFormat,
+  type SparsityInfo,
+} from './model/compressed-tensors.js';
 export {
   LlamaModel,
   applyLinear,
@@ -42,7 +56,7 @@ export {
 export { HfTokenizer, type TextTokenizer, type TokenizerInfo } from './model/tokenizer.js';
 export { loadModel, type LoadedModel } from './model/load.js';
 export { resolveModelPath, looksLikeHubId } from './model/hub.js';
-export { StagedFolder, writeModelFiles, writeJsonAtomic } from './model/save.js';
+export { StagedFolder, writeModelFiles, writeJsonAtomic, saveCheckpoint, type SaveOptions } from './model/save.js';
 export { generate, generateIds, inspectModel, type GenerateResult, type ModelInfo } from './generate.js';
 // data
 export { PythonRandom } from './data/random.js';
