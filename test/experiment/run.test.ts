@@ -153,6 +153,19 @@ describe('runExperiment', () => {
     expect(readFileSync(join(out, 'results.json'), 'utf8')).toBe(text);
   });
 
+  test('output.format compressed: checkpoints written as compressed-tensors, the same results', async () => {
+    const out = join(tmp, 'out-compressed');
+    const exp = load(out, { 'output.format': 'compressed', dense: false, keepCheckpoints: true, prune: { method: 'wanda', structure: '2:4' } });
+    expect(exp.outputFormat).toBe('compressed');
+    const { r } = await run(exp);
+    expect(r.computed).toEqual(['wanda-2of4']);
+    const config = JSON.parse(readFileSync(join(out, 'checkpoints', 'wanda-2of4', 'config.json'), 'utf8')) as Record<string, unknown>;
+    expect(config['quantization_config']).toMatchObject({ quant_method: 'compressed-tensors', sparsity_config: { format: 'sparse-24-bitmask' } });
+    const { timings: _t1, ...got } = readResults(out).results[0]!;
+    const { timings: _t2, ...want } = uninterrupted.results.find((x) => x.id === 'wanda-2of4')!;
+    expect(got).toEqual(want);
+  });
+
   test('a run SIGKILLed while pruning its third setting, started again, gives the same results.json and redoes only the unfinished', async () => {
     const out = join(tmp, 'out-b');
     const script = join(tmp, 'child.mts'); // .mts: an ES module wherever it lies (top-level await)
