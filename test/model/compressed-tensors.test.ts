@@ -8,17 +8,17 @@ import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, readdirSync, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../lib/errors.js';
-import { LoraAdapters } from '../lib/finetune/lora.js';
-import { writeMergedCheckpoint } from '../lib/finetune/peft.js';
-import { loadModel } from '../lib/model/load.js';
-import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, linearTensorName } from '../lib/model/checkpoint.js';
-import { COMPRESSED_TENSORS_VERSION } from '../lib/model/compressed-tensors.js';
-import { saveCheckpoint } from '../lib/model/save.js';
-import { LINEAR_NAMES } from '../lib/prune/method.js';
-import { parseStructure, prune, type PruneReport } from '../lib/prune/prune.js';
-import { useTestBackend } from './helpers/backend.js';
-import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { ConfigError } from '../../lib/errors.js';
+import { LoraAdapters } from '../../lib/finetune/lora.js';
+import { writeMergedCheckpoint } from '../../lib/finetune/peft.js';
+import { loadModel } from '../../lib/model/load.js';
+import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, linearTensorName } from '../../lib/model/checkpoint.js';
+import { COMPRESSED_TENSORS_VERSION } from '../../lib/model/compressed-tensors.js';
+import { saveCheckpoint } from '../../lib/model/save.js';
+import { LINEAR_NAMES } from '../../lib/prune/method.js';
+import { parseStructure, prune, type PruneReport } from '../../lib/prune/prune.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
 let counter = 0;
