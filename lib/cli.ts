@@ -23,7 +23,7 @@ import { evaluate } from './eval/evaluate.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from './eval/perplexity.js';
 import { resultsTable } from './eval/results.js';
 import { createProgress, type ProgressReporter } from './progress.js';
-import { loadExperiment } from './experiment/schema.js';
+import { loadExperiment, type Experiment } from './experiment/schema.js';
 import { runExperiment } from './experiment/run.js';
 import { finetune } from './finetune/train.js';
 import { loadAdapters } from './finetune/peft.js';
@@ -44,8 +44,8 @@ export function parseSize(flag: string, value: string): number {
   return Math.floor(Number(m[1]) * mult[unit]!);
 }
 
-async function backend(argv: { backend: string }): Promise<void> {
-  const info = await initBackend(argv.backend as BackendName);
+async function backend(argv: { backend: string; threads?: number | undefined }): Promise<void> {
+  const info = await initBackend(argv.backend as BackendName, argv.threads !== undefined ? { threads: argv.threads } : {});
   progress.note(info.note);
 }
 
@@ -60,6 +60,7 @@ export function buildCli(args: string[]): Argv {
     .wrap(120)
     .usage('$0 <command> [options]\n\nPrune LLaMA-family models with Wanda, magnitude or SparseGPT in TensorFlow.js, and evaluate them.')
     .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto', describe: 'tfjs backend (auto: tensorflow if installed, else wasm)' })
+    .option('threads', { type: 'number', describe: 'wasm compute threads (default: every logical core; at most 8)' })
     .command(
       'inspect',
       'Show a checkpoint: architecture, sizes, dtype, parameters, tokenizer',
@@ -231,7 +232,7 @@ export function buildCli(args: string[]): Argv {
           .option('config', { type: 'string', demandOption: true, describe: 'experiment file (.yaml or .json)' })
           .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' }),
       async (argv) => {
-        const exp = loadExperiment(argv.config, parseOverrides(argv.set as string[]));
+        const exp = withThreads(loadExperiment(argv.config, parseOverrides(argv.set as string[])), argv.threads);
         const r = await runExperiment(exp, { onProgress: (l, d, t, e) => progress.update(l, d, t, e), onNote: (line) => progress.note(line) });
         progress.done();
         print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
@@ -245,7 +246,7 @@ export function buildCli(args: string[]): Argv {
         const overrides = parseOverrides(argv.set as string[]);
         const model = demoModel();
         progress.note(`demo model: ${model.path} (${model.why})`);
-        const exp = loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides });
+        const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }), argv.threads);
         const r = await runExperiment(exp, { onProgress: (l, d, t, e) => progress.update(l, d, t, e), onNote: (line) => progress.note(line) });
         progress.done();
         progress.note(`results: ${join(r.output, 'results.md')}`);
@@ -332,6 +333,11 @@ export function buildCli(args: string[]): Argv {
       process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
       process.exit(1);
     });
+}
+
+/** --threads, when given, overrides the experiment file's `threads:`. */
+function withThreads(exp: Experiment, threads: number | undefined): Experiment {
+  return threads === undefined ? exp : { ...exp, threads };
 }
 
 /** --set key=value pairs -> overrides (values parsed as YAML by the schema). */

@@ -5,7 +5,7 @@
 // errors
 export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError } from './errors.js';
 // backend
-export { initBackend, activeBackend, BACKEND_NAMES, type BackendName, type BackendInfo } from './model/backend.js';
+export { initBackend, activeBackend, defaultThreads, BACKEND_NAMES, type BackendName, type BackendInfo, type BackendOptions } from './model/backend.js';
 // model: config, checkpoints, weights I/O, decoder, tokenizer
 export { parseConfig, readConfig, parameterCount, SUPPORTED_ARCHITECTURES, type LlamaConfig, type RopeScaling } from './model/config.js';
 export {

@@ -393,7 +393,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
   const note = (line: string): void => options.onNote?.(line);
   const progress = (label: string, done: number, total: number, extra?: string): void => options.onProgress?.(label, done, total, extra);
 
-  const backend = await initBackend(exp.backend);
+  const backend = await initBackend(exp.backend, exp.threads !== undefined ? { threads: exp.threads } : {});
   note(backend.note);
 
   // Inputs, checked before any work: the model, its context, the data files.

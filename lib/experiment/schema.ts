@@ -319,6 +319,7 @@ export function experimentSchema(c: SchemaContext) {
     name: z.string().min(1).default(c.defaultName), // shown in reports; default: the file name
     model: modelRef(c), // checkpoint folder or hub id
     backend: z.enum(BACKEND_NAMES as [BackendName, ...BackendName[]]).default('auto'), // tfjs backend
+    threads: z.number().int().min(1).optional(), // wasm compute threads (default: every logical core)
     calibration: calibrationSchema(c),
     prune: oneOrMany(pruneEntrySchema()), // one or more settings (each may sweep)
     dense: z.boolean().default(true), // also evaluate the unpruned model, once
