@@ -80,6 +80,16 @@ test('generate --max-new-tokens 5 continues the prompt by 5 tokens', async () =>
   expect(out.newText.length).toBeGreaterThan(0);
 });
 
+test('--threads: the wasm thread count is used and said; the same ids with 1 and 2 threads; bad values refused', async () => {
+  const args = ['generate', '--model', tinyStories(), '--prompt', 'Once upon a time', '--max-new-tokens', '8', '--backend', 'wasm'];
+  const [one, two, bad] = await Promise.all([cli(...args, '--threads', '1'), cli(...args, '--threads', '2'), cli(...args, '--threads', '0')]);
+  expect(brief(one)).toEqual({ code: 0, stderr: expect.stringContaining('backend wasm (SIMD, single-threaded)') });
+  expect(brief(two)).toEqual({ code: 0, stderr: expect.stringContaining('backend wasm (SIMD, 2 threads)') });
+  expect((JSON.parse(two.stdout) as { ids: number[] }).ids).toEqual((JSON.parse(one.stdout) as { ids: number[] }).ids);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain("error: --threads: '0' is not a whole number >= 1");
+});
+
 describe('prune', () => {
   test('magnitude 50% needs no data and writes a checkpoint folder with report.json', async () => {
     const out = join(tmp, 'magnitude');

@@ -154,7 +154,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
   test('unknown top-level key without a close match', () => {
     const e = errorOf(BASE + 'colour: red\n');
     expect(e.message).toBe(
-      `${join(root, 'configs', 'bad.yaml')}: colour: unknown key 'colour'; allowed: name, model, backend, calibration, ` +
+      `${join(root, 'configs', 'bad.yaml')}: colour: unknown key 'colour'; allowed: name, model, backend, threads, calibration, ` +
         'prune, dense, eval, finetune, output, keepCheckpoints',
     );
   });
@@ -227,6 +227,13 @@ describe('loadExperiment: errors name the file and the key path', () => {
       { path: 'backend', message: "must be one of auto, tensorflow, wasm, cpu, got 'gpu'" },
       { path: 'prune[0].method[1]', message: "must be one of magnitude, wanda, sparsegpt, got 'obs'" },
     ]);
+  });
+
+  test('threads: a whole number >= 1, absent by default', () => {
+    expect(loadExperiment(write('ok.yaml', BASE)).threads).toBeUndefined();
+    expect(loadExperiment(write('t.yaml', BASE + 'threads: 4\n')).threads).toBe(4);
+    expect(errorOf(BASE + 'threads: 0\n').issues.map((i) => i.path)).toEqual(['threads']);
+    expect(errorOf(BASE + 'threads: 1.5\n').issues.map((i) => i.path)).toEqual(['threads']);
   });
 
   test('missing model folder, a folder without config.json, missing data files', () => {
