@@ -1,10 +1,14 @@
 /**
  * Forward-pass throughput of a checkpoint (default c4-llama-7m) at a sequence length (default 1024), next to the raw
  * matMul rate of the same backend on the same shapes. Prints JSON.
- *   npx tsx bench/forward.ts [--model DIR] [--seqlen 1024] [--batch 1] [--backend wasm] [--reps 3]
+ *   npx tsx bench/forward.ts [--model DIR] [--seqlen 1024] [--batch 1] [--backend wasm] [--threads N] [--reps 3]
+ * With a list of thread counts (`--threads 1,2`) it instead times the forward of the wasm backend at each count, in
+ * interleaved rounds (re-creating the backend each time, so load drift hits every count alike), checks that the
+ * logits are bit-identical across counts, and prints each count's median and its speed-up over the first count.
  * FLOPs counted: every linear (2*tokens*in*out), lm_head, and attention's two matMuls (2 * 2*s*s*headDim per head).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendName } from '../lib/model/backend.js';
 import { loadModel } from '../lib/model/load.js';
@@ -19,9 +23,14 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '1' },
     backend: { type: 'string', default: 'auto' },
     reps: { type: 'string', default: '3' },
+    threads: { type: 'string' },
   },
 });
-const backend = await initBackend(values.backend as BackendName);
+if (values.threads?.includes(',')) {
+  await compareThreads(values.threads.split(',').map(Number));
+  process.exit(0);
+}
+const backend = await initBackend(values.backend as BackendName, values.threads ? { threads: Number(values.threads) } : {});
 const m = await loadModel(values.model ?? benchModelPath('c4-llama-7m'));
 const c = m.model.config;
 const s = Number(values.seqlen);
@@ -82,6 +91,7 @@ console.log(
       bench: 'forward',
       model: m.dir,
       backend: backend.name,
+      threads: backend.threads,
       seqlen: s,
       batch: b,
       gflopPerForward: +(flops / 1e9).toFixed(3),
@@ -96,3 +106,50 @@ console.log(
   ),
 );
 m.dispose();
+
+/** Forward time of the wasm backend per thread count, interleaved rounds; logits must not depend on the count. */
+async function compareThreads(counts: number[]): Promise<void> {
+  const model = values.model ?? benchModelPath('c4-llama-7m');
+  const seqlen = Number(values.seqlen);
+  const rounds = Number(values.reps);
+  const times = new Map<number, number[]>(counts.map((n) => [n, []]));
+  let reference: Float32Array | null = null;
+  for (let round = 0; round < rounds; round++) {
+    for (const n of counts) {
+      const info = await initBackend('wasm', { threads: n });
+      if (info.threads !== n) throw new Error(`asked ${n} threads, got ${info.threads}: ${info.note}`);
+      const m = await loadModel(model);
+      const ids = [Array.from({ length: seqlen }, (_, i) => (i * 31 + 1) % m.model.config.vocabSize)];
+      const forward = (): Float32Array => tf.tidy(() => m.model.logits(ids)).dataSync() as Float32Array;
+      const first = forward(); // warm-up (and the logits to compare)
+      if (reference === null) reference = first;
+      else if (first.length !== reference.length || first.some((v, i) => !Object.is(v, reference![i]))) {
+        throw new Error(`logits with ${n} threads differ from those with ${counts[0]}`);
+      }
+      const t0 = performance.now();
+      forward();
+      times.get(n)!.push((performance.now() - t0) / 1000);
+      m.dispose();
+      process.stderr.write(`round ${round + 1}/${rounds}: ${n} thread(s) ${times.get(n)!.at(-1)!.toFixed(3)} s\n`);
+    }
+  }
+  const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+  const base = median(times.get(counts[0]!)!);
+  console.log(
+    JSON.stringify(
+      {
+        bench: 'forward-threads',
+        model,
+        seqlen,
+        rounds,
+        logitsIdentical: true,
+        load: os.loadavg().map((x) => +x.toFixed(2)),
+        cores: os.cpus().length,
+        seconds: Object.fromEntries(counts.map((n) => [n, +median(times.get(n)!).toFixed(3)])),
+        speedup: Object.fromEntries(counts.map((n) => [n, +(base / median(times.get(n)!)).toFixed(3)])),
+      },
+      null,
+      2,
+    ),
+  );
+}

@@ -53,9 +53,10 @@ describe('threads', () => {
     }
   }
 
-  it('give bit-identical logits with 1 and 2 threads', async () => {
+  it('give bit-identical logits with 1 and 2 threads (and 1 again: switching back uses the unthreaded build)', async () => {
     const one = await logitsWith(1);
     const two = await logitsWith(2);
+    expect(await logitsWith(1)).toEqual(one);
     expect(two.length).toBe(one.length);
     let differing = 0;
     for (let i = 0; i < one.length; i++) if (!Object.is(one[i], two[i])) differing++;

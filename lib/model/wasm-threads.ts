@@ -91,10 +91,14 @@ export function bundlePrelude(bundle: string, script: string): string {
   return out.join('\n') + '\n';
 }
 
+function flagRegistered(): boolean {
+  const registry = (tf.env() as unknown as { flagRegistry?: Record<string, unknown> }).flagRegistry;
+  return registry !== undefined && FLAG in registry;
+}
+
 /** Why the threaded set-up cannot be tried, or null when every static assumption holds. */
 export function checkAssumptions(bundle: string): string | null {
-  const registry = (tf.env() as unknown as { flagRegistry?: Record<string, unknown> }).flagRegistry;
-  if (!registry || !(FLAG in registry)) return `flag ${FLAG} is not registered`;
+  if (!flagRegistered()) return `flag ${FLAG} is not registered`;
   if (typeof SharedArrayBuffer === 'undefined') return 'SharedArrayBuffer is unavailable';
   if (typeof resolveObjectURL !== 'function') return 'node:buffer has no resolveObjectURL';
   const missing = BUNDLE_MARKERS.find((m) => !bundle.includes(m));
@@ -236,8 +240,6 @@ function resetBackend(pkg: WasmPackage, factory: ReturnType<typeof tf.findBacken
     // nothing was built
   }
   for (const w of workers) void w.terminate();
-  tf.env().set(FLAG, false);
-  pkg.setThreadsCount(1);
   if (factory && !tf.findBackendFactory('wasm')) tf.registerBackend('wasm', factory, 2);
 }
 
@@ -274,6 +276,8 @@ export async function setWasmBackend(
       }
     } else note = `wasm threads unavailable (${reason}); using 1 thread`;
   }
+  // The single-threaded SIMD build (the flag may still say true from an earlier threaded instance).
+  if (flagRegistered()) tf.env().set(FLAG, false);
   pkg.setThreadsCount(1);
   let ok = false;
   try {
