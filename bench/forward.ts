@@ -4,7 +4,9 @@
  *   npx tsx bench/forward.ts [--model DIR] [--seqlen 1024] [--batch 1] [--backend wasm] [--threads N] [--reps 3]
  * With a list of thread counts (`--threads 1,2`) it instead times the forward of the wasm backend at each count, in
  * interleaved rounds (re-creating the backend each time, so load drift hits every count alike), checks that the
- * logits are bit-identical across counts, and prints each count's median and its speed-up over the first count.
+ * logits are bit-identical across counts, and prints each count's median wall time, its speed-up over the first
+ * count, and the CPU seconds all threads spent (on a loaded machine the speed-up shrinks; the CPU time shows whether
+ * the threads added work or only split it).
  * FLOPs counted: every linear (2*tokens*in*out), lm_head, and attention's two matMuls (2 * 2*s*s*headDim per head).
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -113,6 +115,7 @@ async function compareThreads(counts: number[]): Promise<void> {
   const seqlen = Number(values.seqlen);
   const rounds = Number(values.reps);
   const times = new Map<number, number[]>(counts.map((n) => [n, []]));
+  const cpu = new Map<number, number[]>(counts.map((n) => [n, []])); // process CPU seconds (all threads) per forward
   let reference: Float32Array | null = null;
   for (let round = 0; round < rounds; round++) {
     for (const n of counts) {
@@ -126,9 +129,12 @@ async function compareThreads(counts: number[]): Promise<void> {
       else if (first.length !== reference.length || first.some((v, i) => !Object.is(v, reference![i]))) {
         throw new Error(`logits with ${n} threads differ from those with ${counts[0]}`);
       }
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       forward();
       times.get(n)!.push((performance.now() - t0) / 1000);
+      const c = process.cpuUsage(c0);
+      cpu.get(n)!.push((c.user + c.system) / 1e6);
       m.dispose();
       process.stderr.write(`round ${round + 1}/${rounds}: ${n} thread(s) ${times.get(n)!.at(-1)!.toFixed(3)} s\n`);
     }
@@ -147,6 +153,7 @@ async function compareThreads(counts: number[]): Promise<void> {
         cores: os.cpus().length,
         seconds: Object.fromEntries(counts.map((n) => [n, +median(times.get(n)!).toFixed(3)])),
         speedup: Object.fromEntries(counts.map((n) => [n, +(base / median(times.get(n)!)).toFixed(3)])),
+        cpuSeconds: Object.fromEntries(counts.map((n) => [n, +median(cpu.get(n)!).toFixed(3)])),
       },
       null,
       2,
