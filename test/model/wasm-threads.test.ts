@@ -9,10 +9,10 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
-import { initBackend } from '../lib/model/backend.js';
-import { loadModel } from '../lib/model/load.js';
-import { bundlePrelude, checkAssumptions } from '../lib/model/wasm-threads.js';
-import { sharedPath } from './helpers/shared.js';
+import { initBackend } from '../../lib/model/backend.js';
+import { loadModel } from '../../lib/model/load.js';
+import { bundlePrelude, checkAssumptions } from '../../lib/model/wasm-threads.js';
+import { sharedPath } from '../helpers/shared.js';
 
 const bundle = readFileSync(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm'), 'utf8');
 
@@ -67,7 +67,7 @@ describe('threads', () => {
 
 describe('processes with threads', () => {
   const tsx = join(process.cwd(), 'node_modules', '.bin', 'tsx');
-  const child = join(process.cwd(), 'test', 'helpers', 'threads-child.ts');
+  const child = join(process.cwd(), 'test', 'fixtures', 'threads-child.ts');
 
   /** Run the child; `onLine` may kill it after its first stdout line. Resolves with its exit and output. */
   function run(mode: string, onLine?: (kill: (s: NodeJS.Signals) => void) => void) {
