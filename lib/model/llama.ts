@@ -74,23 +74,31 @@ function disposeBlock(b: BlockWeights): void {
   }
 }
 
-/** Read block `layer` from a checkpoint into tensors (float32, linear weights transposed to [in, out]). */
+/**
+ * Read block `layer` from a checkpoint into tensors (float32, linear weights transposed to [in, out]). When a read
+ * fails halfway, the tensors already made are freed before the error propagates.
+ */
 export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights {
   const c = ckpt.config;
+  const made: tf.Tensor[] = [];
   const vec = (name: string): tf.Tensor1D => tf.tensor1d(ckpt.read(name));
-  const linears = {} as Record<LinearName, Linear>;
-  for (const n of LINEAR_NAMES) {
-    const [out, inp] = linearShape(c, n);
-    const w = tf.tensor2d(ckpt.read(linearTensorName(layer, n)), [out, inp]);
-    const wT = tf.transpose(w) as tf.Tensor2D;
-    w.dispose();
-    linears[n] = { wT, bias: hasBias(c, n) ? vec(linearTensorName(layer, n, 'bias')) : null };
+  try {
+    const linears = {} as Record<LinearName, Linear>;
+    for (const n of LINEAR_NAMES) {
+      const [out, inp] = linearShape(c, n);
+      const wT = tf.tidy(() => tf.transpose(tf.tensor2d(ckpt.read(linearTensorName(layer, n)), [out, inp])) as tf.Tensor2D);
+      made.push(wT);
+      const bias = hasBias(c, n) ? vec(linearTensorName(layer, n, 'bias')) : null;
+      if (bias) made.push(bias);
+      linears[n] = { wT, bias };
+    }
+    const inputNorm = vec(`model.layers.${layer}.input_layernorm.weight`);
+    made.push(inputNorm);
+    return { inputNorm, postNorm: vec(`model.layers.${layer}.post_attention_layernorm.weight`), linears };
+  } catch (e) {
+    tf.dispose(made);
+    throw e;
   }
-  return {
-    inputNorm: vec(`model.layers.${layer}.input_layernorm.weight`),
-    postNorm: vec(`model.layers.${layer}.post_attention_layernorm.weight`),
-    linears,
-  };
 }
 
 /** Tensor name -> float32 values of a block, in the Hugging Face [out, in] layout (for saving). */
@@ -157,16 +165,26 @@ export class LlamaModel {
    */
   static fromCheckpoint(ckpt: Checkpoint, options: { blocks?: boolean; head?: boolean } = {}): LlamaModel {
     const c = ckpt.config;
-    const embedTable = tf.tensor2d(ckpt.read('model.embed_tokens.weight'), [c.vocabSize, c.hiddenSize]);
-    const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-    const lmHeadT =
-      options.head === false
-        ? null
-        : tf.tidy(() => tf.transpose(tf.tensor2d(ckpt.read(headName), [c.vocabSize, c.hiddenSize])) as tf.Tensor2D);
-    const finalNorm = tf.tensor1d(ckpt.read('model.norm.weight'));
+    const made: tf.Tensor[] = []; // freed when a read fails halfway
     const blocks: (BlockWeights | null)[] = [];
-    for (let i = 0; i < c.numLayers; i++) blocks.push(options.blocks === false ? null : loadBlockWeights(ckpt, i));
-    return new LlamaModel(c, embedTable, finalNorm, lmHeadT, blocks);
+    try {
+      const embedTable = tf.tensor2d(ckpt.read('model.embed_tokens.weight'), [c.vocabSize, c.hiddenSize]);
+      made.push(embedTable);
+      const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+      const lmHeadT =
+        options.head === false
+          ? null
+          : tf.tidy(() => tf.transpose(tf.tensor2d(ckpt.read(headName), [c.vocabSize, c.hiddenSize])) as tf.Tensor2D);
+      if (lmHeadT) made.push(lmHeadT);
+      const finalNorm = tf.tensor1d(ckpt.read('model.norm.weight'));
+      made.push(finalNorm);
+      for (let i = 0; i < c.numLayers; i++) blocks.push(options.blocks === false ? null : loadBlockWeights(ckpt, i));
+      return new LlamaModel(c, embedTable, finalNorm, lmHeadT, blocks);
+    } catch (e) {
+      tf.dispose(made);
+      for (const b of blocks) if (b) disposeBlock(b);
+      throw e;
+    }
   }
 
   /** Token embeddings: ids [batch][seq] -> [batch, seq, hidden]. */
@@ -265,6 +283,24 @@ export class LlamaModel {
     opts: ForwardOptions = {},
     kv: KvState = { past: null, offset: 0 },
   ): tf.Tensor3D {
+    const temps: tf.Tensor[] = []; // intermediates: freed here, also when a tap or a linear override throws mid-block
+    try {
+      return this.blockSteps(layer, x, tap, weights, opts, kv, (t) => (temps.push(t), t));
+    } finally {
+      tf.dispose(temps);
+    }
+  }
+
+  /** The body of `block`: `own` hands an intermediate to `block`, which frees it. */
+  private blockSteps(
+    layer: number,
+    x: tf.Tensor3D,
+    tap: Tap | undefined,
+    weights: BlockWeights | undefined,
+    opts: ForwardOptions,
+    kv: KvState,
+    own: <T extends tf.Tensor>(t: T) => T,
+  ): tf.Tensor3D {
     const w = weights ?? this.blocks[layer];
     if (!w) throw new CheckpointError(`block ${layer} is not loaded`);
     const c = this.config;
@@ -275,14 +311,14 @@ export class LlamaModel {
     }
 
     // 1. attention input: RMSNorm
-    const h1 = this.rmsNorm(x, w.inputNorm); // [b, s, hidden]
+    const h1 = own(this.rmsNorm(x, w.inputNorm)); // [b, s, hidden]
     if (tap) {
       tap('q_proj', h1);
       tap('k_proj', h1);
       tap('v_proj', h1);
     }
     // 2. q, k, v projections, RoPE, causal softmax attention (kv heads repeated for GQA)
-    const attn = tf.tidy(() => {
+    const attn = own(tf.tidy(() => {
       const heads = (t: tf.Tensor3D, n: number): tf.Tensor4D => tf.transpose(tf.reshape(t, [b, s, n, d]), [0, 2, 1, 3]); // [b, n, s, d]
       const q = this.applyRope(heads(this.linear(layer, 'q_proj', h1, w.linears.q_proj, opts), h), s, kv.offset);
       const k = this.applyRope(heads(this.linear(layer, 'k_proj', h1, w.linears.k_proj, opts), kvh), s, kv.offset);
@@ -305,30 +341,24 @@ export class LlamaModel {
       });
       const ctx = tf.stack(outs); // [b*h, s, d]
       return tf.reshape(tf.transpose(tf.reshape(ctx, [b, h, s, d]), [0, 2, 1, 3]), [b, s, h * d]) as tf.Tensor3D;
-    });
-    h1.dispose();
+    }));
     if (tap) tap('o_proj', attn);
     // 3. output projection and residual
-    const x2 = tf.tidy(() => tf.add(x, this.linear(layer, 'o_proj', attn, w.linears.o_proj, opts)) as tf.Tensor3D);
-    attn.dispose();
+    const x2 = own(tf.tidy(() => tf.add(x, this.linear(layer, 'o_proj', attn, w.linears.o_proj, opts)) as tf.Tensor3D));
     // 4. MLP input: RMSNorm
-    const h2 = this.rmsNorm(x2, w.postNorm);
+    const h2 = own(this.rmsNorm(x2, w.postNorm));
     if (tap) {
       tap('gate_proj', h2);
       tap('up_proj', h2);
     }
     // 5. SiLU-gated MLP
-    const act = tf.tidy(() => {
+    const act = own(tf.tidy(() => {
       const g = this.linear(layer, 'gate_proj', h2, w.linears.gate_proj, opts);
       const u = this.linear(layer, 'up_proj', h2, w.linears.up_proj, opts);
       return tf.mul(tf.mul(g, tf.sigmoid(g)), u) as tf.Tensor3D;
-    });
-    h2.dispose();
+    }));
     if (tap) tap('down_proj', act);
-    const out = tf.tidy(() => tf.add(x2, this.linear(layer, 'down_proj', act, w.linears.down_proj, opts)) as tf.Tensor3D);
-    act.dispose();
-    x2.dispose();
-    return out;
+    return tf.tidy(() => tf.add(x2, this.linear(layer, 'down_proj', act, w.linears.down_proj, opts)) as tf.Tensor3D);
   }
 
   /** Final RMSNorm + lm_head: [batch, seq, hidden] -> logits [batch, seq, vocab]. */

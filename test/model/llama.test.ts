@@ -1,12 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError, UnsupportedError } from '../../lib/errors.js';
-import { blockWeightsToArrays, disposeBlock, loadBlockWeights } from '../../lib/model/llama.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { LlamaModel, blockWeightsToArrays, disposeBlock, loadBlockWeights } from '../../lib/model/llama.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { generate, inspectModel } from '../../lib/generate.js';
-import type { LinearName } from '../../lib/prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../../lib/prune/method.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { ReferenceLlama, readSafetensorsFolder, type RefLinear } from '../helpers/reference-llama.js';
 import { sharedPath } from '../helpers/shared.js';
@@ -185,6 +186,78 @@ describe('tap, memory, architectures', () => {
     loaded.model.head(e).dispose();
     e.dispose();
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test('a tap or a linear override that throws mid-block leaves tf.memory().numTensors unchanged', () => {
+    const m = loaded.model;
+    m.logits(IDS).dispose(); // warm-up: builds the cached RoPE table and causal mask
+    const x = m.embed(IDS);
+    const before = tf.memory().numTensors;
+    for (const at of LINEAR_NAMES) {
+      // the tap runs after the intermediates before `at` exist (o_proj: after attention; down_proj: after the MLP)
+      const tap = (name: LinearName): void => {
+        if (name === at) throw new Error(`tap failed at ${at}`);
+      };
+      expect(() => m.block(0, x, tap)).toThrow(`tap failed at ${at}`);
+      expect([at, tf.memory().numTensors]).toEqual([at, before]);
+      const linear = (_layer: number, name: LinearName): tf.Tensor3D => {
+        if (name === at) throw new Error(`linear failed at ${at}`);
+        return tf.zeros([IDS.length, IDS[0]!.length, name === 'down_proj' || name === 'o_proj' ? 64 : name === 'gate_proj' || name === 'up_proj' ? 80 : name === 'q_proj' ? 96 : 48]);
+      };
+      expect(() => m.block(0, x, undefined, undefined, { linear })).toThrow(`linear failed at ${at}`);
+      expect([at, tf.memory().numTensors]).toEqual([at, before]);
+    }
+    x.dispose();
+  });
+
+  test('a block or a model whose reads fail halfway frees what it had read', () => {
+    const ckpt = Checkpoint.open(t.dir);
+    try {
+      const read = ckpt.read.bind(ckpt);
+      const failAt = (tensor: string): void => {
+        ckpt.read = (name: string): Float32Array => {
+          if (name === tensor) throw new CheckpointError(`cannot read ${name}`);
+          return read(name);
+        };
+      };
+      const before = tf.memory().numTensors;
+      for (const n of ['q_proj', 'o_proj', 'up_proj', 'down_proj'] as const) {
+        for (const kind of ['weight', 'bias'] as const) {
+          const tensor = `model.layers.1.${n === 'up_proj' || n === 'down_proj' ? 'mlp' : 'self_attn'}.${n}.${kind}`;
+          failAt(tensor);
+          expect(() => loadBlockWeights(ckpt, 1)).toThrow(`cannot read ${tensor}`);
+          expect([tensor, tf.memory().numTensors]).toEqual([tensor, before]);
+        }
+      }
+      for (const tensor of ['model.layers.1.input_layernorm.weight', 'model.layers.1.post_attention_layernorm.weight']) {
+        failAt(tensor);
+        expect(() => loadBlockWeights(ckpt, 1)).toThrow(`cannot read ${tensor}`);
+        expect(() => LlamaModel.fromCheckpoint(ckpt)).toThrow(`cannot read ${tensor}`); // block 0 was loaded before
+        expect([tensor, tf.memory().numTensors]).toEqual([tensor, before]);
+      }
+      for (const tensor of ['model.embed_tokens.weight', 'lm_head.weight', 'model.norm.weight']) {
+        failAt(tensor);
+        expect(() => LlamaModel.fromCheckpoint(ckpt)).toThrow(`cannot read ${tensor}`);
+        expect([tensor, tf.memory().numTensors]).toEqual([tensor, before]);
+      }
+    } finally {
+      ckpt.close();
+    }
+  });
+
+  test('a safetensors file truncated after it was opened: loading fails naming the file, no tensor left behind', () => {
+    const dir = join(tmp, 'truncated-later');
+    writeTinyCheckpoint(dir, { seed: 33 });
+    const ckpt = Checkpoint.open(dir);
+    try {
+      const file = join(dir, 'model.safetensors');
+      truncateSync(file, Math.floor(statSync(file).size * 0.6)); // some tensors still readable, the rest not
+      const before = tf.memory().numTensors;
+      expect(() => LlamaModel.fromCheckpoint(ckpt)).toThrow(/model\.safetensors: tensor '.*' ends past the end of the file/);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      ckpt.close();
+    }
   });
 
   test('blocks streamed with loadBlockWeights give the resident model\'s logits; blockWeightsToArrays gives back the stored values', async () => {
