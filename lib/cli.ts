@@ -20,6 +20,7 @@ import { generate, inspectModel } from './generate.js';
 import { prune, parseStructure } from './prune/prune.js';
 import { METHOD_NAMES, type MethodName } from './prune/registry.js';
 import { evaluate } from './eval/evaluate.js';
+import { defaultDataDir } from './eval/datasets.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from './eval/perplexity.js';
 import { resultsTable } from './eval/results.js';
 import { createProgress, type ProgressReporter } from './progress.js';
@@ -206,7 +207,7 @@ export function buildCli(args: string[]): Argv {
             ...(argv.limit !== undefined ? { limit: argv.limit } : {}),
             ...(argv.seqlen !== undefined ? { seqlen: argv.seqlen } : {}),
             ...(argv.maxWindows !== undefined ? { maxWindows: argv.maxWindows } : {}),
-            ...(argv.dataDir !== undefined ? { dataDir: argv.dataDir } : {}),
+            dataDir: argv.dataDir ?? defaultDataDir(process.env),
             ...(forward ? { forward } : {}),
             batchSize: argv.batchSize,
             addBos: argv.addBos,
@@ -233,7 +234,11 @@ export function buildCli(args: string[]): Argv {
           .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' }),
       async (argv) => {
         const exp = withThreads(loadExperiment(argv.config, parseOverrides(argv.set as string[])), argv.threads);
-        const r = await runExperiment(exp, { onProgress: (l, d, t, e) => progress.update(l, d, t, e), onNote: (line) => progress.note(line) });
+        const r = await runExperiment(exp, {
+          dataDir: defaultDataDir(process.env),
+          onProgress: (l, d, t, e) => progress.update(l, d, t, e),
+          onNote: (line) => progress.note(line),
+        });
         progress.done();
         print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
       },
@@ -247,7 +252,11 @@ export function buildCli(args: string[]): Argv {
         const model = demoModel();
         progress.note(`demo model: ${model.path} (${model.why})`);
         const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }), argv.threads);
-        const r = await runExperiment(exp, { onProgress: (l, d, t, e) => progress.update(l, d, t, e), onNote: (line) => progress.note(line) });
+        const r = await runExperiment(exp, {
+          dataDir: defaultDataDir(process.env),
+          onProgress: (l, d, t, e) => progress.update(l, d, t, e),
+          onNote: (line) => progress.note(line),
+        });
         progress.done();
         progress.note(`results: ${join(r.output, 'results.md')}`);
         print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });

@@ -107,7 +107,7 @@ export { TASKS, PAPER_TASKS, loadTask, customTask, type TaskItem, type LoadedTas
 export { evaluateTasks, encodePair, meanStderr, type Request, type Score, type Scorer } from './eval/harness.js';
 export { modelScorer } from './eval/scorer.js';
 export { resultsTable, type TaskResult, type ZeroShotResults, type PerplexityResult, type EvaluationRow } from './eval/results.js';
-export { evaluate, type EvaluateConfig, type EvaluateResult } from './eval/evaluate.js';
+export { evaluate, EvaluationIdsCache, evaluationIdsCache, type EvaluateConfig, type EvaluateResult } from './eval/evaluate.js';
 export { defaultDataDir, perplexitySetFile } from './eval/datasets.js';
 // experiments
 export { loadExperiment, parseExperiment, expandSettings, type Experiment, type PruneSetting } from './experiment/schema.js';

@@ -8,11 +8,19 @@ import { join, resolve } from 'node:path';
 import { DataError } from '../errors.js';
 import type { PerplexitySet } from './perplexity.js';
 
-/** Default data folder: $LLM_PRUNE_DATA, else ../shared/data when it exists, else ./data. */
-export function defaultDataDir(): string {
-  const env = process.env['LLM_PRUNE_DATA'];
-  if (env) return resolve(env);
-  const shared = process.env['LLM_PRUNE_SHARED'] ? join(process.env['LLM_PRUNE_SHARED'], 'data') : resolve('..', 'shared', 'data');
+/** The environment variables that choose the default data folder (the library reads none itself). */
+export interface DataDirEnv {
+  LLM_PRUNE_DATA?: string | undefined;
+  LLM_PRUNE_SHARED?: string | undefined;
+}
+
+/**
+ * Default data folder: `env.LLM_PRUNE_DATA`, else `env.LLM_PRUNE_SHARED`/data or ../shared/data when it exists, else
+ * ./data. The library never reads process.env: the CLI passes it (`defaultDataDir(process.env)`).
+ */
+export function defaultDataDir(env: DataDirEnv = {}): string {
+  if (env.LLM_PRUNE_DATA) return resolve(env.LLM_PRUNE_DATA);
+  const shared = env.LLM_PRUNE_SHARED ? join(env.LLM_PRUNE_SHARED, 'data') : resolve('..', 'shared', 'data');
   return existsSync(shared) ? shared : resolve('data');
 }
 

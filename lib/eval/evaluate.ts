@@ -18,13 +18,14 @@ export interface EvaluateConfig {
   maxWindows?: number; // score only the first N windows (default all)
   tasks?: string[]; // task names (see TASKS), name=FILE, or paths of custom multiple-choice files
   limit?: number; // first N items per task
-  dataDir?: string; // folder laid out like shared/data (default: defaultDataDir())
+  dataDir?: string; // folder laid out like shared/data (default: defaultDataDir(), which reads no environment)
   batchSize?: number; // perplexity windows per forward (default 1)
   taskBatchSize?: number; // scorer requests per forward (default 16)
   addBos?: boolean; // prepend BOS to task contexts (the reference did not)
   meanMetric?: AccuracyMetric;
   download?: boolean; // fetch missing sets from the hub when online
   forward?: ForwardOptions; // e.g. LoRA adapters
+  idsCache?: EvaluationIdsCache; // token ids of the perplexity sets (default: the process-wide one)
   onProgress?: (what: string, done: number, total: number) => void;
 }
 
@@ -35,23 +36,39 @@ export interface EvaluateResult {
 }
 
 /**
- * Token ids of evaluation sets, kept for the life of the process: tokenizing WikiText-2 test takes close to a
- * minute, and an experiment evaluates many models with the same tokenizer. Keyed by set, file (path, size, mtime),
- * seqlen and the tokenizer's fingerprint.
+ * Token ids of evaluation sets: tokenizing WikiText-2 test takes close to a minute, and an experiment evaluates many
+ * models with the same tokenizer. Keyed by set, file (path, size, mtime), seqlen and the tokenizer's fingerprint;
+ * holds the last `capacity` streams. `evaluate` uses the process-wide `evaluationIdsCache` unless given its own.
  */
-const idsCache = new Map<string, number[]>();
+export class EvaluationIdsCache {
+  private readonly entries = new Map<string, number[]>();
 
-async function cachedEvaluationIds(set: PerplexitySet, file: string, tokenizer: HfTokenizer, seqlen: number): Promise<number[]> {
-  const st = statSync(file);
-  const key = [set, file, st.size, st.mtimeMs, set === 'c4' ? seqlen : '', tokenizer.fingerprint].join('|');
-  let ids = idsCache.get(key);
-  if (!ids) {
-    ids = await evaluationIds(set, file, tokenizer, seqlen);
-    if (idsCache.size >= 8) idsCache.delete(idsCache.keys().next().value!);
-    idsCache.set(key, ids);
+  constructor(readonly capacity = 8) {}
+
+  async get(set: PerplexitySet, file: string, tokenizer: HfTokenizer, seqlen: number): Promise<number[]> {
+    const st = statSync(file);
+    const key = [set, file, st.size, st.mtimeMs, set === 'c4' ? seqlen : '', tokenizer.fingerprint].join('|');
+    let ids = this.entries.get(key);
+    if (!ids) {
+      ids = await evaluationIds(set, file, tokenizer, seqlen);
+      if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
+      this.entries.set(key, ids);
+    }
+    return ids;
   }
-  return ids;
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Forget every stream (frees their memory). */
+  clear(): void {
+    this.entries.clear();
+  }
 }
+
+/** The process-wide cache `evaluate` uses by default; `evaluationIdsCache.clear()` frees it. */
+export const evaluationIdsCache = new EvaluationIdsCache();
 
 function looksLikeFile(task: string): boolean {
   return /[\\/]|\.(jsonl|json|parquet|gz)$/.test(task);
@@ -68,7 +85,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
       throw new ConfigError(`--ppl: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
     }
     const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? false }));
-    const ids = await cachedEvaluationIds(set, file, m.tokenizer, seqlen);
+    const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen);
     const r = perplexityOfIds(m.model, ids, {
       seqlen,
       ...(cfg.batchSize !== undefined ? { batchSize: cfg.batchSize } : {}),

@@ -53,9 +53,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { ConfigError, DataError } from '../errors.js';
+import { CheckpointError, ConfigError, DataError } from '../errors.js';
 import { perplexitySetFile, defaultDataDir } from '../eval/datasets.js';
-import { evaluate, type EvaluateConfig, type EvaluateResult } from '../eval/evaluate.js';
+import { evaluate, type EvaluateConfig, type EvaluateResult, type EvaluationIdsCache } from '../eval/evaluate.js';
 import { loadAdapters, type LoadedAdapters } from '../finetune/peft.js';
 import { finetune } from '../finetune/train.js';
 import { TASKS } from '../eval/tasks.js';
@@ -84,6 +84,10 @@ export interface RunOptions {
   onProgress?: (label: string, done: number, total: number, extra?: string) => void;
   /** One line per event: backend chosen, setting started/finished/reused/redone, leftovers removed, report written. */
   onNote?: (line: string) => void;
+  /** Data folder when the experiment sets no eval.dataDir (default: defaultDataDir(); the CLI passes its env's). */
+  dataDir?: string;
+  /** Token ids of the perplexity sets, reused across settings (default: evaluate's process-wide cache). */
+  idsCache?: EvaluationIdsCache;
 }
 
 /** What a run did. */
@@ -331,7 +335,9 @@ function evaluationFields(exp: Experiment, r: Pick<EvaluateResult, 'perplexity' 
   const scored = r.zeroShot?.tasks ?? [];
   exp.eval.tasks.forEach((task, i) => {
     const t = scored[i];
-    if (t === undefined) throw new Error(`evaluate() returned ${scored.length} task results for ${exp.eval.tasks.length} tasks`);
+    if (t === undefined) {
+      throw new DataError(`eval.tasks: '${task}' gave no result (evaluate() scored ${scored.length} of ${exp.eval.tasks.length} tasks)`);
+    }
     tasks[task] = { acc: t.acc, ...(t.accNorm !== null ? { acc_norm: t.accNorm } : {}), n: t.n };
   });
   return { perplexity, tasks, mean: r.zeroShot ? r.zeroShot.mean.value : null };
@@ -408,7 +414,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
   for (const [key, v] of seqlens) {
     if (v > maxPositions) throw new ConfigError(`${key}: ${v} exceeds the model context (max_position_embeddings = ${maxPositions} in ${modelDir})`);
   }
-  const dataDir = exp.eval.dataDir ?? defaultDataDir();
+  const dataDir = exp.eval.dataDir ?? options.dataDir ?? defaultDataDir();
   const pplFiles: { set: (typeof exp.eval.ppl)[number]; file: string }[] = [];
   for (const set of exp.eval.ppl) pplFiles.push({ set, file: await perplexitySetFile(set, dataDir) });
   const taskFiles = exp.eval.tasks.map((task) => {
@@ -478,6 +484,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     dataDir,
     addBos: exp.eval.addBos,
     meanMetric: exp.eval.meanMetric,
+    ...(options.idsCache ? { idsCache: options.idsCache } : {}),
     ...(exp.eval.maxWindows !== undefined ? { maxWindows: exp.eval.maxWindows } : {}),
     ...(exp.eval.limit !== undefined ? { limit: exp.eval.limit } : {}),
   };
@@ -585,7 +592,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     let ev: Awaited<ReturnType<typeof evaluateFolder>>;
     if (r.merge) {
       if (r.merge.mode === 'masked' && (!r.merge.sameZeroCounts || r.merge.zerosLost !== 0)) {
-        throw new Error(
+        throw new CheckpointError(
           `${id}: the masked merge in ${r.merge.dir} changed the zeros of the pruned checkpoint (${r.merge.zerosLost} zeros filled in); ` +
             'a masked merge must keep every zero',
         );

@@ -9,8 +9,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../../lib/errors.js';
-import { perplexitySetFile } from '../../lib/eval/datasets.js';
-import { evaluate } from '../../lib/eval/evaluate.js';
+import { defaultDataDir, perplexitySetFile } from '../../lib/eval/datasets.js';
+import { evaluate, EvaluationIdsCache, evaluationIdsCache } from '../../lib/eval/evaluate.js';
 import { encodePair, type Request, type Score } from '../../lib/eval/harness.js';
 import { evaluationIds, perplexityOfIds } from '../../lib/eval/perplexity.js';
 import { modelScorer } from '../../lib/eval/scorer.js';
@@ -357,5 +357,39 @@ describe('perplexitySetFile', () => {
     expect(msg).toMatch(/^perplexity set 'c4': download failed \(.*ENOTFOUND huggingface\.co.*\); offline, put one of /);
     expect(msg).toContain('from the hub dataset allenai/c4, file en/c4-validation.00000-of-00008.json.gz');
     expect(msg).toContain(join(empty, 'c4', 'c4-validation.sample2000.parquet'));
+  });
+});
+
+describe('no hidden process state', () => {
+  test('defaultDataDir reads the environment it is given, never process.env', () => {
+    const saved = process.env['LLM_PRUNE_DATA'];
+    process.env['LLM_PRUNE_DATA'] = join(tmp, 'from-process-env');
+    try {
+      expect(defaultDataDir({ LLM_PRUNE_DATA: join(tmp, 'given') })).toBe(join(tmp, 'given'));
+      expect(defaultDataDir({ LLM_PRUNE_SHARED: sharedPath() })).toBe(sharedPath('data'));
+      expect(defaultDataDir({ LLM_PRUNE_SHARED: join(tmp, 'nowhere') })).toBe(join(process.cwd(), 'data'));
+      expect(defaultDataDir()).not.toBe(join(tmp, 'from-process-env'));
+    } finally {
+      if (saved === undefined) delete process.env['LLM_PRUNE_DATA'];
+      else process.env['LLM_PRUNE_DATA'] = saved;
+    }
+  });
+
+  test('the token-id cache: evaluate fills the one it is given (not the process-wide one); clear() empties it', async () => {
+    const file = join(tmp, 'ids-cache.jsonl');
+    writeFileSync(file, (await readTexts(sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'))).slice(0, 40).map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    evaluationIdsCache.clear();
+    const own = new EvaluationIdsCache(2);
+    const plain = { ppl: ['wikitext2' as const], pplFiles: { wikitext2: file }, seqlen: 16, maxWindows: 1 };
+    const cfg = { ...plain, idsCache: own };
+    const first = await evaluate(loaded, cfg);
+    expect([own.size, evaluationIdsCache.size]).toEqual([1, 0]);
+    expect((await evaluate(loaded, cfg)).perplexity[0]!.ppl).toBe(first.perplexity[0]!.ppl); // served from the cache
+    expect(own.size).toBe(1);
+    await evaluate(loaded, plain);
+    expect(evaluationIdsCache.size).toBe(1);
+    own.clear();
+    evaluationIdsCache.clear();
+    expect([own.size, evaluationIdsCache.size]).toEqual([0, 0]);
   });
 });
