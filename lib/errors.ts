@@ -25,3 +25,18 @@ export class DataError extends LlmPruneError {
 export class ConfigError extends LlmPruneError {
   override name = 'ConfigError';
 }
+
+/**
+ * How the caller names an option in messages: the CLI by its flag (`--max-steps`), an experiment file by its key
+ * path (`finetune.maxSteps`). Library functions that validate options take one (default `cliFlag`), so a message
+ * names what the user wrote.
+ */
+export type OptionName = (option: string) => string;
+
+/** `maxSteps` -> `--max-steps`. */
+export const cliFlag: OptionName = (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/** Key paths of one section of an experiment file: `keyPath('finetune')('maxSteps')` -> `finetune.maxSteps`. */
+export function keyPath(section: string, renamed: Record<string, string> = {}): OptionName {
+  return (option) => renamed[option] ?? `${section}.${option}`;
+}

@@ -1,6 +1,6 @@
 /** `evaluate(...)`: perplexity sets and zero-shot tasks on one loaded model, the same graph that pruning uses. */
 import { statSync } from 'node:fs';
-import { ConfigError } from '../errors.js';
+import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { HfTokenizer } from '../model/tokenizer.js';
 import type { ForwardOptions } from '../model/llama.js';
 import type { LoadedModel } from '../model/load.js';
@@ -26,6 +26,7 @@ export interface EvaluateConfig {
   download?: boolean; // fetch missing sets from the hub when online
   forward?: ForwardOptions; // e.g. LoRA adapters
   idsCache?: EvaluationIdsCache; // token ids of the perplexity sets (default: the process-wide one)
+  optionName?: OptionName; // how messages name the options (default the CLI's flags: --ppl, --seqlen)
   onProgress?: (what: string, done: number, total: number) => void;
 }
 
@@ -77,12 +78,13 @@ function looksLikeFile(task: string): boolean {
 /** Evaluate a loaded model. Throws ConfigError/DataError for unknown sets, tasks or missing files. */
 export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<EvaluateResult> {
   const t0 = performance.now();
+  const optionName = cfg.optionName ?? cliFlag;
   const dataDir = cfg.dataDir ?? defaultDataDir();
   const seqlen = cfg.seqlen ?? m.model.config.maxPositions;
   const perplexity: EvaluateResult['perplexity'] = [];
   for (const set of cfg.ppl ?? []) {
     if (!PERPLEXITY_SETS.includes(set)) {
-      throw new ConfigError(`--ppl: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
+      throw new ConfigError(`${optionName('ppl')}: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
     }
     const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? false }));
     const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen);
@@ -91,6 +93,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
       ...(cfg.batchSize !== undefined ? { batchSize: cfg.batchSize } : {}),
       ...(cfg.maxWindows !== undefined ? { maxWindows: cfg.maxWindows } : {}),
       ...(cfg.forward ? { forward: cfg.forward } : {}),
+      optionName,
       onProgress: (d, t) => cfg.onProgress?.(`${set} ppl`, d, t),
     });
     perplexity.push({ dataset: set, ppl: r.ppl, windows: r.windows, tokens: r.tokens, tokensPerSecond: r.tokensPerSecond, seqlen, seconds: r.seconds, file });
@@ -105,7 +108,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
       const [name, file] =
         eq > 0 ? [t.slice(0, eq), t.slice(eq + 1)] : looksLikeFile(t) ? [t.replace(/^.*[\\/]/, '').replace(/\..*$/, ''), t] : [t, undefined];
       if (file !== undefined && eq < 0 && TASKS[name] !== undefined) {
-        throw new ConfigError(`--tasks ${t}: a custom task file may not be named like the built-in task '${name}'; write ${name}=${t} to read it as ${name}`);
+        throw new ConfigError(`${optionName('tasks')} ${t}: a custom task file may not be named like the built-in task '${name}'; write ${name}=${t} to read it as ${name}`);
       }
       tasks.push(
         await loadTask(name, {

@@ -4,7 +4,7 @@
  * ppl = exp(mean over windows).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError } from '../errors.js';
+import { ConfigError, DataError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaModel, ForwardOptions } from '../model/llama.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { readTexts } from '../data/sources.js';
@@ -25,6 +25,7 @@ export interface PerplexityOptions {
   maxWindows?: number; // score only the first N windows (quick checks; the reference scores all)
   onProgress?: (done: number, total: number) => void;
   forward?: ForwardOptions; // e.g. LoRA adapters
+  optionName?: OptionName; // how messages name the options (default the CLI's flags: --seqlen)
 }
 
 /**
@@ -63,15 +64,16 @@ export function makeWindows(ids: number[], seqlen: number): number[][] {
 /** Perplexity over windows of already tokenized text. */
 export function perplexityOfIds(model: LlamaModel, ids: number[], options: PerplexityOptions): PerplexityResult {
   const { seqlen } = options;
-  if (!Number.isInteger(seqlen) || seqlen < 2) throw new ConfigError(`--seqlen must be an integer >= 2, got ${seqlen}`);
+  const name = options.optionName ?? cliFlag;
+  if (!Number.isInteger(seqlen) || seqlen < 2) throw new ConfigError(`${name('seqlen')} must be an integer >= 2, got ${seqlen}`);
   if (seqlen > model.config.maxPositions) {
-    throw new ConfigError(`--seqlen ${seqlen} exceeds the model context (max_position_embeddings = ${model.config.maxPositions})`);
+    throw new ConfigError(`${name('seqlen')} ${seqlen} exceeds the model context (max_position_embeddings = ${model.config.maxPositions})`);
   }
   const batch = options.batchSize ?? 1;
-  if (!Number.isInteger(batch) || batch < 1) throw new ConfigError(`--batch-size must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(batch) || batch < 1) throw new ConfigError(`${name('batchSize')} must be a positive integer, got ${batch}`);
   const { maxWindows } = options;
   if (maxWindows !== undefined && (!Number.isInteger(maxWindows) || maxWindows < 1)) {
-    throw new ConfigError(`--max-windows must be a positive integer, got ${maxWindows}`);
+    throw new ConfigError(`${name('maxWindows')} must be a positive integer, got ${maxWindows}`);
   }
   let windows = makeWindows(ids, seqlen);
   if (maxWindows !== undefined) windows = windows.slice(0, maxWindows);

@@ -53,7 +53,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { CheckpointError, ConfigError, DataError } from '../errors.js';
+import { CheckpointError, ConfigError, DataError, keyPath } from '../errors.js';
 import { perplexitySetFile, defaultDataDir } from '../eval/datasets.js';
 import { evaluate, type EvaluateConfig, type EvaluateResult, type EvaluationIdsCache } from '../eval/evaluate.js';
 import { loadAdapters, type LoadedAdapters } from '../finetune/peft.js';
@@ -484,6 +484,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     dataDir,
     addBos: exp.eval.addBos,
     meanMetric: exp.eval.meanMetric,
+    optionName: keyPath('eval'),
     ...(options.idsCache ? { idsCache: options.idsCache } : {}),
     ...(exp.eval.maxWindows !== undefined ? { maxWindows: exp.eval.maxWindows } : {}),
     ...(exp.eval.limit !== undefined ? { limit: exp.eval.limit } : {}),
@@ -559,6 +560,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     const f = ft!;
     const label = finetuneLabel(id);
     const r = await finetune({
+      optionName: keyPath('finetune', { out: `the fine-tune folder of ${id}` }),
       model: ckptDir,
       data: f.data,
       out: ftDir,

@@ -13,7 +13,7 @@
  * state of their own; tensors they return belong to the caller (the model's forward, inside its tidy).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../errors.js';
+import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from '../model/config.js';
 import { linearShape } from '../model/checkpoint.js';
 import { applyLinear, type ForwardOptions, type Linear } from '../model/llama.js';
@@ -30,21 +30,24 @@ export interface LoraConfig {
 /** PEFT's defaults as the Wanda reference's LoRA script (lora_ft/finetune_lm.py) sets them. */
 export const DEFAULT_LORA: LoraConfig = { rank: 8, alpha: 16, dropout: 0.05, targets: ['q_proj', 'v_proj'] };
 
-/** Check a LoraConfig; throws ConfigError naming the option. Returns the targets in block execution order. */
-export function validateLoraConfig(cfg: LoraConfig): LoraConfig {
-  if (!Number.isInteger(cfg.rank) || cfg.rank < 1) throw new ConfigError(`--rank must be a positive integer, got ${cfg.rank}`);
-  if (!Number.isFinite(cfg.alpha) || cfg.alpha <= 0) throw new ConfigError(`--alpha must be a positive number, got ${cfg.alpha}`);
+/**
+ * Check a LoraConfig; throws ConfigError naming the option as `name` does (default the CLI's flags). Returns the
+ * targets in block execution order.
+ */
+export function validateLoraConfig(cfg: LoraConfig, name: OptionName = cliFlag): LoraConfig {
+  if (!Number.isInteger(cfg.rank) || cfg.rank < 1) throw new ConfigError(`${name('rank')} must be a positive integer, got ${cfg.rank}`);
+  if (!Number.isFinite(cfg.alpha) || cfg.alpha <= 0) throw new ConfigError(`${name('alpha')} must be a positive number, got ${cfg.alpha}`);
   if (!Number.isFinite(cfg.dropout) || cfg.dropout < 0 || cfg.dropout >= 1) {
-    throw new ConfigError(`--dropout must be in [0, 1), got ${cfg.dropout}`);
+    throw new ConfigError(`${name('dropout')} must be in [0, 1), got ${cfg.dropout}`);
   }
-  if (cfg.targets.length === 0) throw new ConfigError(`--targets: at least one of ${LINEAR_NAMES.join(', ')} is needed`);
+  if (cfg.targets.length === 0) throw new ConfigError(`${name('targets')}: at least one of ${LINEAR_NAMES.join(', ')} is needed`);
   for (const t of cfg.targets) {
     if (!(LINEAR_NAMES as readonly string[]).includes(t)) {
-      throw new ConfigError(`--targets: '${t}' is not a linear layer of a LLaMA block (${LINEAR_NAMES.join(', ')})`);
+      throw new ConfigError(`${name('targets')}: '${t}' is not a linear layer of a LLaMA block (${LINEAR_NAMES.join(', ')})`);
     }
   }
   const targets = LINEAR_NAMES.filter((n) => cfg.targets.includes(n));
-  if (targets.length !== cfg.targets.length) throw new ConfigError(`--targets: '${cfg.targets.join(',')}' names a layer twice`);
+  if (targets.length !== cfg.targets.length) throw new ConfigError(`${name('targets')}: '${cfg.targets.join(',')}' names a layer twice`);
   return { ...cfg, targets };
 }
 

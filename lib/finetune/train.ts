@@ -18,7 +18,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError } from '../errors.js';
+import { ConfigError, DataError, cliFlag, type OptionName } from '../errors.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { SafetensorsFile, SafetensorsWriter } from '../model/safetensors.js';
@@ -322,6 +322,7 @@ export interface TrainingDataOptions {
   seed: number;
   field?: string;
   excludeDocuments?: ReadonlySet<number>; // row indices never drawn (the calibration documents)
+  optionName?: OptionName; // how messages name the file option (default `--data`)
 }
 
 /**
@@ -331,12 +332,13 @@ export interface TrainingDataOptions {
  * trains longer sees the same data first).
  */
 export async function trainingWindows(o: TrainingDataOptions): Promise<TrainingData> {
+  const dataName = (o.optionName ?? cliFlag)('data');
   const format = detectFormat(o.file).format;
   const texts = await readTexts(o.file, { format, ...(o.field !== undefined ? { field: o.field } : {}) });
   if (format === 'text') {
     if (o.excludeDocuments && o.excludeDocuments.size > 0) {
       throw new ConfigError(
-        `--data ${o.file}: the pruning run calibrated on windows of this same text; training windows cut from it ` +
+        `${dataName} ${o.file}: the pruning run calibrated on windows of this same text; training windows cut from it ` +
           'could overlap them. Use another file',
       );
     }
@@ -348,13 +350,13 @@ export async function trainingWindows(o: TrainingDataOptions): Promise<TrainingD
     if (!o.excludeDocuments?.has(i)) keep.push(i);
   });
   if (keep.length === 0) {
-    throw new DataError(`--data ${o.file}: all ${texts.length} documents were used for calibration; nothing is left to train on`);
+    throw new DataError(`${dataName} ${o.file}: all ${texts.length} documents were used for calibration; nothing is left to train on`);
   }
   let set;
   try {
     set = sampleWindows({ documents: keep.map((i) => texts[i]!), tokenizer: o.tokenizer, nsamples: o.count, seqlen: o.seqlen, seed: o.seed });
   } catch (e) {
-    if (e instanceof DataError) throw new DataError(`--data ${o.file}: ${e.message}`);
+    if (e instanceof DataError) throw new DataError(`${dataName} ${o.file}: ${e.message}`);
     throw e;
   }
   const windows = set.windows.map((w) => ({ ...w, doc: keep[w.doc]! }));
@@ -414,6 +416,7 @@ export interface FinetuneOptions {
   merge?: 'none' | 'masked' | 'dense'; // also write out/merged (default none)
   mergeDtype?: 'F32' | 'F16' | 'BF16'; // default the base's dtype
   mergeFormat?: CheckpointFormat; // dense (default) or compressed (compressed-tensors; merge masked only)
+  optionName?: OptionName; // how messages name options (default the CLI's flags; experiments pass key paths)
   onProgress?: (p: FinetuneProgress) => void;
 }
 
@@ -614,22 +617,26 @@ function readCheckpoint(dir: string, trainer: LoraTrainer, fingerprint: Record<s
  */
 export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
   const tStart = performance.now();
-  const lora = validateLoraConfig({
-    rank: o.rank ?? DEFAULT_LORA.rank,
-    alpha: o.alpha ?? DEFAULT_LORA.alpha,
-    dropout: o.dropout ?? DEFAULT_LORA.dropout,
-    targets: o.targets ?? DEFAULT_LORA.targets,
-  });
-  checkPositiveInt('--max-steps', o.maxSteps);
+  const name = o.optionName ?? cliFlag;
+  const lora = validateLoraConfig(
+    {
+      rank: o.rank ?? DEFAULT_LORA.rank,
+      alpha: o.alpha ?? DEFAULT_LORA.alpha,
+      dropout: o.dropout ?? DEFAULT_LORA.dropout,
+      targets: o.targets ?? DEFAULT_LORA.targets,
+    },
+    name,
+  );
+  checkPositiveInt(name('maxSteps'), o.maxSteps);
   const batchSize = o.batchSize ?? 1;
   const gradAccum = o.gradAccum ?? 1;
-  checkPositiveInt('--batch-size', batchSize);
-  checkPositiveInt('--grad-accum', gradAccum);
+  checkPositiveInt(name('batchSize'), batchSize);
+  checkPositiveInt(name('gradAccum'), gradAccum);
   const seed = o.seed ?? 0;
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new ConfigError(`--seed must be a non-negative integer, got ${seed}`);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new ConfigError(`${name('seed')} must be a non-negative integer, got ${seed}`);
   const schedule = o.schedule ?? 'linear';
   if (!['constant', 'linear', 'cosine'].includes(schedule)) {
-    throw new ConfigError(`--schedule: '${String(schedule)}' is not one of constant, linear, cosine`);
+    throw new ConfigError(`${name('schedule')}: '${String(schedule)}' is not one of constant, linear, cosine`);
   }
   const trainerOptions: TrainerOptions = {
     lr: o.lr ?? 1e-4,
@@ -642,36 +649,36 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     eps: o.eps ?? 1e-8,
     maxGradNorm: o.maxGradNorm ?? 1,
   };
-  checkNumber('--lr', trainerOptions.lr, 0, 1, true);
+  checkNumber(name('lr'), trainerOptions.lr, 0, 1, true);
   if (!Number.isSafeInteger(trainerOptions.warmupSteps) || trainerOptions.warmupSteps < 0) {
-    throw new ConfigError(`--warmup-steps must be a non-negative integer, got ${trainerOptions.warmupSteps}`);
+    throw new ConfigError(`${name('warmupSteps')} must be a non-negative integer, got ${trainerOptions.warmupSteps}`);
   }
-  checkPositiveInt('--total-steps', trainerOptions.totalSteps);
-  checkNumber('--weight-decay', trainerOptions.weightDecay, 0, 1);
-  checkNumber('--beta1', trainerOptions.beta1, 0, 1);
-  checkNumber('--beta2', trainerOptions.beta2, 0, 1);
-  checkNumber('--eps', trainerOptions.eps, 0, 1, true);
-  checkNumber('--max-grad-norm', trainerOptions.maxGradNorm, 0, Infinity);
-  if (trainerOptions.beta1 === 1 || trainerOptions.beta2 === 1) throw new ConfigError('--beta1 and --beta2 must be below 1');
+  checkPositiveInt(name('totalSteps'), trainerOptions.totalSteps);
+  checkNumber(name('weightDecay'), trainerOptions.weightDecay, 0, 1);
+  checkNumber(name('beta1'), trainerOptions.beta1, 0, 1);
+  checkNumber(name('beta2'), trainerOptions.beta2, 0, 1);
+  checkNumber(name('eps'), trainerOptions.eps, 0, 1, true);
+  checkNumber(name('maxGradNorm'), trainerOptions.maxGradNorm, 0, Infinity);
+  if (trainerOptions.beta1 === 1 || trainerOptions.beta2 === 1) throw new ConfigError(`${name('beta1')} and ${name('beta2')} must be below 1`);
   const checkpointEvery = o.checkpointEvery ?? 50;
-  checkPositiveInt('--checkpoint-every', checkpointEvery);
-  if (o.timeBudget !== undefined) checkNumber('--time-budget', o.timeBudget, 0, Infinity, true);
+  checkPositiveInt(name('checkpointEvery'), checkpointEvery);
+  if (o.timeBudget !== undefined) checkNumber(name('timeBudget'), o.timeBudget, 0, Infinity, true);
   const mergeMode = o.merge ?? 'none';
-  if (!['none', 'masked', 'dense'].includes(mergeMode)) throw new ConfigError(`--merge: '${String(mergeMode)}' is not none, masked or dense`);
+  if (!['none', 'masked', 'dense'].includes(mergeMode)) throw new ConfigError(`${name('merge')}: '${String(mergeMode)}' is not none, masked or dense`);
   if (o.mergeFormat !== undefined && o.mergeFormat !== 'dense' && !(o.mergeFormat === 'compressed' && mergeMode === 'masked')) {
     throw new ConfigError(`--format ${String(o.mergeFormat)}: only dense, or compressed with --merge masked (a dense merge fills the pruned zeros in)`);
   }
   const ev = o.eval;
   if (ev) {
     const set = ev.set ?? 'wikitext2';
-    if (!PERPLEXITY_SETS.includes(set)) throw new ConfigError(`--eval-set: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
-    if (ev.maxWindows !== undefined) checkPositiveInt('--eval-windows', ev.maxWindows);
+    if (!PERPLEXITY_SETS.includes(set)) throw new ConfigError(`${name('evalSet')}: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
+    if (ev.maxWindows !== undefined) checkPositiveInt(name('evalWindows'), ev.maxWindows);
     if (ev.every !== undefined && !(Number.isSafeInteger(ev.every) && ev.every >= 0)) {
-      throw new ConfigError(`--eval-every must be a non-negative integer, got ${ev.every}`);
+      throw new ConfigError(`${name('evalEvery')} must be a non-negative integer, got ${ev.every}`);
     }
-    if (ev.periodicWindows !== undefined) checkPositiveInt('--eval-periodic-windows', ev.periodicWindows);
+    if (ev.periodicWindows !== undefined) checkPositiveInt(name('evalPeriodicWindows'), ev.periodicWindows);
     if (canonical(ev.file) === canonical(o.data)) {
-      throw new ConfigError(`--data ${o.data} is also the evaluation file: training on the evaluation text would make its perplexity meaningless`);
+      throw new ConfigError(`${name('data')} ${o.data} is also the evaluation file: training on the evaluation text would make its perplexity meaningless`);
     }
   }
 
@@ -686,11 +693,11 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     const c = model.config;
     const seqlen = o.seqlen ?? c.maxPositions;
     if (!Number.isInteger(seqlen) || seqlen < 2 || seqlen > c.maxPositions) {
-      throw new ConfigError(`--seqlen ${seqlen}: must be an integer in 2..${c.maxPositions} (the model context)`);
+      throw new ConfigError(`${name('seqlen')} ${seqlen}: must be an integer in 2..${c.maxPositions} (the model context)`);
     }
     const evalSeqlen = ev?.seqlen ?? seqlen;
     if (ev && (!Number.isInteger(evalSeqlen) || evalSeqlen < 2 || evalSeqlen > c.maxPositions)) {
-      throw new ConfigError(`--eval-seqlen ${evalSeqlen}: must be an integer in 2..${c.maxPositions}`);
+      throw new ConfigError(`${name('evalSeqlen')} ${evalSeqlen}: must be an integer in 2..${c.maxPositions}`);
     }
 
     // Output folder: resume, start over, or refuse.
@@ -698,12 +705,12 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     const existing = findCheckpoint(out);
     if (existing && !o.resume && !o.overwrite) {
       const step = (JSON.parse(readFileSync(join(existing, STATE_FILE), 'utf8')) as TrainerState).step;
-      throw new ConfigError(`--out ${o.out}: holds a training checkpoint at step ${step}; pass --resume to continue it or --overwrite to start over`);
+      throw new ConfigError(`${name('out')} ${o.out}: holds a training checkpoint at step ${step}; pass ${name('resume')} to continue it or ${name('overwrite')} to start over`);
     }
     const resuming = existing !== null && o.resume === true;
     if (!resuming) {
       if (readdirSync(out).length > 0) {
-        if (!o.overwrite) throw new ConfigError(`--out ${o.out}: folder exists and is not empty (pass --overwrite to replace it)`);
+        if (!o.overwrite) throw new ConfigError(`${name('out')} ${o.out}: folder exists and is not empty (pass ${name('overwrite')} to replace it)`);
         for (const f of readdirSync(out)) rmSync(join(out, f), { recursive: true, force: true });
       }
     } else cleanStaging(out);
@@ -721,6 +728,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
       seed,
       ...(o.dataField !== undefined ? { field: o.dataField } : {}),
       ...(exclude ? { excludeDocuments: exclude } : {}),
+      optionName: name,
     });
     o.onProgress?.({ phase: 'data', windows: data.windows.length, documents: data.documents, excludedDocuments: data.excludedDocuments });
 

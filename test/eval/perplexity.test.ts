@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DataError } from '../../lib/errors.js';
+import { ConfigError, DataError, keyPath } from '../../lib/errors.js';
 import { evaluationIds, makeWindows, perplexityOfIds, windowLosses } from '../../lib/eval/perplexity.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import type { TextTokenizer } from '../../lib/model/tokenizer-types.js';
@@ -158,6 +158,16 @@ describe('errors', () => {
   test('batch size not a positive integer', () => {
     expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 8, batchSize: 0 })).toThrow(
       new ConfigError('--batch-size must be a positive integer, got 0'),
+    );
+  });
+
+  test('the caller names the options: an experiment file gets its key paths (eval.seqlen), not CLI flags', () => {
+    const optionName = keyPath('eval');
+    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 65, optionName })).toThrow(
+      new ConfigError('eval.seqlen 65 exceeds the model context (max_position_embeddings = 64)'),
+    );
+    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: 0, optionName })).toThrow(
+      new ConfigError('eval.maxWindows must be a positive integer, got 0'),
     );
   });
 });

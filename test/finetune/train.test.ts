@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError } from '../../lib/errors.js';
+import { ConfigError, DataError, keyPath } from '../../lib/errors.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { LoraAdapters } from '../../lib/finetune/lora.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapters } from '../../lib/finetune/peft.js';
@@ -393,5 +393,15 @@ describe('finetune()', () => {
     writeFileSync(join(tmp, 'busy', 'keep.txt'), 'x');
     await expect(finetune(base('busy'))).rejects.toThrow(`--out ${join(tmp, 'busy')}: folder exists and is not empty (pass --overwrite to replace it)`);
     expect(readFileSync(join(tmp, 'busy', 'keep.txt'), 'utf8')).toBe('x');
+  });
+
+  test('a caller that is a config file gets its key paths in the messages, not CLI flags', async () => {
+    const optionName = keyPath('finetune');
+    await expect(finetune(base('x', { maxSteps: 0, optionName }))).rejects.toThrow(new ConfigError('finetune.maxSteps must be a positive integer, got 0'));
+    await expect(finetune(base('x', { rank: 0, optionName }))).rejects.toThrow(new ConfigError('finetune.rank must be a positive integer, got 0'));
+    await expect(finetune(base('x', { warmupSteps: -1, optionName }))).rejects.toThrow(new ConfigError('finetune.warmupSteps must be a non-negative integer, got -1'));
+    await expect(finetune(base('x', { seqlen: 1000, optionName }))).rejects.toThrow(
+      new ConfigError('finetune.seqlen 1000: must be an integer in 2..128 (the model context)'),
+    );
   });
 });
