@@ -42,7 +42,26 @@ export {
   type SparsityInfo,
 } from './model/compressed-tensors.js';
 export {
+  ARCHITECTURES,
+  LINEARS,
+  INPUT_GROUP,
+  BLOCK_NORMS,
+  EMBED_TOKENS,
+  FINAL_NORM,
+  LM_HEAD,
+  architectureSpec,
+  hasBias,
+  normTensorName,
+  type ArchitectureSpec,
+  type LinearSpec,
+  type InputGroup,
+  type NormKey,
+  type TensorSpec,
+} from './model/architecture.js';
+export {
   LlamaModel,
+  linearWeight,
+  setLinearWeight,
   applyLinear,
   loadBlockWeights,
   blockWeightsToArrays,

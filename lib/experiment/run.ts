@@ -60,11 +60,11 @@ import { loadAdapters, type LoadedAdapters } from '../finetune/peft.js';
 import { finetune } from '../finetune/train.js';
 import { TASKS } from '../eval/tasks.js';
 import { initBackend } from '../model/backend.js';
-import { Checkpoint, linearTensorName } from '../model/checkpoint.js';
+import { LINEAR_NAMES, linearTensorName } from '../model/architecture.js';
+import { Checkpoint } from '../model/checkpoint.js';
 import { resolveModelPath } from '../model/hub.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { writeJsonAtomic } from '../model/save.js';
-import { LINEAR_NAMES } from '../prune/method.js';
 import { prune } from '../prune/prune.js';
 import { getMethod } from '../prune/registry.js';
 import {

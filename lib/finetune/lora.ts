@@ -15,9 +15,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from '../model/config.js';
-import { linearShape } from '../model/checkpoint.js';
 import { applyLinear, type ForwardOptions, type Linear } from '../model/llama.js';
-import { LINEAR_NAMES, type LinearName } from '../prune/method.js';
+import { LINEAR_NAMES, linearShape, type LinearName } from '../model/architecture.js';
 
 /** What to adapt and how. */
 export interface LoraConfig {

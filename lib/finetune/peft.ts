@@ -22,18 +22,15 @@ import {
   Checkpoint,
   CheckpointWriter,
   compressOptions,
-  expectedTensors,
-  linearShape,
-  linearTensorName,
   sparsityStructureOf,
   storageReport,
   type StorageReport,
 } from '../model/checkpoint.js';
 import type { CheckpointFormat } from '../model/compressed-tensors.js';
+import { LINEAR_NAMES, expectedTensors, linearShape, linearTensorName, type LinearName } from '../model/architecture.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
 import { StagedFolder, writeJsonAtomic, writeModelFiles } from '../model/save.js';
-import { LINEAR_NAMES, type LinearName } from '../prune/method.js';
 import { LoraAdapters, loraKey, validateLoraConfig, type LoraArrays, type LoraConfig } from './lora.js';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';

@@ -28,7 +28,7 @@ import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { sampleWindows, sampleWindowsFromText, windowsHash } from '../data/calibration.js';
 import { detectFormat, readTexts } from '../data/sources.js';
 import { evaluationIds, perplexityOfIds, type PerplexitySet, PERPLEXITY_SETS } from '../eval/perplexity.js';
-import type { LinearName } from '../prune/method.js';
+import type { LinearName } from '../model/architecture.js';
 import { DEFAULT_LORA, LoraAdapters, SeededRandom, frozenMatMul, validateLoraConfig, type LoraConfig } from './lora.js';
 import { readAdapterFiles, saveAdapters, writeMergedCheckpoint, type MergeReport } from './peft.js';
 import type { CheckpointFormat } from '../model/compressed-tensors.js';
@@ -53,7 +53,7 @@ export function ensureGradients(): Promise<void> {
 /**
  * Mean next-token cross-entropy over the predicted tokens of ids [b][s] (tokens 1..s-1 of every window; equal to
  * the mean over windows of perplexity.ts's `windowLosses`), as a scalar differentiable in the adapter variables.
- * The final RMSNorm and lm_head are those of `LlamaModel.head`, with lm_head as a frozen matMul (fast backward),
+ * The final RMSNorm and lm_head are the model's (`LlamaModel.headFlat`), with lm_head as a frozen matMul (fast backward),
  * and the cross-entropy has its analytic gradient (softmax - onehot) / n. The caller owns the scalar.
  */
 export function causalLmLoss(model: LlamaModel, ids: number[][], forward: ForwardOptions): tf.Scalar {
@@ -64,14 +64,11 @@ export function causalLmLoss(model: LlamaModel, ids: number[][], forward: Forwar
   const n = b * (s - 1);
   const targets = new Int32Array(n);
   for (let i = 0; i < b; i++) for (let j = 1; j < s; j++) targets[i * (s - 1) + j - 1] = ids[i]![j]!;
-  const lmHeadT = model.lmHeadT;
-  if (!lmHeadT) throw new ConfigError('fine-tuning needs a model loaded with its lm_head');
+  if (!model.lmHeadT) throw new ConfigError('fine-tuning needs a model loaded with its lm_head');
   return tf.tidy(() => {
     const hidden = model.hidden(ids, forward); // [b, s, hidden]
     const x = tf.slice(hidden, [0, 0, 0], [b, s - 1, c.hiddenSize]); // the positions that predict a next token
-    const variance = tf.mean(tf.square(x), -1, true);
-    const normed = tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, c.rmsNormEps))), model.finalNorm); // as LlamaModel.head
-    const logits = frozenMatMul(tf.reshape(normed, [n, c.hiddenSize]) as tf.Tensor2D, lmHeadT); // [n, vocab]
+    const logits = model.headFlat(x, frozenMatMul); // [n, vocab]
     return crossEntropyMean(logits, targets);
   });
 }

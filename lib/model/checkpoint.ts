@@ -29,64 +29,13 @@ import {
   type SparseFormat,
   type SparsityInfo,
 } from './compressed-tensors.js';
-import { LINEAR_NAMES, type LinearName } from '../prune/method.js';
+import { EMBED_TOKENS, LINEAR_NAMES, LM_HEAD, expectedTensors, linearShape, linearTensorName, type LinearName } from './architecture.js';
 
 const INDEX_FILE = 'model.safetensors.index.json';
 const SINGLE_FILE = 'model.safetensors';
 
-/** Hugging Face tensor name of a block's linear layer weight (or bias). */
-export function linearTensorName(layer: number, name: LinearName, kind: 'weight' | 'bias' = 'weight'): string {
-  const group = name.endsWith('_proj') && ['gate_proj', 'up_proj', 'down_proj'].includes(name) ? 'mlp' : 'self_attn';
-  return `model.layers.${layer}.${group}.${name}.${kind}`;
-}
-
-/** Shape [out, in] of a block's linear layer. */
-export function linearShape(c: LlamaConfig, name: LinearName): [number, number] {
-  const h = c.hiddenSize;
-  switch (name) {
-    case 'q_proj':
-      return [c.numHeads * c.headDim, h];
-    case 'k_proj':
-    case 'v_proj':
-      return [c.numKvHeads * c.headDim, h];
-    case 'o_proj':
-      return [h, c.numHeads * c.headDim];
-    case 'gate_proj':
-    case 'up_proj':
-      return [c.intermediateSize, h];
-    case 'down_proj':
-      return [h, c.intermediateSize];
-  }
-}
-
-export function hasBias(c: LlamaConfig, name: LinearName): boolean {
-  if (name === 'q_proj' || name === 'k_proj' || name === 'v_proj') return c.qkvBias;
-  if (name === 'o_proj') return c.oBias;
-  return c.mlpBias;
-}
-
-/** The tensors of one decoder block, with shapes, in Hugging Face order. */
-export function blockTensors(c: LlamaConfig, layer: number): { name: string; shape: number[] }[] {
-  const out: { name: string; shape: number[] }[] = [
-    { name: `model.layers.${layer}.input_layernorm.weight`, shape: [c.hiddenSize] },
-  ];
-  for (const n of LINEAR_NAMES) {
-    if (n === 'gate_proj') out.push({ name: `model.layers.${layer}.post_attention_layernorm.weight`, shape: [c.hiddenSize] });
-    const shape = linearShape(c, n);
-    out.push({ name: linearTensorName(layer, n), shape });
-    if (hasBias(c, n)) out.push({ name: linearTensorName(layer, n, 'bias'), shape: [shape[0]] });
-  }
-  return out;
-}
-
-/** Every tensor the config implies, with shapes (lm_head omitted when tied). */
-export function expectedTensors(c: LlamaConfig): { name: string; shape: number[] }[] {
-  const out = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, c.hiddenSize] }];
-  for (let i = 0; i < c.numLayers; i++) out.push(...blockTensors(c, i));
-  out.push({ name: 'model.norm.weight', shape: [c.hiddenSize] });
-  if (!c.tieWordEmbeddings) out.push({ name: 'lm_head.weight', shape: [c.vocabSize, c.hiddenSize] });
-  return out;
-}
+// The tensor names and shapes are the architecture spec's; re-exported here for existing importers.
+export { blockTensors, expectedTensors, hasBias, linearShape, linearTensorName } from './architecture.js';
 
 function readJsonObject(file: string): Record<string, unknown> {
   let v: unknown;
@@ -193,8 +142,7 @@ export class Checkpoint {
     }
     // Tied embeddings stored under one name only.
     if (this.config.tieWordEmbeddings) {
-      const emb = 'model.embed_tokens.weight';
-      if (!this.where.has(emb) && this.where.has('lm_head.weight')) this.where.set(emb, this.where.get('lm_head.weight')!);
+      if (!this.where.has(EMBED_TOKENS) && this.where.has(LM_HEAD)) this.where.set(EMBED_TOKENS, this.where.get(LM_HEAD)!);
     }
   }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CheckpointError, UnsupportedError } from '../errors.js';
+import { ARCHITECTURES, architectureSpec } from './architecture.js';
 
 /** RoPE frequency scaling of Hugging Face configs (`rope_scaling`). */
 export type RopeScaling =
@@ -39,7 +40,8 @@ export interface LlamaConfig {
   raw: Record<string, unknown>; // config.json as read, written back unchanged with the pruned model
 }
 
-export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
+/** The supported architectures: the keys of the architecture spec (lib/model/architecture.ts). */
+export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHITECTURES) as readonly string[];
 
 function field(file: string, raw: Record<string, unknown>, key: string, kind: 'int' | 'number' | 'bool'): unknown {
   const v = raw[key];
@@ -94,11 +96,13 @@ export function parseConfig(raw: Record<string, unknown>, file = 'config.json'):
   const modelType = typeof raw['model_type'] === 'string' ? raw['model_type'] : '';
   let architecture: string;
   if (Array.isArray(archs) && typeof archs[0] === 'string') architecture = archs[0];
-  else if (modelType === 'llama') architecture = 'LlamaForCausalLM';
-  else if (modelType === 'mistral') architecture = 'MistralForCausalLM';
-  else if (modelType === 'qwen2') architecture = 'Qwen2ForCausalLM';
-  else throw new CheckpointError(`${file}: field 'architectures' is missing and model_type '${modelType}' is unknown`);
-  if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(architecture)) {
+  else {
+    const byType = Object.entries(ARCHITECTURES).find(([, a]) => a.modelType === modelType);
+    if (!byType) throw new CheckpointError(`${file}: field 'architectures' is missing and model_type '${modelType}' is unknown`);
+    architecture = byType[0];
+  }
+  const spec = architectureSpec(architecture);
+  if (!spec) {
     throw new UnsupportedError(
       `${file}: architecture '${architecture}' is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`,
     );
@@ -122,9 +126,9 @@ export function parseConfig(raw: Record<string, unknown>, file = 'config.json'):
     );
   }
   if (headDim % 2 !== 0) throw new CheckpointError(`${file}: head_dim ${headDim} must be even for RoPE`);
-  const isQwen2 = architecture === 'Qwen2ForCausalLM';
   const attentionBias = optional(file, raw, 'attention_bias', 'bool', false);
-  const slidingWindowOn = isQwen2 ? raw['use_sliding_window'] === true : raw['sliding_window'] != null;
+  const slidingWindowOn =
+    spec.slidingWindowSwitch === 'use_sliding_window' ? raw['use_sliding_window'] === true : raw['sliding_window'] != null;
   const tok = (key: string): number | null => {
     const v = raw[key];
     if (typeof v === 'number' && Number.isInteger(v)) return v;
@@ -146,7 +150,7 @@ export function parseConfig(raw: Record<string, unknown>, file = 'config.json'):
     ropeTheta: optional(file, raw, 'rope_theta', 'number', 10000),
     ropeScaling: parseRopeScaling(file, raw['rope_scaling']),
     attentionBias,
-    qkvBias: attentionBias || isQwen2,
+    qkvBias: attentionBias || spec.qkvBias === 'always',
     oBias: attentionBias,
     mlpBias: optional(file, raw, 'mlp_bias', 'bool', false),
     tieWordEmbeddings: optional(file, raw, 'tie_word_embeddings', 'bool', false),
@@ -176,13 +180,5 @@ export function readConfig(file: string): LlamaConfig {
   return parseConfig(raw as Record<string, unknown>, file);
 }
 
-/** Parameter count implied by a config (embeddings, blocks, norms, lm_head unless tied). */
-export function parameterCount(c: LlamaConfig): number {
-  const h = c.hiddenSize;
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const attn = h * q + 2 * h * kv + q * h + (c.qkvBias ? q + 2 * kv : 0) + (c.oBias ? h : 0);
-  const mlp = 3 * h * c.intermediateSize + (c.mlpBias ? 2 * c.intermediateSize + h : 0);
-  const block = attn + mlp + 2 * h;
-  return c.vocabSize * h * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * block + h;
-}
+/** Parameter count implied by a config: computed from the architecture spec's tensors. */
+export { parameterCount } from './architecture.js';

@@ -12,8 +12,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError } from '../errors.js';
 import type { LlamaConfig } from './config.js';
-import { Checkpoint, blockTensors, hasBias, linearShape, linearTensorName } from './checkpoint.js';
-import { LINEAR_NAMES, type LinearName } from '../prune/method.js';
+import type { Checkpoint } from './checkpoint.js';
+import {
+  EMBED_TOKENS,
+  FINAL_NORM,
+  LINEAR_NAMES,
+  LM_HEAD,
+  blockTensors,
+  hasBias,
+  linearShape,
+  linearTensorName,
+  normTensorName,
+  type LinearName,
+} from './architecture.js';
 
 /** One linear layer: y = x wT + bias. */
 export interface Linear {
@@ -92,9 +103,9 @@ export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights 
       if (bias) made.push(bias);
       linears[n] = { wT, bias };
     }
-    const inputNorm = vec(`model.layers.${layer}.input_layernorm.weight`);
+    const inputNorm = vec(normTensorName(layer, 'inputNorm'));
     made.push(inputNorm);
-    return { inputNorm, postNorm: vec(`model.layers.${layer}.post_attention_layernorm.weight`), linears };
+    return { inputNorm, postNorm: vec(normTensorName(layer, 'postNorm')), linears };
   } catch (e) {
     tf.dispose(made);
     throw e;
@@ -104,10 +115,10 @@ export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights 
 /** Tensor name -> float32 values of a block, in the Hugging Face [out, in] layout (for saving). */
 export function blockWeightsToArrays(c: LlamaConfig, layer: number, b: BlockWeights): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
-  out.set(`model.layers.${layer}.input_layernorm.weight`, b.inputNorm.dataSync() as Float32Array);
-  out.set(`model.layers.${layer}.post_attention_layernorm.weight`, b.postNorm.dataSync() as Float32Array);
+  out.set(normTensorName(layer, 'inputNorm'), b.inputNorm.dataSync() as Float32Array);
+  out.set(normTensorName(layer, 'postNorm'), b.postNorm.dataSync() as Float32Array);
   for (const n of LINEAR_NAMES) {
-    const w = tf.tidy(() => tf.transpose(b.linears[n].wT));
+    const w = linearWeight(b, n);
     out.set(linearTensorName(layer, n), w.dataSync() as Float32Array);
     w.dispose();
     const bias = b.linears[n].bias;
@@ -116,6 +127,22 @@ export function blockWeightsToArrays(c: LlamaConfig, layer: number, b: BlockWeig
   const expected = blockTensors(c, layer).map((t) => t.name);
   for (const name of expected) if (!out.has(name)) throw new CheckpointError(`block ${layer}: tensor '${name}' not produced`);
   return out;
+}
+
+/**
+ * The weight of a block's linear in the Hugging Face layout [out, in], whatever layout the model keeps internally
+ * (a new tensor, owned by the caller). Code outside the model reads weights only through this.
+ */
+export function linearWeight(b: BlockWeights, name: LinearName): tf.Tensor2D {
+  return tf.transpose(b.linears[name].wT) as tf.Tensor2D;
+}
+
+/** Replace a block's linear weight by `w` [out, in] (not consumed; the old weight is freed). */
+export function setLinearWeight(b: BlockWeights, name: LinearName, w: tf.Tensor2D): void {
+  const l = b.linears[name];
+  const wT = tf.transpose(w) as tf.Tensor2D;
+  l.wT.dispose();
+  l.wT = wT;
 }
 
 /** RoPE inverse frequencies [headDim/2], in float32 as transformers computes them (with rope_scaling applied). */
@@ -168,15 +195,15 @@ export class LlamaModel {
     const made: tf.Tensor[] = []; // freed when a read fails halfway
     const blocks: (BlockWeights | null)[] = [];
     try {
-      const embedTable = tf.tensor2d(ckpt.read('model.embed_tokens.weight'), [c.vocabSize, c.hiddenSize]);
+      const embedTable = tf.tensor2d(ckpt.read(EMBED_TOKENS), [c.vocabSize, c.hiddenSize]);
       made.push(embedTable);
-      const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+      const headName = c.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD;
       const lmHeadT =
         options.head === false
           ? null
           : tf.tidy(() => tf.transpose(tf.tensor2d(ckpt.read(headName), [c.vocabSize, c.hiddenSize])) as tf.Tensor2D);
       if (lmHeadT) made.push(lmHeadT);
-      const finalNorm = tf.tensor1d(ckpt.read('model.norm.weight'));
+      const finalNorm = tf.tensor1d(ckpt.read(FINAL_NORM));
       made.push(finalNorm);
       for (let i = 0; i < c.numLayers; i++) blocks.push(options.blocks === false ? null : loadBlockWeights(ckpt, i));
       return new LlamaModel(c, embedTable, finalNorm, lmHeadT, blocks);
@@ -363,12 +390,21 @@ export class LlamaModel {
 
   /** Final RMSNorm + lm_head: [batch, seq, hidden] -> logits [batch, seq, vocab]. */
   head(x: tf.Tensor3D): tf.Tensor3D {
+    const [b, s] = x.shape;
+    return tf.tidy(() => tf.reshape(this.headFlat(x), [b, s, this.config.vocabSize]) as tf.Tensor3D);
+  }
+
+  /**
+   * Final RMSNorm + lm_head with the positions flattened: [batch, seq, hidden] -> logits [batch * seq, vocab].
+   * `matMul(x, lmHeadT)` multiplies by the head (training passes a frozen matMul with a fast backward).
+   */
+  headFlat(x: tf.Tensor3D, matMul: (a: tf.Tensor2D, lmHeadT: tf.Tensor2D) => tf.Tensor2D = (a, w) => tf.matMul(a, w)): tf.Tensor2D {
     const lmHeadT = this.lmHeadT;
     if (!lmHeadT) throw new CheckpointError('head: this model was loaded without lm_head');
     return tf.tidy(() => {
       const [b, s, hd] = x.shape;
       const n = this.rmsNorm(x, this.finalNorm);
-      return tf.reshape(tf.matMul(tf.reshape(n, [b * s, hd]), lmHeadT), [b, s, this.config.vocabSize]) as tf.Tensor3D;
+      return matMul(tf.reshape(n, [b * s, hd]), lmHeadT);
     });
   }
 

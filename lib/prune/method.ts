@@ -5,9 +5,8 @@ export type Structure =
   | { kind: 'unstructured' } // ratio p of every comparison group
   | { kind: 'nm'; n: number; m: number }; // N zeros in every group of M consecutive input columns
 
-/** The seven linear layers of a LLaMA decoder block, in execution order. */
-export const LINEAR_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type LinearName = (typeof LINEAR_NAMES)[number];
+/** The linear layers of a block come from the architecture spec (re-exported for existing importers). */
+export { LINEAR_NAMES, type LinearName } from '../model/architecture.js';
 
 /** Options every method receives for one linear layer. */
 export interface PruneOptions {

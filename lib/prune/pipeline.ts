@@ -10,22 +10,20 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
-import { Checkpoint, CheckpointWriter, expectedTensors, linearShape } from '../model/checkpoint.js';
-import { LlamaModel, blockWeightsToArrays, disposeBlock, loadBlockWeights, type BlockWeights } from '../model/llama.js';
+import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
+import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
+import {
+  LlamaModel,
+  blockWeightsToArrays,
+  disposeBlock,
+  linearWeight,
+  loadBlockWeights,
+  setLinearWeight,
+  type BlockWeights,
+} from '../model/llama.js';
 import type { CalibrationSet } from '../data/calibration.js';
-import { LINEAR_NAMES, type LayerStats, type LinearName, type PruneMethod, type PruneOptions } from './method.js';
+import type { LayerStats, PruneMethod, PruneOptions } from './method.js';
 import { describeStructure, validateOptions } from './mask.js';
-
-/** Linears that read the same tensor share one statistics accumulator (identical to separate hooks). */
-const INPUT_GROUP: Record<LinearName, string> = {
-  q_proj: 'attn_in',
-  k_proj: 'attn_in',
-  v_proj: 'attn_in',
-  o_proj: 'o_in',
-  gate_proj: 'mlp_in',
-  up_proj: 'mlp_in',
-  down_proj: 'down_in',
-};
 
 /** Zero fraction of one block's matrices (the reference's check_sparsity). */
 export interface BlockSparsity {
@@ -77,7 +75,7 @@ function now(): number {
   return performance.now() / 1000;
 }
 
-/** Count zeros of a [in, out] (or any) weight tensor. */
+/** Count zeros of a weight tensor. */
 function zeroCount(t: tf.Tensor): number {
   return tf.tidy(() => tf.sum(tf.cast(tf.equal(t, 0), 'int32')).dataSync()[0]!);
 }
@@ -160,8 +158,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
           // 2. prune the seven linears
           t = now();
           for (const n of LINEAR_NAMES) {
-            const lin = block.linears[n];
-            const w = tf.transpose(lin.wT) as tf.Tensor2D; // [out, in]
+            const w = linearWeight(block, n); // [out, in]
             let result;
             try {
               result = o.method.prune(w, stats.get(INPUT_GROUP[n]) ?? null, o.prune);
@@ -169,14 +166,15 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
               w.dispose();
             }
             result.mask.dispose();
-            const newWT = tf.transpose(result.weight) as tf.Tensor2D; // back to [in, out]
-            result.weight.dispose();
-            lin.wT.dispose();
-            lin.wT = newWT;
-            const z = zeroCount(newWT);
-            matrices[n] = z / newWT.size;
-            zeros += z;
-            params += newWT.size;
+            try {
+              setLinearWeight(block, n, result.weight);
+              const z = zeroCount(result.weight);
+              matrices[n] = z / result.weight.size;
+              zeros += z;
+              params += result.weight.size;
+            } finally {
+              result.weight.dispose();
+            }
           }
         } finally {
           for (const s of stats.values()) s.dispose();
