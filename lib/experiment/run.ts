@@ -60,7 +60,7 @@ import { loadAdapters, type LoadedAdapters } from '../finetune/peft.js';
 import { finetune } from '../finetune/train.js';
 import { TASKS } from '../eval/tasks.js';
 import { initBackend } from '../model/backend.js';
-import { LINEAR_NAMES, linearTensorName } from '../model/architecture.js';
+import { linearSparsity } from '../model/sparsity.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { resolveModelPath } from '../model/hub.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
@@ -343,20 +343,6 @@ function evaluationFields(exp: Experiment, r: Pick<EvaluateResult, 'perplexity' 
   return { perplexity, tasks, mean: r.zeroShot ? r.zeroShot.mean.value : null };
 }
 
-/** Zero fraction of the seven linear weights of every block of a checkpoint (the dense model is measured too). */
-function measuredSparsity(ckpt: Checkpoint): number {
-  let zeros = 0;
-  let params = 0;
-  for (let layer = 0; layer < ckpt.config.numLayers; layer++) {
-    for (const name of LINEAR_NAMES) {
-      const w = ckpt.read(linearTensorName(layer, name));
-      for (let i = 0; i < w.length; i++) if (w[i] === 0) zeros++;
-      params += w.length;
-    }
-  }
-  return params === 0 ? 0 : zeros / params;
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // The run
 
@@ -503,7 +489,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     try {
       if (adapterDir !== null) adapters = loadAdapters(adapterDir, m.model);
       const load = (performance.now() - tl) / 1000;
-      const sparsity = measure ? measuredSparsity(m.checkpoint) : null;
+      const sparsity = measure ? linearSparsity(m.checkpoint) : null;
       const onProgress = (what: string, d: number, t: number): void => progress(`${label}: ${what}`, d, t);
       const forward = adapters ? { forward: adapters.forward } : {};
       // Perplexity and tasks as two calls, to time each (tokenizing a perplexity set counts as perplexity).

@@ -27,6 +27,7 @@ import {
   type StorageReport,
 } from '../model/checkpoint.js';
 import type { CheckpointFormat } from '../model/compressed-tensors.js';
+import { countZeros } from '../model/sparsity.js';
 import { LINEAR_NAMES, expectedTensors, linearShape, linearTensorName, type LinearName } from '../model/architecture.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
@@ -224,27 +225,8 @@ export function loadAdapters(dir: string, model: LlamaModel): LoadedAdapters {
   };
 }
 
-/** Zero count of one weight matrix. */
-export interface MatrixZeros {
-  tensor: string;
-  params: number;
-  zeros: number;
-}
-
-/** Exact zeros (+0 and -0) of every linear weight of every block, as stored in a checkpoint. */
-export function linearZeros(ckpt: Checkpoint): MatrixZeros[] {
-  const out: MatrixZeros[] = [];
-  for (let layer = 0; layer < ckpt.config.numLayers; layer++) {
-    for (const n of LINEAR_NAMES) {
-      const tensor = linearTensorName(layer, n);
-      const v = ckpt.read(tensor);
-      let zeros = 0;
-      for (let i = 0; i < v.length; i++) if (v[i] === 0) zeros++;
-      out.push({ tensor, params: v.length, zeros });
-    }
-  }
-  return out;
-}
+// Zero counts: lib/model/sparsity.ts (re-exported for existing importers).
+export { linearZeros, type MatrixZeros } from '../model/sparsity.js';
 
 /** What a merge did to the sparsity (counted in the files written, after dtype rounding). */
 export interface MergeReport {
@@ -343,15 +325,9 @@ export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
         const tensor = linearTensorName(layer, n);
         const b = ckpt.read(tensor);
         const m = mergedCkpt.read(tensor);
-        let zb = 0;
-        let za = 0;
-        for (let i = 0; i < b.length; i++) {
-          if (b[i] === 0) {
-            zb++;
-            if (m[i] !== 0) zerosLost++;
-          }
-          if (m[i] === 0) za++;
-        }
+        const zb = countZeros(b);
+        const za = countZeros(m);
+        for (let i = 0; i < b.length; i++) if (b[i] === 0 && m[i] !== 0) zerosLost++;
         params += b.length;
         zerosBefore += zb;
         zerosAfter += za;

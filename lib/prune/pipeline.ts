@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
 import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
+import { countTensorZeros } from '../model/sparsity.js';
 import {
   LlamaModel,
   blockWeightsToArrays,
@@ -75,10 +76,6 @@ function now(): number {
   return performance.now() / 1000;
 }
 
-/** Count zeros of a weight tensor. */
-function zeroCount(t: tf.Tensor): number {
-  return tf.tidy(() => tf.sum(tf.cast(tf.equal(t, 0), 'int32')).dataSync()[0]!);
-}
 
 /**
  * Run the layer loop. Non-block tensors (embeddings, final norm, lm_head) are copied to the writer unchanged.
@@ -168,7 +165,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
             result.mask.dispose();
             try {
               setLinearWeight(block, n, result.weight);
-              const z = zeroCount(result.weight);
+              const z = countTensorZeros(result.weight);
               matrices[n] = z / result.weight.size;
               zeros += z;
               params += result.weight.size;
