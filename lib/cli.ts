@@ -21,6 +21,7 @@ import { prune, parseStructure } from './prune/prune.js';
 import { METHOD_NAMES, type MethodName } from './prune/registry.js';
 import { evaluate } from './eval/evaluate.js';
 import { defaultDataDir } from './eval/datasets.js';
+import { FINETUNE_DEFAULTS } from './finetune/defaults.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from './eval/perplexity.js';
 import { resultsTable } from './eval/results.js';
 import { createProgress, type ProgressReporter } from './progress.js';
@@ -270,27 +271,28 @@ export function buildCli(args: string[]): Argv {
           .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder (pruned) or hub id' })
           .option('data', { type: 'string', demandOption: true, describe: 'training text: .jsonl, .json, .parquet, .txt (.gz)' })
           .option('out', { type: 'string', demandOption: true, describe: 'output folder (adapters, checkpoints, report.json)' })
-          .option('rank', { type: 'number', default: 8, describe: 'LoRA rank' })
-          .option('alpha', { type: 'number', default: 16, describe: 'LoRA alpha (scale = alpha / rank)' })
-          .option('dropout', { type: 'number', default: 0.05, describe: 'LoRA dropout' })
-          .option('targets', { type: 'string', default: 'q_proj,v_proj', describe: `linears to adapt (${LINEAR_NAMES.join(', ')})` })
-          .option('lr', { type: 'number', default: 1e-4, describe: 'peak learning rate (AdamW)' })
-          .option('schedule', { choices: ['constant', 'linear', 'cosine'], default: 'linear', describe: 'learning-rate schedule' })
-          .option('warmup-steps', { type: 'number', default: 0, describe: 'linear warmup steps' })
-          .option('weight-decay', { type: 'number', default: 0, describe: 'AdamW decoupled weight decay' })
-          .option('max-grad-norm', { type: 'number', default: 1, describe: 'gradient clipping (0: off)' })
+          .option('rank', { type: 'number', default: FINETUNE_DEFAULTS.rank, describe: 'LoRA rank' })
+          .option('alpha', { type: 'number', default: FINETUNE_DEFAULTS.alpha, describe: 'LoRA alpha (scale = alpha / rank)' })
+          .option('dropout', { type: 'number', default: FINETUNE_DEFAULTS.dropout, describe: 'LoRA dropout' })
+          .option('targets', { type: 'string', default: FINETUNE_DEFAULTS.targets.join(','), describe: `linears to adapt (${LINEAR_NAMES.join(', ')})` })
+          .option('lr', { type: 'number', default: FINETUNE_DEFAULTS.lr, describe: 'peak learning rate (AdamW)' })
+          .option('schedule', { choices: ['constant', 'linear', 'cosine'], default: FINETUNE_DEFAULTS.schedule, describe: 'learning-rate schedule' })
+          .option('warmup-steps', { type: 'number', default: FINETUNE_DEFAULTS.warmupSteps, describe: 'linear warmup steps' })
+          .option('weight-decay', { type: 'number', default: FINETUNE_DEFAULTS.weightDecay, describe: 'AdamW decoupled weight decay' })
+          .option('max-grad-norm', { type: 'number', default: FINETUNE_DEFAULTS.maxGradNorm, describe: 'gradient clipping (0: off)' })
           .option('seqlen', { type: 'number', describe: 'tokens per training window (default: model context)' })
-          .option('batch-size', { type: 'number', default: 1, describe: 'windows per micro-batch' })
-          .option('grad-accum', { type: 'number', default: 1, describe: 'micro-batches per optimizer step' })
+          .option('batch-size', { type: 'number', default: FINETUNE_DEFAULTS.batchSize, describe: 'windows per micro-batch' })
+          .option('grad-accum', { type: 'number', default: FINETUNE_DEFAULTS.gradAccum, describe: 'micro-batches per optimizer step' })
           .option('max-steps', { type: 'number', demandOption: true, describe: 'optimizer steps' })
           .option('time-budget', { type: 'number', describe: 'stop (with a checkpoint) after this many seconds' })
-          .option('seed', { type: 'number', default: 0, describe: 'data order, adapter init, dropout' })
-          .option('checkpoint-every', { type: 'number', default: 50, describe: 'steps between resumable checkpoints' })
+          .option('seed', { type: 'number', default: FINETUNE_DEFAULTS.seed, describe: 'data order, adapter init, dropout' })
+          .option('checkpoint-every', { type: 'number', default: FINETUNE_DEFAULTS.checkpointEvery, describe: 'steps between resumable checkpoints' })
+          // the CLI's own default (running the command again continues); finetune()'s is FINETUNE_DEFAULTS.resume (false)
           .option('resume', { type: 'boolean', default: true, describe: 'continue from <out>/checkpoint when present' })
           .option('overwrite', { type: 'boolean', default: false, describe: 'start over in a non-empty --out' })
           .option('eval-file', { type: 'string', describe: 'held-out text for perplexity before/after (e.g. WikiText-2 test)' })
           .option('eval-windows', { type: 'number', describe: 'perplexity windows scored before and after' })
-          .option('merge', { choices: ['none', 'masked', 'dense'], default: 'none', describe: 'also write a merged checkpoint (masked keeps the sparsity)' })
+          .option('merge', { choices: ['none', 'masked', 'dense'], default: FINETUNE_DEFAULTS.merge, describe: 'also write a merged checkpoint (masked keeps the sparsity)' })
           .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'merged checkpoint format (compressed: with --merge masked)' }),
       async (argv) => {
         await backend(argv);

@@ -137,4 +137,5 @@ export { runExperiment, type RunOptions, type RunResult } from './experiment/run
 // fine-tuning (LoRA, sparsity kept)
 export { finetune, type FinetuneOptions, type FinetuneReport, type FinetuneProgress } from './finetune/train.js';
 export { LoraAdapters, DEFAULT_LORA, type LoraConfig } from './finetune/lora.js';
+export { FINETUNE_DEFAULTS } from './finetune/defaults.js';
 export { loadAdapters, saveAdapters, writeMergedCheckpoint, type LoadedAdapters, type MergeReport } from './finetune/peft.js';

@@ -76,7 +76,7 @@ import {
   type ResultsInput,
   type SettingResult,
 } from './report.js';
-import { DENSE_ID, FINETUNE_DEFAULTS, expandSettings, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
+import { DENSE_ID, EXPERIMENT_FINETUNE_DEFAULTS, expandSettings, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
 
 /** Callbacks for a progress display (the CLI passes its stderr reporter's update and note). */
 export interface RunOptions {
@@ -352,12 +352,12 @@ type ResolvedFinetune = { [K in keyof FinetuneConfig]-?: NonNullable<FinetuneCon
 function resolveFinetune(f: FinetuneConfig, maxPositions: number): ResolvedFinetune {
   return {
     ...f,
-    dropout: f.dropout ?? FINETUNE_DEFAULTS.dropout,
-    schedule: f.schedule ?? FINETUNE_DEFAULTS.schedule,
-    warmupSteps: f.warmupSteps ?? FINETUNE_DEFAULTS.warmupSteps,
-    gradAccum: f.gradAccum ?? FINETUNE_DEFAULTS.gradAccum,
-    merge: f.merge ?? FINETUNE_DEFAULTS.merge,
-    checkpointEvery: f.checkpointEvery ?? FINETUNE_DEFAULTS.checkpointEvery,
+    dropout: f.dropout ?? EXPERIMENT_FINETUNE_DEFAULTS.dropout,
+    schedule: f.schedule ?? EXPERIMENT_FINETUNE_DEFAULTS.schedule,
+    warmupSteps: f.warmupSteps ?? EXPERIMENT_FINETUNE_DEFAULTS.warmupSteps,
+    gradAccum: f.gradAccum ?? EXPERIMENT_FINETUNE_DEFAULTS.gradAccum,
+    merge: f.merge ?? EXPERIMENT_FINETUNE_DEFAULTS.merge,
+    checkpointEvery: f.checkpointEvery ?? EXPERIMENT_FINETUNE_DEFAULTS.checkpointEvery,
     seqlen: f.seqlen ?? maxPositions,
   };
 }

@@ -25,6 +25,7 @@ import { TASKS } from '../eval/tasks.js';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { LINEAR_NAMES, type Structure } from '../prune/method.js';
+import { FINETUNE_DEFAULTS } from '../finetune/defaults.js';
 import { METHOD_NAMES, type MethodName } from '../prune/registry.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -261,15 +262,13 @@ function evalSchema(c: SchemaContext) {
   });
 }
 
-/** Defaults of the optional finetune keys (applied by the runner, lib/experiment/run.ts). */
-export const FINETUNE_DEFAULTS = {
-  dropout: 0.05, // the reference's lora_dropout
-  schedule: 'linear', // transformers' Trainer default
-  warmupSteps: 0,
-  gradAccum: 1,
-  merge: 'masked', // keeps the pruned zeros exactly
-  checkpointEvery: 50,
-} as const;
+/**
+ * Defaults of the finetune keys: the fine-tuning stage's (FINETUNE_DEFAULTS of lib/finetune/defaults.ts), except
+ * merge, which an experiment sets to masked (keeps the pruned zeros exactly). The optional keys are filled in by
+ * the runner (lib/experiment/run.ts).
+ */
+export const EXPERIMENT_FINETUNE_DEFAULTS = { ...FINETUNE_DEFAULTS, merge: 'masked' } as const;
+const D = EXPERIMENT_FINETUNE_DEFAULTS;
 
 /**
  * The LoRA stage: every pruned setting (not the dense model) is fine-tuned after its own evaluation and evaluated
@@ -278,24 +277,24 @@ export const FINETUNE_DEFAULTS = {
  */
 function finetuneSchema(c: SchemaContext) {
   return z.strictObject({
-    rank: int(1).default(8), // LoRA rank (the paper: 8)
-    alpha: positiveNumber().default(16), // LoRA scale numerator (scale = alpha / rank)
+    rank: int(1).default(D.rank), // LoRA rank (the paper: 8)
+    alpha: positiveNumber().default(D.alpha), // LoRA scale numerator (scale = alpha / rank)
     dropout: z
       .number()
       .superRefine((v, ctx) => {
         if (!(v >= 0 && v < 1)) ctx.addIssue({ code: 'custom', message: `must be >= 0 and < 1, got ${v}` });
       })
       .optional(), // dropout on the adapter input (default 0.05)
-    targets: z.array(z.enum(LINEAR_NAMES)).min(1).default(['q_proj', 'v_proj']), // adapted linears (paper: q, v)
-    lr: positiveNumber().default(1e-4), // peak learning rate (AdamW)
+    targets: z.array(z.enum(LINEAR_NAMES)).min(1).default([...D.targets]), // adapted linears (paper: q, v)
+    lr: positiveNumber().default(D.lr), // peak learning rate (AdamW)
     schedule: z.enum(['constant', 'linear', 'cosine']).optional(), // learning-rate decay (default linear)
     warmupSteps: int(0).optional(), // linear warmup steps (default 0)
     maxSteps: int(1), // optimizer steps
     data: filePath(c, 'fine-tuning data file'), // training text (the paper: C4)
     seqlen: int(2).optional(), // tokens per training window; default: the model's max_position_embeddings
-    batchSize: int(1).default(1), // windows per micro-batch
+    batchSize: int(1).default(D.batchSize), // windows per micro-batch
     gradAccum: int(1).optional(), // micro-batches per optimizer step (default 1)
-    seed: int(0).default(0), // window sampling, adapter init and dropout seed
+    seed: int(0).default(D.seed), // window sampling, adapter init and dropout seed
     merge: z.enum(['masked', 'dense', 'none']).optional(), // how the tuned model is evaluated (default masked)
     checkpointEvery: int(1).optional(), // steps between resumable trainer checkpoints (default 50; speed only)
   });

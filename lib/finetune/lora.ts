@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { FINETUNE_DEFAULTS } from './defaults.js';
 import type { LlamaConfig } from '../model/config.js';
 import { applyLinear, type ForwardOptions, type Linear } from '../model/llama.js';
 import { LINEAR_NAMES, linearShape, type LinearName } from '../model/architecture.js';
@@ -26,8 +27,13 @@ export interface LoraConfig {
   targets: LinearName[]; // linear layers adapted in every decoder block
 }
 
-/** PEFT's defaults as the Wanda reference's LoRA script (lora_ft/finetune_lm.py) sets them. */
-export const DEFAULT_LORA: LoraConfig = { rank: 8, alpha: 16, dropout: 0.05, targets: ['q_proj', 'v_proj'] };
+/** PEFT's defaults as the Wanda reference's LoRA script (lora_ft/finetune_lm.py) sets them (FINETUNE_DEFAULTS'). */
+export const DEFAULT_LORA: LoraConfig = {
+  rank: FINETUNE_DEFAULTS.rank,
+  alpha: FINETUNE_DEFAULTS.alpha,
+  dropout: FINETUNE_DEFAULTS.dropout,
+  targets: [...FINETUNE_DEFAULTS.targets],
+};
 
 /**
  * Check a LoraConfig; throws ConfigError naming the option as `name` does (default the CLI's flags). Returns the

@@ -29,7 +29,8 @@ import { sampleWindows, sampleWindowsFromText, windowsHash } from '../data/calib
 import { detectFormat, readTexts } from '../data/sources.js';
 import { evaluationIds, perplexityOfIds, type PerplexitySet, PERPLEXITY_SETS } from '../eval/perplexity.js';
 import type { LinearName } from '../model/architecture.js';
-import { DEFAULT_LORA, LoraAdapters, SeededRandom, frozenMatMul, validateLoraConfig, type LoraConfig } from './lora.js';
+import { FINETUNE_DEFAULTS } from './defaults.js';
+import { LoraAdapters, SeededRandom, frozenMatMul, validateLoraConfig, type LoraConfig } from './lora.js';
 import { readAdapterFiles, saveAdapters, writeMergedCheckpoint, type MergeReport } from './peft.js';
 import type { CheckpointFormat } from '../model/compressed-tensors.js';
 
@@ -617,34 +618,34 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
   const name = o.optionName ?? cliFlag;
   const lora = validateLoraConfig(
     {
-      rank: o.rank ?? DEFAULT_LORA.rank,
-      alpha: o.alpha ?? DEFAULT_LORA.alpha,
-      dropout: o.dropout ?? DEFAULT_LORA.dropout,
-      targets: o.targets ?? DEFAULT_LORA.targets,
+      rank: o.rank ?? FINETUNE_DEFAULTS.rank,
+      alpha: o.alpha ?? FINETUNE_DEFAULTS.alpha,
+      dropout: o.dropout ?? FINETUNE_DEFAULTS.dropout,
+      targets: o.targets ?? [...FINETUNE_DEFAULTS.targets],
     },
     name,
   );
   checkPositiveInt(name('maxSteps'), o.maxSteps);
-  const batchSize = o.batchSize ?? 1;
-  const gradAccum = o.gradAccum ?? 1;
+  const batchSize = o.batchSize ?? FINETUNE_DEFAULTS.batchSize;
+  const gradAccum = o.gradAccum ?? FINETUNE_DEFAULTS.gradAccum;
   checkPositiveInt(name('batchSize'), batchSize);
   checkPositiveInt(name('gradAccum'), gradAccum);
-  const seed = o.seed ?? 0;
+  const seed = o.seed ?? FINETUNE_DEFAULTS.seed;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new ConfigError(`${name('seed')} must be a non-negative integer, got ${seed}`);
-  const schedule = o.schedule ?? 'linear';
+  const schedule = o.schedule ?? FINETUNE_DEFAULTS.schedule;
   if (!['constant', 'linear', 'cosine'].includes(schedule)) {
     throw new ConfigError(`${name('schedule')}: '${String(schedule)}' is not one of constant, linear, cosine`);
   }
   const trainerOptions: TrainerOptions = {
-    lr: o.lr ?? 1e-4,
+    lr: o.lr ?? FINETUNE_DEFAULTS.lr,
     schedule,
-    warmupSteps: o.warmupSteps ?? 0,
+    warmupSteps: o.warmupSteps ?? FINETUNE_DEFAULTS.warmupSteps,
     totalSteps: o.totalSteps ?? o.maxSteps,
-    weightDecay: o.weightDecay ?? 0,
-    beta1: o.beta1 ?? 0.9,
-    beta2: o.beta2 ?? 0.999,
-    eps: o.eps ?? 1e-8,
-    maxGradNorm: o.maxGradNorm ?? 1,
+    weightDecay: o.weightDecay ?? FINETUNE_DEFAULTS.weightDecay,
+    beta1: o.beta1 ?? FINETUNE_DEFAULTS.beta1,
+    beta2: o.beta2 ?? FINETUNE_DEFAULTS.beta2,
+    eps: o.eps ?? FINETUNE_DEFAULTS.eps,
+    maxGradNorm: o.maxGradNorm ?? FINETUNE_DEFAULTS.maxGradNorm,
   };
   checkNumber(name('lr'), trainerOptions.lr, 0, 1, true);
   if (!Number.isSafeInteger(trainerOptions.warmupSteps) || trainerOptions.warmupSteps < 0) {
@@ -657,10 +658,10 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
   checkNumber(name('eps'), trainerOptions.eps, 0, 1, true);
   checkNumber(name('maxGradNorm'), trainerOptions.maxGradNorm, 0, Infinity);
   if (trainerOptions.beta1 === 1 || trainerOptions.beta2 === 1) throw new ConfigError(`${name('beta1')} and ${name('beta2')} must be below 1`);
-  const checkpointEvery = o.checkpointEvery ?? 50;
+  const checkpointEvery = o.checkpointEvery ?? FINETUNE_DEFAULTS.checkpointEvery;
   checkPositiveInt(name('checkpointEvery'), checkpointEvery);
   if (o.timeBudget !== undefined) checkNumber(name('timeBudget'), o.timeBudget, 0, Infinity, true);
-  const mergeMode = o.merge ?? 'none';
+  const mergeMode = o.merge ?? FINETUNE_DEFAULTS.merge;
   if (!['none', 'masked', 'dense'].includes(mergeMode)) throw new ConfigError(`${name('merge')}: '${String(mergeMode)}' is not none, masked or dense`);
   if (o.mergeFormat !== undefined && o.mergeFormat !== 'dense' && !(o.mergeFormat === 'compressed' && mergeMode === 'masked')) {
     throw new ConfigError(`--format ${String(o.mergeFormat)}: only dense, or compressed with --merge masked (a dense merge fills the pruned zeros in)`);
@@ -700,11 +701,11 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     // Output folder: resume, start over, or refuse.
     mkdirSync(out, { recursive: true });
     const existing = findCheckpoint(out);
-    if (existing && !o.resume && !o.overwrite) {
+    if (existing && !(o.resume ?? FINETUNE_DEFAULTS.resume) && !o.overwrite) {
       const step = (JSON.parse(readFileSync(join(existing, STATE_FILE), 'utf8')) as TrainerState).step;
       throw new ConfigError(`${name('out')} ${o.out}: holds a training checkpoint at step ${step}; pass ${name('resume')} to continue it or ${name('overwrite')} to start over`);
     }
-    const resuming = existing !== null && o.resume === true;
+    const resuming = existing !== null && (o.resume ?? FINETUNE_DEFAULTS.resume);
     if (!resuming) {
       if (readdirSync(out).length > 0) {
         if (!o.overwrite) throw new ConfigError(`${name('out')} ${o.out}: folder exists and is not empty (pass ${name('overwrite')} to replace it)`);

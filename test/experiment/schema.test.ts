@@ -3,12 +3,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
 import {
+  EXPERIMENT_FINETUNE_DEFAULTS,
   expandSettings,
   ExperimentConfigError,
   loadExperiment,
   parseStructure,
   settingId,
 } from '../../lib/experiment/schema.js';
+import { FINETUNE_DEFAULTS } from '../../lib/finetune/defaults.js';
+import { DEFAULT_LORA } from '../../lib/finetune/lora.js';
 import { sharedPath } from '../helpers/shared.js';
 
 /**
@@ -111,6 +114,11 @@ finetune:
       rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], lr: 1e-4, maxSteps: 5,
       data: join(root, 'data', 'calib.jsonl'), batchSize: 1, seed: 0,
     });
+    // one source of defaults: the fine-tuning stage's, the experiment changing only merge
+    const { rank, alpha, targets, lr, batchSize, seed } = FINETUNE_DEFAULTS;
+    expect(exp.finetune).toMatchObject({ rank, alpha, targets, lr, batchSize, seed });
+    expect(EXPERIMENT_FINETUNE_DEFAULTS).toEqual({ ...FINETUNE_DEFAULTS, merge: 'masked' });
+    expect(DEFAULT_LORA).toEqual({ rank, alpha, dropout: FINETUNE_DEFAULTS.dropout, targets });
   });
 
   test('overrides are applied before validation; string values read as YAML; override paths resolve against the cwd', () => {

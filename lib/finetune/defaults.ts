@@ -1,0 +1,28 @@
+/** The fine-tuning stage's defaults, in a module without tensor code (the CLI and the schema read it). */
+import type { FinetuneOptions } from './train.js';
+
+/**
+ * THE defaults of the fine-tuning stage: `finetune()` applies them, the CLI shows them as its flag defaults, the
+ * experiment schema fills them in (lib/experiment/schema.ts, which keeps only its own `merge: 'masked'`).
+ */
+export const FINETUNE_DEFAULTS = {
+  // LoRA: PEFT's defaults as the Wanda reference's LoRA script (lora_ft/finetune_lm.py) sets them
+  rank: 8,
+  alpha: 16,
+  dropout: 0.05,
+  targets: ['q_proj', 'v_proj'],
+  lr: 1e-4,
+  schedule: 'linear', // transformers' Trainer default
+  warmupSteps: 0,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  maxGradNorm: 1,
+  batchSize: 1,
+  gradAccum: 1,
+  seed: 0,
+  checkpointEvery: 50,
+  resume: false,
+  merge: 'none',
+} as const satisfies Partial<Record<keyof FinetuneOptions, unknown>>;
