@@ -22,6 +22,8 @@ import { METHOD_NAMES, type MethodName } from './prune/registry.js';
 import { evaluate } from './eval/evaluate.js';
 import { defaultDataDir } from './eval/datasets.js';
 import { FINETUNE_DEFAULTS } from './finetune/defaults.js';
+import { EVAL_DEFAULTS } from './eval/defaults.js';
+import { PRUNE_DEFAULTS } from './prune/defaults.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from './eval/perplexity.js';
 import { resultsTable } from './eval/results.js';
 import { createProgress, type ProgressReporter } from './progress.js';
@@ -107,20 +109,20 @@ export function buildCli(args: string[]): Argv {
           .option('structure', { type: 'string', default: 'unstructured', describe: 'unstructured or N:M (2:4, 4:8)' })
           .option('use-variant', { type: 'boolean', default: false, describe: "Wanda's alpha-bisection variant" })
           .option('calibration', { type: 'string', describe: 'calibration data: .jsonl, .jsonl.gz, .json, .parquet or text' })
-          .option('calibration-field', { type: 'string', default: 'text', describe: 'text field of calibration rows' })
-          .option('nsamples', { type: 'number', default: 128, describe: 'calibration windows' })
+          .option('calibration-field', { type: 'string', default: PRUNE_DEFAULTS.calibrationField, describe: 'text field of calibration rows' })
+          .option('nsamples', { type: 'number', default: PRUNE_DEFAULTS.nsamples, describe: 'calibration windows' })
           .option('seqlen', { type: 'number', describe: 'calibration window length (default: model context)' })
-          .option('seed', { type: 'number', default: 0, describe: 'calibration sampler seed (Python random)' })
-          .option('batch-size', { type: 'number', default: 1, describe: 'calibration samples per forward (same result)' })
+          .option('seed', { type: 'number', default: PRUNE_DEFAULTS.seed, describe: 'calibration sampler seed (Python random)' })
+          .option('batch-size', { type: 'number', default: PRUNE_DEFAULTS.batchSize, describe: 'calibration samples per forward (same result)' })
           .option('out', { type: 'string', demandOption: true, describe: 'output checkpoint folder' })
           .option('dtype', { choices: DTYPES as unknown as string[], describe: 'output dtype (default: the input one)' })
           .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'compressed: compressed-tensors sparse-bitmask (2:4: sparse-24-bitmask)' })
           .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
-          .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing --out folder' }),
+          .option('overwrite', { type: 'boolean', default: PRUNE_DEFAULTS.overwrite, describe: 'replace an existing --out folder' }),
       async (argv) => {
         await backend(argv);
         const structure = parseStructure(argv.structure);
-        const sparsity = argv.sparsity ?? (structure.kind === 'nm' ? structure.n / structure.m : 0.5);
+        const sparsity = argv.sparsity ?? (structure.kind === 'nm' ? structure.n / structure.m : PRUNE_DEFAULTS.sparsity);
         const report = await prune({
           model: argv.model,
           out: argv.out,
@@ -186,9 +188,9 @@ export function buildCli(args: string[]): Argv {
           .option('limit', { type: 'number', describe: 'first N items of each task' })
           .option('seqlen', { type: 'number', describe: 'perplexity window (default: model context)' })
           .option('max-windows', { type: 'number', describe: 'score only the first N perplexity windows' })
-          .option('batch-size', { type: 'number', default: 1, describe: 'perplexity windows per forward' })
+          .option('batch-size', { type: 'number', default: EVAL_DEFAULTS.batchSize, describe: 'perplexity windows per forward' })
           .option('data-dir', { type: 'string', describe: 'folder laid out like shared/data (default $LLM_PRUNE_DATA or ../shared/data)' })
-          .option('add-bos', { type: 'boolean', default: false, describe: 'prepend BOS to task contexts' })
+          .option('add-bos', { type: 'boolean', default: EVAL_DEFAULTS.addBos, describe: 'prepend BOS to task contexts' })
           .option('adapter', { type: 'string', describe: 'LoRA adapter folder (PEFT layout) applied without merging' })
           .option('download', { type: 'boolean', default: false, describe: 'fetch missing perplexity sets from the hub' })
           .option('out', { type: 'string', describe: 'also write the JSON results to this file' }),

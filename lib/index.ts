@@ -138,4 +138,6 @@ export { runExperiment, type RunOptions, type RunResult } from './experiment/run
 export { finetune, type FinetuneOptions, type FinetuneReport, type FinetuneProgress } from './finetune/train.js';
 export { LoraAdapters, DEFAULT_LORA, type LoraConfig } from './finetune/lora.js';
 export { FINETUNE_DEFAULTS } from './finetune/defaults.js';
+export { PRUNE_DEFAULTS } from './prune/defaults.js';
+export { EVAL_DEFAULTS } from './eval/defaults.js';
 export { loadAdapters, saveAdapters, writeMergedCheckpoint, type LoadedAdapters, type MergeReport } from './finetune/peft.js';

@@ -9,6 +9,7 @@ import { perplexitySetFile, defaultDataDir } from './datasets.js';
 import { loadTask, TASKS, type LoadedTask } from './tasks.js';
 import { evaluateTasks } from './harness.js';
 import { modelScorer } from './scorer.js';
+import { EVAL_DEFAULTS } from './defaults.js';
 import type { AccuracyMetric, PerplexityResult, ZeroShotResults } from './results.js';
 
 export interface EvaluateConfig {
@@ -19,8 +20,8 @@ export interface EvaluateConfig {
   tasks?: string[]; // task names (see TASKS), name=FILE, or paths of custom multiple-choice files
   limit?: number; // first N items per task
   dataDir?: string; // folder laid out like shared/data (default: defaultDataDir(), which reads no environment)
-  batchSize?: number; // perplexity windows per forward (default 1)
-  taskBatchSize?: number; // scorer requests per forward (default 16)
+  batchSize?: number; // perplexity windows per forward (default EVAL_DEFAULTS.batchSize)
+  taskBatchSize?: number; // scorer requests per forward (default EVAL_DEFAULTS.taskBatchSize)
   addBos?: boolean; // prepend BOS to task contexts (the reference did not)
   meanMetric?: AccuracyMetric;
   download?: boolean; // fetch missing sets from the hub when online
@@ -122,7 +123,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
       tasks,
       tokenizer: m.tokenizer,
       scorer: modelScorer(m.model, cfg.forward ?? {}),
-      batchSize: cfg.taskBatchSize ?? 16,
+      batchSize: cfg.taskBatchSize ?? EVAL_DEFAULTS.taskBatchSize,
       ...(cfg.limit !== undefined ? { limit: cfg.limit } : {}),
       ...(cfg.addBos !== undefined ? { addBos: cfg.addBos } : {}),
       ...(cfg.meanMetric !== undefined ? { meanMetric: cfg.meanMetric } : {}),

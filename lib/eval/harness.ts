@@ -8,6 +8,7 @@ import { DataError, ConfigError, LlmPruneError } from '../errors.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import type { AccuracyMetric, MeanContribution, TaskResult, ZeroShotResults } from './results.js';
 import { pyRstrip, type LoadedTask, type TaskItem } from './tasks.js';
+import { EVAL_DEFAULTS } from './defaults.js';
 
 /** One continuation to score: token ids of the context and of the continuation (never empty). */
 export interface Request {
@@ -147,7 +148,7 @@ export interface EvaluateOptions {
   tasks: LoadedTask[];
   tokenizer: TextTokenizer;
   scorer: Scorer;
-  /** Most requests per scorer call (default 32); an item's choices are never split, so one item may exceed it. */
+  /** Most requests per scorer call (default EVAL_DEFAULTS.taskBatchSize, 16); an item's choices are never split. */
   batchSize?: number;
   /** Score only the first N items of each task. */
   limit?: number;
@@ -180,9 +181,9 @@ export async function evaluateTasks(options: EvaluateOptions): Promise<ZeroShotR
   positiveInteger(options.batchSize, 'batchSize');
   positiveInteger(options.limit, 'limit');
   if (tasks.length === 0) throw new ConfigError('evaluateTasks: no tasks given');
-  const batchSize = options.batchSize ?? 32;
-  const addBos = options.addBos === true;
-  const meanMetric = options.meanMetric ?? 'acc';
+  const batchSize = options.batchSize ?? EVAL_DEFAULTS.taskBatchSize;
+  const addBos = options.addBos ?? EVAL_DEFAULTS.addBos;
+  const meanMetric = options.meanMetric ?? EVAL_DEFAULTS.meanMetric;
   const counts = tasks.map((t) => Math.min(t.items.length, options.limit ?? Infinity));
   const total = counts.reduce((a, b) => a + b, 0);
   let done = 0;

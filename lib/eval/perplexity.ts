@@ -8,6 +8,7 @@ import { ConfigError, DataError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaModel, ForwardOptions } from '../model/llama.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { readTexts } from '../data/sources.js';
+import { EVAL_DEFAULTS } from './defaults.js';
 
 /** Perplexity of one evaluation set. */
 export interface PerplexityResult {
@@ -21,7 +22,7 @@ export interface PerplexityResult {
 
 export interface PerplexityOptions {
   seqlen: number; // window length; the reference uses the model context
-  batchSize?: number; // windows per forward (default 1); results do not depend on it
+  batchSize?: number; // windows per forward (default EVAL_DEFAULTS.batchSize); results do not depend on it
   maxWindows?: number; // score only the first N windows (quick checks; the reference scores all)
   onProgress?: (done: number, total: number) => void;
   forward?: ForwardOptions; // e.g. LoRA adapters
@@ -69,7 +70,7 @@ export function perplexityOfIds(model: LlamaModel, ids: number[], options: Perpl
   if (seqlen > model.config.maxPositions) {
     throw new ConfigError(`${name('seqlen')} ${seqlen} exceeds the model context (max_position_embeddings = ${model.config.maxPositions})`);
   }
-  const batch = options.batchSize ?? 1;
+  const batch = options.batchSize ?? EVAL_DEFAULTS.batchSize;
   if (!Number.isInteger(batch) || batch < 1) throw new ConfigError(`${name('batchSize')} must be a positive integer, got ${batch}`);
   const { maxWindows } = options;
   if (maxWindows !== undefined && (!Number.isInteger(maxWindows) || maxWindows < 1)) {

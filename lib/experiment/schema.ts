@@ -26,6 +26,8 @@ import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { LINEAR_NAMES, type Structure } from '../prune/method.js';
 import { FINETUNE_DEFAULTS } from '../finetune/defaults.js';
+import { EVAL_DEFAULTS } from '../eval/defaults.js';
+import { PRUNE_DEFAULTS } from '../prune/defaults.js';
 import { METHOD_NAMES, type MethodName } from '../prune/registry.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -191,13 +193,16 @@ function taskRef(c: SchemaContext) {
 // ---------------------------------------------------------------------------------------------------------------
 // The schema
 
+/** The pruning stage's defaults (lib/prune/defaults.ts), except batchSize: 8 windows per forward (speed only). */
+export const EXPERIMENT_PRUNE_DEFAULTS = { ...PRUNE_DEFAULTS, batchSize: 8 } as const;
+
 function calibrationSchema(c: SchemaContext) {
   return z.strictObject({
     source: filePath(c, 'calibration file'), // jsonl / json.gz / parquet / text file of documents
-    nsamples: int(1).default(128), // number of calibration windows
+    nsamples: int(1).default(EXPERIMENT_PRUNE_DEFAULTS.nsamples), // number of calibration windows
     seqlen: int(2).optional(), // tokens per window; default: the model's max_position_embeddings
-    seed: int(0).default(0), // Python random.seed of the window sampler
-    batchSize: int(1).default(8), // windows per forward pass (speed and memory only; results do not depend on it)
+    seed: int(0).default(EXPERIMENT_PRUNE_DEFAULTS.seed), // Python random.seed of the window sampler
+    batchSize: int(1).default(EXPERIMENT_PRUNE_DEFAULTS.batchSize), // windows per forward pass (speed and memory only; results do not depend on it)
   });
 }
 
@@ -256,8 +261,8 @@ function evalSchema(c: SchemaContext) {
     maxWindows: int(1).optional(), // evaluate only the first N windows of each perplexity set (default: all)
     tasks: z.array(taskRef(c)).default([]), // zero-shot tasks
     limit: int(1).optional(), // only the first N items of each task (default: all)
-    addBos: z.boolean().default(false), // prepend BOS to task contexts (the reference does not)
-    meanMetric: z.enum(['acc', 'acc_norm']).default('acc'), // what each task adds to the mean (paper: acc)
+    addBos: z.boolean().default(EVAL_DEFAULTS.addBos), // prepend BOS to task contexts (the reference does not)
+    meanMetric: z.enum(['acc', 'acc_norm']).default(EVAL_DEFAULTS.meanMetric), // what each task adds to the mean (paper: acc)
     dataDir: dirPath(c, 'data folder').optional(), // folder with wikitext-2-raw-v1/, c4/, tasks/ (like shared/data)
   });
 }

@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { PRUNE_DEFAULTS } from './defaults.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, storageReport, type StorageReport } from '../model/checkpoint.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { HfTokenizer } from '../model/tokenizer.js';
@@ -17,7 +18,7 @@ import { describeStructure, validateOptions } from './mask.js';
 import type { PruneOptions, Structure } from './method.js';
 import { runLayerLoop, type BlockSparsity, type PhaseTimes, type PruneProgress } from './pipeline.js';
 
-/** Options of a pruning run (defaults as the reference: 128 samples, seqlen = model context, seed 0). */
+/** Options of a pruning run (defaults: PRUNE_DEFAULTS of ./defaults.ts; seqlen = the model context). */
 export interface PruneConfig {
   model: string; // checkpoint folder or hub id
   out: string; // output checkpoint folder
@@ -97,10 +98,10 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     if (!Number.isInteger(seqlen) || seqlen < 1 || seqlen > c.maxPositions) {
       throw new ConfigError(`--seqlen ${seqlen}: must be an integer in 1..${c.maxPositions} (the model context)`);
     }
-    const nsamples = cfg.nsamples ?? 128;
-    const seed = cfg.seed ?? 0;
+    const nsamples = cfg.nsamples ?? PRUNE_DEFAULTS.nsamples;
+    const seed = cfg.seed ?? PRUNE_DEFAULTS.seed;
     // refuse an existing --out before the calibration data is read (which can take long)
-    staged = new StagedFolder(cfg.out, { overwrite: cfg.overwrite ?? false });
+    staged = new StagedFolder(cfg.out, { overwrite: cfg.overwrite ?? PRUNE_DEFAULTS.overwrite });
     let calibration: CalibrationSet | null = null;
     const tc = performance.now();
     if (method.needsCalibration) {
@@ -127,7 +128,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       method,
       prune: pruneOptions,
       calibration,
-      batchSize: cfg.batchSize ?? 1,
+      batchSize: cfg.batchSize ?? PRUNE_DEFAULTS.batchSize,
       writer,
       ...(cfg.onProgress ? { onProgress: cfg.onProgress } : {}),
     });

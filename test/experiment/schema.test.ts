@@ -4,13 +4,16 @@ import { join, resolve } from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
 import {
   EXPERIMENT_FINETUNE_DEFAULTS,
+  EXPERIMENT_PRUNE_DEFAULTS,
   expandSettings,
   ExperimentConfigError,
   loadExperiment,
   parseStructure,
   settingId,
 } from '../../lib/experiment/schema.js';
+import { EVAL_DEFAULTS } from '../../lib/eval/defaults.js';
 import { FINETUNE_DEFAULTS } from '../../lib/finetune/defaults.js';
+import { PRUNE_DEFAULTS } from '../../lib/prune/defaults.js';
 import { DEFAULT_LORA } from '../../lib/finetune/lora.js';
 import { sharedPath } from '../helpers/shared.js';
 
@@ -119,6 +122,9 @@ finetune:
     expect(exp.finetune).toMatchObject({ rank, alpha, targets, lr, batchSize, seed });
     expect(EXPERIMENT_FINETUNE_DEFAULTS).toEqual({ ...FINETUNE_DEFAULTS, merge: 'masked' });
     expect(DEFAULT_LORA).toEqual({ rank, alpha, dropout: FINETUNE_DEFAULTS.dropout, targets });
+    expect(exp.eval).toMatchObject({ addBos: EVAL_DEFAULTS.addBos, meanMetric: EVAL_DEFAULTS.meanMetric });
+    expect(exp.calibration).toMatchObject({ nsamples: PRUNE_DEFAULTS.nsamples, seed: PRUNE_DEFAULTS.seed, batchSize: 8 });
+    expect(EXPERIMENT_PRUNE_DEFAULTS).toEqual({ ...PRUNE_DEFAULTS, batchSize: 8 }); // the experiment's one difference
   });
 
   test('overrides are applied before validation; string values read as YAML; override paths resolve against the cwd', () => {
