@@ -4,8 +4,7 @@
  * Every file is written atomically (a temporary file in the same folder, then rename), so a reader or a resumed
  * run never sees half a file.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { z } from 'zod';
 import { DataError } from '../errors.js';
@@ -14,6 +13,7 @@ import { PAPER_TASKS, TASKS } from '../eval/tasks.js';
 import { METHOD_NAMES, type MethodName } from '../prune/registry.js';
 import { buildCharts, pplSetLabel } from './charts.js';
 import { formatPath } from './schema.js';
+import { writeFileAtomic } from '../model/save.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // The results data
@@ -387,16 +387,6 @@ export function csvReport(input: ResultsInput): string {
 // Writing
 
 /** Write `text` to `file` through a temporary file in the same folder and a rename. */
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, text, 'utf8');
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
-}
 
 export interface ReportOptions {
   charts?: boolean; // write the SVG charts and link them from results.md (default true)
@@ -412,7 +402,7 @@ export async function writeReport(dir: string, input: ResultsInput, options: Rep
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
   const put = async (name: string, text: string): Promise<void> => {
-    await writeFileAtomic(join(dir, name), text);
+    writeFileAtomic(join(dir, name), text);
     written.push(join(dir, name));
   };
   await put('results.json', JSON.stringify(file, null, 2) + '\n');

@@ -64,7 +64,7 @@ import { linearSparsity } from '../model/sparsity.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { resolveModelPath } from '../model/hub.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
-import { writeJsonAtomic } from '../model/save.js';
+import { TEMP_FILE, writeJsonAtomic } from '../model/save.js';
 import { prune } from '../prune/prune.js';
 import { getMethod } from '../prune/registry.js';
 import {
@@ -245,8 +245,6 @@ function releaseLock(file: string): void {
   }
 }
 
-/** Temporary names our writers use: writeJsonAtomic (`x.tmp-<pid>`) and writeFileAtomic (`x.<pid>.<hex8>.tmp`). */
-const TEMP_FILE = /(\.tmp-\d+|\.\d+\.[0-9a-f]{8}\.tmp)$/;
 /** Partial and replaced folders of StagedFolder (`<id>.partial-<pid>`, `<id>.old-<pid>`). */
 const STAGED_LEFTOVER = /\.(partial|old)-\d+$/;
 

@@ -13,7 +13,7 @@
  * `masked` keeps every weight that is zero in the base at exactly that zero (the pruning mask re-applied, so the
  * sparsity is unchanged); `dense` is the plain merge (what PEFT's merge_and_unload does: the zeros fill in).
  */
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError, ConfigError, UnsupportedError } from '../errors.js';
@@ -31,7 +31,7 @@ import { countZeros } from '../model/sparsity.js';
 import { LINEAR_NAMES, expectedTensors, linearShape, linearTensorName, type LinearName } from '../model/architecture.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
-import { StagedFolder, writeJsonAtomic, writeModelFiles } from '../model/save.js';
+import { StagedFolder, writeAtomic, writeJsonAtomic, writeModelFiles } from '../model/save.js';
 import { LoraAdapters, loraKey, validateLoraConfig, type LoraArrays, type LoraConfig } from './lora.js';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -60,19 +60,18 @@ export function adapterConfigJson(cfg: LoraConfig, baseModel: string): Record<st
   };
 }
 
-/** Write `tmp` then rename it to `file`, so a reader never sees a half-written file. */
+/** Write F32 tensors to a safetensors file atomically (writeAtomic). */
 function writeSafetensorsAtomic(file: string, tensors: { name: string; shape: number[]; values: Float32Array }[]): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const w = new SafetensorsWriter(tmp, tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: 'F32' as DType })), { format: 'pt' });
-  try {
-    for (const t of tensors) w.write(t.name, t.values);
-    w.finish();
-  } catch (e) {
-    w.abort();
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  renameSync(tmp, file);
+  writeAtomic(file, (tmp) => {
+    const w = new SafetensorsWriter(tmp, tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: 'F32' as DType })), { format: 'pt' });
+    try {
+      for (const t of tensors) w.write(t.name, t.values);
+      w.finish();
+    } catch (e) {
+      w.abort();
+      throw e;
+    }
+  });
 }
 
 /**

@@ -70,11 +70,32 @@ export function writeModelFiles(
   for (const f of TOKENIZER_FILES) if (existsSync(join(sourceDir, f))) copyFileSync(join(sourceDir, f), join(dir, f));
 }
 
-/** Write JSON atomically (temp file, then rename). */
-export function writeJsonAtomic(file: string, value: unknown): void {
+/** The one temporary-name scheme of atomic writes: `<file>.tmp-<pid>`; TEMP_FILE finds what a killed run left. */
+export const TEMP_FILE = /\.tmp-\d+$/;
+
+/**
+ * Write `file` atomically: `write(tmp)` fills a temporary file (`<file>.tmp-<pid>`), which is then renamed to
+ * `file`, so a reader never sees a half-written file. On failure the temporary file is removed.
+ */
+export function writeAtomic(file: string, write: (tmp: string) => void): void {
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
-  renameSync(tmp, file);
+  try {
+    write(tmp);
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** Write text or bytes atomically (writeAtomic). */
+export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  writeAtomic(file, (tmp) => writeFileSync(tmp, data));
+}
+
+/** Write JSON atomically (writeAtomic), indented, with a final newline. */
+export function writeJsonAtomic(file: string, value: unknown): void {
+  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 }
 
 /** Options of `saveCheckpoint`. */

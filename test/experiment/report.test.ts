@@ -9,11 +9,11 @@ import {
   loadResults,
   markdownReport,
   markdownTable,
-  writeFileAtomic,
   writeReport,
   type ResultsInput,
   type SettingResult,
 } from '../../lib/experiment/report.js';
+import { TEMP_FILE, writeFileAtomic } from '../../lib/model/save.js';
 
 const MY_TASK = '../data/my,task.jsonl'; // a task file key: its label is 'my,task', its CSV headers need quoting
 
@@ -174,11 +174,13 @@ describe('writeReport', () => {
     expect(existsSync(out)).toBe(false);
   });
 
-  test('writeFileAtomic removes its temporary file when the rename fails', async () => {
+  test('writeFileAtomic removes its temporary file when the rename fails', () => {
     const target = join(dir, 'is-a-dir');
     mkdirSync(join(target, 'child'), { recursive: true });
-    await expect(writeFileAtomic(target, 'x')).rejects.toThrow();
-    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(() => writeFileAtomic(target, 'x')).toThrow();
+    expect(readdirSync(dir).filter((f) => TEMP_FILE.test(f))).toEqual([]);
+    writeFileAtomic(join(dir, 'plain.txt'), 'y'); // and leaves only the file when it works
+    expect(readdirSync(dir).filter((f) => f.startsWith('plain.txt'))).toEqual(['plain.txt']);
   });
 
   test('loadResults names the file on bad input', async () => {
