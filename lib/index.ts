@@ -125,7 +125,7 @@ export {
 export { TASKS, PAPER_TASKS, loadTask, customTask, type TaskItem, type LoadedTask } from './eval/tasks.js';
 export { evaluateTasks, encodePair, meanStderr, type Request, type Score, type Scorer } from './eval/harness.js';
 export { modelScorer } from './eval/scorer.js';
-export { resultsTable, type TaskResult, type ZeroShotResults, type PerplexityResult, type EvaluationRow } from './eval/results.js';
+export { resultsTable, type TaskResult, type ZeroShotResults, type PerplexityResult, type WindowPerplexity, type EvaluationRow } from './eval/results.js';
 export { evaluate, EvaluationIdsCache, evaluationIdsCache, type EvaluateConfig, type EvaluateResult } from './eval/evaluate.js';
 export { defaultDataDir, perplexitySetFile } from './eval/datasets.js';
 // experiments

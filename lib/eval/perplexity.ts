@@ -9,16 +9,7 @@ import type { LlamaModel, ForwardOptions } from '../model/llama.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { readTexts } from '../data/sources.js';
 import { EVAL_DEFAULTS } from './defaults.js';
-
-/** Perplexity of one evaluation set. */
-export interface PerplexityResult {
-  ppl: number;
-  windows: number; // windows scored
-  tokens: number; // tokens in those windows (windows x seqlen)
-  seqlen: number;
-  seconds: number;
-  tokensPerSecond: number;
-}
+import type { WindowPerplexity } from './results.js';
 
 export interface PerplexityOptions {
   seqlen: number; // window length; the reference uses the model context
@@ -63,7 +54,7 @@ export function makeWindows(ids: number[], seqlen: number): number[][] {
 }
 
 /** Perplexity over windows of already tokenized text. */
-export function perplexityOfIds(model: LlamaModel, ids: number[], options: PerplexityOptions): PerplexityResult {
+export function perplexityOfIds(model: LlamaModel, ids: number[], options: PerplexityOptions): WindowPerplexity {
   const { seqlen } = options;
   const name = options.optionName ?? cliFlag;
   if (!Number.isInteger(seqlen) || seqlen < 2) throw new ConfigError(`${name('seqlen')} must be an integer >= 2, got ${seqlen}`);

@@ -39,13 +39,19 @@ export interface ZeroShotResults {
   limit: number | null; // first N items per task, or null for all
 }
 
-/** One perplexity evaluation (WikiText-2, C4, ...). */
-export interface PerplexityResult {
-  dataset: string; // column header stem (wikitext2, c4)
+/** Perplexity over the windows of one token stream (what perplexityOfIds returns). */
+export interface WindowPerplexity {
   ppl: number;
   windows: number; // non-overlapping windows of seqlen tokens scored
-  tokens: number; // tokens in those windows
+  tokens: number; // tokens in those windows (windows x seqlen)
+  seqlen: number;
+  seconds: number;
   tokensPerSecond: number;
+}
+
+/** One perplexity evaluation (WikiText-2, C4, ...) as a results row shows it. */
+export interface PerplexityResult extends Pick<WindowPerplexity, 'ppl' | 'windows' | 'tokens' | 'tokensPerSecond'> {
+  dataset: string; // column header stem (wikitext2, c4)
 }
 
 /** One row of a results table: a model or pruning setting and what was measured for it. */
