@@ -30,7 +30,7 @@ import type { CheckpointFormat } from '../model/compressed-tensors.js';
 import { countZeros } from '../model/sparsity.js';
 import { LINEAR_NAMES, expectedTensors, linearShape, linearTensorName, type LinearName } from '../model/architecture.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
-import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
+import { SafetensorsFile, writeFloat32Safetensors, type DType } from '../model/safetensors.js';
 import { StagedFolder, writeAtomic, writeJsonAtomic, writeModelFiles } from '../model/save.js';
 import { LoraAdapters, loraKey, validateLoraConfig, type LoraArrays, type LoraConfig } from './lora.js';
 
@@ -62,16 +62,7 @@ export function adapterConfigJson(cfg: LoraConfig, baseModel: string): Record<st
 
 /** Write F32 tensors to a safetensors file atomically (writeAtomic). */
 function writeSafetensorsAtomic(file: string, tensors: { name: string; shape: number[]; values: Float32Array }[]): void {
-  writeAtomic(file, (tmp) => {
-    const w = new SafetensorsWriter(tmp, tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: 'F32' as DType })), { format: 'pt' });
-    try {
-      for (const t of tensors) w.write(t.name, t.values);
-      w.finish();
-    } catch (e) {
-      w.abort();
-      throw e;
-    }
-  });
+  writeAtomic(file, (tmp) => writeFloat32Safetensors(tmp, tensors));
 }
 
 /**

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError } from '../errors.js';
-import { SafetensorsFile, SafetensorsWriter } from '../model/safetensors.js';
+import { SafetensorsFile, writeFloat32Safetensors } from '../model/safetensors.js';
 import { StagedFolder, writeJsonAtomic } from '../model/save.js';
 import { readAdapterFiles, saveAdapters } from './peft.js';
 import type { LoraTrainer } from './trainer.js';
@@ -62,14 +62,7 @@ export function writeCheckpoint(out: string, trainer: LoraTrainer, baseModel: st
         ];
       }),
     );
-    const w = new SafetensorsWriter(staged.path(OPTIMIZER_FILE), tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: 'F32' as const })));
-    try {
-      for (const t of tensors) w.write(t.name, t.values);
-      w.finish();
-    } catch (e) {
-      w.abort();
-      throw e;
-    }
+    writeFloat32Safetensors(staged.path(OPTIMIZER_FILE), tensors);
     writeJsonAtomic(staged.path(STATE_FILE), state);
     staged.commit();
     return staged.out;

@@ -463,3 +463,15 @@ export class AppendingSafetensorsWriter {
     this.parts.clear();
   }
 }
+
+/** Write float32 tensors, all at hand, to one safetensors file (closed also when a write throws). */
+export function writeFloat32Safetensors(path: string, tensors: { name: string; shape: number[]; values: Float32Array }[]): void {
+  const w = new SafetensorsWriter(path, tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: 'F32' as const })));
+  try {
+    for (const t of tensors) w.write(t.name, t.values);
+    w.finish();
+  } catch (e) {
+    w.abort();
+    throw e;
+  }
+}
