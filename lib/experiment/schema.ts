@@ -26,6 +26,7 @@ import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { LINEAR_NAMES, type Structure } from '../prune/method.js';
 import { FINETUNE_DEFAULTS } from '../finetune/defaults.js';
+import { parseStructure } from '../prune/structure.js';
 import { EVAL_DEFAULTS } from '../eval/defaults.js';
 import { PRUNE_DEFAULTS } from '../prune/defaults.js';
 import { METHOD_NAMES, type MethodName } from '../prune/registry.js';
@@ -83,22 +84,8 @@ function sparsityValue() {
   });
 }
 
-/** 'unstructured' or 'N:M' with 1 <= N < M. */
-export function parseStructure(text: string): Structure {
-  if (text === 'unstructured') return { kind: 'unstructured' };
-  const m = /^(\d+):(\d+)$/.exec(text);
-  if (!m) throw new ConfigError(`structure: must be 'unstructured' or 'N:M' like '2:4', got '${text}'`);
-  const n = Number(m[1]);
-  const mm = Number(m[2]);
-  if (n < 1) throw new ConfigError(`structure: N:M needs N >= 1, got ${text}`);
-  if (n >= mm) throw new ConfigError(`structure: N:M needs N < M, got ${text}`);
-  return { kind: 'nm', n, m: mm };
-}
-
-/** The config spelling of a structure: 'unstructured' or 'N:M'. */
-export function structureLabel(s: Structure): string {
-  return s.kind === 'unstructured' ? 'unstructured' : `${s.n}:${s.m}`;
-}
+// Structures are parsed and printed in one place, lib/prune/structure.ts (re-exported for existing importers).
+export { parseStructure, structureLabel } from '../prune/structure.js';
 
 function structureValue() {
   return z.string().superRefine((v, ctx) => {

@@ -17,6 +17,7 @@ import { getMethod, type MethodName } from './registry.js';
 import { describeStructure, validateOptions } from './mask.js';
 import type { PruneOptions, Structure } from './method.js';
 import { runLayerLoop, type BlockSparsity, type PhaseTimes, type PruneProgress } from './pipeline.js';
+import { parseStructure as parseStructureAs } from './structure.js';
 
 /** Options of a pruning run (defaults: PRUNE_DEFAULTS of ./defaults.ts; seqlen = the model context). */
 export interface PruneConfig {
@@ -63,15 +64,9 @@ export interface PruneReport {
   storage: StorageReport; // bytes on disk, dense vs as written
 }
 
-/** Parse 'unstructured' | 'N:M'. */
+/** Parse 'unstructured' | 'N:M' as the CLI's --structure (lib/prune/structure.ts; messages name --structure). */
 export function parseStructure(s: string): Structure {
-  if (s === 'unstructured') return { kind: 'unstructured' };
-  const m = /^(\d+):(\d+)$/.exec(s);
-  if (!m) throw new ConfigError(`--structure: '${s}' is not 'unstructured' or N:M (like 2:4)`);
-  const n = Number(m[1]);
-  const mm = Number(m[2]);
-  if (n < 1 || mm < 1 || n >= mm) throw new ConfigError(`--structure ${s}: N:M needs 0 < N < M`);
-  return { kind: 'nm', n, m: mm };
+  return parseStructureAs(s, '--structure');
 }
 
 /** Prune a checkpoint and write the result. Returns the report (also written as report.json in the output). */
