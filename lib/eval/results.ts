@@ -2,6 +2,7 @@
  * Evaluation results (plain JSON-serialisable data) and the Markdown table shaped like the paper's zero-shot table:
  * one row per model/setting, one column per task, then Mean, then one column per perplexity set.
  */
+import { renderMarkdownTable } from '../markdown.js';
 
 /** The two accuracy metrics of lm-evaluation-harness multiple-choice tasks. */
 export type AccuracyMetric = 'acc' | 'acc_norm';
@@ -68,10 +69,6 @@ export interface TableOptions {
   stderr?: boolean;
 }
 
-function cell(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-}
-
 /**
  * A Markdown table: rows = `rows` in order; columns = the tasks of all rows in first-seen order, then Mean, then
  * `<dataset> ppl` for every perplexity set in first-seen order. A task cell shows the metric the task contributes to
@@ -88,10 +85,7 @@ export function resultsTable(rows: EvaluationRow[], options: TableOptions = {}):
   const hasZeroShot = rows.some((r) => r.zeroShot !== null);
   const header = ['Model', ...tasks.values(), ...(hasZeroShot ? ['Mean'] : []), ...datasets.map((d) => `${d} ppl`)];
   const pct = (x: number): string => (100 * x).toFixed(digits);
-  const lines = [
-    `| ${header.map(cell).join(' | ')} |`,
-    `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
-  ];
+  const body: string[][] = [];
   for (const row of rows) {
     const cells = [row.label];
     for (const task of tasks.keys()) {
@@ -109,7 +103,7 @@ export function resultsTable(rows: EvaluationRow[], options: TableOptions = {}):
       const p = row.perplexity.find((x) => x.dataset === d);
       cells.push(p === undefined ? '-' : p.ppl.toFixed(digits));
     }
-    lines.push(`| ${cells.map(cell).join(' | ')} |`);
+    body.push(cells);
   }
-  return lines.join('\n') + '\n';
+  return renderMarkdownTable(header, body);
 }

@@ -14,6 +14,7 @@ import { METHOD_NAMES, type MethodName } from '../prune/registry.js';
 import { buildCharts, pplSetLabel } from './charts.js';
 import { formatPath } from './schema.js';
 import { writeFileAtomic } from '../model/save.js';
+import { renderMarkdownTable } from '../markdown.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // The results data
@@ -156,16 +157,6 @@ export function taskLabel(task: string): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Markdown
 
-function mdCell(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
-}
-
-function mdTable(header: string[], rows: string[][]): string {
-  const lines = [`| ${header.map(mdCell).join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
-  for (const row of rows) lines.push(`| ${row.map(mdCell).join(' | ')} |`);
-  return lines.join('\n') + '\n';
-}
-
 const pct = (x: number): string => (100 * x).toFixed(2);
 const pplText = (p: PerplexityEntry | undefined): string => (p === undefined ? '-' : p.ppl === null ? 'nan' : p.ppl.toFixed(2));
 
@@ -205,7 +196,7 @@ export function markdownTable(input: ResultsInput): string {
     row(r.id, r.actualSparsity, r),
     ...(r.finetune ? [row(finetuneLabel(r.id), r.finetune.actualSparsity, r.finetune)] : []),
   ]);
-  return mdTable(header, rows);
+  return renderMarkdownTable(header, rows);
 }
 
 const MERGE_TEXT: Record<FinetuneResult['merge'], string> = {
@@ -240,7 +231,7 @@ function finetuneTable(results: readonly SettingResult[], sets: readonly string[
       }),
     ];
   });
-  return mdTable(header, rows);
+  return renderMarkdownTable(header, rows);
 }
 
 /** The value every row that has one agrees on, else null (rows without a value are skipped). */
@@ -299,7 +290,7 @@ export function markdownReport(input: ResultsInput, chartFiles: readonly { file:
   if (normTasks.length) {
     out.push('## acc_norm (%)', '');
     out.push(
-      mdTable(
+      renderMarkdownTable(
         ['Setting', ...normTasks.map(taskLabel)],
         results.map((r) => [r.id, ...normTasks.map((t) => (r.tasks[t]?.acc_norm === undefined ? '-' : pct(r.tasks[t]!.acc_norm!)))]),
       ),
@@ -309,7 +300,7 @@ export function markdownReport(input: ResultsInput, chartFiles: readonly { file:
   const stages = keysOf(results.map((r) => r.timings), []);
   if (stages.length) {
     out.push('## Timings (s)', '');
-    out.push(mdTable(['Setting', ...stages], results.map((r) => [r.id, ...stages.map((k) => (r.timings[k] === undefined ? '-' : r.timings[k]!.toFixed(1)))])));
+    out.push(renderMarkdownTable(['Setting', ...stages], results.map((r) => [r.id, ...stages.map((k) => (r.timings[k] === undefined ? '-' : r.timings[k]!.toFixed(1)))])));
   }
 
   if (chartFiles.length) {
