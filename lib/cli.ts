@@ -29,6 +29,7 @@ import { resultsTable } from './eval/results.js';
 import { createProgress, type ProgressReporter } from './progress.js';
 import { loadExperiment, type Experiment } from './experiment/schema.js';
 import { runExperiment } from './experiment/run.js';
+import { mergeResults, parseShard } from './experiment/shard.js';
 import { finetune } from './finetune/train.js';
 import { loadAdapters } from './finetune/peft.js';
 import { LINEAR_NAMES, type LinearName } from './prune/method.js';
@@ -118,7 +119,10 @@ export function buildCli(args: string[]): Argv {
           .option('dtype', { choices: DTYPES as unknown as string[], describe: 'output dtype (default: the input one)' })
           .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'compressed: compressed-tensors sparse-bitmask (2:4: sparse-24-bitmask)' })
           .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
-          .option('overwrite', { type: 'boolean', default: PRUNE_DEFAULTS.overwrite, describe: 'replace an existing --out folder' }),
+          .option('overwrite', { type: 'boolean', default: PRUNE_DEFAULTS.overwrite, describe: 'replace an existing --out folder' })
+          .option('resume', { type: 'boolean', default: PRUNE_DEFAULTS.resume, describe: 'continue the killed run in <out>.partial at its first unfinished block' })
+          .option('resumable', { type: 'boolean', default: PRUNE_DEFAULTS.resumable, describe: 'keep a resume state after every block (--no-resumable: none)' })
+          .option('resume-activations', { choices: ['F32', 'input'], default: PRUNE_DEFAULTS.resumeActivations, describe: 'stored activations: F32 (exact) or the input dtype (half the disk)' }),
       async (argv) => {
         await backend(argv);
         const structure = parseStructure(argv.structure);
@@ -140,6 +144,10 @@ export function buildCli(args: string[]): Argv {
           format: argv.format as CheckpointFormat,
           ...(argv.maxShardSize !== undefined ? { maxShardBytes: parseSize('--max-shard-size', argv.maxShardSize) } : {}),
           overwrite: argv.overwrite,
+          resume: argv.resume,
+          resumable: argv.resumable,
+          resumeActivations: argv.resumeActivations as 'F32' | 'input',
+          onNote: (line) => progress.note(line),
           onProgress: (p) =>
             progress.update('prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
         });
@@ -234,16 +242,34 @@ export function buildCli(args: string[]): Argv {
       (y) =>
         y
           .option('config', { type: 'string', demandOption: true, describe: 'experiment file (.yaml or .json)' })
-          .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' }),
+          .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' })
+          .option('shard', { type: 'string', describe: 'K/N: run only the settings whose id hashes to K of N (0-based); merge with `report`' }),
       async (argv) => {
         const exp = withThreads(loadExperiment(argv.config, parseOverrides(argv.set as string[])), argv.threads);
+        const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;
         const r = await runExperiment(exp, {
+          ...(shard ? { shard } : {}),
           dataDir: defaultDataDir(process.env),
           onProgress: (l, d, t, e) => progress.update(l, d, t, e),
           onNote: (line) => progress.note(line),
         });
         progress.done();
         print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
+      },
+    )
+    .command(
+      'report <dirs..>',
+      'Merge the results folders of `run` (shards of one experiment) into one results.json/md/csv with charts',
+      (y) =>
+        y
+          .positional('dirs', { type: 'string', array: true, demandOption: true, describe: 'results folders (each with experiment.json and settings/)' })
+          .option('out', { type: 'string', demandOption: true, describe: 'folder for the merged report (may be one of the inputs)' })
+          .option('allow-missing', { type: 'boolean', default: false, describe: 'write the report even when settings of the grid are in no folder' }),
+      async (argv) => {
+        const r = await mergeResults(argv.dirs as string[], argv.out, { allowMissing: argv.allowMissing });
+        if (r.missing.length) progress.note(`missing settings: ${r.missing.join(', ')}`);
+        progress.note(`wrote ${join(argv.out, 'results.md')} (${r.results.results.length} settings)`);
+        print({ out: argv.out, files: r.files, settings: r.results.results.map((x) => x.id), missing: r.missing, sources: r.sources });
       },
     )
     .command(

@@ -112,6 +112,7 @@ export {
   type PruneProgress,
 } from './prune/pipeline.js';
 export { prune, parseStructure, type PruneConfig, type PruneReport } from './prune/prune.js';
+export { memoryEstimate, activationBytes, ResumeMismatchError, type ActivationStorage } from './prune/resume.js';
 // evaluation
 export {
   perplexityOfIds,
@@ -130,6 +131,7 @@ export { evaluate, EvaluationIdsCache, evaluationIdsCache, type EvaluateConfig, 
 export { defaultDataDir, perplexitySetFile } from './eval/datasets.js';
 // experiments
 export { loadExperiment, parseExperiment, expandSettings, type Experiment, type PruneSetting } from './experiment/schema.js';
+export { mergeResults, parseShard, shardOf, type Shard, type MergeResult } from './experiment/shard.js';
 export { writeReport, markdownTable, type SettingResult, type ResultsInput, type FinetuneResult } from './experiment/report.js';
 // progress
 export { createProgress, type ProgressReporter } from './progress.js';

@@ -16,11 +16,15 @@
  *   settings/<id>.json    one setting: its result plus a fingerprint of everything it was computed from; written
  *                         atomically when the pruned model's result is known and again when its fine-tune is done
  *   checkpoints/<id>/     the pruned checkpoint (with report.json); removed after its evaluation (and fine-tune)
- *                         unless keepCheckpoints is set. While being written it is checkpoints/<id>.partial-<pid>/
+ *                         unless keepCheckpoints is set. While being written it is checkpoints/<id>.partial/
  *   finetune/<id>/        the fine-tune's folder (PEFT adapters, report.json, trainer checkpoint/, merged/);
  *                         removed after the setting unless keepCheckpoints is set
- *   results.json, results.md, results.csv, *.svg   written at the end (lib/experiment/report.ts)
- *   .run.lock             the pid of the run working in the folder (two runs at once would undo each other)
+ *   results.json, results.md, results.csv, *.svg   written at the end (lib/experiment/report.ts); not by a shard
+ *   experiment.json       title, meta and the ids of the whole grid: what `llm-prune report` merges shards by
+ *                         (lib/experiment/shard.ts)
+ *   .run.lock             the pid of the run working in the folder (two runs at once would undo each other);
+ *                         .run.lock.<K>-of-<N> for shard K of N, so shards can share the folder
+ *   checkpoints/<id>.partial/   a pruning under way, with its resume state (continued by the next run)
  *
  * RESUME: at start, a setting whose settings/<id>.json exists and whose stored fingerprint equals the one computed
  * now is taken as done (a note says so) and not recomputed. Anything else is computed from scratch: no result file,
@@ -66,16 +70,19 @@ import { resolveModelPath } from '../model/hub.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { TEMP_FILE, writeJsonAtomic } from '../model/save.js';
 import { prune } from '../prune/prune.js';
+import { ResumeMismatchError } from '../prune/resume.js';
 import { getMethod } from '../prune/registry.js';
 import {
   finetuneLabel,
   settingResultSchema,
+  validateResults,
   writeReport,
   type FinetuneResult,
   type ResultsFile,
   type ResultsInput,
   type SettingResult,
 } from './report.js';
+import { EXPERIMENT_FILE, shardOf, type ExperimentFile, type Shard } from './shard.js';
 import { DENSE_ID, EXPERIMENT_FINETUNE_DEFAULTS, expandSettings, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
 
 /** Callbacks for a progress display (the CLI passes its stderr reporter's update and note). */
@@ -88,6 +95,8 @@ export interface RunOptions {
   dataDir?: string;
   /** Token ids of the perplexity sets, reused across settings (default: evaluate's process-wide cache). */
   idsCache?: EvaluationIdsCache;
+  /** Run only the settings of this shard (lib/experiment/shard.ts); the report is then left to `mergeResults`. */
+  shard?: Shard;
 }
 
 /** What a run did. */
@@ -210,8 +219,8 @@ function modelFiles(dir: string): FileStamp[] {
 // The output folder
 
 /** Take the folder for this process; a lock of a live process is an error, one of a dead (killed) run is taken over. */
-function acquireLock(output: string): string {
-  const file = join(output, LOCK_FILE);
+function acquireLock(output: string, shard?: Shard): string {
+  const file = join(output, shard ? `${LOCK_FILE}.${shard.index}-of-${shard.count}` : LOCK_FILE);
   const mine = `${process.pid} ${hostname()}\n`;
   if (existsSync(file)) {
     const [pidText, host] = readFileSync(file, 'utf8').trim().split(' ');
@@ -248,13 +257,16 @@ function releaseLock(file: string): void {
 /** Partial and replaced folders of StagedFolder (`<id>.partial-<pid>`, `<id>.old-<pid>`). */
 const STAGED_LEFTOVER = /\.(partial|old)-\d+$/;
 
-/** Remove what a killed run leaves behind: temporary files and partial checkpoint folders. Returns their names. */
-function removeLeftovers(output: string): string[] {
+/**
+ * Remove what a killed run leaves behind: temporary files and partial checkpoint folders. Returns their names.
+ * `only`: a shard sharing the folder with others touches only its own settings' leftovers.
+ */
+function removeLeftovers(output: string, only?: (name: string) => boolean): string[] {
   const removed: string[] = [];
   const sweep = (dir: string, match: RegExp): void => {
     if (!existsSync(dir)) return;
     for (const name of readdirSync(dir)) {
-      if (!match.test(name)) continue;
+      if (!match.test(name) || (only && !only(name))) continue;
       rmSync(join(dir, name), { recursive: true, force: true });
       removed.push(join(basename(dir), name));
     }
@@ -265,6 +277,7 @@ function removeLeftovers(output: string): string[] {
   const tuned = join(output, FINETUNE_DIR);
   if (existsSync(tuned)) {
     for (const id of readdirSync(tuned)) {
+      if (only && !only(id)) continue;
       const dir = join(tuned, id);
       if (!statSync(dir).isDirectory()) continue;
       for (const name of readdirSync(dir)) {
@@ -511,8 +524,21 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     }
   };
 
-  /** Prune setting `s` of the model into `out` (replacing what is there). */
-  const pruneSetting = (s: PruneSetting, out: string): ReturnType<typeof prune> =>
+  /**
+   * Prune setting `s` of the model into `out` (replacing what is there), continuing at its first unfinished block a
+   * pruning that a killed run left in `<out>.partial`; a partial pruning made from other inputs is started over.
+   */
+  const pruneSetting = async (s: PruneSetting, out: string): ReturnType<typeof prune> => {
+    try {
+      return await pruneOnce(s, out, exp.outputFormat === 'dense'); // compressed outputs cannot resume
+    } catch (e) {
+      if (!(e instanceof ResumeMismatchError)) throw e;
+      note(`${s.id}: its partial pruning was made from other inputs; starting over`);
+      rmSync(`${out}.partial`, { recursive: true, force: true });
+      return pruneOnce(s, out, false);
+    }
+  };
+  const pruneOnce = (s: PruneSetting, out: string, resume: boolean): ReturnType<typeof prune> =>
     prune({
       model: modelDir,
       out,
@@ -527,6 +553,8 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       batchSize: exp.calibration.batchSize,
       format: exp.outputFormat,
       overwrite: true,
+      resume,
+      onNote: (line) => (line.startsWith('resuming') ? note(`${s.id}: ${line}`) : undefined),
       onProgress: (p) => progress(`${s.id}: prune`, p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : undefined),
     });
 
@@ -607,14 +635,19 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
   };
 
   mkdirSync(exp.output, { recursive: true });
-  const lock = acquireLock(exp.output);
+  const shard = options.shard;
+  const lock = acquireLock(exp.output, shard);
   try {
-    const removed = removeLeftovers(exp.output);
+    const settings = expandSettings(exp);
+    const grid: (PruneSetting | null)[] = [...(exp.dense ? [null] : []), ...settings];
+    const idOf = (s: PruneSetting | null): string => (s ? s.id : DENSE_ID);
+    const plan = shard ? grid.filter((s) => shardOf(idOf(s), shard.count) === shard.index) : grid;
+    const mine = new Set(plan.map(idOf));
+    const ownedBy = (name: string): boolean => mine.has(name) || [...mine].some((id) => name.startsWith(`${id}.`));
+    const removed = removeLeftovers(exp.output, shard ? ownedBy : undefined);
     if (removed.length) note(`removed leftovers of an interrupted run: ${removed.join(', ')}`);
     mkdirSync(join(exp.output, SETTINGS_DIR), { recursive: true });
-
-    const settings = expandSettings(exp);
-    const plan: (PruneSetting | null)[] = [...(exp.dense ? [null] : []), ...settings];
+    if (shard) note(`shard ${shard.index}/${shard.count}: ${plan.length} of the ${grid.length} settings (${[...mine].join(', ') || 'none'})`);
     const results: SettingResult[] = [];
     const computed: string[] = [];
     const reused: string[] = [];
@@ -795,6 +828,13 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       meta: meta(exp, backend.name, calibSeqlen, evalSeqlen, dataDir, ft),
       results,
     };
+    const manifest: ExperimentFile = { version: 1, title: exp.name, meanMetric: exp.eval.meanMetric, meta: report.meta ?? {}, settings: grid.map(idOf) };
+    writeJsonAtomic(join(exp.output, EXPERIMENT_FILE), manifest);
+    if (shard) {
+      note(`shard ${shard.index}/${shard.count} done; merge the shards with: llm-prune report ${exp.output} [more folders] --out DIR`);
+      const results = validateResults(report, join(exp.output, 'results.json'));
+      return { output: exp.output, results, files: [join(exp.output, EXPERIMENT_FILE)], computed, reused, finetuned, seconds: (performance.now() - t0) / 1000 };
+    }
     const files = await writeReport(exp.output, report);
     const written = JSON.parse(readFileSync(join(exp.output, 'results.json'), 'utf8')) as ResultsFile;
     note(`wrote ${join(exp.output, 'results.md')} (${files.length} files)`);

@@ -262,6 +262,7 @@ export interface WriteOptions {
   maxShardBytes?: number; // split into shards (with an index) when the data exceeds this
   /** Store these weights in a compressed-tensors sparse format (lib/model/compressed-tensors.ts). */
   compress?: CompressOptions;
+  reopen?: boolean; // continue files written earlier with the same plan (a resumed run) instead of truncating them
 }
 
 /** Which weights to compress, and how. */
@@ -329,7 +330,7 @@ export class CheckpointWriter {
     }
     let total = 0;
     shards.forEach((s, i) => {
-      const w = new SafetensorsWriter(join(dir, names[i]!), s);
+      const w = new SafetensorsWriter(join(dir, names[i]!), s, undefined, { reopen: options.reopen ?? false });
       this.writers.push(w);
       total += w.totalBytes;
       for (const t of s) {
@@ -384,6 +385,16 @@ export class CheckpointWriter {
     const c = this.options.compress;
     if (!c) return null;
     return quantizationConfigBlock(c.format, c.structure, this.stats.params ? this.stats.zeros / this.stats.params : 0);
+  }
+
+  /** Count tensors as written by an earlier process (a resumed run; dense format only). */
+  markWritten(names: string[]): void {
+    for (const w of this.writers) w.markWritten(names);
+  }
+
+  /** Flush every shard to the disk (dense format; a compressed checkpoint is assembled at finish()). */
+  sync(): void {
+    for (const w of this.writers) w.sync();
   }
 
   finish(): void {

@@ -3,7 +3,7 @@
  * or shards with an index) in F32, F16 or BF16. Format: u64 little-endian header length N, N bytes of JSON header
  * `{name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}}`, then the data area.
  */
-import { closeSync, fstatSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
 
 export type DType = 'F32' | 'F16' | 'BF16';
@@ -64,6 +64,15 @@ function floatToHalf(x: number): number {
   return sign | r;
 }
 
+/** Every IEEE half as float32 (built on first use): F16 decoding is one table lookup per value. */
+let halfTable: Float32Array | null = null;
+
+/** 16-bit little-endian words of `bytes` (a view when aligned, else a copy; hosts are little-endian). */
+function words(bytes: Uint8Array): Uint16Array {
+  const b = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  return new Uint16Array(b.buffer, b.byteOffset, b.byteLength >> 1);
+}
+
 /** Decode raw little-endian bytes of a tensor to float32. */
 export function decodeToFloat32(bytes: Uint8Array, dtype: string, where: string): Float32Array {
   const n = bytes.byteLength;
@@ -73,14 +82,21 @@ export function decodeToFloat32(bytes: Uint8Array, dtype: string, where: string)
     return out;
   }
   if (dtype === 'BF16') {
-    const out = new Float32Array(n / 2);
+    const w = words(bytes);
+    const out = new Float32Array(w.length);
     const o32 = new Uint32Array(out.buffer);
-    for (let i = 0, j = 0; i < o32.length; i++, j += 2) o32[i] = (bytes[j]! | (bytes[j + 1]! << 8)) << 16;
+    for (let i = 0; i < w.length; i++) o32[i] = w[i]! << 16;
     return out;
   }
   if (dtype === 'F16') {
-    const out = new Float32Array(n / 2);
-    for (let i = 0, j = 0; i < out.length; i++, j += 2) out[i] = halfToFloat(bytes[j]! | (bytes[j + 1]! << 8));
+    if (!halfTable) {
+      halfTable = new Float32Array(65536);
+      for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
+    }
+    const table = halfTable;
+    const w = words(bytes);
+    const out = new Float32Array(w.length);
+    for (let i = 0; i < w.length; i++) out[i] = table[w[i]!]!;
     return out;
   }
   throw new CheckpointError(`${where}: dtype ${dtype} cannot be read as floating point (supported: F32, F16, BF16)`);
@@ -90,23 +106,17 @@ export function decodeToFloat32(bytes: Uint8Array, dtype: string, where: string)
 export function encodeFromFloat32(values: Float32Array, dtype: DType): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint8Array(values.length * 2);
+  const o16 = new Uint16Array(out.buffer); // little-endian hosts
   if (dtype === 'BF16') {
     const v32 = new Uint32Array(values.buffer, values.byteOffset, values.length);
-    for (let i = 0, j = 0; i < values.length; i++, j += 2) {
+    for (let i = 0; i < values.length; i++) {
       const b = v32[i]!;
-      let h: number;
-      if ((b & 0x7f800000) === 0x7f800000 && b & 0x7fffff) h = (b >>> 16) | 0x40; // NaN stays NaN
-      else h = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-      out[j] = h & 0xff;
-      out[j + 1] = (h >>> 8) & 0xff;
+      if ((b & 0x7f800000) === 0x7f800000 && b & 0x7fffff) o16[i] = (b >>> 16) | 0x40; // NaN stays NaN
+      else o16[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
     }
     return out;
   }
-  for (let i = 0, j = 0; i < values.length; i++, j += 2) {
-    const h = floatToHalf(values[i]!);
-    out[j] = h & 0xff;
-    out[j + 1] = h >>> 8;
-  }
+  for (let i = 0; i < values.length; i++) o16[i] = floatToHalf(values[i]!);
   return out;
 }
 
@@ -298,6 +308,7 @@ export class SafetensorsWriter {
     readonly path: string,
     plan: PlannedTensor[],
     metadata: Record<string, string> = { format: 'pt' },
+    options: { reopen?: boolean } = {}, // reopen: continue a file written earlier (same plan) without truncating it
   ) {
     const header: Record<string, unknown> = { __metadata__: metadata };
     let pos = 0;
@@ -313,7 +324,7 @@ export class SafetensorsWriter {
     const headerBuf = Buffer.from(json, 'utf8');
     const lenBuf = Buffer.alloc(8);
     lenBuf.writeBigUInt64LE(BigInt(headerBuf.length));
-    this.fd = openSync(path, 'w');
+    this.fd = openSync(path, options.reopen ? 'r+' : 'w');
     writeSync(this.fd, lenBuf, 0, 8, 0);
     writeSync(this.fd, headerBuf, 0, headerBuf.length, 8);
     this.dataStart = 8 + headerBuf.length;
@@ -338,6 +349,16 @@ export class SafetensorsWriter {
     let done = 0;
     while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.dataStart + o.begin + done);
     this.written.add(name);
+  }
+
+  /** Count tensors as written by an earlier process (a resumed run). */
+  markWritten(names: Iterable<string>): void {
+    for (const n of names) if (this.offsets.has(n)) this.written.add(n);
+  }
+
+  /** Flush the file's data to the disk. */
+  sync(): void {
+    if (this.fd !== null) fsyncSync(this.fd);
   }
 
   /** Close the file; throws if a planned tensor was never written. */

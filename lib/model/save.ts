@@ -18,14 +18,18 @@ export class StagedFolder {
   readonly tmp: string;
   readonly out: string;
 
-  constructor(out: string, options: { overwrite?: boolean } = {}) {
+  /**
+   * `resumable`: stage in `<out>.partial` (no pid), so that a later process can continue it; `keep`: continue the
+   * one there instead of emptying it.
+   */
+  constructor(out: string, options: { overwrite?: boolean; resumable?: boolean; keep?: boolean } = {}) {
     this.out = resolve(out);
     if (existsSync(this.out) && readdirSync(this.out).length > 0 && !options.overwrite) {
       throw new ConfigError(`--out ${out}: folder exists and is not empty (pass --overwrite to replace it)`);
     }
     mkdirSync(dirname(this.out), { recursive: true });
-    this.tmp = join(dirname(this.out), `${basename(this.out)}.partial-${process.pid}`);
-    rmSync(this.tmp, { recursive: true, force: true });
+    this.tmp = join(dirname(this.out), `${basename(this.out)}.partial${options.resumable ? '' : `-${process.pid}`}`);
+    if (!options.keep) rmSync(this.tmp, { recursive: true, force: true });
     mkdirSync(this.tmp, { recursive: true });
   }
 

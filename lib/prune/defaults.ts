@@ -9,4 +9,7 @@ export const PRUNE_DEFAULTS = {
   batchSize: 1, // calibration windows per forward: speed and memory only, results identical for any value
   calibrationField: 'text',
   overwrite: false,
+  resume: false, // continue the killed run staged in <out>.partial (lib/prune/resume.ts)
+  resumable: true, // keep a resume state after every block
+  resumeActivations: 'F32', // stored activations: F32 (exact) or 'input' (the checkpoint's dtype, half the disk)
 } as const;

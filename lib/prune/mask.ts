@@ -54,14 +54,32 @@ export function checkNmShape(shape: readonly [number, number], n: number, m: num
   }
 }
 
+/** Elements per row chunk of smallestPerRowMask (16M float32: 64 MB per transient). */
+const ROW_CHUNK_ELEMENTS = 1 << 24;
+
 /**
  * Mask of the `k` smallest values of each row of `metric` ([rows, cols]), ties: lower column index first.
  * The caller owns the result ([rows, cols], float32 0/1). `metric` is not consumed.
  */
-export function smallestPerRowMask(metric: tf.Tensor2D, k: number): tf.Tensor2D {
+export function smallestPerRowMask(metric: tf.Tensor2D, k: number, chunkElements = ROW_CHUNK_ELEMENTS): tf.Tensor2D {
   const [rows, cols] = metric.shape;
   if (!Number.isInteger(k) || k < 0 || k > cols) {
     throw new ConfigError(`cannot remove ${k} of ${cols} values per row`);
+  }
+  // Rows are independent: large matrices go in chunks of rows, so the transients (negated copy, top-k values and
+  // indices, difference, comparison) are those of a chunk, not of the matrix (a 13B MLP matrix is 283 MB in float32,
+  // and wasm's heap is 4 GB). The mask is the same.
+  const chunk = Math.max(1, Math.floor(chunkElements / cols));
+  if (rows > chunk) {
+    const parts: tf.Tensor2D[] = [];
+    try {
+      for (let r = 0; r < rows; r += chunk) {
+        parts.push(tf.tidy(() => smallestPerRowMask(tf.slice(metric, [r, 0], [Math.min(chunk, rows - r), cols]), k, Infinity)));
+      }
+      return tf.concat(parts, 0);
+    } finally {
+      tf.dispose(parts);
+    }
   }
   return tf.tidy(() => {
     if (k === 0) return tf.zeros([rows, cols], 'float32');

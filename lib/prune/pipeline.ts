@@ -17,14 +17,13 @@ import {
   LlamaModel,
   blockWeightsToArrays,
   disposeBlock,
-  linearWeight,
   loadBlockWeights,
-  setLinearWeight,
   type BlockWeights,
 } from '../model/llama.js';
 import type { CalibrationSet } from '../data/calibration.js';
 import type { LayerStats, PruneMethod, PruneOptions } from './method.js';
 import { describeStructure, validateOptions } from './mask.js';
+import { failpoint } from './resume.js';
 
 /** Zero fraction of one block's matrices (the reference's check_sparsity). */
 export interface BlockSparsity {
@@ -52,6 +51,7 @@ export interface PruneProgress {
   elapsed: number; // seconds since the layer loop started
   eta: number; // seconds still expected
   tokensPerSecond: number; // calibration tokens through forward passes per second (0 for magnitude)
+  times: PhaseTimes; // seconds per phase so far (all attempts of a resumed run)
 }
 
 /** Everything the layer loop needs. */
@@ -65,6 +65,26 @@ export interface LayerLoopOptions {
   onProgress?: (p: PruneProgress) => void;
   /** Called with each pruned block before it is written and freed (the block is owned by the loop). */
   onBlock?: (layer: number, block: BlockWeights) => void;
+  /** Continue a killed run (lib/prune/resume.ts): non-block tensors and blocks < nextLayer are already written. */
+  start?: LoopStart;
+  /** Called when blocks < nextLayer are written (before block 0 too), with the next block's inputs (not consumed). */
+  onCheckpoint?: (cp: LoopCheckpoint) => void;
+}
+
+/** Where a resumed loop starts; the loop takes ownership of `inputs`. */
+export interface LoopStart {
+  nextLayer: number;
+  inputs: tf.Tensor3D[];
+  blocks: BlockSparsity[];
+  times: PhaseTimes;
+  forwardTokens: number;
+  seconds: number; // loop seconds of the earlier attempts
+}
+
+/** The loop's state between two blocks. */
+export interface LoopCheckpoint extends Omit<LoopStart, 'seconds'> {
+  layers: number;
+  seconds: number; // loop seconds of this attempt so far
 }
 
 export interface LayerLoopResult {
@@ -76,6 +96,48 @@ function now(): number {
   return performance.now() / 1000;
 }
 
+
+/** Copy activations to JS memory and free them on the backend. */
+function parkInputs(inputs: tf.Tensor3D[]): { values: Float32Array; shape: [number, number, number] }[] {
+  const host = inputs.map((x) => ({ values: x.dataSync() as Float32Array, shape: x.shape }));
+  tf.dispose(inputs);
+  return host;
+}
+
+/** Move a block's linear weights ([in, out]) out of the backend into JS arrays (freeing the tensors). */
+function parkLinears(block: BlockWeights): Map<LinearName, Float32Array> {
+  const parked = new Map<LinearName, Float32Array>();
+  for (const n of LINEAR_NAMES) {
+    parked.set(n, block.linears[n].wT.dataSync() as Float32Array);
+    block.linears[n].wT.dispose();
+  }
+  return parked;
+}
+
+/** A LlamaModel holding no weights (1-row placeholders): for `block(i, x, tap, weights)` only. */
+function blockRunner(c: Checkpoint['config']): LlamaModel {
+  return new LlamaModel(c, tf.zeros([1, c.hiddenSize]), tf.ones([c.hiddenSize]), null, new Array(c.numLayers).fill(null));
+}
+
+/**
+ * The calibration windows embedded, batchSize windows per tensor. The embedding table (vocab x hidden float32:
+ * 655 MB at 13B) is freed before the first block, so that it does not sit beside the block weights; on the wasm
+ * backend (a 4 GB heap) a 13B-wide block does not fit beside it.
+ */
+function embedWindows(ckpt: Checkpoint, calibration: CalibrationSet, batchSize: number): tf.Tensor3D[] {
+  const embedder = LlamaModel.fromCheckpoint(ckpt, { blocks: false, head: false });
+  const inputs: tf.Tensor3D[] = [];
+  try {
+    const w = calibration.windows.map((x) => x.ids);
+    for (let i = 0; i < w.length; i += batchSize) inputs.push(embedder.embed(w.slice(i, i + batchSize)));
+    return inputs;
+  } catch (e) {
+    tf.dispose(inputs);
+    throw e;
+  } finally {
+    embedder.dispose();
+  }
+}
 
 /**
  * Run the layer loop. Non-block tensors (embeddings, final norm, lm_head) are copied to the writer unchanged.
@@ -101,28 +163,39 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
       }
     }
   }
+  const first = o.start?.nextLayer ?? 0;
   // Non-block tensors go out unchanged.
-  if (o.writer) {
+  if (o.writer && !o.start) {
     for (const t of expectedTensors(c)) if (!t.name.startsWith('model.layers.')) o.writer.write(t.name, ckpt.read(t.name));
   }
-  const times: PhaseTimes = { load: 0, calibrationForward: 0, statistics: 0, prune: 0, reforward: 0, write: 0 };
-  const blocks: BlockSparsity[] = [];
+  const times: PhaseTimes = o.start ? { ...o.start.times } : { load: 0, calibrationForward: 0, statistics: 0, prune: 0, reforward: 0, write: 0 };
+  const blocks: BlockSparsity[] = o.start ? [...o.start.blocks] : [];
   const useData = o.method.needsCalibration;
-  // Embedding-only model: provides embed() and block() with caller-supplied weights.
-  const model = useData ? LlamaModel.fromCheckpoint(ckpt, { blocks: false, head: false }) : null;
-  let inputs: tf.Tensor3D[] = [];
-  let forwardTokens = 0;
+  // A model without weights of its own: block() with the caller-supplied block (RoPE tables and causal mask only).
+  const model = useData ? blockRunner(c) : null;
+  let inputs: tf.Tensor3D[] = o.start ? o.start.inputs : [];
+  let forwardTokens = o.start?.forwardTokens ?? 0;
   const start = now();
+  const checkpoint = (nextLayer: number): void => {
+    if (!o.onCheckpoint) return;
+    const t = now();
+    o.onCheckpoint({ nextLayer, layers: c.numLayers, inputs, blocks, times, forwardTokens, seconds: t - start });
+    times.write += now() - t; // the resume state (shards synced, activations stored) counts as writing
+  };
   try {
-    if (model && o.calibration) {
-      const w = o.calibration.windows.map((x) => x.ids);
-      for (let i = 0; i < w.length; i += o.batchSize) inputs.push(model.embed(w.slice(i, i + o.batchSize)));
-    }
-    for (let layer = 0; layer < c.numLayers; layer++) {
+    if (model && o.calibration && !o.start) inputs = embedWindows(ckpt, o.calibration, o.batchSize);
+    failpoint('after-setup', 0);
+    if (!o.start) checkpoint(0);
+    for (let layer = first; layer < c.numLayers; layer++) {
+      // The activations wait in JS memory while the block loads: nothing small stays on the backend between blocks
+      // to fragment wasm's heap (at 13B a block and its pruning transients take most of the 4 GB).
+      const waiting = parkInputs(inputs);
+      inputs = [];
       let t = now();
       const block = loadBlockWeights(ckpt, layer);
       times.load += now() - t;
       try {
+        inputs = waiting.map((h) => tf.tensor3d(h.values, h.shape));
         // 1. statistics from the unpruned block (freed in the `finally` below, also when the forward throws)
         const stats = new Map<string, LayerStats>();
         const matrices = {} as Record<LinearName, number>;
@@ -152,25 +225,38 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
             times.calibrationForward += now() - t - statTime;
             times.statistics += statTime;
           }
-          // 2. prune the seven linears
+          failpoint('mid-block', layer);
+          // 2. prune the seven linears, one resident at a time: the others wait in JS memory (wasm's heap is 4 GB; a
+          //    13B block is 1.27 GB in float32 and pruning one linear takes several transient copies of it)
           t = now();
-          for (const n of LINEAR_NAMES) {
-            const w = linearWeight(block, n); // [out, in]
-            let result;
-            try {
-              result = o.method.prune(w, stats.get(INPUT_GROUP[n]) ?? null, o.prune);
-            } finally {
-              w.dispose();
+          const parked = parkLinears(block);
+          try {
+            for (const n of LINEAR_NAMES) {
+              const [out, inp] = linearShape(c, n);
+              const w = tf.tidy(() => tf.transpose(tf.tensor2d(parked.get(n)!, [inp, out]))) as tf.Tensor2D; // [out, in]
+              let result;
+              try {
+                result = o.method.prune(w, stats.get(INPUT_GROUP[n]) ?? null, o.prune);
+              } finally {
+                w.dispose();
+              }
+              result.mask.dispose();
+              try {
+                const z = countTensorZeros(result.weight);
+                matrices[n] = z / result.weight.size;
+                zeros += z;
+                params += result.weight.size;
+                const wT = tf.transpose(result.weight); // back to [in, out], parked until the block is rebuilt
+                parked.set(n, wT.dataSync() as Float32Array);
+                wT.dispose();
+              } finally {
+                result.weight.dispose();
+              }
             }
-            result.mask.dispose();
-            try {
-              setLinearWeight(block, n, result.weight);
-              const z = countTensorZeros(result.weight);
-              matrices[n] = z / result.weight.size;
-              zeros += z;
-              params += result.weight.size;
-            } finally {
-              result.weight.dispose();
+          } finally {
+            for (const n of LINEAR_NAMES) {
+              const [out, inp] = linearShape(c, n);
+              block.linears[n].wT = tf.tensor2d(parked.get(n)!, [inp, out]);
             }
           }
         } finally {
@@ -191,19 +277,26 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
         o.onBlock?.(layer, block);
         if (o.writer) {
           t = now();
-          for (const [name, values] of blockWeightsToArrays(c, layer, block)) o.writer.write(name, values);
+          const arrays = [...blockWeightsToArrays(c, layer, block)];
+          arrays.forEach(([name, values], i) => {
+            o.writer!.write(name, values);
+            if (i === Math.floor(arrays.length / 2)) failpoint('writing', layer);
+          });
           times.write += now() - t;
         }
       } finally {
         disposeBlock(block);
       }
+      checkpoint(layer + 1);
+      failpoint('between-blocks', layer);
       const elapsed = now() - start;
       o.onProgress?.({
         layer,
         layers: c.numLayers,
         elapsed,
-        eta: (elapsed / (layer + 1)) * (c.numLayers - layer - 1),
+        eta: (elapsed / (layer + 1 - first)) * (c.numLayers - layer - 1),
         tokensPerSecond: elapsed > 0 ? forwardTokens / elapsed : 0,
+        times: { ...times },
       });
     }
   } finally {

@@ -2,13 +2,14 @@
  * `prune(...)`: load a checkpoint, draw the calibration windows, run the layer loop, write a Hugging Face checkpoint
  * folder plus report.json. The output appears under its final name only when complete.
  */
-import { resolve } from 'node:path';
+import { existsSync, statfsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { PRUNE_DEFAULTS } from './defaults.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, storageReport, type StorageReport } from '../model/checkpoint.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { HfTokenizer } from '../model/tokenizer.js';
-import { DTYPES, type DType } from '../model/safetensors.js';
+import { DTYPES, dtypeSize, type DType } from '../model/safetensors.js';
 import { resolveModelPath } from '../model/hub.js';
 import { activeBackend } from '../model/backend.js';
 import { StagedFolder, writeJsonAtomic, writeModelFiles } from '../model/save.js';
@@ -16,7 +17,8 @@ import { calibrationFromFile, type CalibrationSet } from '../data/calibration.js
 import { getMethod, type MethodName } from './registry.js';
 import { describeStructure, validateOptions } from './mask.js';
 import type { PruneOptions, Structure } from './method.js';
-import { runLayerLoop, type BlockSparsity, type PhaseTimes, type PruneProgress } from './pipeline.js';
+import { runLayerLoop, type BlockSparsity, type LoopStart, type PhaseTimes, type PruneProgress } from './pipeline.js';
+import { ResumeStore, activationBytes, hasResumeState, checkpointStamp, resumeFingerprint, type ActivationStorage } from './resume.js';
 import { parseStructure as parseStructureAs } from './structure.js';
 
 /** Options of a pruning run (defaults: PRUNE_DEFAULTS of ./defaults.ts; seqlen = the model context). */
@@ -37,7 +39,15 @@ export interface PruneConfig {
   format?: CheckpointFormat; // dense (default) or compressed (compressed-tensors sparse-bitmask / sparse-24-bitmask)
   maxShardBytes?: number; // shard the output when it exceeds this
   overwrite?: boolean; // replace an existing output folder
+  /** Keep a resume state in `<out>.partial/resume/` after every block (default true; lib/prune/resume.ts). */
+  resumable?: boolean;
+  /** Continue the killed run staged in `<out>.partial` at its first unfinished block (start over when none). */
+  resume?: boolean;
+  /** Stored activations: F32 (default, resumes byte-identically) or the checkpoint's dtype (half the disk, not exact). */
+  resumeActivations?: ActivationStorage;
   onProgress?: (p: PruneProgress) => void;
+  /** One line per event (resume state size, block resumed from). */
+  onNote?: (line: string) => void;
 }
 
 /** report.json of a pruning run. */
@@ -62,11 +72,47 @@ export interface PruneReport {
   peakRssMB: number;
   dtype: DType;
   storage: StorageReport; // bytes on disk, dense vs as written
+  resumedAt: number[]; // blocks this run was resumed at ([] for a run in one go); with times and peakRssMB the run-dependent part
 }
 
 /** Parse 'unstructured' | 'N:M' as the CLI's --structure (lib/prune/structure.ts; messages name --structure). */
 export function parseStructure(s: string): Structure {
   return parseStructureAs(s, '--structure');
+}
+
+/** Decide where the run starts: a fresh staged folder, or the resume state of a killed run in `<out>.partial`. */
+function openResume(
+  cfg: PruneConfig,
+  staged: StagedFolder,
+  ckpt: Checkpoint,
+  inputs: Record<string, unknown>,
+  storage: DType,
+  nsamples: number,
+  seqlen: number,
+): { store: ResumeStore; start: LoopStart | null } {
+  const c = ckpt.config;
+  const store = new ResumeStore(staged.tmp, resumeFingerprint(inputs), storage);
+  let start: LoopStart | null = null;
+  if (cfg.resume && store.exists()) {
+    start = store.load(c);
+    cfg.onNote?.(`resuming ${staged.tmp} at block ${start.nextLayer + 1} of ${c.numLayers}`);
+  } else if (cfg.resume) {
+    cfg.onNote?.(`--resume: no resume state in ${staged.tmp}; starting at block 1`);
+  }
+  const acts = getMethod(cfg.method).needsCalibration ? activationBytes(c, nsamples, seqlen, storage) : 0;
+  const output = start ? 0 : ckpt.dataBytes() * (dtypeSize(inputs['dtype'] as DType) / dtypeSize(ckpt.mainDtype()));
+  const need = output + 2 * acts; // a new activations file is written before the previous one is removed
+  const fs = statfsSync(dirname(staged.tmp));
+  const free = fs.bavail * fs.bsize;
+  const gb = (b: number): string => `${(b / 1e9).toFixed(2)} GB`;
+  cfg.onNote?.(`resume state: ${gb(2 * acts)} at most for the activations (${storage}), ${gb(output)} of output still to write; ${gb(free)} free`);
+  if (need > free) {
+    throw new ConfigError(
+      `--out ${cfg.out}: the run needs ${gb(need)} of disk (output ${gb(output)}, resume activations ${gb(2 * acts)}), only ${gb(free)} is free` +
+        (acts > 0 ? '; --resume-activations input halves the activations, --no-resumable drops them' : ''),
+    );
+  }
+  return { store, start };
 }
 
 /** Prune a checkpoint and write the result. Returns the report (also written as report.json in the output). */
@@ -81,12 +127,22 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
   if (cfg.format !== undefined && !(CHECKPOINT_FORMATS as readonly string[]).includes(cfg.format)) {
     throw new ConfigError(`--format: '${String(cfg.format)}' is not one of ${CHECKPOINT_FORMATS.join(', ')}`);
   }
+  const compressed = (cfg.format ?? 'dense') !== 'dense';
+  if (cfg.resume && cfg.resumable === false) throw new ConfigError('--resume needs the resume state that --no-resumable turns off');
+  if (cfg.resume && compressed) {
+    throw new ConfigError('--resume: a compressed output is assembled at the end and cannot be resumed (prune dense with --resume, then `convert`)');
+  }
+  const resumable = (cfg.resumable ?? PRUNE_DEFAULTS.resumable) && !compressed;
   const pruneOptions: PruneOptions = { sparsity, structure, ...(cfg.useVariant ? { useVariant: true } : {}) };
   validateOptions(pruneOptions); // before reading any data
+  if (cfg.resume && existsSync(join(cfg.out, 'report.json')) && !existsSync(`${resolve(cfg.out)}.partial`)) {
+    throw new ConfigError(`--out ${cfg.out}: this run is already complete (report.json present); nothing to resume (--overwrite prunes again)`);
+  }
   const dir = await resolveModelPath(cfg.model);
   const ckpt = Checkpoint.open(dir);
   let staged: StagedFolder | null = null;
   let writer: CheckpointWriter | null = null;
+  let store: ResumeStore | null = null;
   try {
     const c = ckpt.config;
     const seqlen = cfg.seqlen ?? c.maxPositions;
@@ -96,7 +152,8 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     const nsamples = cfg.nsamples ?? PRUNE_DEFAULTS.nsamples;
     const seed = cfg.seed ?? PRUNE_DEFAULTS.seed;
     // refuse an existing --out before the calibration data is read (which can take long)
-    staged = new StagedFolder(cfg.out, { overwrite: cfg.overwrite ?? PRUNE_DEFAULTS.overwrite });
+    const resume = cfg.resume ?? PRUNE_DEFAULTS.resume;
+    staged = new StagedFolder(cfg.out, { overwrite: (cfg.overwrite ?? PRUNE_DEFAULTS.overwrite) || resume, resumable, keep: resume });
     let calibration: CalibrationSet | null = null;
     const tc = performance.now();
     if (method.needsCalibration) {
@@ -113,18 +170,37 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     const calibrationSampling = (performance.now() - tc) / 1000;
     const dtype = cfg.dtype ?? ckpt.mainDtype();
     const compress = compressOptions(c, cfg.format ?? 'dense', describeStructure(structure));
-    writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {
+    const maxShardBytes = cfg.maxShardBytes ?? (ckpt.sharded ? 5e9 : undefined);
+    const batchSize = cfg.batchSize ?? PRUNE_DEFAULTS.batchSize;
+    const actStorage = (cfg.resumeActivations ?? PRUNE_DEFAULTS.resumeActivations) === 'input' ? ckpt.mainDtype() : 'F32';
+    const fingerprintInputs = {
+      model: checkpointStamp(ckpt), config: c.raw, method: cfg.method, options: pruneOptions,
+      calibration: calibration?.hash ?? null, batchSize, dtype, maxShardBytes: maxShardBytes ?? null, storage: actStorage,
+    };
+    const resumed = resumable ? openResume(cfg, staged, ckpt, fingerprintInputs, actStorage, nsamples, seqlen) : { store: null, start: null };
+    store = resumed.store;
+    const start = resumed.start;
+    const plan = expectedTensors(c);
+    writer = new CheckpointWriter(staged.tmp, plan, {
       dtype,
-      ...(cfg.maxShardBytes !== undefined ? { maxShardBytes: cfg.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
+      reopen: start !== null,
+      ...(maxShardBytes !== undefined ? { maxShardBytes } : {}),
       ...(compress ? { compress } : {}),
     });
+    if (start) {
+      const done = (name: string): boolean => { const m = /^model\.layers\.(\d+)\./.exec(name); return !m || Number(m[1]) < start.nextLayer; };
+      writer.markWritten(plan.map((t) => t.name).filter(done));
+    }
+    const w = writer;
     const loop = runLayerLoop({
       checkpoint: ckpt,
       method,
       prune: pruneOptions,
       calibration,
-      batchSize: cfg.batchSize ?? PRUNE_DEFAULTS.batchSize,
+      batchSize,
       writer,
+      ...(start ? { start } : {}),
+      ...(store ? { onCheckpoint: (cp: Parameters<ResumeStore['save']>[0]) => store!.save(cp, () => w.sync()) } : {}),
       ...(cfg.onProgress ? { onProgress: cfg.onProgress } : {}),
     });
     writer.finish();
@@ -151,19 +227,27 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
           }
         : null,
       sparsity: { overall: zeros / params, blocks: loop.blocks },
-      times: { ...loop.times, calibrationSampling, total: (performance.now() - t0) / 1000 },
+      times: { ...loop.times, calibrationSampling, total: (performance.now() - t0) / 1000 + (start?.seconds ?? 0) },
       backend: activeBackend()?.name ?? 'unknown',
       peakRssMB: process.resourceUsage().maxRSS / 1024,
       dtype,
       storage,
+      resumedAt: store?.resumes ?? [],
     };
+    store?.clear();
+    store = null;
     writeJsonAtomic(staged.path('report.json'), report);
     staged.commit();
     staged = null;
     return report;
+  } catch (e) {
+    if (staged && hasResumeState(staged.tmp) && e instanceof Error) {
+      e.message += ` (the finished blocks are kept in ${staged.tmp}: rerun with --resume to continue)`;
+    }
+    throw e;
   } finally {
     writer?.abort();
-    staged?.abandon();
+    if (staged && !hasResumeState(staged.tmp)) staged.abandon();
     ckpt.close();
   }
 }

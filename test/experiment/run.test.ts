@@ -89,7 +89,7 @@ describe('runExperiment', () => {
     expect(r.computed).toEqual(IDS);
     expect(r.reused).toEqual([]);
     expect(readdirSync(out).sort()).toEqual(
-      ['block-sparsity.svg', 'ppl-vs-sparsity-wikitext2.svg', 'results.csv', 'results.json', 'results.md', 'settings'].sort(),
+      ['block-sparsity.svg', 'experiment.json', 'ppl-vs-sparsity-wikitext2.svg', 'results.csv', 'results.json', 'results.md', 'settings'].sort(),
     );
     expect(readdirSync(join(out, 'settings')).sort()).toEqual(IDS.map((id) => `${id}.json`).sort());
     expect(notes).toContain('[3/4] wanda-unstructured-0.5: pruning');
@@ -195,7 +195,7 @@ describe('runExperiment', () => {
     expect(child.stdout).not.toContain('finished');
     // killed mid-setting: two settings saved, the third half-written, the lock of the dead process left behind
     expect(readdirSync(join(out, 'settings')).sort()).toEqual(['dense.json', 'magnitude-unstructured-0.5.json']);
-    expect(readdirSync(join(out, 'checkpoints'))).toEqual([`wanda-unstructured-0.5.partial-${child.pid}`]);
+    expect(readdirSync(join(out, 'checkpoints'))).toEqual(['wanda-unstructured-0.5.partial']); // with its resume state
     expect(readFileSync(join(out, '.run.lock'), 'utf8')).toBe(`${child.pid} ${hostname()}\n`);
     expect(existsSync(join(out, 'results.json'))).toBe(false);
     const mtimes = ['dense', 'magnitude-unstructured-0.5'].map((id) => statSync(join(out, 'settings', `${id}.json`)).mtimeMs);
@@ -205,7 +205,8 @@ describe('runExperiment', () => {
     const after = tf.memory().numTensors;
     expect(r.reused).toEqual(['dense', 'magnitude-unstructured-0.5']);
     expect(r.computed).toEqual(['wanda-unstructured-0.5', 'wanda-2of4']);
-    expect(notes).toContain(`removed leftovers of an interrupted run: checkpoints/wanda-unstructured-0.5.partial-${child.pid}`);
+    // the interrupted pruning continues at its first unfinished block (lib/prune/resume.ts)
+    expect(notes).toContain(`wanda-unstructured-0.5: resuming ${join(out, 'checkpoints', 'wanda-unstructured-0.5')}.partial at block 2 of 2`);
     expect(notes).toContain('[2/4] magnitude-unstructured-0.5: reused (finished earlier: settings/magnitude-unstructured-0.5.json)');
     expect(notes).toContain('[3/4] wanda-unstructured-0.5: pruning');
     expect(['dense', 'magnitude-unstructured-0.5'].map((id) => statSync(join(out, 'settings', `${id}.json`)).mtimeMs)).toEqual(mtimes);

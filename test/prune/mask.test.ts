@@ -93,6 +93,21 @@ describe('smallestPerRowMask', () => {
     tf.dispose([metric, mask]);
   });
 
+  it('in row chunks (as large matrices are done): the same mask, nothing leaked', () => {
+    const rng = new TestRng(4242);
+    const [rows, cols] = [37, 48];
+    const data = randomMetric(rng, rows * cols, 3); // ties too
+    const metric = tf.tensor2d(data, [rows, cols]);
+    const before = tf.memory().numTensors;
+    for (const chunkElements of [cols, 5 * cols + 7, 16 * cols]) {
+      const mask = smallestPerRowMask(metric, 20, chunkElements);
+      expect(maskOf(mask)).toEqual(refRowMask(data, rows, cols, 20));
+      mask.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    metric.dispose();
+  });
+
   it('breaks ties by lower column index', () => {
     const metric = tf.tensor2d([
       [1, 0, 1, 0, 1, 0, 2, 0],

@@ -44,6 +44,7 @@ const REPORT_FIELDS = [
   'model',
   'out',
   'peakRssMB',
+  'resumedAt',
   'sparsity',
   'sparsityTarget',
   'storage',
@@ -225,7 +226,7 @@ test('TinyStories-656K (tied embeddings stored only as lm_head.weight): the outp
 describe('staging: the output appears only when complete', () => {
   const outsOf = (out: string): string[] => readdirSync(dirname(out)).filter((f) => f === basename(out) || f.startsWith(`${basename(out)}.`));
 
-  test('a run SIGKILLed after block 1 leaves no output folder (only its .partial-<pid>); a second run completes', async () => {
+  test('a run SIGKILLed after block 1 leaves no output folder (only its resumable .partial); a second run completes', async () => {
     const input = tinyModel({ numLayers: 3 });
     const out = join(tmp, 'killed', 'pruned');
     mkdirSync(dirname(out));
@@ -239,11 +240,11 @@ describe('staging: the output appears only when complete', () => {
       stdout: 'block 0\nblock 1\n',
     });
     expect(existsSync(out)).toBe(false);
-    expect(outsOf(out)).toEqual([`pruned.partial-${child.pid}`]);
-    expect(readdirSync(`${out}.partial-${child.pid}`)).toContain('model.safetensors'); // it was writing
-    // a second run completes, beside the stale partial folder of the dead process
+    expect(outsOf(out)).toEqual(['pruned.partial']);
+    expect(readdirSync(`${out}.partial`).sort()).toEqual(['model.safetensors', 'resume']); // it was writing; test/resume.test.ts resumes such runs
+    // a second run without --resume starts over in the same staging folder and completes
     const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });
-    await expectCompleteOutput(report, input, 'F32', [`pruned.partial-${child.pid}`]);
+    await expectCompleteOutput(report, input, 'F32');
     // the child, not killed, writes the same checkpoint (same windows, same masks)
     const out2 = join(tmp, 'killed', 'pruned-child');
     const done = spawnSync(process.execPath, ['--import', 'tsx', join('test', 'fixtures', 'prune-child.ts'), JSON.stringify({ model: input.dir, out: out2, calibration: c4 })], {
@@ -258,15 +259,16 @@ describe('staging: the output appears only when complete', () => {
     expect(readFileSync(join(out2, 'model.safetensors')).equals(readFileSync(join(out, 'model.safetensors')))).toBe(true);
   });
 
-  test('an in-process failure (the method throwing; a progress callback throwing) leaves no output and no partial folder', async () => {
+  test('an in-process failure (the method throwing; a progress callback throwing) leaves no output, only a resumable .partial', async () => {
     const input = tinyModel({});
     const out = join(tmp, 'failed', 'pruned');
     const before = tf.memory().numTensors;
     // SparseGPT refuses the Wanda variant in its prune step, after block 0's statistics were collected
     await expect(pruneTiny(input, { out, method: 'sparsegpt', useVariant: true })).rejects.toThrow(
-      /useVariant: applies to wanda only, not sparsegpt/,
+      /useVariant: applies to wanda only, not sparsegpt.*rerun with --resume to continue/,
     );
-    expect(existsSync(dirname(out)) ? outsOf(out) : []).toEqual([]);
+    expect(outsOf(out)).toEqual(['pruned.partial']); // the state before block 0 was committed
+    expect(existsSync(out)).toBe(false);
     expect(tf.memory().numTensors).toBe(before);
     const progress: number[] = [];
     await expect(
@@ -279,7 +281,12 @@ describe('staging: the output appears only when complete', () => {
       }),
     ).rejects.toThrow('interrupted after block 0');
     expect(progress).toEqual([0]);
-    expect(outsOf(out)).toEqual([]);
+    expect(outsOf(out)).toEqual(['pruned.partial']);
+    expect(tf.memory().numTensors).toBe(before);
+    // ... and continues from block 1
+    const resumed = await pruneTiny(input, { out, resume: true });
+    expect(resumed.resumedAt).toEqual([1]);
+    await expectCompleteOutput(resumed, input, 'F32');
     expect(tf.memory().numTensors).toBe(before);
   });
 
