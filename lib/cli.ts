@@ -18,7 +18,7 @@ import { DTYPES, type DType } from './model/safetensors.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from './model/compressed-tensors.js';
 import { generate, inspectModel } from './generate.js';
 import { prune, parseStructure } from './prune/prune.js';
-import { METHOD_NAMES, type MethodName } from './prune/registry.js';
+import { LAYERWISE_NAMES, METHOD_NAMES, REFINER_NAMES, optionFlags, type LayerwiseName, type MethodName, type RefinerName } from './prune/registry.js';
 import { evaluate } from './eval/evaluate.js';
 import { defaultDataDir } from './eval/datasets.js';
 import { FINETUNE_DEFAULTS } from './finetune/defaults.js';
@@ -55,6 +55,37 @@ async function backend(argv: { backend: string; threads?: number | undefined }):
 
 function print(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/**
+ * The options of the chosen method, allocator and refiner from their flags (derived from the registry's schemas).
+ * A flag of something this run does not use is an error.
+ */
+export function ownerOptions(argv: Record<string, unknown>, used: { method: string; layerwise?: string; refine?: string }): {
+  method: Record<string, unknown>;
+  layerwise: Record<string, unknown>;
+  refine: Record<string, unknown>;
+} {
+  const out = { method: {} as Record<string, unknown>, layerwise: {} as Record<string, unknown>, refine: {} as Record<string, unknown> };
+  for (const f of optionFlags()) {
+    const v = argv[f.flag];
+    if (v === undefined) continue;
+    if (used[f.owner.kind] !== f.owner.name) {
+      const what = f.owner.kind === 'method' ? `method ${f.owner.name}` : `--${f.owner.kind} ${f.owner.name}`;
+      throw new ConfigError(`--${f.flag}: an option of ${what}, which this run does not use`);
+    }
+    out[f.owner.kind][f.key] = v;
+  }
+  return out;
+}
+
+/** Adds the method / allocator / refiner option flags (from the registry's schemas) to a command. */
+function withOwnerFlags<T>(y: Argv<T>): Argv<T> {
+  let out = y;
+  for (const f of optionFlags()) {
+    out = out.option(f.flag, { type: f.type, ...(f.choices ? { choices: f.choices } : {}), describe: f.description }) as unknown as Argv<T>;
+  }
+  return out;
 }
 
 /** The yargs definition: exported so a test can check the README's CLI reference against it. */
@@ -102,12 +133,16 @@ export function buildCli(args: string[]): Argv {
       'prune',
       'Prune layer by layer; write a Hugging Face checkpoint folder with report.json',
       (y) =>
-        y
+        withOwnerFlags(
+          y
           .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' })
           .option('method', { choices: METHOD_NAMES as unknown as string[], demandOption: true, describe: 'pruning method' })
           .option('sparsity', { type: 'number', describe: 'zero fraction in [0, 1) (default 0.5; N:M implies N/M)' })
           .option('structure', { type: 'string', default: 'unstructured', describe: 'unstructured or N:M (2:4, 4:8)' })
-          .option('use-variant', { type: 'boolean', default: false, describe: "Wanda's alpha-bisection variant" })
+          .option('layerwise', { choices: LAYERWISE_NAMES as string[], describe: 'per-block sparsities around --sparsity (owl)' })
+          .option('refine', { choices: REFINER_NAMES as string[], describe: 'refine each mask after the method (dsnot)' })
+          .option('targets', { type: 'string', array: true, describe: "linears to prune: names, parents or 're:' patterns (default all)" })
+          .option('ignore', { type: 'string', array: true, describe: "linears to leave unchanged, e.g. 're:.*down_proj' model.layers.0" })
           .option('calibration', { type: 'string', describe: 'calibration data: .jsonl, .jsonl.gz, .json, .parquet or text' })
           .option('calibration-field', { type: 'string', default: PRUNE_DEFAULTS.calibrationField, describe: 'text field of calibration rows' })
           .option('nsamples', { type: 'number', default: PRUNE_DEFAULTS.nsamples, describe: 'calibration windows' })
@@ -119,9 +154,15 @@ export function buildCli(args: string[]): Argv {
           .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'compressed: compressed-tensors sparse-bitmask (2:4: sparse-24-bitmask)' })
           .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
           .option('overwrite', { type: 'boolean', default: PRUNE_DEFAULTS.overwrite, describe: 'replace an existing --out folder' }),
+        ),
       async (argv) => {
         await backend(argv);
         const structure = parseStructure(argv.structure);
+        const opts = ownerOptions(argv as Record<string, unknown>, {
+          method: argv.method,
+          ...(argv.layerwise !== undefined ? { layerwise: argv.layerwise } : {}),
+          ...(argv.refine !== undefined ? { refine: argv.refine } : {}),
+        });
         const sparsity = argv.sparsity ?? (structure.kind === 'nm' ? structure.n / structure.m : PRUNE_DEFAULTS.sparsity);
         const report = await prune({
           model: argv.model,
@@ -129,7 +170,11 @@ export function buildCli(args: string[]): Argv {
           method: argv.method as MethodName,
           sparsity,
           structure,
-          useVariant: argv.useVariant,
+          methodOptions: opts.method,
+          ...(argv.layerwise !== undefined ? { layerwise: argv.layerwise as LayerwiseName, layerwiseOptions: opts.layerwise } : {}),
+          ...(argv.refine !== undefined ? { refine: argv.refine as RefinerName, refineOptions: opts.refine } : {}),
+          ...(argv.targets !== undefined ? { targets: argv.targets } : {}),
+          ...(argv.ignore !== undefined ? { ignore: argv.ignore } : {}),
           ...(argv.calibration !== undefined ? { calibration: argv.calibration } : {}),
           calibrationField: argv.calibrationField,
           nsamples: argv.nsamples,
@@ -141,7 +186,7 @@ export function buildCli(args: string[]): Argv {
           ...(argv.maxShardSize !== undefined ? { maxShardBytes: parseSize('--max-shard-size', argv.maxShardSize) } : {}),
           overwrite: argv.overwrite,
           onProgress: (p) =>
-            progress.update('prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
+            progress.update(p.pass === 'owl' ? 'OWL outlier pass, blocks' : 'prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
         });
         progress.note(`wrote ${report.out} (sparsity ${(100 * report.sparsity.overall).toFixed(2)}%)`);
         print({ ...report, calibration: report.calibration && { ...report.calibration, windows: `${report.calibration.windows.length} windows (see report.json)` } });

@@ -12,15 +12,24 @@ import type { SettingResult } from './report.js';
 
 /** Display names of perplexity sets and methods. */
 export const PPL_SET_LABELS: Readonly<Record<string, string>> = { wikitext2: 'WikiText-2', c4: 'C4' };
-const METHOD_LABELS: Readonly<Record<string, string>> = { magnitude: 'Magnitude', wanda: 'Wanda', sparsegpt: 'SparseGPT', dense: 'Dense' };
+const METHOD_LABELS: Readonly<Record<string, string>> = { magnitude: 'Magnitude', wanda: 'Wanda', sparsegpt: 'SparseGPT', ria: 'RIA', dense: 'Dense' };
 
 export function pplSetLabel(set: string): string {
   return PPL_SET_LABELS[set] ?? set;
 }
 
+/** 'owl' -> 'OWL', 'dsnot' -> 'DSnoT', 'permute' as is; parts joined by spaces. */
+function planLabel(plan: string): string {
+  const names: Record<string, string> = { owl: 'OWL', dsnot: 'DSnoT' };
+  return plan
+    .split(/[-+]/)
+    .map((p) => names[p] ?? p)
+    .join(' + ');
+}
+
 /** 'Wanda', 'Wanda (variant)', and with a structure other than unstructured 'Wanda 2:4'. */
-export function seriesLabel(r: Pick<SettingResult, 'method' | 'structure' | 'useVariant'>): string {
-  const base = (METHOD_LABELS[r.method] ?? r.method) + (r.useVariant ? ' (variant)' : '');
+export function seriesLabel(r: Pick<SettingResult, 'method' | 'structure' | 'useVariant'> & { plan?: string | undefined }): string {
+  const base = (METHOD_LABELS[r.method] ?? r.method) + (r.useVariant ? ' (variant)' : '') + (r.plan ? ` + ${planLabel(r.plan)}` : '');
   return r.structure === null || r.structure === 'unstructured' ? base : `${base} ${r.structure}`;
 }
 
@@ -56,7 +65,7 @@ export function pplVsSparsitySpec(results: readonly SettingResult[], set: string
     .flatMap((r) => {
       const p = r.perplexity[set];
       if (!p || p.ppl === null) return [];
-      const method = seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant });
+      const method = seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant, plan: r.plan });
       return [{ method, structure: r.structure ?? 'unstructured', setting: r.id, sparsity: 100 * r.sparsity, ppl: p.ppl }];
     });
   if (points.length === 0) return null;
@@ -140,7 +149,7 @@ export function targetLabel(r: Pick<SettingResult, 'structure' | 'sparsity'>): s
 export function blockSparsitySpec(results: readonly SettingResult[], options: ChartOptions = {}): TopLevelSpec | null {
   const pruned = results.filter((r) => r.method !== 'dense' && r.blockSparsity.length > 0);
   if (pruned.length === 0) return null;
-  const methodOf = (r: SettingResult): string => seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant });
+  const methodOf = (r: SettingResult): string => seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant, plan: r.plan });
   const values = pruned.flatMap((r) =>
     r.blockSparsity.map((z, block) => ({ method: methodOf(r), target: targetLabel(r), setting: r.id, block, zeros: 100 * z })),
   );

@@ -59,11 +59,13 @@ export const settingResultSchema = z.strictObject({
   structure: z.string().nullable(), // 'unstructured' or 'N:M'; null for dense
   sparsity: fraction, // target zero fraction (0 for dense)
   useVariant: z.boolean(),
+  plan: z.string().optional(), // the plan beyond the method ('owl', 'dsnot', 'permute'): part of the series label
   actualSparsity: fraction, // zero fraction of all pruned matrices together, measured after pruning
   perplexity: z.record(z.string(), pplResultSchema), // by set: wikitext2, c4
   tasks: z.record(z.string(), taskResultSchema), // by task name (or task file path)
   mean: fraction.nullable(), // unweighted mean over the tasks of the report's meanMetric; null without tasks
   blockSparsity: z.array(fraction), // zero fraction of each decoder block's seven matrices ([] for dense)
+  blockAllocated: z.array(z.number()).optional(), // the plan's per-block target when a layerwise allocator (OWL) ran
   timings: z.record(z.string(), z.number().min(0)), // seconds, by stage: prune, ppl, tasks, finetune, ...
   finetune: finetuneResultSchema.optional(), // present when the experiment fine-tunes (pruned settings only)
 });

@@ -76,7 +76,16 @@ import {
   type ResultsInput,
   type SettingResult,
 } from './report.js';
-import { DENSE_ID, EXPERIMENT_FINETUNE_DEFAULTS, expandSettings, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
+import { DENSE_ID, EXPERIMENT_FINETUNE_DEFAULTS, expandSettings, planTag, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
+
+/** The plan of a setting beyond method/structure/sparsity, for its fingerprint; absent when it has none (so older
+ * results keep their fingerprints). */
+function planInputs(s: PruneSetting): { plan?: unknown } {
+  const { methodOptions, layerwise, refine, targets, ignore } = s;
+  const { variant: _v, ...rest } = methodOptions;
+  const any = Object.keys(rest).length > 0 || layerwise || refine || targets.length > 0 || ignore.length > 0;
+  return any ? { plan: { methodOptions: rest, layerwise, refine, targets, ignore } } : {};
+}
 
 /** Callbacks for a progress display (the CLI passes its stderr reporter's update and note). */
 export interface RunOptions {
@@ -147,7 +156,7 @@ interface FileStamp {
 
 /** Everything a setting's numbers depend on (see the top of this file). */
 interface Inputs {
-  setting: { id: string; method: string; structure: string | null; sparsity: number; useVariant: boolean };
+  setting: { id: string; method: string; structure: string | null; sparsity: number; useVariant: boolean; plan?: unknown };
   model: { ref: string; files: FileStamp[] };
   backend: string;
   calibration: { source: FileStamp; nsamples: number; seqlen: number; seed: number } | null;
@@ -434,11 +443,11 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
   };
   const inputsOf = (s: PruneSetting | null): Inputs => ({
     setting: s
-      ? { id: s.id, method: s.method, structure: structureLabel(s.structure), sparsity: s.sparsity, useVariant: s.useVariant }
+      ? { id: s.id, method: s.method, structure: structureLabel(s.structure), sparsity: s.sparsity, useVariant: s.useVariant, ...planInputs(s) }
       : { id: DENSE_ID, method: 'dense', structure: null, sparsity: 0, useVariant: false },
     model: modelStamp,
     backend: backend.name,
-    calibration: s && getMethod(s.method).needsCalibration ? calibrationInputs : null,
+    calibration: s && (getMethod(s.method).stats.length > 0 || s.layerwise !== null || s.refine !== null) ? calibrationInputs : null,
     eval: evalInputs,
   });
   const finetuneInputs: FinetuneInputs | null = ft
@@ -520,6 +529,11 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       sparsity: s.sparsity,
       structure: s.structure,
       useVariant: s.useVariant,
+      methodOptions: s.methodOptions,
+      ...(s.layerwise ? { layerwise: s.layerwise.name, layerwiseOptions: s.layerwise.options } : {}),
+      ...(s.refine ? { refine: s.refine.name, refineOptions: s.refine.options } : {}),
+      targets: s.targets,
+      ignore: s.ignore,
       calibration: exp.calibration.source,
       nsamples: exp.calibration.nsamples,
       seqlen: calibSeqlen,
@@ -527,7 +541,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       batchSize: exp.calibration.batchSize,
       format: exp.outputFormat,
       overwrite: true,
-      onProgress: (p) => progress(`${s.id}: prune`, p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : undefined),
+      onProgress: (p) => progress(p.pass === 'owl' ? `${s.id}: OWL outlier pass` : `${s.id}: prune`, p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : undefined),
     });
 
   /**
@@ -731,9 +745,11 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
             structure: structureLabel(s.structure),
             sparsity: s.sparsity,
             useVariant: s.useVariant,
+            ...(planTag(s) !== '' && planTag(s) !== '-variant' ? { plan: planTag(s).replace(/^[-+]/, '') } : {}),
             actualSparsity: report.sparsity.overall,
             ...ev.fields,
             blockSparsity: report.sparsity.blocks.map((b) => b.sparsity),
+            ...(s.layerwise ? { blockAllocated: report.sparsity.blocks.map((b) => b.allocated) } : {}),
             timings: { prune: report.times.total, ...ev.timings },
           };
         }

@@ -13,11 +13,13 @@ import { resolveModelPath } from '../model/hub.js';
 import { activeBackend } from '../model/backend.js';
 import { StagedFolder, writeJsonAtomic, writeModelFiles } from '../model/save.js';
 import { calibrationFromFile, type CalibrationSet } from '../data/calibration.js';
-import { getMethod, type MethodName } from './registry.js';
+import { getLayerwise, getMethod, getRefiner, type LayerwiseName, type MethodName, type RefinerName } from './registry.js';
 import { describeStructure, validateOptions } from './mask.js';
 import type { PruneOptions, Structure } from './method.js';
+import { owlAllocate, type OwlOptions } from './owl.js';
 import { runLayerLoop, type BlockSparsity, type PhaseTimes, type PruneProgress } from './pipeline.js';
 import { parseStructure as parseStructureAs } from './structure.js';
+import { buildPlan, parseOptions, selectLinears } from './plan.js';
 
 /** Options of a pruning run (defaults: PRUNE_DEFAULTS of ./defaults.ts; seqlen = the model context). */
 export interface PruneConfig {
@@ -26,7 +28,14 @@ export interface PruneConfig {
   method: MethodName;
   sparsity: number; // [0, 1); with N:M it must be N/M (default N/M)
   structure?: Structure; // default unstructured
-  useVariant?: boolean; // Wanda's alpha-bisection variant
+  useVariant?: boolean; // Wanda's alpha-bisection variant (the same as methodOptions { variant: true })
+  methodOptions?: Record<string, unknown>; // the method's own options (its zod schema in the registry)
+  layerwise?: LayerwiseName; // per-block sparsities (OWL) around `sparsity`
+  layerwiseOptions?: Record<string, unknown>;
+  refine?: RefinerName; // mask refiner (DSnoT) after the method
+  refineOptions?: Record<string, unknown>;
+  targets?: string[]; // linears to prune: names, parent modules or 're:' patterns (default: all)
+  ignore?: string[]; // linears to leave unchanged, same syntax
   calibration?: string; // data file (jsonl, jsonl.gz, json, parquet, txt); required unless method = magnitude
   calibrationField?: string; // text field of rows (default "text")
   nsamples?: number; // default 128
@@ -48,6 +57,17 @@ export interface PruneReport {
   structure: string;
   sparsityTarget: number;
   useVariant: boolean;
+  /** The plan: the method's options, allocator, refiner and linear selection as used. */
+  plan: {
+    methodOptions: unknown;
+    layerwise: null | { name: string; options: unknown; outlierRatios: number[]; sparsities: number[] };
+    refine: null | { name: string; options: unknown; linears: string[] };
+    targets: string[];
+    ignore: string[];
+    skipped: string[]; // linears left unchanged
+  };
+  /** RIA --permute: per linear, the column order its N:M mask holds in (mask[:, p[k]] is slot k). */
+  permutations?: Record<string, number[]>;
   calibration: null | {
     file: string;
     nsamples: number;
@@ -81,8 +101,23 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
   if (cfg.format !== undefined && !(CHECKPOINT_FORMATS as readonly string[]).includes(cfg.format)) {
     throw new ConfigError(`--format: '${String(cfg.format)}' is not one of ${CHECKPOINT_FORMATS.join(', ')}`);
   }
-  const pruneOptions: PruneOptions = { sparsity, structure, ...(cfg.useVariant ? { useVariant: true } : {}) };
+  const pruneOptions: PruneOptions = { sparsity, structure };
   validateOptions(pruneOptions); // before reading any data
+  if (cfg.useVariant && cfg.method !== 'wanda') throw new ConfigError(`useVariant: applies to wanda only, not ${cfg.method}`);
+  const methodOptions = parseOptions(`method ${cfg.method}`, method.options, { ...(cfg.useVariant ? { variant: true } : {}), ...(cfg.methodOptions ?? {}) });
+  const allocator = cfg.layerwise !== undefined ? getLayerwise(cfg.layerwise) : null;
+  const layerwiseOptions = allocator ? (parseOptions(`layerwise ${allocator.name}`, allocator.options, cfg.layerwiseOptions) as OwlOptions) : null;
+  if (allocator && structure.kind === 'nm') {
+    throw new ConfigError(`--layerwise ${allocator.name}: allocates unstructured sparsities; with N:M every block is N/M (use --structure unstructured)`);
+  }
+  const refiner = cfg.refine !== undefined ? getRefiner(cfg.refine) : null;
+  const refineOptions = refiner ? parseOptions(`refine ${refiner.name}`, refiner.options, cfg.refineOptions) : null;
+  const needsData = method.stats.length > 0 || allocator !== null || refiner !== null;
+  // the checks of the plan that need no model, before anything is read
+  method.check?.(pruneOptions, methodOptions);
+  if (refiner && method.updatesWeights) {
+    throw new ConfigError(`--refine ${refiner.name}: ${cfg.method} updates the weights it keeps; refine a method that only masks (wanda, magnitude, ria)`);
+  }
   const dir = await resolveModelPath(cfg.model);
   const ckpt = Checkpoint.open(dir);
   let staged: StagedFolder | null = null;
@@ -99,8 +134,20 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     staged = new StagedFolder(cfg.out, { overwrite: cfg.overwrite ?? PRUNE_DEFAULTS.overwrite });
     let calibration: CalibrationSet | null = null;
     const tc = performance.now();
-    if (method.needsCalibration) {
-      if (!cfg.calibration) throw new ConfigError(`--calibration: method ${cfg.method} needs a calibration data file`);
+    // the whole plan is checked before the calibration data is read
+    const planSpec = {
+      method,
+      methodOptions,
+      target: pruneOptions,
+      refiner,
+      refinerOptions: refineOptions,
+      targets: cfg.targets ?? [],
+      ignore: cfg.ignore ?? [],
+    };
+    buildPlan(c, planSpec);
+    if (needsData) {
+      const who = method.stats.length > 0 ? `method ${cfg.method}` : allocator ? `--layerwise ${allocator.name}` : `--refine ${refiner!.name}`;
+      if (!cfg.calibration) throw new ConfigError(`--calibration: ${who} needs a calibration data file`);
       const tokenizer = HfTokenizer.fromFolder(dir);
       calibration = await calibrationFromFile(cfg.calibration, {
         tokenizer,
@@ -118,10 +165,17 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       ...(cfg.maxShardBytes !== undefined ? { maxShardBytes: cfg.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
       ...(compress ? { compress } : {}),
     });
+    let allocation: { ratios: number[]; sparsities: number[] } | null = null;
+    if (allocator && layerwiseOptions) {
+      const { selected } = selectLinears(c, planSpec.targets, planSpec.ignore);
+      allocation = owlAllocate(ckpt, calibration!, cfg.batchSize ?? PRUNE_DEFAULTS.batchSize, sparsity, layerwiseOptions, selected, (l, n) =>
+        cfg.onProgress?.({ layer: l, layers: n, elapsed: 0, eta: 0, tokensPerSecond: 0, pass: 'owl' }),
+      );
+    }
+    const plan = buildPlan(c, { ...planSpec, ...(allocation ? { blockSparsities: allocation.sparsities } : {}) });
     const loop = runLayerLoop({
       checkpoint: ckpt,
-      method,
-      prune: pruneOptions,
+      plan,
       calibration,
       batchSize: cfg.batchSize ?? PRUNE_DEFAULTS.batchSize,
       writer,
@@ -139,7 +193,18 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       method: cfg.method,
       structure: describeStructure(structure),
       sparsityTarget: sparsity,
-      useVariant: cfg.useVariant ?? false,
+      useVariant: (methodOptions as { variant?: boolean }).variant === true,
+      plan: {
+        methodOptions,
+        layerwise: allocator && allocation ? { name: allocator.name, options: layerwiseOptions, outlierRatios: allocation.ratios, sparsities: allocation.sparsities } : null,
+        refine: refiner
+          ? { name: refiner.name, options: refineOptions, linears: plan.blocks.flatMap((b) => Object.values(b.linears).filter((e) => e?.refine).map((e) => e!.ref.name)) }
+          : null,
+        targets: cfg.targets ?? [],
+        ignore: cfg.ignore ?? [],
+        skipped: plan.skipped,
+      },
+      ...(Object.keys(loop.permutations).length > 0 ? { permutations: loop.permutations } : {}),
       calibration: calibration
         ? {
             file: resolve(cfg.calibration!),

@@ -44,6 +44,7 @@ const REPORT_FIELDS = [
   'model',
   'out',
   'peakRssMB',
+  'plan',
   'sparsity',
   'sparsityTarget',
   'storage',
@@ -315,7 +316,7 @@ test('bad pruning options are refused before the model or the data are read', as
     ConfigError,
   );
   await expect(prune({ ...cfg, method: 'obs' as MethodName, sparsity: 0.5 })).rejects.toThrow(
-    "method: 'obs' is not one of magnitude, wanda, sparsegpt",
+    "method: 'obs' is not one of magnitude, wanda, sparsegpt, ria",
   );
   expect(existsSync(cfg.out)).toBe(false);
 });
