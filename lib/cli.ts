@@ -189,7 +189,11 @@ export function buildCli(args: string[]): Argv {
             progress.update(p.pass === 'owl' ? 'OWL outlier pass, blocks' : 'prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
         });
         progress.note(`wrote ${report.out} (sparsity ${(100 * report.sparsity.overall).toFixed(2)}%)`);
-        print({ ...report, calibration: report.calibration && { ...report.calibration, windows: `${report.calibration.windows.length} windows (see report.json)` } });
+        print({
+          ...report,
+          calibration: report.calibration && { ...report.calibration, windows: `${report.calibration.windows.length} windows (see report.json)` },
+          ...(report.permutations ? { permutations: `${Object.keys(report.permutations).length} linears (see report.json)` } : {}),
+        });
       },
     )
     .command(
