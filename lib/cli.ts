@@ -4,8 +4,7 @@
  * and progress on stderr. The only place that calls process.exit.
  */
 import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, LlmPruneError } from './errors.js';
@@ -28,10 +27,13 @@ import { PERPLEXITY_SETS, type PerplexitySet } from './eval/perplexity.js';
 import { resultsTable } from './eval/results.js';
 import { createProgress, type ProgressReporter } from './progress.js';
 import { loadExperiment, type Experiment } from './experiment/schema.js';
+import { formatPlan, planExperiment } from './experiment/plan.js';
 import { runExperiment } from './experiment/run.js';
 import { finetune } from './finetune/train.js';
 import { loadAdapters } from './finetune/peft.js';
 import { LINEAR_NAMES, type LinearName } from './prune/method.js';
+import { getMethod } from './prune/registry.js';
+import { findSharedDir, packageRoot, packageVersion, SHARED_HINT } from './paths.js';
 
 const progress: ProgressReporter = createProgress();
 
@@ -94,8 +96,14 @@ export function buildCli(args: string[]): Argv {
     .scriptName('llm-prune')
     .wrap(120)
     .usage('$0 <command> [options]\n\nPrune LLaMA-family models with Wanda, magnitude or SparseGPT in TensorFlow.js, and evaluate them.')
+    .version(packageVersion())
     .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto', describe: 'tfjs backend (auto: tensorflow if installed, else wasm)' })
     .option('threads', { type: 'number', describe: 'wasm compute threads (default: every logical core; at most 8)' })
+    .option('hf-token', { type: 'string', describe: 'Hugging Face token for gated hub models such as Llama (default $HF_TOKEN); never printed' })
+    .middleware((argv) => {
+      // Handed to @huggingface/hub through the environment only (lib/model/hub.ts); never echoed.
+      if (typeof argv['hfToken'] === 'string' && argv['hfToken'] !== '') process.env['HF_TOKEN'] = argv['hfToken'];
+    })
     .command(
       'inspect',
       'Show a checkpoint: architecture, sizes, dtype, parameters, tokenizer',
@@ -157,6 +165,7 @@ export function buildCli(args: string[]): Argv {
         ),
       async (argv) => {
         await backend(argv);
+        warnIgnored(args, getMethod(argv.method as MethodName).stats.length > 0 ? [] : CALIBRATION_FLAGS, `method ${argv.method} uses no calibration data`);
         const structure = parseStructure(argv.structure);
         const opts = ownerOptions(argv as Record<string, unknown>, {
           method: argv.method,
@@ -248,6 +257,8 @@ export function buildCli(args: string[]): Argv {
         const ppl = list(argv.ppl) as PerplexitySet[];
         const tasks = list(argv.tasks);
         if (ppl.length === 0 && tasks.length === 0) throw new ConfigError('eval: give --ppl and/or --tasks');
+        if (ppl.length === 0) warnIgnored(args, ['--seqlen', '--max-windows', '--batch-size'], 'no --ppl set is evaluated');
+        if (tasks.length === 0) warnIgnored(args, ['--limit', '--add-bos'], 'no --tasks are evaluated');
         const m = await loadModel(argv.model);
         let adapters: ReturnType<typeof loadAdapters> | null = null;
         try {
@@ -264,7 +275,7 @@ export function buildCli(args: string[]): Argv {
             batchSize: argv.batchSize,
             addBos: argv.addBos,
             download: argv.download,
-            onProgress: (what, d, t) => progress.update(what, d, t),
+            onProgress: (what, d, t, e) => progress.update(what, d, t, e),
           });
           progress.done();
           const result = { model: m.dir, ...r };
@@ -278,40 +289,42 @@ export function buildCli(args: string[]): Argv {
       },
     )
     .command(
-      'run',
+      'run [config]',
       'Run an experiment file: dense + every setting, pruned and evaluated; results table and charts',
       (y) =>
         y
-          .option('config', { type: 'string', demandOption: true, describe: 'experiment file (.yaml or .json)' })
-          .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' }),
+          .positional('config', { type: 'string', describe: 'experiment file (.yaml or .json)' })
+          .option('config', { type: 'string', describe: 'the experiment file, as a flag (same as the positional)' })
+          .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' })
+          .option('shared', { type: 'string', describe: 'the folder that ${shared} names in experiment files (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (settings, what is reused, estimated time) and compute nothing' }),
       async (argv) => {
-        const exp = withThreads(loadExperiment(argv.config, parseOverrides(argv.set as string[])), argv.threads);
-        const r = await runExperiment(exp, {
-          dataDir: defaultDataDir(process.env),
-          onProgress: (l, d, t, e) => progress.update(l, d, t, e),
-          onNote: (line) => progress.note(line),
-        });
-        progress.done();
-        print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
+        if (!argv.config) throw new ConfigError('run: give the experiment file: llm-prune run CONFIG (.yaml or .json)');
+        const exp = withThreads(loadExperiment(argv.config, parseOverrides(argv.set as string[]), argv.shared !== undefined ? { shared: argv.shared } : {}), argv.threads);
+        await runOrPlan(exp, argv.dryRun);
       },
     )
     .command(
       'demo',
       'Run configs/demo.yaml (model: $LLM_PRUNE_MODEL, else shared c4-llama-7m, else a hub model)',
-      (y) => y.option('set', { type: 'string', array: true, default: [], describe: 'override a key of configs/demo.yaml' }),
+      (y) =>
+        y
+          .option('set', { type: 'string', array: true, default: [], describe: 'override a key of configs/demo.yaml' })
+          .option('shared', { type: 'string', describe: 'the shared folder with models/ and data/ (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and compute nothing' }),
       async (argv) => {
         const overrides = parseOverrides(argv.set as string[]);
-        const model = demoModel();
-        progress.note(`demo model: ${model.path} (${model.why})`);
-        const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }), argv.threads);
-        const r = await runExperiment(exp, {
-          dataDir: defaultDataDir(process.env),
-          onProgress: (l, d, t, e) => progress.update(l, d, t, e),
-          onNote: (line) => progress.note(line),
-        });
-        progress.done();
-        progress.note(`results: ${join(r.output, 'results.md')}`);
-        print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
+        const shared = findSharedDir(argv.shared);
+        if (shared === null || !existsSync(join(shared, 'data'))) {
+          throw new ConfigError(
+            `demo: the shared data folder (C4 calibration sample, WikiText-2, tasks) was not found${shared ? ` in ${shared}` : ''}: ${SHARED_HINT}` +
+              '; the model can also be given alone with LLM_PRUNE_MODEL=/path/to/checkpoint',
+          );
+        }
+        const model = demoModel(shared);
+        progress.note(`demo model: ${model.path} (${model.why}); data: ${join(shared, 'data')}`);
+        const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }, { shared }), argv.threads);
+        await runOrPlan(exp, argv.dryRun);
       },
     )
     .command(
@@ -390,9 +403,10 @@ export function buildCli(args: string[]): Argv {
     .demandCommand(1, 'give a command: inspect, generate, prune, convert, eval, run, demo, finetune')
     .strict()
     .help()
-    .fail((msg, err, y) => {
+    .fail((msg, err) => {
       if (err) throw err;
-      process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
+      const command = args.find((a) => COMMANDS.includes(a));
+      process.stderr.write(`error: ${msg}\n(${command ? `llm-prune ${command} --help` : 'llm-prune --help'} lists the options)\n`);
       process.exit(1);
     });
 }
@@ -413,23 +427,47 @@ function parseOverrides(pairs: string[]): Record<string, unknown> {
   return out;
 }
 
-/** The package root (the folder with package.json above this module, whether run from lib/ or dist/lib/). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-
 const DEMO_CONFIG = join(packageRoot(), 'configs', 'demo.yaml');
 const DEMO_HUB_MODEL = 'HuggingFaceTB/SmolLM2-135M';
 
 /** The demo's model: $LLM_PRUNE_MODEL, else the shared c4-llama-7m, else a small hub model (needs the network). */
-function demoModel(): { path: string; why: string } {
+function demoModel(shared: string): { path: string; why: string } {
   const env = process.env['LLM_PRUNE_MODEL'];
   if (env) return { path: resolve(env), why: 'from $LLM_PRUNE_MODEL' };
-  const shared = resolve(process.env['LLM_PRUNE_SHARED'] ?? resolve(packageRoot(), '..', 'shared'), 'models', 'c4-llama-7m');
-  if (existsSync(shared)) return { path: shared, why: 'the shared c4-llama-7m' };
-  return { path: DEMO_HUB_MODEL, why: 'no local model: fetched from the Hugging Face hub (needs the network)' };
+  const local = join(shared, 'models', 'c4-llama-7m');
+  if (existsSync(local)) return { path: local, why: 'the shared c4-llama-7m' };
+  return { path: DEMO_HUB_MODEL, why: `no ${local} and no LLM_PRUNE_MODEL: fetched from the Hugging Face hub (needs the network)` };
+}
+
+const COMMANDS = ['inspect', 'generate', 'prune', 'eval', 'run', 'demo', 'finetune'];
+
+/** Flags that only feed calibration data (ignored by methods without it). */
+const CALIBRATION_FLAGS = ['--calibration', '--calibration-field', '--nsamples', '--seqlen', '--seed', '--batch-size'];
+
+/** Warn (stderr) about each of `flags` that the user typed although it has no effect: `why` says why. */
+function warnIgnored(args: string[], flags: string[], why: string): void {
+  const given = flags.filter((f) => args.some((a) => a === f || a.startsWith(`${f}=`)));
+  if (given.length) progress.note(`warning: ${given.join(', ')} ${given.length > 1 ? 'are' : 'is'} ignored: ${why}`);
+}
+
+/** Run an experiment, or with `dryRun` print its plan without computing anything. */
+async function runOrPlan(exp: Experiment, dryRun: boolean): Promise<void> {
+  const callbacks = {
+    dataDir: defaultDataDir(process.env),
+    onProgress: (l: string, d: number, t: number, e?: string) => progress.update(l, d, t, e),
+    onNote: (line: string) => progress.note(line),
+  };
+  if (dryRun) {
+    const plan = await planExperiment(exp, callbacks);
+    progress.done();
+    progress.note(formatPlan(plan));
+    print(plan);
+    return;
+  }
+  const r = await runExperiment(exp, callbacks);
+  progress.done();
+  progress.note(`results: ${join(r.output, 'results.md')}`);
+  print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
 }
 
 export async function main(args: string[]): Promise<void> {

@@ -99,6 +99,13 @@ export interface RunOptions {
   idsCache?: EvaluationIdsCache;
 }
 
+/** What a run would do with one setting (RunResult.planned, dry runs only). */
+export interface PlannedSetting {
+  id: string;
+  action: 'reuse' | 'compute' | 'finetune'; // finetune: the pruned model's result is reused, its fine-tune is (re)done
+  setting: PruneSetting | null; // null: the dense model
+}
+
 /** What a run did. */
 export interface RunResult {
   output: string; // the results folder
@@ -388,6 +395,18 @@ function realPath(p: string): string {
  * saved.
  */
 export async function runExperiment(exp: Experiment, options: RunOptions = {}): Promise<RunResult> {
+  return (await runOrPlan(exp, options, false)) as RunResult;
+}
+
+/**
+ * What runExperiment would do with each setting (reuse a stored result, compute, or redo only the fine-tune),
+ * deciding exactly as it does, without writing or computing anything (`llm-prune run --dry-run`).
+ */
+export async function planSettings(exp: Experiment, options: RunOptions = {}): Promise<PlannedSetting[]> {
+  return (await runOrPlan(exp, options, true)) as PlannedSetting[];
+}
+
+async function runOrPlan(exp: Experiment, options: RunOptions, dry: boolean): Promise<RunResult | PlannedSetting[]> {
   const t0 = performance.now();
   const note = (line: string): void => options.onNote?.(line);
   const progress = (label: string, done: number, total: number, extra?: string): void => options.onProgress?.(label, done, total, extra);
@@ -497,7 +516,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       if (adapterDir !== null) adapters = loadAdapters(adapterDir, m.model);
       const load = (performance.now() - tl) / 1000;
       const sparsity = measure ? linearSparsity(m.checkpoint) : null;
-      const onProgress = (what: string, d: number, t: number): void => progress(`${label}: ${what}`, d, t);
+      const onProgress = (what: string, d: number, t: number, e?: string): void => progress(`${label}: ${what}`, d, t, e);
       const forward = adapters ? { forward: adapters.forward } : {};
       // Perplexity and tasks as two calls, to time each (tokenizing a perplexity set counts as perplexity).
       const timings: Record<string, number> = { load };
@@ -620,12 +639,13 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     };
   };
 
-  mkdirSync(exp.output, { recursive: true });
-  const lock = acquireLock(exp.output);
+  const planned: PlannedSetting[] = [];
+  if (!dry) mkdirSync(exp.output, { recursive: true });
+  const lock = dry ? null : acquireLock(exp.output);
   try {
-    const removed = removeLeftovers(exp.output);
+    const removed = dry ? [] : removeLeftovers(exp.output);
     if (removed.length) note(`removed leftovers of an interrupted run: ${removed.join(', ')}`);
-    mkdirSync(join(exp.output, SETTINGS_DIR), { recursive: true });
+    if (!dry) mkdirSync(join(exp.output, SETTINGS_DIR), { recursive: true });
 
     const settings = expandSettings(exp);
     const plan: (PruneSetting | null)[] = [...(exp.dense ? [null] : []), ...settings];
@@ -672,7 +692,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
         } else {
           note(`${tag}: redoing: ${join(SETTINGS_DIR, `${id}.json`)} ${got.problem}`);
         }
-        if (!stored) rmSync(file, { force: true });
+        if (!stored && !dry) rmSync(file, { force: true });
       }
 
       // ... and its fine-tune?
@@ -690,6 +710,10 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
         } else if (exp.keepCheckpoints && !existsSync(ftDir)) finetuneWhy = `its kept fine-tune folder ${ftDir} is missing`;
       }
 
+      if (dry) {
+        planned.push({ id, setting: s, action: !stored ? 'compute' : ftPrint === null || finetuneWhy === null ? 'reuse' : 'finetune' });
+        continue;
+      }
       if (stored && (ftPrint === null || finetuneWhy === null)) {
         // Nothing to compute. A fine-tune result of an experiment that no longer fine-tunes is dropped.
         let result = stored.result;
@@ -804,6 +828,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       results.push(result);
     }
 
+    if (dry) return planned;
     const report: ResultsInput = {
       version: 1,
       title: exp.name,
@@ -816,7 +841,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     note(`wrote ${join(exp.output, 'results.md')} (${files.length} files)`);
     return { output: exp.output, results: written, files, computed, reused, finetuned, seconds: (performance.now() - t0) / 1000 };
   } finally {
-    releaseLock(lock);
+    if (lock !== null) releaseLock(lock);
   }
 }
 

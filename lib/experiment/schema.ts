@@ -3,8 +3,11 @@
  *
  * PATHS: every relative path written in an experiment file (`model`, `calibration.source`, `eval.dataDir`,
  * task files, `finetune.data`, `output`) is resolved against the folder that holds the file, never against the
- * current working directory, so an experiment file means the same thing whatever folder it is run from. The
- * shipped configs in `configs/` therefore reach the shared models as `../../shared/...`. Path values given as
+ * current working directory, so an experiment file means the same thing whatever folder it is run from. Two
+ * variables are expanded first (lib/paths.ts): `${shared}` (the shared models/data folder: --shared,
+ * $LLM_PRUNE_SHARED, else ./shared or ../shared of the working directory) and `${cwd}` (the working directory).
+ * The shipped configs in `configs/` use them (`${shared}/models/...`, `output: ${cwd}/runs/<name>`), so they work
+ * the same from a clone and from an installed package, and never write into the package folder. Path values given as
  * command-line overrides (`loadExperiment(file, { model: './m' })`) are what the user typed in a shell, so they
  * are resolved against the current working directory instead. After loading, every local path is absolute.
  *
@@ -20,6 +23,7 @@ import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { expandPathVars, type PathVars } from '../paths.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from '../eval/perplexity.js';
 import { TASKS } from '../eval/tasks.js';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
@@ -634,8 +638,8 @@ function readConfigFile(file: string): Record<string, unknown> {
  * Validate an already-read experiment object. `file` names it in errors and fixes where relative paths resolve
  * (its folder); `overrides` as in loadExperiment.
  */
-export function parseExperiment(raw: Record<string, unknown>, file: string, overrides: Record<string, unknown> = {}): Experiment {
-  const input = applyOverrides(raw, overrides);
+export function parseExperiment(raw: Record<string, unknown>, file: string, overrides: Record<string, unknown> = {}, vars: PathVars = {}): Experiment {
+  const input = expandVars(applyOverrides(raw, overrides), '', vars) as Record<string, unknown>;
   const ctx: SchemaContext = { baseDir: dirname(resolve(file)), defaultName: basename(file, extname(file)) };
   const result = experimentSchema(ctx).safeParse(input);
   if (!result.success) {
@@ -669,8 +673,18 @@ export function parseExperiment(raw: Record<string, unknown>, file: string, over
  * `{ 'calibration.nsamples': 8, 'prune[0].sparsity': '[0.5, 0.6]' }` (strings are read as YAML values).
  * Throws ExperimentConfigError (every problem, with key paths) or ConfigError (unreadable file, bad override key).
  */
-export function loadExperiment(file: string, overrides: Record<string, unknown> = {}): Experiment {
-  return parseExperiment(readConfigFile(file), file, overrides);
+export function loadExperiment(file: string, overrides: Record<string, unknown> = {}, vars: PathVars = {}): Experiment {
+  return parseExperiment(readConfigFile(file), file, overrides, vars);
+}
+
+/** `${shared}` and `${cwd}` in every string value (lib/paths.ts), so shipped configs never point into the package. */
+function expandVars(node: unknown, path: string, vars: PathVars): unknown {
+  if (typeof node === 'string') return expandPathVars(node, path || '(root)', vars);
+  if (Array.isArray(node)) return node.map((v, i) => expandVars(v, `${path}[${i}]`, vars));
+  if (node !== null && typeof node === 'object') {
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, expandVars(v, path ? `${path}.${k}` : k, vars)]));
+  }
+  return node;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { writeJsonAtomic } from '../model/save.js';
 import { activeBackend } from '../model/backend.js';
-import { evaluationIds, perplexityOfIds, type PerplexitySet, PERPLEXITY_SETS } from '../eval/perplexity.js';
+import { evaluationCut, evaluationText, perplexityOfIds, type PerplexitySet, PERPLEXITY_SETS } from '../eval/perplexity.js';
+import { cachedTextIds } from '../eval/token-cache.js';
 import type { LinearName } from '../model/architecture.js';
 import { FINETUNE_DEFAULTS } from './defaults.js';
 import { LoraAdapters, validateLoraConfig, type LoraConfig } from './lora.js';
@@ -314,7 +315,10 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     }
 
     // Held-out perplexity before training (kept in the checkpoint, so a resumed run reports the same number).
-    const evalIds = ev ? await evaluationIds(ev.set ?? 'wikitext2', ev.file, loaded.tokenizer, evalSeqlen) : null;
+    const evalSet = ev?.set ?? 'wikitext2';
+    const evalIds = ev
+      ? evaluationCut(evalSet, await cachedTextIds(evalSet, ev.file, loaded.tokenizer, () => evaluationText(evalSet, ev.file)), evalSeqlen)
+      : null;
     const scoreEval = (forward: ForwardOptions, maxWindows: number | undefined, m: LlamaModel = model) =>
       perplexityOfIds(m, evalIds!, { seqlen: evalSeqlen, forward, ...(maxWindows !== undefined ? { maxWindows } : {}) });
     if (ev && state.before === null) {
