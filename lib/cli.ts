@@ -3,7 +3,7 @@
  * llm-prune: a thin shell over the library. Parses flags (yargs), calls the library, prints JSON results on stdout
  * and progress on stderr. The only place that calls process.exit.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -33,6 +33,8 @@ import { finetune } from './finetune/train.js';
 import { loadAdapters } from './finetune/peft.js';
 import { LINEAR_NAMES, type LinearName } from './prune/method.js';
 import { getMethod } from './prune/registry.js';
+import { writeJsonAtomic } from './model/save.js';
+import { keepOnInterrupt, shown } from './interrupt.js';
 import { findSharedDir, packageRoot, packageVersion, SHARED_HINT } from './paths.js';
 
 const progress: ProgressReporter = createProgress();
@@ -165,7 +167,8 @@ export function buildCli(args: string[]): Argv {
         ),
       async (argv) => {
         await backend(argv);
-        warnIgnored(args, getMethod(argv.method as MethodName).stats.length > 0 ? [] : CALIBRATION_FLAGS, `method ${argv.method} uses no calibration data`);
+        const usesData = getMethod(argv.method as MethodName).stats.length > 0 || argv.layerwise !== undefined || argv.refine !== undefined;
+        warnIgnored(args, usesData ? [] : CALIBRATION_FLAGS, `method ${argv.method} uses no calibration data (nor does any --layerwise or --refine)`);
         const structure = parseStructure(argv.structure);
         const opts = ownerOptions(argv as Record<string, unknown>, {
           method: argv.method,
@@ -196,6 +199,7 @@ export function buildCli(args: string[]): Argv {
           overwrite: argv.overwrite,
           onProgress: (p) =>
             progress.update(p.pass === 'owl' ? 'OWL outlier pass, blocks' : 'prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
+          onNote: (line) => progress.note(line),
         });
         progress.note(`wrote ${report.out} (sparsity ${(100 * report.sparsity.overall).toFixed(2)}%)`);
         print({
@@ -279,7 +283,7 @@ export function buildCli(args: string[]): Argv {
           });
           progress.done();
           const result = { model: m.dir, ...r };
-          if (argv.out) writeFileSync(argv.out, JSON.stringify(result, null, 2) + '\n');
+          if (argv.out) writeJsonAtomic(argv.out, result);
           print(result);
           progress.note('\n' + resultsTable([{ label: argv.model, zeroShot: r.zeroShot, perplexity: r.perplexity }]));
         } finally {
@@ -360,6 +364,11 @@ export function buildCli(args: string[]): Argv {
           .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'merged checkpoint format (compressed: with --merge masked)' }),
       async (argv) => {
         await backend(argv);
+        keepOnInterrupt(
+          join(resolve(argv.out), 'checkpoint'),
+          `kept the trainer checkpoint ${join(argv.out, 'checkpoint')}: the same command continues from its last saved step`,
+          `no trainer checkpoint was saved yet (one every ${argv.checkpointEvery} steps)`,
+        );
         const targets = list(argv.targets) as LinearName[];
         const report = await finetune({
           model: argv.model,
@@ -464,6 +473,11 @@ async function runOrPlan(exp: Experiment, dryRun: boolean): Promise<void> {
     print(plan);
     return;
   }
+  keepOnInterrupt(
+    join(exp.output, 'settings'),
+    `settings finished before the interruption are kept in ${shown(exp.output)}: the same command continues where it stopped`,
+    `nothing was finished in ${shown(exp.output)} yet`,
+  );
   const r = await runExperiment(exp, callbacks);
   progress.done();
   progress.note(`results: ${join(r.output, 'results.md')}`);
@@ -485,4 +499,5 @@ export async function main(args: string[]): Promise<void> {
 }
 
 const invoked = process.argv[1] ?? '';
-if (invoked.endsWith('cli.js') || invoked.endsWith('cli.ts') || invoked.endsWith('llm-prune')) void main(hideBin(process.argv));
+// Run when executed directly (lib/bin.ts, the `llm-prune` command, starts this file in a child or imports it).
+if (invoked.endsWith('cli.js') || invoked.endsWith('cli.ts')) void main(hideBin(process.argv));

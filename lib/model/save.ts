@@ -6,26 +6,32 @@ import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
 import type { CheckpointFormat } from './compressed-tensors.js';
+import { removeStaleStaged, stagedDone, stagedStarted } from '../interrupt.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model'];
 const TORCH_DTYPE: Record<DType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
 /**
  * A folder being written: everything goes to `<out>.partial-<pid>` and `commit()` renames it to `out`.
- * A run killed before `commit()` leaves only the `.partial-*` folder, which never looks like a finished result.
+ * A run killed before `commit()` leaves only the `.partial-*` folder, which never looks like a finished result;
+ * the `llm-prune` command removes it when interrupted (lib/interrupt.ts), and the next StagedFolder for the same
+ * `out` removes those of dead processes (`onNote` hears their names).
  */
 export class StagedFolder {
   readonly tmp: string;
   readonly out: string;
 
-  constructor(out: string, options: { overwrite?: boolean } = {}) {
+  constructor(out: string, options: { overwrite?: boolean; onNote?: (line: string) => void } = {}) {
     this.out = resolve(out);
     if (existsSync(this.out) && readdirSync(this.out).length > 0 && !options.overwrite) {
       throw new ConfigError(`--out ${out}: folder exists and is not empty (pass --overwrite to replace it)`);
     }
+    const stale = removeStaleStaged(this.out);
+    if (stale.length) options.onNote?.(`removed ${stale.join(', ')} (left by interrupted runs whose process is gone)`);
     mkdirSync(dirname(this.out), { recursive: true });
     this.tmp = join(dirname(this.out), `${basename(this.out)}.partial-${process.pid}`);
     rmSync(this.tmp, { recursive: true, force: true });
+    stagedStarted(this.tmp);
     mkdirSync(this.tmp, { recursive: true });
   }
 
@@ -43,11 +49,13 @@ export class StagedFolder {
     } else {
       renameSync(this.tmp, this.out);
     }
+    stagedDone(this.tmp);
   }
 
   /** Remove the temporary folder after a failure. */
   abandon(): void {
     rmSync(this.tmp, { recursive: true, force: true });
+    stagedDone(this.tmp);
   }
 }
 

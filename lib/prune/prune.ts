@@ -47,6 +47,7 @@ export interface PruneConfig {
   maxShardBytes?: number; // shard the output when it exceeds this
   overwrite?: boolean; // replace an existing output folder
   onProgress?: (p: PruneProgress) => void;
+  onNote?: (line: string) => void; // e.g. stale partial folders of interrupted runs removed
 }
 
 /** report.json of a pruning run. */
@@ -131,7 +132,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     const nsamples = cfg.nsamples ?? PRUNE_DEFAULTS.nsamples;
     const seed = cfg.seed ?? PRUNE_DEFAULTS.seed;
     // refuse an existing --out before the calibration data is read (which can take long)
-    staged = new StagedFolder(cfg.out, { overwrite: cfg.overwrite ?? PRUNE_DEFAULTS.overwrite });
+    staged = new StagedFolder(cfg.out, { overwrite: cfg.overwrite ?? PRUNE_DEFAULTS.overwrite, ...(cfg.onNote ? { onNote: cfg.onNote } : {}) });
     let calibration: CalibrationSet | null = null;
     const tc = performance.now();
     // the whole plan is checked before the calibration data is read
