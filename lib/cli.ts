@@ -3,8 +3,9 @@
  * llm-prune: a thin shell over the library. Parses flags (yargs), calls the library, prints JSON results on stdout
  * and progress on stderr. The only place that calls process.exit.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, LlmPruneError } from './errors.js';
@@ -498,6 +499,13 @@ export async function main(args: string[]): Promise<void> {
   }
 }
 
-const invoked = process.argv[1] ?? '';
-// Run when executed directly (lib/bin.ts, the `llm-prune` command, starts this file in a child or imports it).
-if (invoked.endsWith('cli.js') || invoked.endsWith('cli.ts')) void main(hideBin(process.argv));
+/** Whether this file is the program (not imported): lib/bin.ts, the `llm-prune` command, starts it in a child. */
+function isMain(): boolean {
+  try {
+    return realpathSync(process.argv[1] ?? '') === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) void main(hideBin(process.argv));
