@@ -283,10 +283,11 @@ export function buildCli(args: string[]): Argv {
             onProgress: (what, d, t, e) => progress.update(what, d, t, e),
           });
           progress.done();
-          const result = { model: m.dir, ...r };
+          const result = { model: m.dir, ...(argv.adapter !== undefined ? { adapter: argv.adapter } : {}), ...r };
           if (argv.out) writeJsonAtomic(argv.out, result);
           print(result);
-          progress.note('\n' + resultsTable([{ label: argv.model, zeroShot: r.zeroShot, perplexity: r.perplexity }]));
+          const label = argv.adapter !== undefined ? `${argv.model} + LoRA ${argv.adapter}` : argv.model;
+          progress.note('\n' + resultsTable([{ label, zeroShot: r.zeroShot, perplexity: r.perplexity }]));
         } finally {
           adapters?.dispose();
           m.dispose();

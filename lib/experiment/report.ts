@@ -44,7 +44,7 @@ const finetuneResultSchema = z.strictObject({
   merge: z.enum(['masked', 'dense', 'none']), // what was evaluated: the masked or dense merge, or the adapters unmerged
   steps: count, // optimizer steps
   seconds: z.number().min(0), // training time (all calls, when an interrupted fine-tune was resumed)
-  firstLoss: z.number().nullable(), // training loss of the first step
+  firstLoss: z.number().nullable(), // mean training loss of the first min(10, steps) steps (measured like finalLoss)
   finalLoss: z.number().nullable(), // mean training loss of the last min(10, steps) steps
   actualSparsity: fraction.nullable(), // zero fraction of the merged checkpoint's pruned layers; null when unmerged
   perplexity: z.record(z.string(), pplResultSchema), // as the setting's, for the fine-tuned model
@@ -210,7 +210,7 @@ const MERGE_TEXT: Record<FinetuneResult['merge'], string> = {
 /** The fine-tuning table: per fine-tuned setting, the training and the change of each perplexity. */
 function finetuneTable(results: readonly SettingResult[], sets: readonly string[]): string {
   const tuned = results.filter((r) => r.finetune !== undefined);
-  const header = ['Setting', 'Merge', 'Steps', 'Train loss first', 'Train loss final', 'Train time (s)', 'Zeros after (%)', ...sets.map((s) => `${pplSetLabel(s)} ppl change`)];
+  const header = ['Setting', 'Merge', 'Steps', 'Train loss first (mean of <=10 steps)', 'Train loss final (mean of <=10 steps)', 'Train time (s)', 'Zeros after (%)', ...sets.map((s) => `${pplSetLabel(s)} ppl change`)];
   const loss = (x: number | null): string => (x === null ? '-' : x.toFixed(4));
   const rows = tuned.map((r) => {
     const f = r.finetune!;

@@ -132,8 +132,9 @@ export interface FinetuneReport {
     totalSeconds: number; // training time of all calls
     tokensPerSecond: number; // this call
     losses: number[]; // per optimizer step, all calls
-    firstLoss: number | null;
+    firstLoss: number | null; // mean of the first min(10, steps) steps (measured like lastLoss)
     lastLoss: number | null; // mean of the last min(10, steps) steps
+    lossWindow: number; // min(10, steps): how many steps each of the two means covers
   };
   eval: null | {
     file: string;
@@ -424,6 +425,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
 
     const losses = state.losses;
     const tail = losses.slice(-Math.min(10, losses.length));
+    const head = losses.slice(0, tail.length); // the same number of steps as `tail`: both are means
     const stepsThisRun = state.step - startStep;
     const report: FinetuneReport = {
       model: fingerprint['model'] as string,
@@ -436,7 +438,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
       },
       optimizer: { ...trainerOptions, batchSize, gradAccum, seqlen, tokensPerStep: perStep * seqlen },
       data: {
-        file: canonical(o.data),
+        file: o.data, // as the user gave it (the fingerprint uses the real path)
         mode: data.mode,
         seed,
         documents: data.documents,
@@ -454,12 +456,13 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
         totalSeconds: state.totalSeconds,
         tokensPerSecond: trainSeconds > 0 ? (stepsThisRun * perStep * seqlen) / trainSeconds : 0,
         losses,
-        firstLoss: losses[0] ?? null,
+        firstLoss: head.length ? head.reduce((a, b) => a + b, 0) / head.length : null,
         lastLoss: tail.length ? tail.reduce((a, b) => a + b, 0) / tail.length : null,
+        lossWindow: tail.length,
       },
       eval: ev
         ? {
-            file: canonical(ev.file),
+            file: ev.file,
             set: ev.set ?? 'wikitext2',
             seqlen: evalSeqlen,
             windows: evalWindows,
