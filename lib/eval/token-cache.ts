@@ -127,7 +127,8 @@ async function encodeInWorker(tokenizer: PortableTokenizer, text: string): Promi
 /**
  * Token ids of `text` (the evaluation text of `set` built from `file`), from the disk cache or tokenized now
  * (then cached). `onProgress(label, 0, 0, extra)` beats every second while tokenizing (total unknown: the
- * reporter shows the elapsed time); `extra` carries an ETA when an earlier tokenization measured the speed.
+ * reporter shows the elapsed time); `extra` carries an ETA when an earlier tokenization measured the speed. The
+ * last call is `(label, 1, 1, '<n> tokens')`.
  */
 export async function cachedTextIds(
   set: string,
@@ -156,7 +157,7 @@ export async function cachedTextIds(
     clearInterval(timer);
   }
   const seconds = (performance.now() - t0) / 1000;
-  onProgress?.(label, 0, 0, `done in ${seconds.toFixed(1)}s, ${ids.length} tokens`);
+  onProgress?.(label, 1, 1, `${ids.length} tokens`); // 1/1: the reporter always prints a finished task
   writeCached(base, ids, { format: FORMAT, set, file, fileSha256: fileSha256(file), tokenizer: tokenizer.fingerprint, characters: t.length, seconds });
   if (seconds > 1) writeAtomicQuiet(join(tokenCacheDir(), 'tokens', 'rate.json'), { charsPerSecond: t.length / seconds });
   return ids;

@@ -73,6 +73,10 @@ async function evaluationTokens(
 /** Decide and estimate; loads the model once to measure its speed. */
 export async function planExperiment(exp: Experiment, options: RunOptions = {}): Promise<ExperimentPlan> {
   const planned = await planSettings(exp, options);
+  if (planned.every((p) => p.action === 'reuse')) {
+    const settings = planned.map((p) => ({ id: p.id, action: p.action, estimatedSeconds: 0 }));
+    return { name: exp.name, model: exp.model, output: exp.output, settings, estimatedSeconds: 0, basis: 'every setting finished earlier: nothing to compute', notes: [] };
+  }
   const m = await loadModel(exp.model);
   try {
     const maxPositions = m.model.config.maxPositions;
