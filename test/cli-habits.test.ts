@@ -4,7 +4,7 @@
  * a hub token that is used but never printed. Each case is one `node --import tsx lib/bin.ts ...` process.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sharedPath } from './helpers/shared.js';
@@ -87,4 +87,18 @@ test('--hf-token reaches the hub request path but is never printed', async () =>
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(/^error: --model meta-llama\/Llama-3\.2-1B: not a local folder, and fetching it from the Hugging Face hub failed/m);
   expect(r.stderr + r.stdout).not.toContain(secret);
+});
+
+test('eval --adapter labels its row and its JSON with the adapter', async () => {
+  const model = sharedPath('models', 'TinyStories-656K');
+  const data = join(tmp, 'train.jsonl');
+  writeFileSync(data, Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `Once upon a time there was a cat number ${i}. It liked to play in the sun with its friends every day.` })).join('\n') + '\n');
+  const ft = join(tmp, 'ft');
+  const train = await cli(['finetune', '--model', model, '--data', data, '--seqlen', '16', '--max-steps', '2', '--out', ft]);
+  expect({ code: train.code, stderr: train.stderr.slice(-500) }).toEqual({ code: 0, stderr: expect.any(String) });
+  const task = join(tmp, 'mine.jsonl');
+  writeFileSync(task, [{ query: 'The cat sat on the', choices: [' mat', ' sky'], gold: 0 }, { query: 'Once upon a', choices: [' time', ' chair'], gold: 0 }].map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const r = await cli(['eval', '--model', model, '--adapter', ft, '--tasks', task]);
+  expect({ code: r.code, stderr: r.stderr.slice(-500) }).toEqual({ code: 0, stderr: expect.stringContaining(`| ${model} + LoRA ${ft} |`) });
+  expect(JSON.parse(r.stdout)).toMatchObject({ model, adapter: ft });
 });

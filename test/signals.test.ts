@@ -27,7 +27,7 @@ afterAll(() => {
 });
 
 /** Start `llm-prune ARGS` (lib/bin.ts under tsx); `send(pid)` is called once `ready()` holds. */
-function interrupt(args: string[], ready: () => boolean, send: (pid: number) => void, detached = false): Promise<Exit> {
+function interrupt(args: string[], ready: (stderr: string) => boolean, send: (pid: number) => void, detached = false): Promise<Exit> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join('lib', 'bin.ts'), ...args], {
       cwd: process.cwd(),
@@ -39,7 +39,7 @@ function interrupt(args: string[], ready: () => boolean, send: (pid: number) => 
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     let sent = false;
     const timer = setInterval(() => {
-      if (!sent && ready()) {
+      if (!sent && ready(stderr)) {
         sent = true;
         setTimeout(() => send(child.pid!), 500);
       }
@@ -108,6 +108,37 @@ test('Ctrl-C (SIGINT to the process group) during run: exit 130, the finished de
   });
   expect(partials(join(out, 'checkpoints'))).toEqual([]);
   expect(readdirSync(join(out, 'settings'))).toEqual(['dense.json']);
+});
+
+test('SIGTERM during finetune: exit 143, the trainer checkpoint kept (resumable), no partial checkpoint folder', async () => {
+  const out = join(tmp, 'ft');
+  const r = await interrupt(
+    [
+      'finetune', '--model', sharedPath('models', 'TinyStories-656K'), '--data', sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'),
+      '--seqlen', '64', '--max-steps', '2000', '--checkpoint-every', '2', '--out', out,
+    ],
+    () => existsSync(join(out, 'checkpoint')),
+    (pid) => process.kill(pid, 'SIGTERM'),
+  );
+  expect({ code: r.code, tail: r.stderr.slice(-600) }).toEqual({
+    code: 143,
+    tail: expect.stringMatching(
+      /interrupted \(SIGTERM\): llm-prune finetune stopped; (no partial output was left|removed the partial output \S*checkpoint\.partial-\d+); kept the trainer checkpoint \S*ft\/checkpoint: the same command continues from its last saved step\n$/,
+    ),
+  });
+  expect(readdirSync(out).filter((n) => n.includes('.partial-'))).toEqual([]);
+  expect(existsSync(join(out, 'checkpoint'))).toBe(true);
+});
+
+test('SIGINT during eval: exit 130, nothing written', async () => {
+  const outFile = join(tmp, 'eval.json');
+  const r = await interrupt(
+    ['eval', '--model', sharedPath('models', 'TinyStories-656K'), '--tasks', 'hellaswag', '--limit', '2000', '--data-dir', sharedPath('data'), '--out', outFile],
+    (stderr) => stderr.includes('tasks: '),
+    (pid) => process.kill(pid, 'SIGINT'),
+  );
+  expect({ code: r.code, tail: r.stderr.slice(-300) }).toEqual({ code: 130, tail: expect.stringMatching(/interrupted \(SIGINT\): llm-prune eval stopped; no partial output was left\n$/) });
+  expect(existsSync(outFile)).toBe(false);
 });
 
 test('a later run into the same --out removes the .partial-<pid> folders of dead processes, not those of live ones', () => {
