@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `llm-prune` command. Commands that write (prune, eval, finetune, run, demo) run in a child process so that
- * Ctrl-C / SIGTERM stop the work at once (a JavaScript handler would wait for the synchronous tfjs loop): this
+ * The `llm-prune` command. Commands that write (prune, convert, eval, finetune, run, demo) run in a child process
+ * so that Ctrl-C / SIGTERM stop the work at once (a JavaScript handler would wait for the synchronous tfjs loop): this
  * process forwards the signal, waits for the child to die, removes its partial output, prints one line saying
  * what was interrupted, removed and kept (lib/interrupt.ts), and exits 130 (SIGINT) or 143 (SIGTERM). Other
  * commands (inspect, generate, --help, --version) run in this process.
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanUpAfter, INTERRUPT_LOG_ENV } from './interrupt.js';
 
-const SUPERVISED = ['prune', 'eval', 'finetune', 'run', 'demo'];
+const SUPERVISED = ['prune', 'convert', 'eval', 'finetune', 'run', 'demo'];
 const EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
 async function main(args: string[]): Promise<void> {

@@ -450,7 +450,7 @@ function demoModel(shared: string): { path: string; why: string } {
   return { path: DEMO_HUB_MODEL, why: `no ${local} and no LLM_PRUNE_MODEL: fetched from the Hugging Face hub (needs the network)` };
 }
 
-const COMMANDS = ['inspect', 'generate', 'prune', 'eval', 'run', 'demo', 'finetune'];
+const COMMANDS = ['inspect', 'generate', 'prune', 'convert', 'eval', 'run', 'demo', 'finetune'];
 
 /** Flags that only feed calibration data (ignored by methods without it). */
 const CALIBRATION_FLAGS = ['--calibration', '--calibration-field', '--nsamples', '--seqlen', '--seed', '--batch-size'];

@@ -6,13 +6,13 @@
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cachedTextIds, cachedTokenCount, tokenCacheDir } from '../lib/eval/token-cache.js';
-import { HfTokenizer } from '../lib/model/tokenizer.js';
-import { hubToken, redactToken, resolveModelPath } from '../lib/model/hub.js';
-import { formatLine } from '../lib/progress.js';
-import { expandPathVars } from '../lib/paths.js';
-import { ConfigError } from '../lib/errors.js';
-import { sharedPath } from './helpers/shared.js';
+import { cachedTextIds, cachedTokenCount, tokenCacheDir } from '../../lib/eval/token-cache.js';
+import { HfTokenizer } from '../../lib/model/tokenizer.js';
+import { hubToken, redactToken, resolveModelPath } from '../../lib/model/hub.js';
+import { formatLine } from '../../lib/progress.js';
+import { expandPathVars } from '../../lib/paths.js';
+import { ConfigError } from '../../lib/errors.js';
+import { sharedPath } from '../helpers/shared.js';
 
 let tmp: string;
 const saved = { ...process.env };
