@@ -8,13 +8,12 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanUpAfter, INTERRUPT_LOG_ENV } from './interrupt.js';
 
 const SUPERVISED = ['prune', 'convert', 'eval', 'finetune', 'run', 'demo'];
-const EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
 async function main(args: string[]): Promise<void> {
   const command = args.find((a) => !a.startsWith('-'));
@@ -43,7 +42,7 @@ async function main(args: string[]): Promise<void> {
   try {
     if (stoppedBy !== null) {
       process.stderr.write(`\n${cleanUpAfter(logFile, command, stoppedBy)}\n`);
-      process.exitCode = EXIT[stoppedBy] ?? 128 + 1;
+      process.exitCode = 128 + (constants.signals[stoppedBy] ?? 1); // 130 for SIGINT, 143 for SIGTERM, 137 for SIGKILL
     } else {
       process.exitCode = code ?? 1;
     }
