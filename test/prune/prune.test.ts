@@ -226,7 +226,7 @@ test('TinyStories-656K (tied embeddings stored only as lm_head.weight): the outp
 describe('staging: the output appears only when complete', () => {
   const outsOf = (out: string): string[] => readdirSync(dirname(out)).filter((f) => f === basename(out) || f.startsWith(`${basename(out)}.`));
 
-  test('a run SIGKILLed after block 1 leaves no output folder (only its .partial-<pid>); a second run completes', async () => {
+  test('a run SIGKILLed after block 1 leaves no output folder (only its .partial-<pid>); a second run completes and removes it', async () => {
     const input = tinyModel({ numLayers: 3 });
     const out = join(tmp, 'killed', 'pruned');
     mkdirSync(dirname(out));
@@ -242,9 +242,11 @@ describe('staging: the output appears only when complete', () => {
     expect(existsSync(out)).toBe(false);
     expect(outsOf(out)).toEqual([`pruned.partial-${child.pid}`]);
     expect(readdirSync(`${out}.partial-${child.pid}`)).toContain('model.safetensors'); // it was writing
-    // a second run completes, beside the stale partial folder of the dead process
-    const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });
-    await expectCompleteOutput(report, input, 'F32', [`pruned.partial-${child.pid}`]);
+    // a second run completes, and removes the stale partial folder of the dead process (lib/interrupt.ts)
+    const notes: string[] = [];
+    const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4, onNote: (l) => notes.push(l) });
+    await expectCompleteOutput(report, input, 'F32', []);
+    expect(notes).toEqual([`removed pruned.partial-${child.pid} (left by interrupted runs whose process is gone)`]);
     // the child, not killed, writes the same checkpoint (same windows, same masks)
     const out2 = join(tmp, 'killed', 'pruned-child');
     const done = spawnSync(process.execPath, ['--import', 'tsx', join('test', 'fixtures', 'prune-child.ts'), JSON.stringify({ model: input.dir, out: out2, calibration: c4 })], {
