@@ -76,7 +76,7 @@ test('options that magnitude ignores give a warning, and the run goes on', async
   const r = await cli(['prune', '--model', tiny.dir, '--method', 'magnitude', '--out', join(tmp, 'mag'), '--nsamples', '8', '--seed', '3']);
   expect({ code: r.code, stderr: r.stderr.slice(-800) }).toEqual({
     code: 0,
-    stderr: expect.stringContaining('warning: --nsamples, --seed are ignored: method magnitude uses no calibration data\n'),
+    stderr: expect.stringContaining('warning: --nsamples, --seed are ignored: method magnitude uses no calibration data (nor does any --layerwise or --refine)\n'),
   });
   expect(existsSync(join(tmp, 'mag', 'report.json'))).toBe(true);
 });
