@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendName } from '../lib/model/backend.js';
 import { prune } from '../lib/prune/prune.js';
 import { getMethod, type MethodName } from '../lib/prune/registry.js';
+import { createStats } from '../lib/prune/stats.js';
 import { LINEAR_NAMES, type LinearName } from '../lib/prune/method.js';
 import { benchModelPath, benchSharedPath } from './common.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../lib/model/safetensors.js';
@@ -94,7 +95,7 @@ for (const method of values['skip-synthetic'] ? [] : methods) {
   for (const name of LINEAR_NAMES) {
     const [o, i] = shapes[name];
     const w = tf.randomNormal([o, i]) as tf.Tensor2D;
-    const stats = m.createStats(i);
+    const stats = createStats(m, i);
     if (stats) {
       for (let k = 0; k < samples; k++) {
         const x = tf.randomNormal([1, seqlen, i]) as tf.Tensor3D;

@@ -66,7 +66,7 @@ async function child(): Promise<void> {
         rssMB: mb(process.memoryUsage().rss),
         peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
         cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
-        times: Object.fromEntries(Object.entries(p.times).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+        times: Object.fromEntries(Object.entries(p.times ?? {}).map(([k, v]) => [k, Math.round(v * 10) / 10])),
       };
       last = t;
       appendFileSync(values.log!, JSON.stringify(line) + '\n');

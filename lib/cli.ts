@@ -3,8 +3,8 @@
  * llm-prune: a thin shell over the library. Parses flags (yargs), calls the library, prints JSON results on stdout
  * and progress on stderr. The only place that calls process.exit.
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -18,7 +18,7 @@ import { DTYPES, type DType } from './model/safetensors.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from './model/compressed-tensors.js';
 import { generate, inspectModel } from './generate.js';
 import { prune, parseStructure } from './prune/prune.js';
-import { METHOD_NAMES, type MethodName } from './prune/registry.js';
+import { LAYERWISE_NAMES, METHOD_NAMES, REFINER_NAMES, optionFlags, type LayerwiseName, type MethodName, type RefinerName } from './prune/registry.js';
 import { evaluate } from './eval/evaluate.js';
 import { defaultDataDir } from './eval/datasets.js';
 import { FINETUNE_DEFAULTS } from './finetune/defaults.js';
@@ -28,11 +28,16 @@ import { PERPLEXITY_SETS, type PerplexitySet } from './eval/perplexity.js';
 import { resultsTable } from './eval/results.js';
 import { createProgress, type ProgressReporter } from './progress.js';
 import { loadExperiment, type Experiment } from './experiment/schema.js';
+import { formatPlan, planExperiment } from './experiment/plan.js';
 import { runExperiment } from './experiment/run.js';
-import { mergeResults, parseShard } from './experiment/shard.js';
+import { mergeResults, parseShard, type Shard } from './experiment/shard.js';
 import { finetune } from './finetune/train.js';
 import { loadAdapters } from './finetune/peft.js';
 import { LINEAR_NAMES, type LinearName } from './prune/method.js';
+import { getMethod } from './prune/registry.js';
+import { writeJsonAtomic } from './model/save.js';
+import { keepOnInterrupt, shown } from './interrupt.js';
+import { findSharedDir, packageRoot, packageVersion, SHARED_HINT } from './paths.js';
 
 const progress: ProgressReporter = createProgress();
 
@@ -58,14 +63,51 @@ function print(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
+/**
+ * The options of the chosen method, allocator and refiner from their flags (derived from the registry's schemas).
+ * A flag of something this run does not use is an error.
+ */
+export function ownerOptions(argv: Record<string, unknown>, used: { method: string; layerwise?: string; refine?: string }): {
+  method: Record<string, unknown>;
+  layerwise: Record<string, unknown>;
+  refine: Record<string, unknown>;
+} {
+  const out = { method: {} as Record<string, unknown>, layerwise: {} as Record<string, unknown>, refine: {} as Record<string, unknown> };
+  for (const f of optionFlags()) {
+    const v = argv[f.flag];
+    if (v === undefined) continue;
+    if (used[f.owner.kind] !== f.owner.name) {
+      const what = f.owner.kind === 'method' ? `method ${f.owner.name}` : `--${f.owner.kind} ${f.owner.name}`;
+      throw new ConfigError(`--${f.flag}: an option of ${what}, which this run does not use`);
+    }
+    out[f.owner.kind][f.key] = v;
+  }
+  return out;
+}
+
+/** Adds the method / allocator / refiner option flags (from the registry's schemas) to a command. */
+function withOwnerFlags<T>(y: Argv<T>): Argv<T> {
+  let out = y;
+  for (const f of optionFlags()) {
+    out = out.option(f.flag, { type: f.type, ...(f.choices ? { choices: f.choices } : {}), describe: f.description }) as unknown as Argv<T>;
+  }
+  return out;
+}
+
 /** The yargs definition: exported so a test can check the README's CLI reference against it. */
 export function buildCli(args: string[]): Argv {
   const cli = yargs(args)
     .scriptName('llm-prune')
     .wrap(120)
     .usage('$0 <command> [options]\n\nPrune LLaMA-family models with Wanda, magnitude or SparseGPT in TensorFlow.js, and evaluate them.')
+    .version(packageVersion())
     .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto', describe: 'tfjs backend (auto: tensorflow if installed, else wasm)' })
     .option('threads', { type: 'number', describe: 'wasm compute threads (default: every logical core; at most 8)' })
+    .option('hf-token', { type: 'string', describe: 'Hugging Face token for gated hub models such as Llama (default $HF_TOKEN); never printed' })
+    .middleware((argv) => {
+      // Handed to @huggingface/hub through the environment only (lib/model/hub.ts); never echoed.
+      if (typeof argv['hfToken'] === 'string' && argv['hfToken'] !== '') process.env['HF_TOKEN'] = argv['hfToken'];
+    })
     .command(
       'inspect',
       'Show a checkpoint: architecture, sizes, dtype, parameters, tokenizer',
@@ -103,12 +145,16 @@ export function buildCli(args: string[]): Argv {
       'prune',
       'Prune layer by layer; write a Hugging Face checkpoint folder with report.json',
       (y) =>
-        y
+        withOwnerFlags(
+          y
           .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' })
           .option('method', { choices: METHOD_NAMES as unknown as string[], demandOption: true, describe: 'pruning method' })
           .option('sparsity', { type: 'number', describe: 'zero fraction in [0, 1) (default 0.5; N:M implies N/M)' })
           .option('structure', { type: 'string', default: 'unstructured', describe: 'unstructured or N:M (2:4, 4:8)' })
-          .option('use-variant', { type: 'boolean', default: false, describe: "Wanda's alpha-bisection variant" })
+          .option('layerwise', { choices: LAYERWISE_NAMES as string[], describe: 'per-block sparsities around --sparsity (owl)' })
+          .option('refine', { choices: REFINER_NAMES as string[], describe: 'refine each mask after the method (dsnot)' })
+          .option('targets', { type: 'string', array: true, describe: "linears to prune: names, parents or 're:' patterns (default all)" })
+          .option('ignore', { type: 'string', array: true, describe: "linears to leave unchanged, e.g. 're:.*down_proj' model.layers.0" })
           .option('calibration', { type: 'string', describe: 'calibration data: .jsonl, .jsonl.gz, .json, .parquet or text' })
           .option('calibration-field', { type: 'string', default: PRUNE_DEFAULTS.calibrationField, describe: 'text field of calibration rows' })
           .option('nsamples', { type: 'number', default: PRUNE_DEFAULTS.nsamples, describe: 'calibration windows' })
@@ -123,9 +169,17 @@ export function buildCli(args: string[]): Argv {
           .option('resume', { type: 'boolean', default: PRUNE_DEFAULTS.resume, describe: 'continue the killed run in <out>.partial at its first unfinished block' })
           .option('resumable', { type: 'boolean', default: PRUNE_DEFAULTS.resumable, describe: 'keep a resume state after every block (--no-resumable: none)' })
           .option('resume-activations', { choices: ['F32', 'input'], default: PRUNE_DEFAULTS.resumeActivations, describe: 'stored activations: F32 (exact) or the input dtype (half the disk)' }),
+        ),
       async (argv) => {
         await backend(argv);
+        const usesData = getMethod(argv.method as MethodName).stats.length > 0 || argv.layerwise !== undefined || argv.refine !== undefined;
+        warnIgnored(args, usesData ? [] : CALIBRATION_FLAGS, `method ${argv.method} uses no calibration data (nor does any --layerwise or --refine)`);
         const structure = parseStructure(argv.structure);
+        const opts = ownerOptions(argv as Record<string, unknown>, {
+          method: argv.method,
+          ...(argv.layerwise !== undefined ? { layerwise: argv.layerwise } : {}),
+          ...(argv.refine !== undefined ? { refine: argv.refine } : {}),
+        });
         const sparsity = argv.sparsity ?? (structure.kind === 'nm' ? structure.n / structure.m : PRUNE_DEFAULTS.sparsity);
         const report = await prune({
           model: argv.model,
@@ -133,7 +187,11 @@ export function buildCli(args: string[]): Argv {
           method: argv.method as MethodName,
           sparsity,
           structure,
-          useVariant: argv.useVariant,
+          methodOptions: opts.method,
+          ...(argv.layerwise !== undefined ? { layerwise: argv.layerwise as LayerwiseName, layerwiseOptions: opts.layerwise } : {}),
+          ...(argv.refine !== undefined ? { refine: argv.refine as RefinerName, refineOptions: opts.refine } : {}),
+          ...(argv.targets !== undefined ? { targets: argv.targets } : {}),
+          ...(argv.ignore !== undefined ? { ignore: argv.ignore } : {}),
           ...(argv.calibration !== undefined ? { calibration: argv.calibration } : {}),
           calibrationField: argv.calibrationField,
           nsamples: argv.nsamples,
@@ -147,12 +205,16 @@ export function buildCli(args: string[]): Argv {
           resume: argv.resume,
           resumable: argv.resumable,
           resumeActivations: argv.resumeActivations as 'F32' | 'input',
-          onNote: (line) => progress.note(line),
           onProgress: (p) =>
-            progress.update('prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
+            progress.update(p.pass === 'owl' ? 'OWL outlier pass, blocks' : 'prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
+          onNote: (line) => progress.note(line),
         });
         progress.note(`wrote ${report.out} (sparsity ${(100 * report.sparsity.overall).toFixed(2)}%)`);
-        print({ ...report, calibration: report.calibration && { ...report.calibration, windows: `${report.calibration.windows.length} windows (see report.json)` } });
+        print({
+          ...report,
+          calibration: report.calibration && { ...report.calibration, windows: `${report.calibration.windows.length} windows (see report.json)` },
+          ...(report.permutations ? { permutations: `${Object.keys(report.permutations).length} linears (see report.json)` } : {}),
+        });
       },
     )
     .command(
@@ -207,6 +269,8 @@ export function buildCli(args: string[]): Argv {
         const ppl = list(argv.ppl) as PerplexitySet[];
         const tasks = list(argv.tasks);
         if (ppl.length === 0 && tasks.length === 0) throw new ConfigError('eval: give --ppl and/or --tasks');
+        if (ppl.length === 0) warnIgnored(args, ['--seqlen', '--max-windows', '--batch-size'], 'no --ppl set is evaluated');
+        if (tasks.length === 0) warnIgnored(args, ['--limit', '--add-bos'], 'no --tasks are evaluated');
         const m = await loadModel(argv.model);
         let adapters: ReturnType<typeof loadAdapters> | null = null;
         try {
@@ -223,13 +287,14 @@ export function buildCli(args: string[]): Argv {
             batchSize: argv.batchSize,
             addBos: argv.addBos,
             download: argv.download,
-            onProgress: (what, d, t) => progress.update(what, d, t),
+            onProgress: (what, d, t, e) => progress.update(what, d, t, e),
           });
           progress.done();
-          const result = { model: m.dir, ...r };
-          if (argv.out) writeFileSync(argv.out, JSON.stringify(result, null, 2) + '\n');
+          const result = { model: m.dir, ...(argv.adapter !== undefined ? { adapter: argv.adapter } : {}), ...r };
+          if (argv.out) writeJsonAtomic(argv.out, result);
           print(result);
-          progress.note('\n' + resultsTable([{ label: argv.model, zeroShot: r.zeroShot, perplexity: r.perplexity }]));
+          const label = argv.adapter !== undefined ? `${argv.model} + LoRA ${argv.adapter}` : argv.model;
+          progress.note('\n' + resultsTable([{ label, zeroShot: r.zeroShot, perplexity: r.perplexity }]));
         } finally {
           adapters?.dispose();
           m.dispose();
@@ -237,24 +302,21 @@ export function buildCli(args: string[]): Argv {
       },
     )
     .command(
-      'run',
+      'run [config]',
       'Run an experiment file: dense + every setting, pruned and evaluated; results table and charts',
       (y) =>
         y
-          .option('config', { type: 'string', demandOption: true, describe: 'experiment file (.yaml or .json)' })
+          .positional('config', { type: 'string', describe: 'experiment file (.yaml or .json)' })
+          .option('config', { type: 'string', describe: 'the experiment file, as a flag (same as the positional)' })
           .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' })
+          .option('shared', { type: 'string', describe: 'the folder that ${shared} names in experiment files (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (settings, what is reused, estimated time) and compute nothing' })
           .option('shard', { type: 'string', describe: 'K/N: run only the settings whose id hashes to K of N (0-based); merge with `report`' }),
       async (argv) => {
-        const exp = withThreads(loadExperiment(argv.config, parseOverrides(argv.set as string[])), argv.threads);
+        if (!argv.config) throw new ConfigError('run: give the experiment file: llm-prune run CONFIG (.yaml or .json)');
         const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;
-        const r = await runExperiment(exp, {
-          ...(shard ? { shard } : {}),
-          dataDir: defaultDataDir(process.env),
-          onProgress: (l, d, t, e) => progress.update(l, d, t, e),
-          onNote: (line) => progress.note(line),
-        });
-        progress.done();
-        print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
+        const exp = withThreads(loadExperiment(argv.config, parseOverrides(argv.set as string[]), argv.shared !== undefined ? { shared: argv.shared } : {}), argv.threads);
+        await runOrPlan(exp, argv.dryRun, shard);
       },
     )
     .command(
@@ -275,20 +337,24 @@ export function buildCli(args: string[]): Argv {
     .command(
       'demo',
       'Run configs/demo.yaml (model: $LLM_PRUNE_MODEL, else shared c4-llama-7m, else a hub model)',
-      (y) => y.option('set', { type: 'string', array: true, default: [], describe: 'override a key of configs/demo.yaml' }),
+      (y) =>
+        y
+          .option('set', { type: 'string', array: true, default: [], describe: 'override a key of configs/demo.yaml' })
+          .option('shared', { type: 'string', describe: 'the shared folder with models/ and data/ (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and compute nothing' }),
       async (argv) => {
         const overrides = parseOverrides(argv.set as string[]);
-        const model = demoModel();
-        progress.note(`demo model: ${model.path} (${model.why})`);
-        const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }), argv.threads);
-        const r = await runExperiment(exp, {
-          dataDir: defaultDataDir(process.env),
-          onProgress: (l, d, t, e) => progress.update(l, d, t, e),
-          onNote: (line) => progress.note(line),
-        });
-        progress.done();
-        progress.note(`results: ${join(r.output, 'results.md')}`);
-        print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
+        const shared = findSharedDir(argv.shared);
+        if (shared === null || !existsSync(join(shared, 'data'))) {
+          throw new ConfigError(
+            `demo: the shared data folder (C4 calibration sample, WikiText-2, tasks) was not found${shared ? ` in ${shared}` : ''}: ${SHARED_HINT}` +
+              '; the model can also be given alone with LLM_PRUNE_MODEL=/path/to/checkpoint',
+          );
+        }
+        const model = demoModel(shared);
+        progress.note(`demo model: ${model.path} (${model.why}); data: ${join(shared, 'data')}`);
+        const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }, { shared }), argv.threads);
+        await runOrPlan(exp, argv.dryRun);
       },
     )
     .command(
@@ -324,6 +390,11 @@ export function buildCli(args: string[]): Argv {
           .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'merged checkpoint format (compressed: with --merge masked)' }),
       async (argv) => {
         await backend(argv);
+        keepOnInterrupt(
+          join(resolve(argv.out), 'checkpoint'),
+          `kept the trainer checkpoint ${join(argv.out, 'checkpoint')}: the same command continues from its last saved step`,
+          `no trainer checkpoint was saved yet (one every ${argv.checkpointEvery} steps)`,
+        );
         const targets = list(argv.targets) as LinearName[];
         const report = await finetune({
           model: argv.model,
@@ -367,9 +438,10 @@ export function buildCli(args: string[]): Argv {
     .demandCommand(1, 'give a command: inspect, generate, prune, convert, eval, run, demo, finetune')
     .strict()
     .help()
-    .fail((msg, err, y) => {
+    .fail((msg, err) => {
       if (err) throw err;
-      process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
+      const command = args.find((a) => COMMANDS.includes(a));
+      process.stderr.write(`error: ${msg}\n(${command ? `llm-prune ${command} --help` : 'llm-prune --help'} lists the options)\n`);
       process.exit(1);
     });
 }
@@ -390,23 +462,53 @@ function parseOverrides(pairs: string[]): Record<string, unknown> {
   return out;
 }
 
-/** The package root (the folder with package.json above this module, whether run from lib/ or dist/lib/). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-
 const DEMO_CONFIG = join(packageRoot(), 'configs', 'demo.yaml');
 const DEMO_HUB_MODEL = 'HuggingFaceTB/SmolLM2-135M';
 
 /** The demo's model: $LLM_PRUNE_MODEL, else the shared c4-llama-7m, else a small hub model (needs the network). */
-function demoModel(): { path: string; why: string } {
+function demoModel(shared: string): { path: string; why: string } {
   const env = process.env['LLM_PRUNE_MODEL'];
   if (env) return { path: resolve(env), why: 'from $LLM_PRUNE_MODEL' };
-  const shared = resolve(process.env['LLM_PRUNE_SHARED'] ?? resolve(packageRoot(), '..', 'shared'), 'models', 'c4-llama-7m');
-  if (existsSync(shared)) return { path: shared, why: 'the shared c4-llama-7m' };
-  return { path: DEMO_HUB_MODEL, why: 'no local model: fetched from the Hugging Face hub (needs the network)' };
+  const local = join(shared, 'models', 'c4-llama-7m');
+  if (existsSync(local)) return { path: local, why: 'the shared c4-llama-7m' };
+  return { path: DEMO_HUB_MODEL, why: `no ${local} and no LLM_PRUNE_MODEL: fetched from the Hugging Face hub (needs the network)` };
+}
+
+const COMMANDS = ['inspect', 'generate', 'prune', 'convert', 'eval', 'run', 'demo', 'finetune'];
+
+/** Flags that only feed calibration data (ignored by methods without it). */
+const CALIBRATION_FLAGS = ['--calibration', '--calibration-field', '--nsamples', '--seqlen', '--seed', '--batch-size'];
+
+/** Warn (stderr) about each of `flags` that the user typed although it has no effect: `why` says why. */
+function warnIgnored(args: string[], flags: string[], why: string): void {
+  const given = flags.filter((f) => args.some((a) => a === f || a.startsWith(`${f}=`)));
+  if (given.length) progress.note(`warning: ${given.join(', ')} ${given.length > 1 ? 'are' : 'is'} ignored: ${why}`);
+}
+
+/** Run an experiment, or with `dryRun` print its plan without computing anything. */
+async function runOrPlan(exp: Experiment, dryRun: boolean, shard?: Shard): Promise<void> {
+  const callbacks = {
+    ...(shard ? { shard } : {}),
+    dataDir: defaultDataDir(process.env),
+    onProgress: (l: string, d: number, t: number, e?: string) => progress.update(l, d, t, e),
+    onNote: (line: string) => progress.note(line),
+  };
+  if (dryRun) {
+    const plan = await planExperiment(exp, callbacks);
+    progress.done();
+    progress.note(formatPlan(plan));
+    print(plan);
+    return;
+  }
+  keepOnInterrupt(
+    join(exp.output, 'settings'),
+    `settings finished before the interruption are kept in ${shown(exp.output)}: the same command continues where it stopped`,
+    `nothing was finished in ${shown(exp.output)} yet`,
+  );
+  const r = await runExperiment(exp, callbacks);
+  progress.done();
+  if (!shard) progress.note(`results: ${join(r.output, 'results.md')}`);
+  print({ output: r.output, files: r.files, computed: r.computed, reused: r.reused, seconds: r.seconds });
 }
 
 export async function main(args: string[]): Promise<void> {
@@ -423,5 +525,13 @@ export async function main(args: string[]): Promise<void> {
   }
 }
 
-const invoked = process.argv[1] ?? '';
-if (invoked.endsWith('cli.js') || invoked.endsWith('cli.ts') || invoked.endsWith('llm-prune')) void main(hideBin(process.argv));
+/** Whether this file is the program (not imported): lib/bin.ts, the `llm-prune` command, starts it in a child. */
+function isMain(): boolean {
+  try {
+    return realpathSync(process.argv[1] ?? '') === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) void main(hideBin(process.argv));

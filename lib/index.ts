@@ -97,8 +97,29 @@ export {
   type PruneOptions,
   type PruneResult,
   type LayerStats,
+  type LinearRef,
+  type MaskRefiner,
+  type LayerwiseAllocator,
 } from './prune/method.js';
-export { getMethod, METHOD_NAMES, type MethodName } from './prune/registry.js';
+export {
+  getMethod,
+  getLayerwise,
+  getRefiner,
+  optionFlags,
+  METHOD_NAMES,
+  LAYERWISE_NAMES,
+  REFINER_NAMES,
+  type MethodName,
+  type LayerwiseName,
+  type RefinerName,
+  type OptionFlag,
+} from './prune/registry.js';
+export { ActivationStats, createStats, type StatName } from './prune/stats.js';
+export { buildPlan, selectLinears, matchesLinear, type PrunePlan, type BlockPlan, type LinearPlan, type PlanSpec } from './prune/plan.js';
+export { ria, riaMetric, riaPermutation } from './prune/ria.js';
+export { linearSumAssignment } from './prune/lsa.js';
+export { owl, owlAllocate, owlSparsities, outlierRatio, type OwlAllocation } from './prune/owl.js';
+export { dsnot, dsnotCycle } from './prune/dsnot.js';
 export { smallestPerRowMask, nmMask, structureMask, applyMask, validateOptions, describeStructure } from './prune/mask.js';
 export { magnitude, magnitudeMask } from './prune/magnitude.js';
 export { wanda, WandaStats, wandaMetric, wandaVariantMask } from './prune/wanda.js';

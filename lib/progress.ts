@@ -19,7 +19,9 @@ function fmtSeconds(s: number): string {
 
 export function createProgress(stream: NodeJS.WriteStream = process.stderr, options: { quiet?: boolean; interval?: number } = {}): ProgressReporter {
   const tty = stream.isTTY === true;
-  const starts = new Map<string, number>();
+  // Per label: when and at which count it was first seen. The rate (and so the ETA) is measured from there, so
+  // the first line of a task never claims an ETA it cannot know.
+  const starts = new Map<string, { t: number; done: number }>();
   const lastPrint = new Map<string, number>();
   let open = false;
   const interval = options.interval ?? 5000;
@@ -27,18 +29,18 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr, opti
     update(label, done, total, extra) {
       if (options.quiet) return;
       const now = Date.now();
-      if (!starts.has(label)) starts.set(label, now);
-      const elapsed = (now - starts.get(label)!) / 1000;
-      const eta = done > 0 ? (elapsed / done) * (total - done) : NaN;
-      const line = `${label}: ${done}/${total} (${((100 * done) / Math.max(total, 1)).toFixed(0)}%) elapsed ${fmtSeconds(elapsed)} eta ${fmtSeconds(eta)}${extra ? ` ${extra}` : ''}`;
+      if (!starts.has(label)) starts.set(label, { t: now, done });
+      const start = starts.get(label)!;
+      const elapsed = (now - start.t) / 1000;
+      const line = formatLine(label, done, total, elapsed, start.done, extra);
       if (tty) {
         stream.write(`\r\x1b[K${line}`);
         open = true;
-        if (done >= total) {
+        if (total > 0 && done >= total) {
           stream.write('\n');
           open = false;
         }
-      } else if (done >= total || done === 1 || now - (lastPrint.get(label) ?? 0) >= interval) {
+      } else if ((total > 0 && done >= total) || !lastPrint.has(label) || now - lastPrint.get(label)! >= interval) {
         stream.write(`${line}\n`);
         lastPrint.set(label, now);
       }
@@ -54,4 +56,16 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr, opti
       open = false;
     },
   };
+}
+
+/**
+ * One progress line. `total <= 0`: the amount of work is unknown, only the elapsed time is shown. The ETA appears
+ * once some units were done after the label was first seen (`done0`) and a second has passed.
+ */
+export function formatLine(label: string, done: number, total: number, elapsed: number, done0: number, extra?: string): string {
+  const tail = extra ? ` ${extra}` : '';
+  if (total <= 0) return `${label}: elapsed ${fmtSeconds(elapsed)}${tail}`;
+  const progressed = done - done0;
+  const eta = progressed > 0 && elapsed >= 1 && done < total ? ` eta ${fmtSeconds((elapsed / progressed) * (total - done))}` : '';
+  return `${label}: ${done}/${total} (${((100 * done) / total).toFixed(0)}%) elapsed ${fmtSeconds(elapsed)}${eta}${tail}`;
 }

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DataError } from '../errors.js';
 import type { PerplexitySet } from './perplexity.js';
+import { hubToken, redactToken } from '../model/hub.js';
 
 /** The environment variables that choose the default data folder (the library reads none itself). */
 export interface DataDirEnv {
@@ -57,8 +58,9 @@ export async function perplexitySetFile(
       repo: { type: 'dataset', name: src.hub.repo },
       path: src.hub.path,
       ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...(hubToken() !== undefined ? { accessToken: hubToken()! } : {}),
     });
   } catch (e) {
-    throw new DataError(`perplexity set '${set}': download failed (${(e as Error).message}); offline, ${expected}`);
+    throw new DataError(`perplexity set '${set}': download failed (${redactToken((e as Error).message)}); offline, ${expected}`);
   }
 }

@@ -4,7 +4,8 @@ import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { HfTokenizer } from '../model/tokenizer.js';
 import type { ForwardOptions } from '../model/llama.js';
 import type { LoadedModel } from '../model/load.js';
-import { evaluationIds, perplexityOfIds, PERPLEXITY_SETS, type PerplexitySet } from './perplexity.js';
+import { evaluationCut, evaluationText, perplexityOfIds, PERPLEXITY_SETS, type PerplexitySet } from './perplexity.js';
+import { cachedTextIds } from './token-cache.js';
 import { perplexitySetFile, defaultDataDir } from './datasets.js';
 import { loadTask, TASKS, type LoadedTask } from './tasks.js';
 import { evaluateTasks } from './harness.js';
@@ -28,7 +29,7 @@ export interface EvaluateConfig {
   forward?: ForwardOptions; // e.g. LoRA adapters
   idsCache?: EvaluationIdsCache; // token ids of the perplexity sets (default: the process-wide one)
   optionName?: OptionName; // how messages name the options (default the CLI's flags: --ppl, --seqlen)
-  onProgress?: (what: string, done: number, total: number) => void;
+  onProgress?: (what: string, done: number, total: number, extra?: string) => void;
 }
 
 export interface EvaluateResult {
@@ -38,25 +39,33 @@ export interface EvaluateResult {
 }
 
 /**
- * Token ids of evaluation sets: tokenizing WikiText-2 test takes close to a minute, and an experiment evaluates many
- * models with the same tokenizer. Keyed by set, file (path, size, mtime), seqlen and the tokenizer's fingerprint;
- * holds the last `capacity` streams. `evaluate` uses the process-wide `evaluationIdsCache` unless given its own.
+ * Token ids of evaluation sets: tokenizing WikiText-2 test takes close to a minute, so the ids are cached on disk
+ * (lib/eval/token-cache.ts: keyed by the file's content and the tokenizer) and kept in memory here, since an
+ * experiment evaluates many models with the same tokenizer. Keyed by set, file (path, size, mtime) and the
+ * tokenizer's fingerprint (the whole text's ids; c4's cut to 256 x seqlen is applied on return); holds the last
+ * `capacity` streams. `evaluate` uses the process-wide `evaluationIdsCache` unless given its own.
  */
 export class EvaluationIdsCache {
   private readonly entries = new Map<string, number[]>();
 
   constructor(readonly capacity = 8) {}
 
-  async get(set: PerplexitySet, file: string, tokenizer: HfTokenizer, seqlen: number): Promise<number[]> {
+  async get(
+    set: PerplexitySet,
+    file: string,
+    tokenizer: HfTokenizer,
+    seqlen: number,
+    onProgress?: (what: string, done: number, total: number, extra?: string) => void,
+  ): Promise<number[]> {
     const st = statSync(file);
-    const key = [set, file, st.size, st.mtimeMs, set === 'c4' ? seqlen : '', tokenizer.fingerprint].join('|');
+    const key = [set, file, st.size, st.mtimeMs, tokenizer.fingerprint].join('|');
     let ids = this.entries.get(key);
     if (!ids) {
-      ids = await evaluationIds(set, file, tokenizer, seqlen);
+      ids = await cachedTextIds(set, file, tokenizer, () => evaluationText(set, file), onProgress);
       if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(key, ids);
     }
-    return ids;
+    return evaluationCut(set, ids, seqlen);
   }
 
   get size(): number {
@@ -88,7 +97,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
       throw new ConfigError(`${optionName('ppl')}: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
     }
     const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? false }));
-    const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen);
+    const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen, cfg.onProgress);
     const r = perplexityOfIds(m.model, ids, {
       seqlen,
       ...(cfg.batchSize !== undefined ? { batchSize: cfg.batchSize } : {}),

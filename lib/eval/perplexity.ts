@@ -72,6 +72,7 @@ export function perplexityOfIds(model: LlamaModel, ids: number[], options: Perpl
   if (windows.length === 0) throw new DataError(`text of ${ids.length} tokens is shorter than one window of ${seqlen}`);
   const t0 = performance.now();
   let sum = 0;
+  options.onProgress?.(0, windows.length);
   for (let i = 0; i < windows.length; i += batch) {
     const losses = windowLosses(model, windows.slice(i, i + batch), options.forward);
     for (const l of losses) sum += l;
@@ -99,10 +100,16 @@ export const PERPLEXITY_SETS: readonly PerplexitySet[] = ['wikitext2', 'c4'];
  * - c4: the first 1100 documents joined with " ", tokenized, cut to 256 x seqlen tokens.
  */
 export async function evaluationIds(set: PerplexitySet, file: string, tokenizer: TextTokenizer, seqlen: number): Promise<number[]> {
-  if (set === 'wikitext2') {
-    const rows = await readTexts(file);
-    return tokenizer.encode(rows.join('\n\n'), { addSpecialTokens: true });
-  }
-  const docs = await readTexts(file, { limit: 1100 });
-  return tokenizer.encode(docs.join(' '), { addSpecialTokens: true }).slice(0, 256 * seqlen);
+  return evaluationCut(set, tokenizer.encode(await evaluationText(set, file), { addSpecialTokens: true }), seqlen);
+}
+
+/** The text an evaluation set tokenizes (see evaluationIds). */
+export async function evaluationText(set: PerplexitySet, file: string): Promise<string> {
+  if (set === 'wikitext2') return (await readTexts(file)).join('\n\n');
+  return (await readTexts(file, { limit: 1100 })).join(' ');
+}
+
+/** The ids an evaluation set scores, from the ids of its whole text (c4: the first 256 x seqlen). */
+export function evaluationCut(set: PerplexitySet, ids: number[], seqlen: number): number[] {
+  return set === 'c4' ? ids.slice(0, 256 * seqlen) : ids;
 }

@@ -2,8 +2,11 @@
  * SVG charts of experiment results, drawn with Vega-Lite (spec) and Vega (SVG rendering in Node, no canvas, no
  * network: data is inline and text widths are estimated).
  *   - perplexity against sparsity: one colour and one line per method, point shape per structure (N:M settings
- *     are points at N/M), the dense model as a dashed horizontal rule; one chart per perplexity set.
- *   - zero fraction of each decoder block: one row per method, bars grouped by block, one colour per target.
+ *     are points at N/M), the dense model as a dashed horizontal rule with its own dashed legend entry; one chart
+ *     per perplexity set. The x axis ends at the largest sparsity shown; the y axis is logarithmic only when the
+ *     perplexities span a factor of 10 or more.
+ *   - zero fraction of each decoder block: one row per method, bars grouped by block, one colour per target, from
+ *     a sequential palette (viridis) so the method colours of the perplexity chart keep one meaning.
  */
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
@@ -12,15 +15,24 @@ import type { SettingResult } from './report.js';
 
 /** Display names of perplexity sets and methods. */
 export const PPL_SET_LABELS: Readonly<Record<string, string>> = { wikitext2: 'WikiText-2', c4: 'C4' };
-const METHOD_LABELS: Readonly<Record<string, string>> = { magnitude: 'Magnitude', wanda: 'Wanda', sparsegpt: 'SparseGPT', dense: 'Dense' };
+const METHOD_LABELS: Readonly<Record<string, string>> = { magnitude: 'Magnitude', wanda: 'Wanda', sparsegpt: 'SparseGPT', ria: 'RIA', dense: 'Dense' };
 
 export function pplSetLabel(set: string): string {
   return PPL_SET_LABELS[set] ?? set;
 }
 
+/** 'owl' -> 'OWL', 'dsnot' -> 'DSnoT', 'permute' as is; parts joined by spaces. */
+function planLabel(plan: string): string {
+  const names: Record<string, string> = { owl: 'OWL', dsnot: 'DSnoT' };
+  return plan
+    .split(/[-+]/)
+    .map((p) => names[p] ?? p)
+    .join(' + ');
+}
+
 /** 'Wanda', 'Wanda (variant)', and with a structure other than unstructured 'Wanda 2:4'. */
-export function seriesLabel(r: Pick<SettingResult, 'method' | 'structure' | 'useVariant'>): string {
-  const base = (METHOD_LABELS[r.method] ?? r.method) + (r.useVariant ? ' (variant)' : '');
+export function seriesLabel(r: Pick<SettingResult, 'method' | 'structure' | 'useVariant'> & { plan?: string | undefined }): string {
+  const base = (METHOD_LABELS[r.method] ?? r.method) + (r.useVariant ? ' (variant)' : '') + (r.plan ? ` + ${planLabel(r.plan)}` : '');
   return r.structure === null || r.structure === 'unstructured' ? base : `${base} ${r.structure}`;
 }
 
@@ -56,7 +68,7 @@ export function pplVsSparsitySpec(results: readonly SettingResult[], set: string
     .flatMap((r) => {
       const p = r.perplexity[set];
       if (!p || p.ppl === null) return [];
-      const method = seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant });
+      const method = seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant, plan: r.plan });
       return [{ method, structure: r.structure ?? 'unstructured', setting: r.id, sparsity: 100 * r.sparsity, ppl: p.ppl }];
     });
   if (points.length === 0) return null;
@@ -65,22 +77,24 @@ export function pplVsSparsitySpec(results: readonly SettingResult[], set: string
   const structures = [...new Set(points.map((p) => p.structure))].sort(
     (a, b) => Number(a !== 'unstructured') - Number(b !== 'unstructured'),
   );
-  const domain = dense === null ? methods : [...methods, 'Dense'];
-  const range = methods.map((_, i) => PALETTE[i % PALETTE.length]!).concat(dense === null ? [] : [DENSE_COLOUR]);
+  const range = methods.map((_, i) => PALETTE[i % PALETTE.length]!);
   const label = pplSetLabel(set);
-  const color = { field: 'method', type: 'nominal' as const, title: 'Method', scale: { domain, range } };
+  const color = { field: 'method', type: 'nominal' as const, title: 'Method', scale: { domain: methods, range } };
   const x = {
     field: 'sparsity',
     type: 'quantitative' as const,
     title: 'Sparsity (% of weights removed per pruned layer)',
-    scale: { domain: [0, 100] },
+    scale: { domain: [0, Math.max(...points.map((p) => p.sparsity))], nice: false },
   };
-  // The data's own range (plus padding), not the enclosing powers of ten: nearby perplexities stay apart.
+  // The data's own range (plus padding), not the enclosing powers of ten: nearby perplexities stay apart. A log
+  // scale only where the values span a factor of 10 or more (dense included).
+  const all = points.map((p) => p.ppl).concat(dense === null ? [] : [dense]);
+  const log = Math.max(...all) / Math.min(...all) >= 10;
   const y = {
     field: 'ppl',
     type: 'quantitative' as const,
-    title: `${label} perplexity (log scale)`,
-    scale: { type: 'log' as const, nice: false, padding: 16 },
+    title: `${label} perplexity${log ? ' (log scale)' : ''}`,
+    scale: log ? { type: 'log' as const, nice: false, padding: 16 } : { type: 'linear' as const, zero: false, nice: false, padding: 16 },
   };
   // Methods side by side (a few pixels apart, one layer pair per method) where they share a sparsity, as every
   // method does in a grid at 50%: otherwise their points hide each other.
@@ -118,9 +132,19 @@ export function pplVsSparsitySpec(results: readonly SettingResult[], set: string
         ? []
         : [
             {
-              data: { values: [{ method: 'Dense', ppl: dense }] },
-              mark: { type: 'rule', strokeDash: [6, 4], strokeWidth: 2 },
-              encoding: { y: { field: 'ppl', type: 'quantitative' }, color },
+              // Its own legend (a dashed stroke, like the rule), apart from the methods' colour legend.
+              data: { values: [{ line: `Dense (${dense.toFixed(2)})`, ppl: dense }] },
+              mark: { type: 'rule', strokeWidth: 2, color: DENSE_COLOUR },
+              encoding: {
+                y: { field: 'ppl', type: 'quantitative' },
+                strokeDash: {
+                  field: 'line',
+                  type: 'nominal',
+                  title: 'Reference',
+                  scale: { range: [[6, 4]] },
+                  legend: { symbolType: 'stroke', symbolStrokeColor: DENSE_COLOUR, symbolStrokeWidth: 2, symbolSize: 400 },
+                },
+              },
             },
           ]),
     ],
@@ -140,7 +164,7 @@ export function targetLabel(r: Pick<SettingResult, 'structure' | 'sparsity'>): s
 export function blockSparsitySpec(results: readonly SettingResult[], options: ChartOptions = {}): TopLevelSpec | null {
   const pruned = results.filter((r) => r.method !== 'dense' && r.blockSparsity.length > 0);
   if (pruned.length === 0) return null;
-  const methodOf = (r: SettingResult): string => seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant });
+  const methodOf = (r: SettingResult): string => seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant, plan: r.plan });
   const values = pruned.flatMap((r) =>
     r.blockSparsity.map((z, block) => ({ method: methodOf(r), target: targetLabel(r), setting: r.id, block, zeros: 100 * z })),
   );
@@ -152,7 +176,8 @@ export function blockSparsitySpec(results: readonly SettingResult[], options: Ch
   const blocks = Math.max(...pruned.map((r) => r.blockSparsity.length));
   // With xOffset, a width step sizes one bar; aim for about 600 px of bars per row.
   const barWidth = Math.max(4, Math.min(24, Math.floor(600 / (blocks * targets.length))));
-  const range = targets.length <= PALETTE.length ? PALETTE.slice(0, targets.length) : { scheme: 'tableau20' };
+  // Not the method palette: here colour means the target, not the method.
+  const range = { scheme: 'viridis' };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: {
@@ -172,7 +197,7 @@ export function blockSparsitySpec(results: readonly SettingResult[], options: Ch
         x: { field: 'block', type: 'ordinal', title: 'Decoder block (index)', axis: { labelAngle: 0 } },
         xOffset: { field: 'target', type: 'nominal', sort: targets },
         y: { field: 'zeros', type: 'quantitative', title: 'Zero fraction (%)', scale: { domain: [0, 100] } },
-        color: { field: 'target', type: 'nominal', title: 'Target sparsity', sort: targets, scale: { domain: targets, range } },
+        color: { field: 'target', type: 'ordinal', title: 'Target sparsity', sort: targets, scale: { domain: targets, ...range } },
       },
     },
   } as TopLevelSpec;

@@ -44,7 +44,7 @@ const finetuneResultSchema = z.strictObject({
   merge: z.enum(['masked', 'dense', 'none']), // what was evaluated: the masked or dense merge, or the adapters unmerged
   steps: count, // optimizer steps
   seconds: z.number().min(0), // training time (all calls, when an interrupted fine-tune was resumed)
-  firstLoss: z.number().nullable(), // training loss of the first step
+  firstLoss: z.number().nullable(), // mean training loss of the first min(10, steps) steps (measured like finalLoss)
   finalLoss: z.number().nullable(), // mean training loss of the last min(10, steps) steps
   actualSparsity: fraction.nullable(), // zero fraction of the merged checkpoint's pruned layers; null when unmerged
   perplexity: z.record(z.string(), pplResultSchema), // as the setting's, for the fine-tuned model
@@ -59,11 +59,13 @@ export const settingResultSchema = z.strictObject({
   structure: z.string().nullable(), // 'unstructured' or 'N:M'; null for dense
   sparsity: fraction, // target zero fraction (0 for dense)
   useVariant: z.boolean(),
+  plan: z.string().optional(), // the plan beyond the method ('owl', 'dsnot', 'permute'): part of the series label
   actualSparsity: fraction, // zero fraction of all pruned matrices together, measured after pruning
   perplexity: z.record(z.string(), pplResultSchema), // by set: wikitext2, c4
   tasks: z.record(z.string(), taskResultSchema), // by task name (or task file path)
   mean: fraction.nullable(), // unweighted mean over the tasks of the report's meanMetric; null without tasks
   blockSparsity: z.array(fraction), // zero fraction of each decoder block's seven matrices ([] for dense)
+  blockAllocated: z.array(z.number()).optional(), // the plan's per-block target when a layerwise allocator (OWL) ran
   timings: z.record(z.string(), z.number().min(0)), // seconds, by stage: prune, ppl, tasks, finetune, ...
   finetune: finetuneResultSchema.optional(), // present when the experiment fine-tunes (pruned settings only)
 });
@@ -208,7 +210,7 @@ const MERGE_TEXT: Record<FinetuneResult['merge'], string> = {
 /** The fine-tuning table: per fine-tuned setting, the training and the change of each perplexity. */
 function finetuneTable(results: readonly SettingResult[], sets: readonly string[]): string {
   const tuned = results.filter((r) => r.finetune !== undefined);
-  const header = ['Setting', 'Merge', 'Steps', 'Train loss first', 'Train loss final', 'Train time (s)', 'Zeros after (%)', ...sets.map((s) => `${pplSetLabel(s)} ppl change`)];
+  const header = ['Setting', 'Merge', 'Steps', 'Train loss first (mean of <=10 steps)', 'Train loss final (mean of <=10 steps)', 'Train time (s)', 'Zeros after (%)', ...sets.map((s) => `${pplSetLabel(s)} ppl change`)];
   const loss = (x: number | null): string => (x === null ? '-' : x.toFixed(4));
   const rows = tuned.map((r) => {
     const f = r.finetune!;

@@ -83,7 +83,16 @@ import {
   type SettingResult,
 } from './report.js';
 import { EXPERIMENT_FILE, shardOf, type ExperimentFile, type Shard } from './shard.js';
-import { DENSE_ID, EXPERIMENT_FINETUNE_DEFAULTS, expandSettings, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
+import { DENSE_ID, EXPERIMENT_FINETUNE_DEFAULTS, expandSettings, planTag, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
+
+/** The plan of a setting beyond method/structure/sparsity, for its fingerprint; absent when it has none (so older
+ * results keep their fingerprints). */
+function planInputs(s: PruneSetting): { plan?: unknown } {
+  const { methodOptions, layerwise, refine, targets, ignore } = s;
+  const { variant: _v, ...rest } = methodOptions;
+  const any = Object.keys(rest).length > 0 || layerwise || refine || targets.length > 0 || ignore.length > 0;
+  return any ? { plan: { methodOptions: rest, layerwise, refine, targets, ignore } } : {};
+}
 
 /** Callbacks for a progress display (the CLI passes its stderr reporter's update and note). */
 export interface RunOptions {
@@ -97,6 +106,13 @@ export interface RunOptions {
   idsCache?: EvaluationIdsCache;
   /** Run only the settings of this shard (lib/experiment/shard.ts); the report is then left to `mergeResults`. */
   shard?: Shard;
+}
+
+/** What a run would do with one setting (RunResult.planned, dry runs only). */
+export interface PlannedSetting {
+  id: string;
+  action: 'reuse' | 'compute' | 'finetune'; // finetune: the pruned model's result is reused, its fine-tune is (re)done
+  setting: PruneSetting | null; // null: the dense model
 }
 
 /** What a run did. */
@@ -156,7 +172,7 @@ interface FileStamp {
 
 /** Everything a setting's numbers depend on (see the top of this file). */
 interface Inputs {
-  setting: { id: string; method: string; structure: string | null; sparsity: number; useVariant: boolean };
+  setting: { id: string; method: string; structure: string | null; sparsity: number; useVariant: boolean; plan?: unknown };
   model: { ref: string; files: FileStamp[] };
   backend: string;
   calibration: { source: FileStamp; nsamples: number; seqlen: number; seed: number } | null;
@@ -392,6 +408,18 @@ function realPath(p: string): string {
  * saved.
  */
 export async function runExperiment(exp: Experiment, options: RunOptions = {}): Promise<RunResult> {
+  return (await runOrPlan(exp, options, false)) as RunResult;
+}
+
+/**
+ * What runExperiment would do with each setting (reuse a stored result, compute, or redo only the fine-tune),
+ * deciding exactly as it does, without writing or computing anything (`llm-prune run --dry-run`).
+ */
+export async function planSettings(exp: Experiment, options: RunOptions = {}): Promise<PlannedSetting[]> {
+  return (await runOrPlan(exp, options, true)) as PlannedSetting[];
+}
+
+async function runOrPlan(exp: Experiment, options: RunOptions, dry: boolean): Promise<RunResult | PlannedSetting[]> {
   const t0 = performance.now();
   const note = (line: string): void => options.onNote?.(line);
   const progress = (label: string, done: number, total: number, extra?: string): void => options.onProgress?.(label, done, total, extra);
@@ -447,11 +475,11 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
   };
   const inputsOf = (s: PruneSetting | null): Inputs => ({
     setting: s
-      ? { id: s.id, method: s.method, structure: structureLabel(s.structure), sparsity: s.sparsity, useVariant: s.useVariant }
+      ? { id: s.id, method: s.method, structure: structureLabel(s.structure), sparsity: s.sparsity, useVariant: s.useVariant, ...planInputs(s) }
       : { id: DENSE_ID, method: 'dense', structure: null, sparsity: 0, useVariant: false },
     model: modelStamp,
     backend: backend.name,
-    calibration: s && getMethod(s.method).needsCalibration ? calibrationInputs : null,
+    calibration: s && (getMethod(s.method).stats.length > 0 || s.layerwise !== null || s.refine !== null) ? calibrationInputs : null,
     eval: evalInputs,
   });
   const finetuneInputs: FinetuneInputs | null = ft
@@ -501,7 +529,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       if (adapterDir !== null) adapters = loadAdapters(adapterDir, m.model);
       const load = (performance.now() - tl) / 1000;
       const sparsity = measure ? linearSparsity(m.checkpoint) : null;
-      const onProgress = (what: string, d: number, t: number): void => progress(`${label}: ${what}`, d, t);
+      const onProgress = (what: string, d: number, t: number, e?: string): void => progress(`${label}: ${what}`, d, t, e);
       const forward = adapters ? { forward: adapters.forward } : {};
       // Perplexity and tasks as two calls, to time each (tokenizing a perplexity set counts as perplexity).
       const timings: Record<string, number> = { load };
@@ -546,6 +574,11 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       sparsity: s.sparsity,
       structure: s.structure,
       useVariant: s.useVariant,
+      methodOptions: s.methodOptions,
+      ...(s.layerwise ? { layerwise: s.layerwise.name, layerwiseOptions: s.layerwise.options } : {}),
+      ...(s.refine ? { refine: s.refine.name, refineOptions: s.refine.options } : {}),
+      targets: s.targets,
+      ignore: s.ignore,
       calibration: exp.calibration.source,
       nsamples: exp.calibration.nsamples,
       seqlen: calibSeqlen,
@@ -555,7 +588,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       overwrite: true,
       resume,
       onNote: (line) => (line.startsWith('resuming') ? note(`${s.id}: ${line}`) : undefined),
-      onProgress: (p) => progress(`${s.id}: prune`, p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : undefined),
+      onProgress: (p) => progress(p.pass === 'owl' ? `${s.id}: OWL outlier pass` : `${s.id}: prune`, p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : undefined),
     });
 
   /**
@@ -634,9 +667,10 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     };
   };
 
-  mkdirSync(exp.output, { recursive: true });
+  const planned: PlannedSetting[] = [];
+  if (!dry) mkdirSync(exp.output, { recursive: true });
   const shard = options.shard;
-  const lock = acquireLock(exp.output, shard);
+  const lock = dry ? null : acquireLock(exp.output, shard);
   try {
     const settings = expandSettings(exp);
     const grid: (PruneSetting | null)[] = [...(exp.dense ? [null] : []), ...settings];
@@ -644,9 +678,9 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     const plan = shard ? grid.filter((s) => shardOf(idOf(s), shard.count) === shard.index) : grid;
     const mine = new Set(plan.map(idOf));
     const ownedBy = (name: string): boolean => mine.has(name) || [...mine].some((id) => name.startsWith(`${id}.`));
-    const removed = removeLeftovers(exp.output, shard ? ownedBy : undefined);
+    const removed = dry ? [] : removeLeftovers(exp.output, shard ? ownedBy : undefined);
     if (removed.length) note(`removed leftovers of an interrupted run: ${removed.join(', ')}`);
-    mkdirSync(join(exp.output, SETTINGS_DIR), { recursive: true });
+    if (!dry) mkdirSync(join(exp.output, SETTINGS_DIR), { recursive: true });
     if (shard) note(`shard ${shard.index}/${shard.count}: ${plan.length} of the ${grid.length} settings (${[...mine].join(', ') || 'none'})`);
     const results: SettingResult[] = [];
     const computed: string[] = [];
@@ -691,7 +725,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
         } else {
           note(`${tag}: redoing: ${join(SETTINGS_DIR, `${id}.json`)} ${got.problem}`);
         }
-        if (!stored) rmSync(file, { force: true });
+        if (!stored && !dry) rmSync(file, { force: true });
       }
 
       // ... and its fine-tune?
@@ -709,6 +743,10 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
         } else if (exp.keepCheckpoints && !existsSync(ftDir)) finetuneWhy = `its kept fine-tune folder ${ftDir} is missing`;
       }
 
+      if (dry) {
+        planned.push({ id, setting: s, action: !stored ? 'compute' : ftPrint === null || finetuneWhy === null ? 'reuse' : 'finetune' });
+        continue;
+      }
       if (stored && (ftPrint === null || finetuneWhy === null)) {
         // Nothing to compute. A fine-tune result of an experiment that no longer fine-tunes is dropped.
         let result = stored.result;
@@ -764,9 +802,11 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
             structure: structureLabel(s.structure),
             sparsity: s.sparsity,
             useVariant: s.useVariant,
+            ...(planTag(s) !== '' && planTag(s) !== '-variant' ? { plan: planTag(s).replace(/^[-+]/, '') } : {}),
             actualSparsity: report.sparsity.overall,
             ...ev.fields,
             blockSparsity: report.sparsity.blocks.map((b) => b.sparsity),
+            ...(s.layerwise ? { blockAllocated: report.sparsity.blocks.map((b) => b.allocated) } : {}),
             timings: { prune: report.times.total, ...ev.timings },
           };
         }
@@ -821,6 +861,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
       results.push(result);
     }
 
+    if (dry) return planned;
     const report: ResultsInput = {
       version: 1,
       title: exp.name,
@@ -840,7 +881,7 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
     note(`wrote ${join(exp.output, 'results.md')} (${files.length} files)`);
     return { output: exp.output, results: written, files, computed, reused, finetuned, seconds: (performance.now() - t0) / 1000 };
   } finally {
-    releaseLock(lock);
+    if (lock !== null) releaseLock(lock);
   }
 }
 

@@ -3,8 +3,11 @@
  *
  * PATHS: every relative path written in an experiment file (`model`, `calibration.source`, `eval.dataDir`,
  * task files, `finetune.data`, `output`) is resolved against the folder that holds the file, never against the
- * current working directory, so an experiment file means the same thing whatever folder it is run from. The
- * shipped configs in `configs/` therefore reach the shared models as `../../shared/...`. Path values given as
+ * current working directory, so an experiment file means the same thing whatever folder it is run from. Two
+ * variables are expanded first (lib/paths.ts): `${shared}` (the shared models/data folder: --shared,
+ * $LLM_PRUNE_SHARED, else ./shared or ../shared of the working directory) and `${cwd}` (the working directory).
+ * The shipped configs in `configs/` use them (`${shared}/models/...`, `output: ${cwd}/runs/<name>`), so they work
+ * the same from a clone and from an installed package, and never write into the package folder. Path values given as
  * command-line overrides (`loadExperiment(file, { model: './m' })`) are what the user typed in a shell, so they
  * are resolved against the current working directory instead. After loading, every local path is absolute.
  *
@@ -20,6 +23,7 @@ import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { expandPathVars, type PathVars } from '../paths.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from '../eval/perplexity.js';
 import { TASKS } from '../eval/tasks.js';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
@@ -29,7 +33,17 @@ import { FINETUNE_DEFAULTS } from '../finetune/defaults.js';
 import { parseStructure } from '../prune/structure.js';
 import { EVAL_DEFAULTS } from '../eval/defaults.js';
 import { PRUNE_DEFAULTS } from '../prune/defaults.js';
-import { METHOD_NAMES, type MethodName } from '../prune/registry.js';
+import {
+  LAYERWISE_NAMES,
+  METHOD_NAMES,
+  REFINER_NAMES,
+  getLayerwise,
+  getMethod,
+  getRefiner,
+  type LayerwiseName,
+  type MethodName,
+  type RefinerName,
+} from '../prune/registry.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Vocabularies: methods, tasks, perplexity sets and backends come from their modules (the only lists).
@@ -193,12 +207,65 @@ function calibrationSchema(c: SchemaContext) {
   });
 }
 
+type OptionOwner = MethodName | LayerwiseName | RefinerName;
+type OptionsValue = z.ZodOptional<z.ZodType<Record<string, unknown>>>;
+
+/** The schema of each method's, allocator's and refiner's own options, keyed by its name (from the registry). */
+function ownerSchema(name: string): z.ZodType<Record<string, unknown>> {
+  const owner = (METHOD_NAMES as string[]).includes(name) ? getMethod(name) : (LAYERWISE_NAMES as string[]).includes(name) ? getLayerwise(name) : getRefiner(name);
+  return owner.options as z.ZodType<Record<string, unknown>>;
+}
+
+/** `ria: { permute: true }`, `owl: { lambda: 0.1 }`, `dsnot: { cycles: 20 }`: options by owner name. */
+const optionShape = Object.fromEntries(
+  [...METHOD_NAMES, ...LAYERWISE_NAMES, ...REFINER_NAMES].map((n) => [n, ownerSchema(n).optional()]),
+) as Record<OptionOwner, OptionsValue>;
+
 const pruneShape = {
   method: oneOrMany(z.enum(METHOD_NAMES as [MethodName, ...MethodName[]])), // one method or a list to sweep
   structure: oneOrMany(structureValue()).default(['unstructured']), // 'unstructured' or 'N:M', or a list
   sparsity: oneOrMany(sparsityValue()).optional(), // target zero fraction; optional for N:M (must be N/M)
   useVariant: z.boolean().default(false), // Wanda's alpha-bisection variant (unstructured only)
+  layerwise: z.enum(LAYERWISE_NAMES as [LayerwiseName, ...LayerwiseName[]]).optional(), // per-block sparsities (owl)
+  refine: z.enum(REFINER_NAMES as [RefinerName, ...RefinerName[]]).optional(), // mask refiner after the method (dsnot)
+  targets: z.array(z.string().min(1)).default([]), // linears to prune: names, parent modules, 're:' patterns (default all)
+  ignore: z.array(z.string().min(1)).default([]), // linears left unchanged, same syntax
+  ...optionShape, // each method's / allocator's / refiner's own options under its name
 };
+
+/** Plan checks of one entry that need no model: option owners in use, allocator/refiner/structure combinations. */
+function checkEntryPlan(p: z.output<z.ZodObject<typeof pruneShape>>, structures: Structure[], ctx: z.RefinementCtx): void {
+  const used = new Set<string>([...p.method, ...(p.layerwise ? [p.layerwise] : []), ...(p.refine ? [p.refine] : [])]);
+  for (const name of Object.keys(optionShape)) {
+    if (p[name as OptionOwner] !== undefined && !used.has(name)) {
+      ctx.addIssue({ code: 'custom', path: [name], message: `options for ${name}, which this entry does not use` });
+    }
+  }
+  const nm = structures.find((s) => s.kind === 'nm');
+  if (nm && nm.kind === 'nm' && p.layerwise) {
+    ctx.addIssue({ code: 'custom', path: ['layerwise'], message: `${p.layerwise} allocates unstructured sparsities, got structure ${nm.n}:${nm.m}` });
+  }
+  if (nm && nm.kind === 'nm' && p.refine) {
+    ctx.addIssue({ code: 'custom', path: ['refine'], message: `${p.refine} refines unstructured masks only, got structure ${nm.n}:${nm.m}` });
+  }
+  for (const m of p.method) {
+    const method = getMethod(m);
+    if (p.refine && method.updatesWeights) {
+      ctx.addIssue({ code: 'custom', path: ['refine'], message: `${m} updates the weights it keeps; ${p.refine} refines masks of wanda, magnitude or ria` });
+    }
+    const opts = method.options.safeParse(p[m] ?? {}); // (useVariant has its own checks below)
+    if (!opts.success) continue; // reported by the key's own schema
+    for (const structure of structures) {
+      for (const sparsity of structure.kind === 'nm' ? [structure.n / structure.m] : (p.sparsity ?? [])) {
+        try {
+          method.check?.({ sparsity, structure }, opts.data);
+        } catch (e) {
+          ctx.addIssue({ code: 'custom', path: [m], message: (e as Error).message });
+        }
+      }
+    }
+  }
+}
 
 function pruneEntrySchema() {
   return z.strictObject(pruneShape).superRefine((p, ctx) => {
@@ -229,6 +296,7 @@ function pruneEntrySchema() {
         }
       }
     }
+    checkEntryPlan(p, structures, ctx);
     if (p.useVariant) {
       const others = p.method.filter((m) => m !== 'wanda');
       if (others.length > 0) {
@@ -570,8 +638,8 @@ function readConfigFile(file: string): Record<string, unknown> {
  * Validate an already-read experiment object. `file` names it in errors and fixes where relative paths resolve
  * (its folder); `overrides` as in loadExperiment.
  */
-export function parseExperiment(raw: Record<string, unknown>, file: string, overrides: Record<string, unknown> = {}): Experiment {
-  const input = applyOverrides(raw, overrides);
+export function parseExperiment(raw: Record<string, unknown>, file: string, overrides: Record<string, unknown> = {}, vars: PathVars = {}): Experiment {
+  const input = expandVars(applyOverrides(raw, overrides), '', vars) as Record<string, unknown>;
   const ctx: SchemaContext = { baseDir: dirname(resolve(file)), defaultName: basename(file, extname(file)) };
   const result = experimentSchema(ctx).safeParse(input);
   if (!result.success) {
@@ -605,8 +673,18 @@ export function parseExperiment(raw: Record<string, unknown>, file: string, over
  * `{ 'calibration.nsamples': 8, 'prune[0].sparsity': '[0.5, 0.6]' }` (strings are read as YAML values).
  * Throws ExperimentConfigError (every problem, with key paths) or ConfigError (unreadable file, bad override key).
  */
-export function loadExperiment(file: string, overrides: Record<string, unknown> = {}): Experiment {
-  return parseExperiment(readConfigFile(file), file, overrides);
+export function loadExperiment(file: string, overrides: Record<string, unknown> = {}, vars: PathVars = {}): Experiment {
+  return parseExperiment(readConfigFile(file), file, overrides, vars);
+}
+
+/** `${shared}` and `${cwd}` in every string value (lib/paths.ts), so shipped configs never point into the package. */
+function expandVars(node: unknown, path: string, vars: PathVars): unknown {
+  if (typeof node === 'string') return expandPathVars(node, path || '(root)', vars);
+  if (Array.isArray(node)) return node.map((v, i) => expandVars(v, `${path}[${i}]`, vars));
+  if (node !== null && typeof node === 'object') {
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, expandVars(v, path ? `${path}.${k}` : k, vars)]));
+  }
+  return node;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -619,12 +697,48 @@ export interface PruneSetting {
   structure: Structure;
   sparsity: number; // target zero fraction (n/m for N:M)
   useVariant: boolean;
+  methodOptions: Record<string, unknown>; // the method's own options as written (variant: true for useVariant)
+  layerwise: { name: LayerwiseName; options: Record<string, unknown> } | null;
+  refine: { name: RefinerName; options: Record<string, unknown> } | null;
+  targets: string[];
+  ignore: string[];
+}
+
+/** '-permute', '-alpha0.3': the options written for a method, in key order ('-variant' for Wanda's variant). */
+function optionTag(options: Record<string, unknown>): string {
+  return Object.keys(options)
+    .sort()
+    .map((k) => {
+      const v = options[k];
+      return v === true ? `-${k}` : v === false ? `-no${k}` : `-${k}${String(v)}`;
+    })
+    .join('');
+}
+
+/** A short stable hash of a JSON value (for target/ignore lists in ids). */
+function shortHash(v: unknown): string {
+  let h = 0x811c9dc5;
+  for (const ch of JSON.stringify(v)) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
+/** The plan part of an id: method options, '+owl', '+dsnot', and '-sel<hash>' for targets/ignore lists. */
+export function planTag(s: Pick<PruneSetting, 'methodOptions' | 'layerwise' | 'refine' | 'targets' | 'ignore'>): string {
+  const withOptions = (x: { name: string; options: Record<string, unknown> } | null): string => (x ? `+${x.name}${optionTag(x.options)}` : '');
+  const sel = s.targets.length + s.ignore.length > 0 ? `-sel${shortHash([s.targets, s.ignore])}` : '';
+  return optionTag(s.methodOptions) + withOptions(s.layerwise) + withOptions(s.refine) + sel;
 }
 
 /** The stable id of a setting (also the name of its results and checkpoint folders). */
 export function settingId(s: Omit<PruneSetting, 'id'>): string {
-  const method = s.useVariant ? `${s.method}-variant` : s.method;
+  const method = s.method + planTag(s);
   return s.structure.kind === 'unstructured' ? `${method}-unstructured-${s.sparsity}` : `${method}-${s.structure.n}of${s.structure.m}`;
+}
+
+/** The options of `owner` that differ from its defaults (so ids and fingerprints name only what was chosen). */
+function nonDefault(owner: OptionOwner, options: Record<string, unknown>): Record<string, unknown> {
+  const defaults = ownerSchema(owner).parse({});
+  return Object.fromEntries(Object.entries(options).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(defaults[k])));
 }
 
 function expandEntry(entry: PruneEntry): PruneSetting[] {
@@ -634,7 +748,18 @@ function expandEntry(entry: PruneEntry): PruneSetting[] {
       const structure = parseStructure(text);
       const sparsities = structure.kind === 'nm' ? [structure.n / structure.m] : (entry.sparsity ?? []);
       for (const sparsity of sparsities) {
-        const s = { method, structure, sparsity, useVariant: entry.useVariant };
+        const methodOptions = nonDefault(method, { ...(entry.useVariant ? { variant: true } : {}), ...(entry[method] ?? {}) });
+        const s = {
+          method,
+          structure,
+          sparsity,
+          useVariant: methodOptions['variant'] === true,
+          methodOptions,
+          layerwise: entry.layerwise ? { name: entry.layerwise, options: nonDefault(entry.layerwise, entry[entry.layerwise] ?? {}) } : null,
+          refine: entry.refine ? { name: entry.refine, options: nonDefault(entry.refine, entry[entry.refine] ?? {}) } : null,
+          targets: entry.targets,
+          ignore: entry.ignore,
+        };
         out.push({ id: settingId(s), ...s });
       }
     }

@@ -22,7 +22,8 @@ import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { writeJsonAtomic } from '../model/save.js';
 import { activeBackend } from '../model/backend.js';
-import { evaluationIds, perplexityOfIds, type PerplexitySet, PERPLEXITY_SETS } from '../eval/perplexity.js';
+import { evaluationCut, evaluationText, perplexityOfIds, type PerplexitySet, PERPLEXITY_SETS } from '../eval/perplexity.js';
+import { cachedTextIds } from '../eval/token-cache.js';
 import type { LinearName } from '../model/architecture.js';
 import { FINETUNE_DEFAULTS } from './defaults.js';
 import { LoraAdapters, validateLoraConfig, type LoraConfig } from './lora.js';
@@ -131,8 +132,9 @@ export interface FinetuneReport {
     totalSeconds: number; // training time of all calls
     tokensPerSecond: number; // this call
     losses: number[]; // per optimizer step, all calls
-    firstLoss: number | null;
+    firstLoss: number | null; // mean of the first min(10, steps) steps (measured like lastLoss)
     lastLoss: number | null; // mean of the last min(10, steps) steps
+    lossWindow: number; // min(10, steps): how many steps each of the two means covers
   };
   eval: null | {
     file: string;
@@ -314,7 +316,10 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     }
 
     // Held-out perplexity before training (kept in the checkpoint, so a resumed run reports the same number).
-    const evalIds = ev ? await evaluationIds(ev.set ?? 'wikitext2', ev.file, loaded.tokenizer, evalSeqlen) : null;
+    const evalSet = ev?.set ?? 'wikitext2';
+    const evalIds = ev
+      ? evaluationCut(evalSet, await cachedTextIds(evalSet, ev.file, loaded.tokenizer, () => evaluationText(evalSet, ev.file)), evalSeqlen)
+      : null;
     const scoreEval = (forward: ForwardOptions, maxWindows: number | undefined, m: LlamaModel = model) =>
       perplexityOfIds(m, evalIds!, { seqlen: evalSeqlen, forward, ...(maxWindows !== undefined ? { maxWindows } : {}) });
     if (ev && state.before === null) {
@@ -420,6 +425,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
 
     const losses = state.losses;
     const tail = losses.slice(-Math.min(10, losses.length));
+    const head = losses.slice(0, tail.length); // the same number of steps as `tail`: both are means
     const stepsThisRun = state.step - startStep;
     const report: FinetuneReport = {
       model: fingerprint['model'] as string,
@@ -432,7 +438,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
       },
       optimizer: { ...trainerOptions, batchSize, gradAccum, seqlen, tokensPerStep: perStep * seqlen },
       data: {
-        file: canonical(o.data),
+        file: o.data, // as the user gave it (the fingerprint uses the real path)
         mode: data.mode,
         seed,
         documents: data.documents,
@@ -450,12 +456,13 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
         totalSeconds: state.totalSeconds,
         tokensPerSecond: trainSeconds > 0 ? (stepsThisRun * perStep * seqlen) / trainSeconds : 0,
         losses,
-        firstLoss: losses[0] ?? null,
+        firstLoss: head.length ? head.reduce((a, b) => a + b, 0) / head.length : null,
         lastLoss: tail.length ? tail.reduce((a, b) => a + b, 0) / tail.length : null,
+        lossWindow: tail.length,
       },
       eval: ev
         ? {
-            file: canonical(ev.file),
+            file: ev.file,
             set: ev.set ?? 'wikitext2',
             seqlen: evalSeqlen,
             windows: evalWindows,

@@ -1,7 +1,8 @@
 /**
  * `--model` may be a local folder or a Hugging Face hub id. Hub ids are fetched with @huggingface/hub into its cache
  * (HF_HUB_CACHE or ~/.cache/huggingface/hub, or `cacheDir`) when the network allows; offline, the error says which
- * files to put in a folder instead.
+ * files to put in a folder instead. Gated models (Llama) need a token: $HF_TOKEN (the CLI's --hf-token sets it),
+ * sent to the hub only and never written into a message, log or report.
  */
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -15,12 +16,25 @@ export function looksLikeHubId(model: string): boolean {
   return HUB_ID.test(model) && !model.startsWith('.') && !existsSync(model);
 }
 
+/** The hub access token: $HF_TOKEN, else $HUGGING_FACE_HUB_TOKEN (huggingface_hub's older name); undefined if none. */
+export function hubToken(): string | undefined {
+  return process.env['HF_TOKEN'] || process.env['HUGGING_FACE_HUB_TOKEN'] || undefined;
+}
+
+/** `text` with the token (if any) masked: hub errors may echo request details. */
+export function redactToken(text: string): string {
+  const t = hubToken();
+  return t && t.length >= 4 ? text.split(t).join('hf_***') : text;
+}
+
 function offlineMessage(id: string, why: string): string {
+  why = redactToken(why);
   return (
     `--model ${id}: not a local folder, and fetching it from the Hugging Face hub failed (${why}). ` +
     `Offline, download config.json, tokenizer.json, tokenizer_config.json and model.safetensors ` +
     `(or model.safetensors.index.json with its model-0000x-of-0000y.safetensors shards) from https://huggingface.co/${id} ` +
-    `into one folder and pass --model FOLDER`
+    `into one folder and pass --model FOLDER` +
+    (hubToken() === undefined ? ' (gated models such as Llama also need a token: set HF_TOKEN or pass --hf-token)' : '')
   );
 }
 
@@ -46,6 +60,7 @@ export async function resolveModelPath(
       path,
       ...(cacheDir !== undefined ? { cacheDir } : {}),
       ...(fetchImpl !== undefined ? { fetch: fetchImpl } : {}),
+      ...(hubToken() !== undefined ? { accessToken: hubToken()! } : {}),
     });
   try {
     let first = '';

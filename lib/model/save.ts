@@ -6,30 +6,40 @@ import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
 import type { CheckpointFormat } from './compressed-tensors.js';
+import { removeStaleStaged, stagedDone, stagedStarted } from '../interrupt.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model'];
 const TORCH_DTYPE: Record<DType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
 /**
  * A folder being written: everything goes to `<out>.partial-<pid>` and `commit()` renames it to `out`.
- * A run killed before `commit()` leaves only the `.partial-*` folder, which never looks like a finished result.
+ * A run killed before `commit()` leaves only the `.partial-*` folder, which never looks like a finished result;
+ * the `llm-prune` command removes it when interrupted (lib/interrupt.ts), and the next StagedFolder for the same
+ * `out` removes those of dead processes (`onNote` hears their names).
  */
 export class StagedFolder {
   readonly tmp: string;
   readonly out: string;
 
+  private protectedState = false;
+
   /**
    * `resumable`: stage in `<out>.partial` (no pid), so that a later process can continue it; `keep`: continue the
-   * one there instead of emptying it.
+   * one there instead of emptying it. A resumable folder that holds a resume state (`resume/state.json`, see
+   * lib/prune/resume.ts; `protect()` once one is written) is not removed by llm-prune's signal cleanup.
    */
-  constructor(out: string, options: { overwrite?: boolean; resumable?: boolean; keep?: boolean } = {}) {
+  constructor(out: string, options: { overwrite?: boolean; resumable?: boolean; keep?: boolean; onNote?: (line: string) => void } = {}) {
     this.out = resolve(out);
     if (existsSync(this.out) && readdirSync(this.out).length > 0 && !options.overwrite) {
       throw new ConfigError(`--out ${out}: folder exists and is not empty (pass --overwrite to replace it)`);
     }
+    const stale = removeStaleStaged(this.out);
+    if (stale.length) options.onNote?.(`removed ${stale.join(', ')} (left by interrupted runs whose process is gone)`);
     mkdirSync(dirname(this.out), { recursive: true });
     this.tmp = join(dirname(this.out), `${basename(this.out)}.partial${options.resumable ? '' : `-${process.pid}`}`);
     if (!options.keep) rmSync(this.tmp, { recursive: true, force: true });
+    if (options.resumable && existsSync(join(this.tmp, 'resume', 'state.json'))) this.protectedState = true;
+    else stagedStarted(this.tmp);
     mkdirSync(this.tmp, { recursive: true });
   }
 
@@ -47,11 +57,20 @@ export class StagedFolder {
     } else {
       renameSync(this.tmp, this.out);
     }
+    stagedDone(this.tmp);
+  }
+
+  /** The folder now holds a resume state: an interruption keeps it (lib/interrupt.ts). */
+  protect(): void {
+    if (this.protectedState) return;
+    this.protectedState = true;
+    stagedDone(this.tmp);
   }
 
   /** Remove the temporary folder after a failure. */
   abandon(): void {
     rmSync(this.tmp, { recursive: true, force: true });
+    stagedDone(this.tmp);
   }
 }
 

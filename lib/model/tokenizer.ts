@@ -49,10 +49,13 @@ export class HfTokenizer implements TextTokenizer {
   readonly info: TokenizerInfo;
   /** sha256 of tokenizer.json + tokenizer_config.json: equal fingerprints tokenize identically (cache key). */
   readonly fingerprint: string;
+  /** The JSON it was built from (a worker thread builds the same tokenizer from it: lib/eval/token-cache.ts). */
+  readonly source: { json: Record<string, unknown>; config: Record<string, unknown> };
   private readonly inner: Tokenizer;
 
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>) {
     this.inner = new Tokenizer(tokenizerJson, tokenizerConfig);
+    this.source = { json: tokenizerJson, config: tokenizerConfig };
     this.fingerprint = createHash('sha256').update(JSON.stringify(tokenizerJson)).update(JSON.stringify(tokenizerConfig)).digest('hex');
     const bos = tokenName(tokenizerConfig['bos_token']);
     const eos = tokenName(tokenizerConfig['eos_token']);

@@ -7,12 +7,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import { applyMask, nmMask, sortedValueAt, validateOptions } from './mask.js';
-import type { LayerStats, PruneMethod, PruneOptions, PruneResult } from './method.js';
+import { z } from 'zod';
+import { parseOptions } from './plan.js';
+import type { PruneMethod, PruneOptions, PruneResult } from './method.js';
 
 /** The magnitude mask of `weight` ([out, in]); the caller owns it. */
 export function magnitudeMask(weight: tf.Tensor2D, options: PruneOptions): tf.Tensor2D {
   validateOptions(options);
-  if (options.useVariant === true) throw new ConfigError('useVariant: applies to wanda only, not magnitude');
   const metric = tf.tidy(() => tf.abs(tf.cast(weight, 'float32')) as tf.Tensor2D); // [out, in]
   try {
     const { structure } = options;
@@ -24,15 +25,18 @@ export function magnitudeMask(weight: tf.Tensor2D, options: PruneOptions): tf.Te
   }
 }
 
-export const magnitude: PruneMethod = {
+const magnitudeOptions = z.strictObject({});
+
+export const magnitude: PruneMethod<z.infer<typeof magnitudeOptions>> = {
   name: 'magnitude',
-  needsCalibration: false,
-  createStats(): null {
-    return null;
-  },
-  prune(weight: tf.Tensor2D, _stats: LayerStats | null, options: PruneOptions): PruneResult {
+  summary: '|W|, one threshold per matrix (baseline; no calibration data)',
+  stats: [],
+  options: magnitudeOptions,
+  updatesWeights: false,
+  prune(weight: tf.Tensor2D, _stats, target: PruneOptions, options?: Record<string, never>): PruneResult {
+    parseOptions('magnitude', magnitudeOptions, options);
     if (weight.rank !== 2) throw new ConfigError(`magnitude.prune: weight must be [out, in], got [${weight.shape.join(', ')}]`);
-    const mask = magnitudeMask(weight, options);
+    const mask = magnitudeMask(weight, target);
     return { weight: applyMask(weight, mask), mask };
   },
 };

@@ -18,8 +18,7 @@ export function describeStructure(structure: Structure): string {
 
 /**
  * Check options before any work: sparsity a finite number in [0, 1); N and M positive integers with N < M;
- * with N:M, sparsity must equal N/M (N:M fixes the ratio; a different value would be silently ignored otherwise);
- * `useVariant` only with unstructured sparsity (the reference applies it only there).
+ * with N:M, sparsity must equal N/M (N:M fixes the ratio; a different value would be silently ignored otherwise).
  */
 export function validateOptions(options: PruneOptions): void {
   const { sparsity, structure } = options;
@@ -34,9 +33,6 @@ export function validateOptions(options: PruneOptions): void {
     if (n >= m) throw new ConfigError(`structure ${n}:${m}: N must be smaller than M`);
     if (Math.abs(sparsity - n / m) > 1e-9) {
       throw new ConfigError(`structure ${n}:${m} fixes sparsity at ${n / m}; got sparsity ${sparsity}`);
-    }
-    if (options.useVariant === true) {
-      throw new ConfigError(`useVariant: the Wanda variant applies to unstructured sparsity only, not ${n}:${m}`);
     }
   } else if (structure.kind !== 'unstructured') {
     throw new ConfigError(`structure: kind '${String((structure as { kind: unknown }).kind)}' is not 'unstructured' or 'nm'`);

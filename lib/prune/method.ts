@@ -1,4 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
+import type { z } from 'zod';
+import type { LinearName } from '../model/architecture.js';
+import type { ActivationStats, StatName } from './stats.js';
 
 /** Which weights are compared with each other when choosing what to remove. */
 export type Structure =
@@ -8,38 +11,71 @@ export type Structure =
 /** The linear layers of a block come from the architecture spec (re-exported for existing importers). */
 export { LINEAR_NAMES, type LinearName } from '../model/architecture.js';
 
-/** Options every method receives for one linear layer. */
+/** What one linear layer is pruned to: its target sparsity and structure (the same for every method). */
 export interface PruneOptions {
   sparsity: number; // target zero fraction in [0, 1); N:M fixes it at n/m
   structure: Structure;
-  useVariant?: boolean; // Wanda only: the alpha-bisection variant of REFERENCE.md section 3
 }
 
-/**
- * Calibration statistics of one linear layer, fed with that layer's inputs.
- * `add(x)` takes x: [batch, seq, in]; each batch element is one calibration sample (one sequence) and is
- * folded in separately, so results do not depend on how many samples share a forward pass.
- * `add` does not take ownership of x. `dispose()` frees the accumulated state.
- */
-export interface LayerStats {
-  add(x: tf.Tensor3D): void;
-  readonly samples: number;
-  dispose(): void;
+/** Which linear a prune call is for (block index, short name, full module name). */
+export interface LinearRef {
+  layer: number;
+  linear: LinearName;
+  name: string; // 'model.layers.3.self_attn.q_proj'
 }
 
 /** Result of pruning one weight matrix. The caller owns both tensors. */
 export interface PruneResult {
   weight: tf.Tensor2D; // [out, in], pruned (and, for SparseGPT, updated)
   mask: tf.Tensor2D; // [out, in], 1 = removed, 0 = kept (bool stored as float32 0/1)
+  /** RIA --permute: the column order in which the mask is N:M (mask[:, permutation[k]] = mask in slot k). */
+  permutation?: number[];
 }
 
-/** A pruning method: optional calibration statistics, then a prune step. Methods hold no global state. */
-export interface PruneMethod {
+/** The method's own options: a zod schema whose fields carry `.meta({ flag, description })` for the CLI. */
+export type OptionsSchema<O> = z.ZodType<O, Record<string, unknown>>;
+
+/**
+ * A pruning method: the statistics it reads, then a prune step for one linear. Methods hold no global state and own
+ * their options (`options` parses the user's values and fills the defaults).
+ */
+export interface PruneMethod<O = Record<string, unknown>> {
   readonly name: string;
-  /** false for methods (magnitude) that use no calibration data; the pipeline then skips the hooks. */
-  readonly needsCalibration: boolean;
-  /** A fresh accumulator for a linear layer with `inFeatures` inputs (null when !needsCalibration). */
-  createStats(inFeatures: number): LayerStats | null;
-  /** Prune `weight` ([out, in], not consumed) using `stats` (not consumed). */
-  prune(weight: tf.Tensor2D, stats: LayerStats | null, options: PruneOptions): PruneResult;
+  /** One line for help texts. */
+  readonly summary: string;
+  /** What the method reads from the calibration data; empty for methods (magnitude) that use none. */
+  readonly stats: readonly StatName[];
+  /** Its options: parse({}) gives the defaults. */
+  readonly options: OptionsSchema<O>;
+  /** Throws a ConfigError when `options` cannot be used with `target` (checked when the plan is built). */
+  check?(target: PruneOptions, options: O): void;
+  /** true when the method changes the weights it keeps (SparseGPT): a refiner cannot then re-choose the mask. */
+  readonly updatesWeights: boolean;
+  /**
+   * Prune `weight` ([out, in], not consumed) to `target` using `stats` (not consumed; null when `stats` is empty).
+   * `options` is what `this.options` parsed (default: its defaults); `where` names the linear (for messages and per-linear choices).
+   */
+  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: O, where?: LinearRef): PruneResult;
 }
+
+/** A mask refiner (DSnoT): re-chooses a mask after the method chose it, at the same per-row sparsity. */
+export interface MaskRefiner<O = Record<string, unknown>> {
+  readonly name: string;
+  readonly summary: string;
+  readonly stats: readonly StatName[];
+  readonly options: OptionsSchema<O>;
+  /** Whether this linear is refined at all (DSnoT skips the MLP linears by default). */
+  applies(where: LinearRef, options: O): boolean;
+  /** A new mask ([out, in], 1 = removed; the caller owns it) from `weight` (the unpruned weight) and `mask`. */
+  refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: O): tf.Tensor2D;
+}
+
+/** Per-block sparsities chosen before the layer loop (OWL). `mean` of the result is the global target. */
+export interface LayerwiseAllocator<O = Record<string, unknown>> {
+  readonly name: string;
+  readonly summary: string;
+  readonly options: OptionsSchema<O>;
+}
+
+/** Backwards-compatible name of the statistics every method receives. */
+export type LayerStats = ActivationStats;

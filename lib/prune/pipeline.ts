@@ -21,13 +21,16 @@ import {
   type BlockWeights,
 } from '../model/llama.js';
 import type { CalibrationSet } from '../data/calibration.js';
-import type { LayerStats, PruneMethod, PruneOptions } from './method.js';
-import { describeStructure, validateOptions } from './mask.js';
+import { type PruneMethod, type PruneOptions } from './method.js';
+import { applyMask, describeStructure } from './mask.js';
+import { buildPlan, type LinearPlan, type PrunePlan } from './plan.js';
+import { ActivationStats, type StatName } from './stats.js';
 import { failpoint } from './resume.js';
 
 /** Zero fraction of one block's matrices (the reference's check_sparsity). */
 export interface BlockSparsity {
   layer: number;
+  allocated: number; // the plan's target sparsity of this block (OWL: per block)
   matrices: Record<LinearName, number>; // zero fraction of each linear weight
   zeros: number; // zeros over the seven matrices
   params: number; // weights in the seven matrices
@@ -51,20 +54,27 @@ export interface PruneProgress {
   elapsed: number; // seconds since the layer loop started
   eta: number; // seconds still expected
   tokensPerSecond: number; // calibration tokens through forward passes per second (0 for magnitude)
-  times: PhaseTimes; // seconds per phase so far (all attempts of a resumed run)
+  pass?: 'owl'; // OWL's first pass (outlier ratios of the unpruned model), when it runs
+  times?: PhaseTimes; // seconds per phase so far (all attempts of a resumed run); absent in OWL's first pass
 }
 
-/** Everything the layer loop needs. */
+/** Everything the layer loop needs: a plan, or (shorthand) one method and target for every linear. */
 export interface LayerLoopOptions {
   checkpoint: Checkpoint;
-  method: PruneMethod;
-  prune: PruneOptions;
+  plan?: PrunePlan;
+  method?: PruneMethod<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  prune?: PruneOptions;
   calibration: CalibrationSet | null; // null for methods without calibration
   batchSize: number; // calibration samples per forward; results do not depend on it
   writer: CheckpointWriter | null; // where blocks go (null: keep nothing, e.g. tests that inspect `onBlock`)
   onProgress?: (p: PruneProgress) => void;
   /** Called with each pruned block before it is written and freed (the block is owned by the loop). */
   onBlock?: (layer: number, block: BlockWeights) => void;
+  /**
+   * Extra statistics for a pass that inspects blocks (OWL's outlier ratios): `fn` sees each block's unpruned
+   * weights and the statistics of each linear's input, after the calibration forward and before pruning.
+   */
+  inspect?: { needs: readonly StatName[]; fn: (layer: number, block: BlockWeights, stats: (n: LinearName) => ActivationStats) => void };
   /** Continue a killed run (lib/prune/resume.ts): non-block tensors and blocks < nextLayer are already written. */
   start?: LoopStart;
   /** Called when blocks < nextLayer are written (before block 0 too), with the next block's inputs (not consumed). */
@@ -78,6 +88,7 @@ export interface LoopStart {
   blocks: BlockSparsity[];
   times: PhaseTimes;
   forwardTokens: number;
+  permutations: Record<string, number[]>; // RIA --permute column orders of the blocks already done
   seconds: number; // loop seconds of the earlier attempts
 }
 
@@ -90,12 +101,12 @@ export interface LoopCheckpoint extends Omit<LoopStart, 'seconds'> {
 export interface LayerLoopResult {
   blocks: BlockSparsity[];
   times: PhaseTimes;
+  permutations: Record<string, number[]>; // module name -> column order of its N:M mask (RIA --permute)
 }
 
 function now(): number {
   return performance.now() / 1000;
 }
-
 
 /** Copy activations to JS memory and free them on the backend. */
 function parkInputs(inputs: tf.Tensor3D[]): { values: Float32Array; shape: [number, number, number] }[] {
@@ -139,38 +150,94 @@ function embedWindows(ckpt: Checkpoint, calibration: CalibrationSet, batchSize: 
   }
 }
 
+
+/** The plan of `o`: given, or one method and target for every linear. */
+function planOf(o: LayerLoopOptions): PrunePlan {
+  if (o.plan) return o.plan;
+  if (!o.method || !o.prune) throw new ConfigError('runLayerLoop: give a plan, or a method and prune options');
+  return buildPlan(o.checkpoint.config, { method: o.method, target: o.prune });
+}
+
+/** What each input group's statistics must collect, over the block's planned linears (and `inspect`). */
+function statNeeds(plan: PrunePlan, extra: readonly StatName[]): Map<string, Set<StatName>> {
+  const needs = new Map<string, Set<StatName>>();
+  for (const b of plan.blocks) {
+    for (const n of LINEAR_NAMES) {
+      const g = INPUT_GROUP[n];
+      const set = needs.get(`${b.layer}/${g}`) ?? new Set<StatName>(extra);
+      const e = b.linears[n];
+      if (e) {
+        for (const x of e.method.stats) set.add(x);
+        if (e.refine) for (const x of e.refine.refiner.stats) set.add(x);
+      }
+      needs.set(`${b.layer}/${g}`, set);
+    }
+  }
+  return needs;
+}
+
+/** Check N:M shapes of every planned linear before any work. */
+function checkShapes(ckpt: Checkpoint, plan: PrunePlan): void {
+  for (const b of plan.blocks) {
+    for (const n of LINEAR_NAMES) {
+      const e = b.linears[n];
+      if (!e || e.target.structure.kind !== 'nm') continue;
+      const inp = linearShape(ckpt.config, n)[1];
+      const { m } = e.target.structure;
+      if (inp % m !== 0) {
+        throw new ConfigError(`--structure ${describeStructure(e.target.structure)}: ${n} has ${inp} inputs, not a multiple of ${m}`);
+      }
+    }
+  }
+}
+
+/** Prune one linear by its plan entry: the method, then the refiner. Returns the new [out, in] weight. */
+function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | null, permutations: Record<string, number[]>): tf.Tensor2D {
+  const result = e.method.prune(w, e.method.stats.length > 0 ? stats : null, e.target, e.options, e.ref);
+  if (result.permutation) permutations[e.ref.name] = result.permutation;
+  if (!e.refine) {
+    result.mask.dispose();
+    return result.weight;
+  }
+  try {
+    const mask = e.refine.refiner.refine(w, result.mask, stats!, e.target, e.refine.options);
+    try {
+      return applyMask(w, mask);
+    } finally {
+      mask.dispose();
+    }
+  } finally {
+    result.mask.dispose();
+    result.weight.dispose();
+  }
+}
+
 /**
  * Run the layer loop. Non-block tensors (embeddings, final norm, lm_head) are copied to the writer unchanged.
  * Returns per-block sparsity and phase times. tfjs memory is back to where it started when it returns or throws.
  */
 export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
-  validateOptions(o.prune);
+  const plan = planOf(o);
   const ckpt = o.checkpoint;
   const c = ckpt.config;
-  if (o.method.needsCalibration && !o.calibration) {
-    throw new ConfigError(`method ${o.method.name} needs calibration data (--calibration FILE)`);
+  const needs = statNeeds(plan, o.inspect?.needs ?? []);
+  const useData = [...needs.values()].some((s) => s.size > 0);
+  if (useData && !o.calibration) {
+    const who = o.method?.name ?? plan.blocks.flatMap((b) => Object.values(b.linears)).find((e) => e && e.method.stats.length > 0)?.method.name ?? 'this plan';
+    throw new ConfigError(`method ${who} needs calibration data (--calibration FILE)`);
   }
   if (!Number.isInteger(o.batchSize) || o.batchSize < 1) {
     throw new ConfigError(`--batch-size must be a positive integer, got ${o.batchSize}`);
   }
-  if (o.prune.structure.kind === 'nm') {
-    for (const n of LINEAR_NAMES) {
-      const inp = linearShape(c, n)[1];
-      if (inp % o.prune.structure.m !== 0) {
-        throw new ConfigError(
-          `--structure ${describeStructure(o.prune.structure)}: ${n} has ${inp} inputs, not a multiple of ${o.prune.structure.m}`,
-        );
-      }
-    }
-  }
+  checkShapes(ckpt, plan);
   const first = o.start?.nextLayer ?? 0;
-  // Non-block tensors go out unchanged.
+  // Non-block tensors go out unchanged (a resumed run wrote them before its first block).
   if (o.writer && !o.start) {
     for (const t of expectedTensors(c)) if (!t.name.startsWith('model.layers.')) o.writer.write(t.name, ckpt.read(t.name));
   }
   const times: PhaseTimes = o.start ? { ...o.start.times } : { load: 0, calibrationForward: 0, statistics: 0, prune: 0, reforward: 0, write: 0 };
   const blocks: BlockSparsity[] = o.start ? [...o.start.blocks] : [];
-  const useData = o.method.needsCalibration;
+  const permutations: Record<string, number[]> = o.start ? { ...o.start.permutations } : {};
   // A model without weights of its own: block() with the caller-supplied block (RoPE tables and causal mask only).
   const model = useData ? blockRunner(c) : null;
   let inputs: tf.Tensor3D[] = o.start ? o.start.inputs : [];
@@ -179,7 +246,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
   const checkpoint = (nextLayer: number): void => {
     if (!o.onCheckpoint) return;
     const t = now();
-    o.onCheckpoint({ nextLayer, layers: c.numLayers, inputs, blocks, times, forwardTokens, seconds: t - start });
+    o.onCheckpoint({ nextLayer, layers: c.numLayers, inputs, blocks, times, forwardTokens, permutations, seconds: t - start });
     times.write += now() - t; // the resume state (shards synced, activations stored) counts as writing
   };
   try {
@@ -187,6 +254,8 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
     failpoint('after-setup', 0);
     if (!o.start) checkpoint(0);
     for (let layer = first; layer < c.numLayers; layer++) {
+      const bp = plan.blocks[layer];
+      if (!bp || bp.layer !== layer) throw new ConfigError(`plan: no entry for block ${layer}`);
       // The activations wait in JS memory while the block loads: nothing small stays on the backend between blocks
       // to fragment wasm's heap (at 13B a block and its pruning transients take most of the 4 GB).
       const waiting = parkInputs(inputs);
@@ -197,7 +266,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
       try {
         inputs = waiting.map((h) => tf.tensor3d(h.values, h.shape));
         // 1. statistics from the unpruned block (freed in the `finally` below, also when the forward throws)
-        const stats = new Map<string, LayerStats>();
+        const stats = new Map<string, ActivationStats>();
         const matrices = {} as Record<LinearName, number>;
         let zeros = 0;
         let params = 0;
@@ -205,7 +274,8 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
           if (model) {
             for (const n of LINEAR_NAMES) {
               const g = INPUT_GROUP[n];
-              if (!stats.has(g)) stats.set(g, o.method.createStats(linearShape(c, n)[1])!);
+              const want = needs.get(`${layer}/${g}`);
+              if (!stats.has(g) && want && want.size > 0) stats.set(g, new ActivationStats(linearShape(c, n)[1], want));
             }
             let statTime = 0;
             t = now();
@@ -216,7 +286,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
                 if (seen.has(g)) return; // q/k/v and gate/up share their input
                 seen.add(g);
                 const s0 = now();
-                stats.get(g)!.add(input);
+                stats.get(g)?.add(input);
                 statTime += now() - s0;
               }, block);
               out.dispose();
@@ -225,32 +295,30 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
             times.calibrationForward += now() - t - statTime;
             times.statistics += statTime;
           }
+          o.inspect?.fn(layer, block, (n) => stats.get(INPUT_GROUP[n])!);
           failpoint('mid-block', layer);
-          // 2. prune the seven linears, one resident at a time: the others wait in JS memory (wasm's heap is 4 GB; a
+          // 2. prune the planned linears, one resident at a time: the others wait in JS memory (wasm's heap is 4 GB; a
           //    13B block is 1.27 GB in float32 and pruning one linear takes several transient copies of it)
           t = now();
           const parked = parkLinears(block);
           try {
             for (const n of LINEAR_NAMES) {
+              const e = bp.linears[n];
+              if (!e) continue;
               const [out, inp] = linearShape(c, n);
               const w = tf.tidy(() => tf.transpose(tf.tensor2d(parked.get(n)!, [inp, out]))) as tf.Tensor2D; // [out, in]
-              let result;
+              let pruned: tf.Tensor2D;
               try {
-                result = o.method.prune(w, stats.get(INPUT_GROUP[n]) ?? null, o.prune);
+                pruned = pruneLinear(w, e, stats.get(INPUT_GROUP[n]) ?? null, permutations);
               } finally {
                 w.dispose();
               }
-              result.mask.dispose();
               try {
-                const z = countTensorZeros(result.weight);
-                matrices[n] = z / result.weight.size;
-                zeros += z;
-                params += result.weight.size;
-                const wT = tf.transpose(result.weight); // back to [in, out], parked until the block is rebuilt
+                const wT = tf.transpose(pruned); // back to [in, out], parked until the block is rebuilt
                 parked.set(n, wT.dataSync() as Float32Array);
                 wT.dispose();
               } finally {
-                result.weight.dispose();
+                pruned.dispose();
               }
             }
           } finally {
@@ -259,11 +327,18 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
               block.linears[n].wT = tf.tensor2d(parked.get(n)!, [inp, out]);
             }
           }
+          for (const n of LINEAR_NAMES) {
+            const wT = block.linears[n].wT; // zeros counted in the stored [in, out] layout
+            const z = countTensorZeros(wT);
+            matrices[n] = z / wT.size;
+            zeros += z;
+            params += wT.size;
+          }
         } finally {
           for (const s of stats.values()) s.dispose();
         }
         times.prune += now() - t;
-        blocks.push({ layer, matrices, zeros, params, sparsity: zeros / params });
+        blocks.push({ layer, allocated: bp.sparsity, matrices, zeros, params, sparsity: zeros / params });
         // 3. pruned block -> next block's inputs
         if (model && layer < c.numLayers - 1) {
           t = now();
@@ -296,12 +371,12 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
         elapsed,
         eta: (elapsed / (layer + 1 - first)) * (c.numLayers - layer - 1),
         tokensPerSecond: elapsed > 0 ? forwardTokens / elapsed : 0,
-        times: { ...times },
+        ...(o.inspect ? {} : { times: { ...times } }),
       });
     }
   } finally {
     for (const x of inputs) x.dispose();
     model?.dispose();
   }
-  return { blocks, times };
+  return { blocks, times, permutations };
 }

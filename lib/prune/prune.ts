@@ -14,12 +14,15 @@ import { resolveModelPath } from '../model/hub.js';
 import { activeBackend } from '../model/backend.js';
 import { StagedFolder, writeJsonAtomic, writeModelFiles } from '../model/save.js';
 import { calibrationFromFile, type CalibrationSet } from '../data/calibration.js';
-import { getMethod, type MethodName } from './registry.js';
+import { getLayerwise, getMethod, getRefiner, type LayerwiseName, type MethodName, type RefinerName } from './registry.js';
 import { describeStructure, validateOptions } from './mask.js';
 import type { PruneOptions, Structure } from './method.js';
+import { owlAllocate, type OwlOptions } from './owl.js';
 import { runLayerLoop, type BlockSparsity, type LoopStart, type PhaseTimes, type PruneProgress } from './pipeline.js';
-import { ResumeStore, activationBytes, hasResumeState, checkpointStamp, resumeFingerprint, type ActivationStorage } from './resume.js';
+import { ResumeStore, activationBytes, hasResumeState, checkpointStamp, resumeFingerprint, type ActivationStorage, type StoredAllocation } from './resume.js';
+import { keepOnInterrupt, shown } from '../interrupt.js';
 import { parseStructure as parseStructureAs } from './structure.js';
+import { buildPlan, parseOptions, selectLinears } from './plan.js';
 
 /** Options of a pruning run (defaults: PRUNE_DEFAULTS of ./defaults.ts; seqlen = the model context). */
 export interface PruneConfig {
@@ -28,7 +31,14 @@ export interface PruneConfig {
   method: MethodName;
   sparsity: number; // [0, 1); with N:M it must be N/M (default N/M)
   structure?: Structure; // default unstructured
-  useVariant?: boolean; // Wanda's alpha-bisection variant
+  useVariant?: boolean; // Wanda's alpha-bisection variant (the same as methodOptions { variant: true })
+  methodOptions?: Record<string, unknown>; // the method's own options (its zod schema in the registry)
+  layerwise?: LayerwiseName; // per-block sparsities (OWL) around `sparsity`
+  layerwiseOptions?: Record<string, unknown>;
+  refine?: RefinerName; // mask refiner (DSnoT) after the method
+  refineOptions?: Record<string, unknown>;
+  targets?: string[]; // linears to prune: names, parent modules or 're:' patterns (default: all)
+  ignore?: string[]; // linears to leave unchanged, same syntax
   calibration?: string; // data file (jsonl, jsonl.gz, json, parquet, txt); required unless method = magnitude
   calibrationField?: string; // text field of rows (default "text")
   nsamples?: number; // default 128
@@ -46,7 +56,7 @@ export interface PruneConfig {
   /** Stored activations: F32 (default, resumes byte-identically) or the checkpoint's dtype (half the disk, not exact). */
   resumeActivations?: ActivationStorage;
   onProgress?: (p: PruneProgress) => void;
-  /** One line per event (resume state size, block resumed from). */
+  /** One line per event: stale partial folders of interrupted runs removed, resume state size, block resumed from. */
   onNote?: (line: string) => void;
 }
 
@@ -58,6 +68,17 @@ export interface PruneReport {
   structure: string;
   sparsityTarget: number;
   useVariant: boolean;
+  /** The plan: the method's options, allocator, refiner and linear selection as used. */
+  plan: {
+    methodOptions: unknown;
+    layerwise: null | { name: string; options: unknown; outlierRatios: number[]; sparsities: number[] };
+    refine: null | { name: string; options: unknown; linears: string[] };
+    targets: string[];
+    ignore: string[];
+    skipped: string[]; // linears left unchanged
+  };
+  /** RIA --permute: per linear, the column order its N:M mask holds in (mask[:, p[k]] is slot k). */
+  permutations?: Record<string, number[]>;
   calibration: null | {
     file: string;
     nsamples: number;
@@ -87,19 +108,20 @@ function openResume(
   ckpt: Checkpoint,
   inputs: Record<string, unknown>,
   storage: DType,
+  needsData: boolean,
   nsamples: number,
   seqlen: number,
-): { store: ResumeStore; start: LoopStart | null } {
+): { store: ResumeStore; start: (LoopStart & { allocation: StoredAllocation | null }) | null } {
   const c = ckpt.config;
   const store = new ResumeStore(staged.tmp, resumeFingerprint(inputs), storage);
-  let start: LoopStart | null = null;
+  let start: (LoopStart & { allocation: StoredAllocation | null }) | null = null;
   if (cfg.resume && store.exists()) {
     start = store.load(c);
     cfg.onNote?.(`resuming ${staged.tmp} at block ${start.nextLayer + 1} of ${c.numLayers}`);
   } else if (cfg.resume) {
     cfg.onNote?.(`--resume: no resume state in ${staged.tmp}; starting at block 1`);
   }
-  const acts = getMethod(cfg.method).needsCalibration ? activationBytes(c, nsamples, seqlen, storage) : 0;
+  const acts = needsData ? activationBytes(c, nsamples, seqlen, storage) : 0;
   const output = start ? 0 : ckpt.dataBytes() * (dtypeSize(inputs['dtype'] as DType) / dtypeSize(ckpt.mainDtype()));
   const need = output + 2 * acts; // a new activations file is written before the previous one is removed
   const fs = statfsSync(dirname(staged.tmp));
@@ -133,10 +155,25 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     throw new ConfigError('--resume: a compressed output is assembled at the end and cannot be resumed (prune dense with --resume, then `convert`)');
   }
   const resumable = (cfg.resumable ?? PRUNE_DEFAULTS.resumable) && !compressed;
-  const pruneOptions: PruneOptions = { sparsity, structure, ...(cfg.useVariant ? { useVariant: true } : {}) };
+  const pruneOptions: PruneOptions = { sparsity, structure };
   validateOptions(pruneOptions); // before reading any data
   if (cfg.resume && existsSync(join(cfg.out, 'report.json')) && !existsSync(`${resolve(cfg.out)}.partial`)) {
     throw new ConfigError(`--out ${cfg.out}: this run is already complete (report.json present); nothing to resume (--overwrite prunes again)`);
+  }
+  if (cfg.useVariant && cfg.method !== 'wanda') throw new ConfigError(`useVariant: applies to wanda only, not ${cfg.method}`);
+  const methodOptions = parseOptions(`method ${cfg.method}`, method.options, { ...(cfg.useVariant ? { variant: true } : {}), ...(cfg.methodOptions ?? {}) });
+  const allocator = cfg.layerwise !== undefined ? getLayerwise(cfg.layerwise) : null;
+  const layerwiseOptions = allocator ? (parseOptions(`layerwise ${allocator.name}`, allocator.options, cfg.layerwiseOptions) as OwlOptions) : null;
+  if (allocator && structure.kind === 'nm') {
+    throw new ConfigError(`--layerwise ${allocator.name}: allocates unstructured sparsities; with N:M every block is N/M (use --structure unstructured)`);
+  }
+  const refiner = cfg.refine !== undefined ? getRefiner(cfg.refine) : null;
+  const refineOptions = refiner ? parseOptions(`refine ${refiner.name}`, refiner.options, cfg.refineOptions) : null;
+  const needsData = method.stats.length > 0 || allocator !== null || refiner !== null;
+  // the checks of the plan that need no model, before anything is read
+  method.check?.(pruneOptions, methodOptions);
+  if (refiner && method.updatesWeights) {
+    throw new ConfigError(`--refine ${refiner.name}: ${cfg.method} updates the weights it keeps; refine a method that only masks (wanda, magnitude, ria)`);
   }
   const dir = await resolveModelPath(cfg.model);
   const ckpt = Checkpoint.open(dir);
@@ -153,11 +190,36 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     const seed = cfg.seed ?? PRUNE_DEFAULTS.seed;
     // refuse an existing --out before the calibration data is read (which can take long)
     const resume = cfg.resume ?? PRUNE_DEFAULTS.resume;
-    staged = new StagedFolder(cfg.out, { overwrite: (cfg.overwrite ?? PRUNE_DEFAULTS.overwrite) || resume, resumable, keep: resume });
+    staged = new StagedFolder(cfg.out, {
+      overwrite: (cfg.overwrite ?? PRUNE_DEFAULTS.overwrite) || resume,
+      resumable,
+      keep: resume,
+      ...(cfg.onNote ? { onNote: cfg.onNote } : {}),
+    });
+    if (resumable) {
+      // llm-prune's signal cleanup (lib/interrupt.ts) keeps the folder once it holds a state (staged.protect() below)
+      keepOnInterrupt(
+        join(staged.tmp, 'resume', 'state.json'),
+        `kept the finished blocks in ${shown(staged.tmp)}: rerun the same command with --resume to continue`,
+        '',
+      );
+    }
     let calibration: CalibrationSet | null = null;
     const tc = performance.now();
-    if (method.needsCalibration) {
-      if (!cfg.calibration) throw new ConfigError(`--calibration: method ${cfg.method} needs a calibration data file`);
+    // the whole plan is checked before the calibration data is read
+    const planSpec = {
+      method,
+      methodOptions,
+      target: pruneOptions,
+      refiner,
+      refinerOptions: refineOptions,
+      targets: cfg.targets ?? [],
+      ignore: cfg.ignore ?? [],
+    };
+    buildPlan(c, planSpec);
+    if (needsData) {
+      const who = method.stats.length > 0 ? `method ${cfg.method}` : allocator ? `--layerwise ${allocator.name}` : `--refine ${refiner!.name}`;
+      if (!cfg.calibration) throw new ConfigError(`--calibration: ${who} needs a calibration data file`);
       const tokenizer = HfTokenizer.fromFolder(dir);
       calibration = await calibrationFromFile(cfg.calibration, {
         tokenizer,
@@ -173,15 +235,21 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     const maxShardBytes = cfg.maxShardBytes ?? (ckpt.sharded ? 5e9 : undefined);
     const batchSize = cfg.batchSize ?? PRUNE_DEFAULTS.batchSize;
     const actStorage = (cfg.resumeActivations ?? PRUNE_DEFAULTS.resumeActivations) === 'input' ? ckpt.mainDtype() : 'F32';
+    // everything the output bytes depend on; OWL's allocation is a function of these (model, calibration, batch
+    // size, layerwise options, targets/ignore) and is stored in the state, so a resume does not rerun OWL's pass 1
     const fingerprintInputs = {
-      model: checkpointStamp(ckpt), config: c.raw, method: cfg.method, options: pruneOptions,
+      model: checkpointStamp(ckpt), config: c.raw, method: cfg.method, options: pruneOptions, methodOptions,
+      layerwise: allocator ? { name: allocator.name, options: layerwiseOptions } : null,
+      refine: refiner ? { name: refiner.name, options: refineOptions } : null,
+      targets: planSpec.targets, ignore: planSpec.ignore,
       calibration: calibration?.hash ?? null, batchSize, dtype, maxShardBytes: maxShardBytes ?? null, storage: actStorage,
     };
-    const resumed = resumable ? openResume(cfg, staged, ckpt, fingerprintInputs, actStorage, nsamples, seqlen) : { store: null, start: null };
+    const resumed = resumable ? openResume(cfg, staged, ckpt, fingerprintInputs, actStorage, needsData, nsamples, seqlen) : { store: null, start: null };
     store = resumed.store;
     const start = resumed.start;
-    const plan = expectedTensors(c);
-    writer = new CheckpointWriter(staged.tmp, plan, {
+    if (start) staged.protect();
+    const tensors = expectedTensors(c);
+    writer = new CheckpointWriter(staged.tmp, tensors, {
       dtype,
       reopen: start !== null,
       ...(maxShardBytes !== undefined ? { maxShardBytes } : {}),
@@ -189,18 +257,34 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     });
     if (start) {
       const done = (name: string): boolean => { const m = /^model\.layers\.(\d+)\./.exec(name); return !m || Number(m[1]) < start.nextLayer; };
-      writer.markWritten(plan.map((t) => t.name).filter(done));
+      writer.markWritten(tensors.map((t) => t.name).filter(done));
     }
+    let allocation: StoredAllocation | null = start?.allocation ?? null;
+    if (allocator && layerwiseOptions && !allocation) {
+      const { selected } = selectLinears(c, planSpec.targets, planSpec.ignore);
+      allocation = owlAllocate(ckpt, calibration!, batchSize, sparsity, layerwiseOptions, selected, (l, n) =>
+        cfg.onProgress?.({ layer: l, layers: n, elapsed: 0, eta: 0, tokensPerSecond: 0, pass: 'owl' }),
+      );
+    }
+    store?.setAllocation(allocation);
+    const plan = buildPlan(c, { ...planSpec, ...(allocation ? { blockSparsities: allocation.sparsities } : {}) });
     const w = writer;
+    const st = staged;
     const loop = runLayerLoop({
       checkpoint: ckpt,
-      method,
-      prune: pruneOptions,
+      plan,
       calibration,
       batchSize,
       writer,
       ...(start ? { start } : {}),
-      ...(store ? { onCheckpoint: (cp: Parameters<ResumeStore['save']>[0]) => store!.save(cp, () => w.sync()) } : {}),
+      ...(store
+        ? {
+            onCheckpoint: (cp: Parameters<ResumeStore['save']>[0]) => {
+              store!.save(cp, () => w.sync());
+              st.protect();
+            },
+          }
+        : {}),
       ...(cfg.onProgress ? { onProgress: cfg.onProgress } : {}),
     });
     writer.finish();
@@ -215,7 +299,18 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       method: cfg.method,
       structure: describeStructure(structure),
       sparsityTarget: sparsity,
-      useVariant: cfg.useVariant ?? false,
+      useVariant: (methodOptions as { variant?: boolean }).variant === true,
+      plan: {
+        methodOptions,
+        layerwise: allocator && allocation ? { name: allocator.name, options: layerwiseOptions, outlierRatios: allocation.ratios, sparsities: allocation.sparsities } : null,
+        refine: refiner
+          ? { name: refiner.name, options: refineOptions, linears: plan.blocks.flatMap((b) => Object.values(b.linears).filter((e) => e?.refine).map((e) => e!.ref.name)) }
+          : null,
+        targets: cfg.targets ?? [],
+        ignore: cfg.ignore ?? [],
+        skipped: plan.skipped,
+      },
+      ...(Object.keys(loop.permutations).length > 0 ? { permutations: loop.permutations } : {}),
       calibration: calibration
         ? {
             file: resolve(cfg.calibration!),

@@ -23,7 +23,7 @@ import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safeten
 import { LINEAR_NAMES } from './method.js';
 import type { BlockSparsity, LoopCheckpoint, LoopStart, PhaseTimes } from './pipeline.js';
 
-const STATE_VERSION = 1;
+const STATE_VERSION = 2; // 2: permutations (RIA --permute) and OWL's allocation in the state
 export const RESUME_DIR = 'resume';
 
 /** A resume state made from other inputs than the run's (the caller may start over). */
@@ -31,6 +31,12 @@ export class ResumeMismatchError extends ConfigError {}
 
 /** How the stored activations are kept: exact float32, or the checkpoint's own dtype (half the disk, not exact). */
 export type ActivationStorage = 'F32' | 'input';
+
+/** OWL's pass 1 result (lib/prune/owl.ts), kept so that a resumed run need not run pass 1 again. */
+export interface StoredAllocation {
+  ratios: number[];
+  sparsities: number[];
+}
 
 /** state.json */
 interface StoredState {
@@ -42,6 +48,8 @@ interface StoredState {
   blocks: BlockSparsity[];
   times: PhaseTimes;
   forwardTokens: number;
+  permutations: Record<string, number[]>;
+  allocation: StoredAllocation | null; // --layerwise owl: the allocation the plan was built from
   seconds: number; // wall seconds of the layer loop over all attempts so far
   resumedAt: number[];
 }
@@ -91,6 +99,7 @@ export class ResumeStore {
   readonly dir: string;
   private readonly resumedAt: number[] = [];
   private previousSeconds = 0;
+  private allocation: StoredAllocation | null = null;
 
   constructor(
     stagedDir: string,
@@ -110,7 +119,7 @@ export class ResumeStore {
    * Read the committed state: the loop's starting point (tensors owned by the caller). Throws ConfigError when the
    * state was made from other inputs, CheckpointError when it is unreadable.
    */
-  load(config: LlamaConfig): LoopStart {
+  load(config: LlamaConfig): LoopStart & { allocation: StoredAllocation | null } {
     const file = join(this.dir, 'state.json');
     let s: StoredState;
     try {
@@ -120,7 +129,7 @@ export class ResumeStore {
     }
     if (s.version !== STATE_VERSION || s.fingerprint !== this.fingerprint) {
       throw new ResumeMismatchError(
-        `${file}: this partial run was made from other inputs (model files, method, options, calibration, dtype, sharding or batch size differ); ` +
+        `${file}: this partial run was made from other inputs (model files, method, options, layerwise allocation options, targets, calibration, dtype, sharding or batch size differ); ` +
           'rerun with the same options, or without --resume to start over',
       );
     }
@@ -140,7 +149,22 @@ export class ResumeStore {
     }
     this.resumedAt.push(...s.resumedAt, s.nextLayer);
     this.previousSeconds = s.seconds;
-    return { nextLayer: s.nextLayer, inputs, blocks: s.blocks, times: s.times, forwardTokens: s.forwardTokens, seconds: s.seconds };
+    this.allocation = s.allocation;
+    return {
+      nextLayer: s.nextLayer,
+      inputs,
+      blocks: s.blocks,
+      times: s.times,
+      forwardTokens: s.forwardTokens,
+      permutations: s.permutations,
+      seconds: s.seconds,
+      allocation: s.allocation,
+    };
+  }
+
+  /** The layerwise allocation to keep in every state from now on (null: none). */
+  setAllocation(a: StoredAllocation | null): void {
+    this.allocation = a;
   }
 
   /** Layers at which this run was resumed (in order). */
@@ -181,6 +205,8 @@ export class ResumeStore {
       blocks: cp.blocks,
       times: cp.times,
       forwardTokens: cp.forwardTokens,
+      permutations: cp.permutations,
+      allocation: this.allocation,
       seconds: this.previousSeconds + cp.seconds,
       resumedAt: this.resumedAt,
     };

@@ -5,66 +5,22 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError } from '../errors.js';
+import { z } from 'zod';
+import { parseOptions } from './plan.js';
 import { checkNmShape, smallestPerRowMask, sortedValueAt, validateOptions } from './mask.js';
-import type { LayerStats, PruneMethod, PruneOptions, PruneResult } from './method.js';
-import { checkLayerInput } from './wanda.js';
+import type { PruneMethod, PruneOptions, PruneResult } from './method.js';
+import { ActivationStats } from './stats.js';
+import { checkStats } from './wanda.js';
 
 /** Columns per block of the OBS sweep (the reference's blocksize). */
 export const SPARSEGPT_BLOCK = 128;
 /** Dampening added to the diagonal, as a fraction of mean(diag H) (the reference's percdamp). */
 export const SPARSEGPT_DAMP = 0.01;
 
-/**
- * H = (2/n) * sum over all calibration rows of x x^T ([in, in], float32), accumulated per sample as the reference:
- * H *= n/(n+1); n += 1; x *= sqrt(2/n); H += x^T x. Each batch element of `add` is folded in separately with the
- * same ops, so batching does not change the result.
- */
-export class SparseGptStats implements LayerStats {
-  readonly inFeatures: number;
-  private h: tf.Tensor2D | null; // [in, in]
-  private count = 0;
-
+/** SparseGPT's statistics alone (the Hessian); kept as a class for the public API. */
+export class SparseGptStats extends ActivationStats {
   constructor(inFeatures: number) {
-    if (!Number.isInteger(inFeatures) || inFeatures < 1) {
-      throw new ConfigError(`SparseGPT statistics: inFeatures ${String(inFeatures)} is not a positive integer`);
-    }
-    this.inFeatures = inFeatures;
-    this.h = tf.keep(tf.zeros([inFeatures, inFeatures], 'float32') as tf.Tensor2D);
-  }
-
-  get samples(): number {
-    return this.count;
-  }
-
-  /** The accumulated H ([in, in], float32). Borrowed: owned by this object, valid until the next `add` or `dispose`. */
-  get hessian(): tf.Tensor2D {
-    if (!this.h) throw new ConfigError('SparseGPT statistics: used after dispose()');
-    return this.h;
-  }
-
-  add(x: tf.Tensor3D): void {
-    checkLayerInput(x, this.inFeatures, 'SparseGptStats');
-    const [batch, seq] = x.shape;
-    const inF = this.inFeatures;
-    for (let b = 0; b < batch; b++) {
-      const prev = this.hessian;
-      const n = this.count + 1; // samples after this one
-      const next = tf.tidy(() => {
-        const xb = tf.cast(tf.reshape(tf.slice(x, [b, 0, 0], [1, seq, inF]), [seq, inF]), 'float32'); // [seq, in]
-        const scaled = tf.mul(xb, tf.scalar(Math.sqrt(2 / n))); // [seq, in]
-        // transposing first: matMul(a, b, transposeA) is far slower on wasm
-        const outer = tf.matMul(tf.transpose(scaled), scaled); // [in, in]
-        return tf.add(tf.mul(prev, tf.scalar((n - 1) / n)), outer) as tf.Tensor2D;
-      });
-      prev.dispose();
-      this.h = tf.keep(next);
-      this.count = n;
-    }
-  }
-
-  dispose(): void {
-    this.h?.dispose();
-    this.h = null;
+    super(inFeatures, ['hessian']);
   }
 }
 
@@ -143,7 +99,7 @@ export function upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array
  * The prepared inverse: dead inputs (H_jj == 0) get H_jj = 1, then damp = 0.01 * mean(diag H) is added to the
  * diagonal and Hinv = upper Cholesky of H^-1 is returned as float32 ([in, in] row-major) with the dead columns.
  */
-export function prepareHinv(hessian: Float32Array, n: number): { hinv: Float32Array; dead: boolean[] } {
+export function prepareHinv(hessian: Float32Array, n: number, percdamp = SPARSEGPT_DAMP): { hinv: Float32Array; dead: boolean[] } {
   const h = Float64Array.from(hessian);
   const dead: boolean[] = [];
   let trace = 0;
@@ -153,7 +109,7 @@ export function prepareHinv(hessian: Float32Array, n: number): { hinv: Float32Ar
     if (isDead) h[j * n + j] = 1;
     trace += h[j * n + j] as number;
   }
-  const damp = (SPARSEGPT_DAMP * trace) / n;
+  const damp = (percdamp * trace) / n;
   for (let j = 0; j < n; j++) h[j * n + j] = (h[j * n + j] as number) + damp;
   return { hinv: Float32Array.from(upperCholeskyOfInverse(h, n)), dead };
 }
@@ -175,6 +131,7 @@ export function sparseGptSweep(
   hinv: Float32Array,
   dead: readonly boolean[],
   options: PruneOptions,
+  blocksize = SPARSEGPT_BLOCK,
 ): PruneResult {
   const [out, inF] = weight.shape;
   const { structure } = options;
@@ -188,8 +145,8 @@ export function sparseGptSweep(
   const qBlocks: tf.Tensor2D[] = [];
   const maskBlocks: tf.Tensor2D[] = [];
   try {
-    for (let i1 = 0; i1 < inF; i1 += SPARSEGPT_BLOCK) {
-      const i2 = Math.min(i1 + SPARSEGPT_BLOCK, inF);
+    for (let i1 = 0; i1 < inF; i1 += blocksize) {
+      const i2 = Math.min(i1 + blocksize, inF);
       const count = i2 - i1;
       const diag = new Float32Array(count); // diag(Hinv1)
       for (let i = 0; i < count; i++) diag[i] = hinv[(i1 + i) * inF + i1 + i] as number;
@@ -283,36 +240,34 @@ export function sparseGptSweep(
   }
 }
 
+const sparsegptOptions = z.strictObject({
+  damp: z.number().positive().default(SPARSEGPT_DAMP).meta({ flag: 'damp', description: 'SparseGPT: dampening, a fraction of mean(diag H) (default 0.01)' }),
+  blocksize: z.number().int().positive().default(SPARSEGPT_BLOCK).meta({ flag: 'blocksize', description: 'SparseGPT: columns per block of the OBS sweep (default 128)' }),
+});
+export type SparseGptOptions = z.infer<typeof sparsegptOptions>;
+
 /** The SparseGPT method: Hessian statistics, then the OBS sweep that removes and updates weights. */
-export const sparsegpt: PruneMethod = {
+export const sparsegpt: PruneMethod<SparseGptOptions> = {
   name: 'sparsegpt',
-  needsCalibration: true,
-  createStats(inFeatures: number): SparseGptStats {
-    return new SparseGptStats(inFeatures);
-  },
-  prune(weight: tf.Tensor2D, stats: LayerStats | null, options: PruneOptions): PruneResult {
-    validateOptions(options);
-    if (options.useVariant === true) throw new ConfigError('useVariant: applies to wanda only, not sparsegpt');
-    if (!(stats instanceof SparseGptStats)) {
-      throw new ConfigError('sparsegpt.prune: needs the statistics made by sparsegpt.createStats');
-    }
-    if (weight.rank !== 2 || weight.shape[1] !== stats.inFeatures) {
-      throw new ConfigError(
-        `sparsegpt.prune: weight [${weight.shape.join(', ')}] does not match statistics of ${stats.inFeatures} inputs`,
-      );
-    }
-    if (stats.samples === 0) throw new ConfigError('sparsegpt.prune: the statistics have seen no calibration sample');
-    const { structure } = options;
+  summary: 'OBS sweep with weight updates from the Hessian of the inputs (Frantar & Alistarh 2023)',
+  stats: ['hessian'],
+  options: sparsegptOptions,
+  updatesWeights: true,
+  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: SparseGptOptions): PruneResult {
+    validateOptions(target);
+    const o = parseOptions('sparsegpt', sparsegptOptions, options) as z.infer<typeof sparsegptOptions>;
+    const s = checkStats('sparsegpt', weight, stats);
+    const { structure } = target;
     if (structure.kind === 'nm') {
       checkNmShape(weight.shape, structure.n, structure.m);
-      if (SPARSEGPT_BLOCK % structure.m !== 0) {
+      if (o.blocksize % structure.m !== 0) {
         throw new ConfigError(
-          `structure ${structure.n}:${structure.m}: SparseGPT forms N:M groups inside blocks of ${SPARSEGPT_BLOCK} ` +
-            `columns, so M must divide ${SPARSEGPT_BLOCK}`,
+          `structure ${structure.n}:${structure.m}: SparseGPT forms N:M groups inside blocks of ${o.blocksize} ` +
+            `columns, so M must divide ${o.blocksize}`,
         );
       }
     }
-    const { hinv, dead } = prepareHinv(stats.hessian.dataSync() as Float32Array, stats.inFeatures);
-    return sparseGptSweep(weight, hinv, dead, options);
+    const { hinv, dead } = prepareHinv(s.hessian.dataSync() as Float32Array, s.inFeatures, o.damp);
+    return sparseGptSweep(weight, hinv, dead, target, o.blocksize);
   },
 };

@@ -5,68 +5,18 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
+import { z } from 'zod';
+import { parseOptions } from './plan.js';
 import { applyMask, structureMask, validateOptions } from './mask.js';
-import type { LayerStats, PruneMethod, PruneOptions, PruneResult } from './method.js';
+import type { LinearRef, PruneMethod, PruneOptions, PruneResult } from './method.js';
+import { ActivationStats, checkLayerInput } from './stats.js';
 
-/** Check that x is [batch, seq, inFeatures]; the message names the statistics' owner. */
-export function checkLayerInput(x: tf.Tensor, inFeatures: number, owner: string): void {
-  if (x.rank !== 3 || x.shape[2] !== inFeatures) {
-    throw new ConfigError(
-      `${owner}.add: expected a layer input [batch, seq, ${inFeatures}], got [${x.shape.join(', ')}]`,
-    );
-  }
-}
+export { checkLayerInput };
 
-/**
- * Running mean over samples of each input feature's sum of squares (the reference's `scaler_row`), float32.
- * After each sample (one sequence of t rows): s = s * n/(n+1) + ||x_j||^2 / (n+1), n = samples seen before it.
- * Each batch element of `add` is folded in separately with the same ops, so batching does not change the result.
- * The squared norm is the plain float32 sum of squares (the reference squares torch.norm; the ranking is the same).
- */
-export class WandaStats implements LayerStats {
-  readonly inFeatures: number;
-  private scaler: tf.Tensor1D | null; // [in]
-  private count = 0;
-
+/** Wanda's statistics alone (the scaler row); kept as a class for notebooks and the public API. */
+export class WandaStats extends ActivationStats {
   constructor(inFeatures: number) {
-    if (!Number.isInteger(inFeatures) || inFeatures < 1) {
-      throw new ConfigError(`Wanda statistics: inFeatures ${String(inFeatures)} is not a positive integer`);
-    }
-    this.inFeatures = inFeatures;
-    this.scaler = tf.keep(tf.zeros([inFeatures], 'float32') as tf.Tensor1D);
-  }
-
-  get samples(): number {
-    return this.count;
-  }
-
-  /** The accumulated s ([in], float32). Borrowed: owned by this object, valid until the next `add` or `dispose`. */
-  get scalerRow(): tf.Tensor1D {
-    if (!this.scaler) throw new ConfigError('Wanda statistics: used after dispose()');
-    return this.scaler;
-  }
-
-  add(x: tf.Tensor3D): void {
-    checkLayerInput(x, this.inFeatures, 'WandaStats');
-    const [batch, seq] = x.shape;
-    for (let b = 0; b < batch; b++) {
-      const prev = this.scalerRow;
-      const n = this.count;
-      const next = tf.tidy(() => {
-        const xb = tf.cast(tf.reshape(tf.slice(x, [b, 0, 0], [1, seq, this.inFeatures]), [seq, this.inFeatures]), 'float32'); // [seq, in]
-        const sumSq = tf.sum(tf.square(xb), 0); // [in]
-        // s * n/(n+1) + ||x_j||^2 / (n+1), the scalars rounded to float32 as the reference's tensor ops do
-        return tf.add(tf.mul(prev, tf.scalar(n / (n + 1))), tf.div(sumSq, tf.scalar(n + 1))) as tf.Tensor1D;
-      });
-      prev.dispose();
-      this.scaler = tf.keep(next);
-      this.count = n + 1;
-    }
-  }
-
-  dispose(): void {
-    this.scaler?.dispose();
-    this.scaler = null;
+    super(inFeatures, ['scaler']);
   }
 }
 
@@ -139,30 +89,43 @@ export function wandaVariantMask(metric: tf.Tensor2D, target: number): VariantRe
   }
 }
 
+const wandaOptions = z.strictObject({
+  variant: z.boolean().default(false).meta({ flag: 'use-variant', description: "Wanda's alpha-bisection variant (unstructured only)" }),
+});
+export type WandaOptions = z.infer<typeof wandaOptions>;
+
+/** The statistics a method reads, checked: present, sized for `weight`, fed with at least one sample. */
+export function checkStats(owner: string, weight: tf.Tensor2D, stats: ActivationStats | null): ActivationStats {
+  if (!stats) throw new ConfigError(`${owner}.prune: needs calibration statistics`);
+  if (weight.rank !== 2 || weight.shape[1] !== stats.inFeatures) {
+    throw new ConfigError(
+      `${owner}.prune: weight [${weight.shape.join(', ')}] does not match statistics of ${stats.inFeatures} inputs`,
+    );
+  }
+  if (stats.samples === 0) throw new ConfigError(`${owner}.prune: the statistics have seen no calibration sample`);
+  return stats;
+}
+
 /** The Wanda method: calibration statistics, then a per-output-row mask of |W| * sqrt(s). Weights are not updated. */
-export const wanda: PruneMethod = {
+export const wanda: PruneMethod<WandaOptions> = {
   name: 'wanda',
-  needsCalibration: true,
-  createStats(inFeatures: number): WandaStats {
-    return new WandaStats(inFeatures);
+  summary: '|W| * sqrt(mean input norm^2), per output row (Sun et al. 2023)',
+  stats: ['scaler'],
+  options: wandaOptions,
+  updatesWeights: false,
+  check(target: PruneOptions, options: WandaOptions): void {
+    if (options.variant && target.structure.kind !== 'unstructured') {
+      throw new ConfigError('wanda: the variant (--use-variant) applies to unstructured sparsity only');
+    }
   },
-  prune(weight: tf.Tensor2D, stats: LayerStats | null, options: PruneOptions): PruneResult {
-    validateOptions(options);
-    if (!(stats instanceof WandaStats)) {
-      throw new ConfigError('wanda.prune: needs the statistics made by wanda.createStats');
-    }
-    if (weight.rank !== 2 || weight.shape[1] !== stats.inFeatures) {
-      throw new ConfigError(
-        `wanda.prune: weight [${weight.shape.join(', ')}] does not match statistics of ${stats.inFeatures} inputs`,
-      );
-    }
-    if (stats.samples === 0) throw new ConfigError('wanda.prune: the statistics have seen no calibration sample');
-    const metric = wandaMetric(weight, stats.scalerRow); // [out, in]
+  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: WandaOptions, _where?: LinearRef): PruneResult {
+    validateOptions(target);
+    const o = parseOptions('wanda', wandaOptions, options) as z.infer<typeof wandaOptions>;
+    wanda.check!(target, o);
+    const s = checkStats('wanda', weight, stats);
+    const metric = wandaMetric(weight, s.scalerRow); // [out, in]
     try {
-      const mask =
-        options.useVariant === true
-          ? wandaVariantMask(metric, options.sparsity).mask
-          : structureMask(metric, options);
+      const mask = o.variant ? wandaVariantMask(metric, target.sparsity).mask : structureMask(metric, target);
       return { weight: applyMask(weight, mask), mask };
     } finally {
       metric.dispose();

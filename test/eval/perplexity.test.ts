@@ -111,6 +111,7 @@ describe('losses against the float64 reference forward', () => {
     expect(Math.abs(one.ppl - want) / want).toBeLessThan(1e-4);
     expect(Math.abs(three.ppl - one.ppl) / one.ppl).toBeLessThan(1e-6);
     expect(progress).toEqual([
+      [0, 7], // before the first window: the reporter's clock starts here
       [3, 7],
       [6, 7],
       [7, 7],

@@ -209,11 +209,24 @@ describe('charts', () => {
       '>Structure<',
       '>unstructured<',
       '>2:4<',
-      '>Dense<',
+      '>Reference<',
+      '>Dense (25.31)<',
       'dashed line: dense model (25.31)',
     ]) {
       expect(svg).toContain(text);
     }
+    // The dense legend symbol is a dashed grey stroke, like its rule; the method legend has no dense entry.
+    expect(svg).toMatch(/role-legend-symbol[^>]*><path [^>]*d="M-10,0L10,0" stroke="#555555" stroke-width="2" stroke-dasharray="6,4"/);
+    expect(svg).toContain("Symbol legend titled 'Method' for fill color and stroke color with 3 values: Wanda, Magnitude, Wanda (variant)");
+    // The x axis ends at the largest sparsity shown (60%), not at 100%.
+    expect(svg).toContain("X-axis titled 'Sparsity (% of weights removed per pruned layer)' for a linear scale with values from 0 to 60");
+  });
+
+  test('log scale only when perplexities span a factor of 10 or more', async () => {
+    const near = await renderSvg(pplVsSparsitySpec([dense, wanda], 'wikitext2')!); // 25.3 and 31.0
+    expect(near).toContain("Y-axis titled 'WikiText-2 perplexity' for a linear scale");
+    const far = await renderSvg(pplVsSparsitySpec([dense, wanda, magnitude], 'wikitext2')!); // up to 1234.6
+    expect(far).toContain("Y-axis titled 'WikiText-2 perplexity (log scale)' for a log scale");
   });
 
   test('a structure legend only when structures differ', async () => {
@@ -234,6 +247,8 @@ describe('charts', () => {
     for (const text of ['Zero fraction per decoder block', 'Decoder block (index)', 'Zero fraction (%)', '>Target sparsity<', '>unstructured 50%<', '>2:4<', '>Wanda<', '>Magnitude<']) {
       expect(svg).toContain(text);
     }
+    // Colour means the target here: none of the method colours of the perplexity chart.
+    for (const methodColour of ['#4c78a8', '#f58518', '#54a24b']) expect(svg).not.toContain(`fill="${methodColour}"`);
     expect(blockSparsitySpec([dense])).toBeNull();
     expect(targetLabel({ structure: 'unstructured', sparsity: 0.35 })).toBe('unstructured 35%');
   });

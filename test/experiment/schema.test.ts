@@ -158,7 +158,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
     const e = errorOf(BASE.replace('    sparsity: 0.5', '    sparsty: 0.5'));
     expect(e.file).toBe(join(root, 'configs', 'bad.yaml'));
     expect(e.issues).toEqual([
-      { path: 'prune[0].sparsty', message: "unknown key 'sparsty' (did you mean 'sparsity'?); allowed: method, structure, sparsity, useVariant" },
+      { path: 'prune[0].sparsty', message: "unknown key 'sparsty' (did you mean 'sparsity'?); allowed: method, structure, sparsity, useVariant, layerwise, refine, targets, ignore, magnitude, wanda, sparsegpt, ria, owl, dsnot" },
       { path: 'prune[0].sparsity', message: 'required for unstructured pruning (a number >= 0 and < 1)' },
     ]);
     expect(e.message).toContain(`${join(root, 'configs', 'bad.yaml')}: 2 problems:`);
@@ -239,7 +239,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
     const e = errorOf(BASE.replace('method: wanda', 'method: [wanda, obs]') + 'backend: gpu\n');
     expect(e.issues).toEqual([
       { path: 'backend', message: "must be one of auto, tensorflow, wasm, cpu, got 'gpu'" },
-      { path: 'prune[0].method[1]', message: "must be one of magnitude, wanda, sparsegpt, got 'obs'" },
+      { path: 'prune[0].method[1]', message: "must be one of magnitude, wanda, sparsegpt, ria, got 'obs'" },
     ]);
   });
 
@@ -334,17 +334,67 @@ describe('expandSettings', () => {
       'wanda-unstructured-0.5', 'wanda-4of8', 'wanda-2of4',
       'wanda-variant-unstructured-0.5', 'wanda-variant-unstructured-0.6',
     ]);
-    expect(settings[1]).toEqual({ id: 'magnitude-4of8', method: 'magnitude', structure: { kind: 'nm', n: 4, m: 8 }, sparsity: 0.5, useVariant: false });
-    expect(settings[10]).toEqual({ id: 'wanda-variant-unstructured-0.6', method: 'wanda', structure: { kind: 'unstructured' }, sparsity: 0.6, useVariant: true });
+    expect(settings[1]).toEqual({ id: 'magnitude-4of8', method: 'magnitude', structure: { kind: 'nm', n: 4, m: 8 }, sparsity: 0.5, useVariant: false, methodOptions: {}, layerwise: null, refine: null, targets: [], ignore: [] });
+    expect(settings[10]).toEqual({ id: 'wanda-variant-unstructured-0.6', method: 'wanda', structure: { kind: 'unstructured' }, sparsity: 0.6, useVariant: true, methodOptions: { variant: true }, layerwise: null, refine: null, targets: [], ignore: [] });
+  });
+
+  test('plan keys: layerwise, refine, targets, ignore and options under the owner name; ids name what differs from defaults', () => {
+    const exp = loadExperiment(write('plan.yaml', BASE.replace(/prune:[\s\S]*$/, `prune:
+  - method: wanda
+    sparsity: [0.5, 0.7]
+    layerwise: owl
+    owl: { lambda: 0.1, m: 5 }
+  - method: [wanda, ria]
+    sparsity: 0.6
+    refine: dsnot
+    ignore: ['re:.*down_proj']
+  - method: ria
+    structure: '2:4'
+    ria: { permute: true, alpha: 0.5 }
+  - method: sparsegpt
+    sparsity: 0.5
+    sparsegpt: { damp: 0.05 }
+`)));
+    const settings = expandSettings(exp);
+    expect(settings.map((s) => s.id)).toEqual([
+      'wanda+owl-lambda0.1-unstructured-0.5',
+      'wanda+owl-lambda0.1-unstructured-0.7',
+      expect.stringMatching(/^wanda\+dsnot-sel[0-9a-f]{8}-unstructured-0\.6$/),
+      expect.stringMatching(/^ria\+dsnot-sel[0-9a-f]{8}-unstructured-0\.6$/),
+      'ria-permute-2of4',
+      'sparsegpt-damp0.05-unstructured-0.5',
+    ]);
+    expect(settings[0]).toMatchObject({ layerwise: { name: 'owl', options: { lambda: 0.1 } }, refine: null, methodOptions: {} });
+    expect(settings[2]).toMatchObject({ refine: { name: 'dsnot', options: {} }, ignore: ['re:.*down_proj'], targets: [] });
+    expect(settings[4]).toMatchObject({ methodOptions: { permute: true } }); // alpha 0.5 is the default: not in the id
+  });
+
+  test('plan keys: options of an owner the entry does not use, OWL or DSnoT with N:M, DSnoT after SparseGPT, bad option values', () => {
+    const e = errorOf(BASE.replace(/prune:[\s\S]*$/, `prune:
+  - method: wanda
+    structure: '2:4'
+    layerwise: owl
+    refine: dsnot
+    ria: { permute: true }
+  - method: sparsegpt
+    sparsity: 0.5
+    refine: dsnot
+  - method: ria
+    sparsity: 0.5
+    ria: { permute: true, alpha: -1 }
+`));
+    const paths = e.issues.map((i) => i.path);
+    expect(paths).toEqual(expect.arrayContaining(['prune[0].ria', 'prune[0].layerwise', 'prune[0].refine', 'prune[1].refine', 'prune[2].ria.alpha']));
+    expect(e.issues.find((i) => i.path === 'prune[0].ria')?.message).toBe('options for ria, which this entry does not use');
   });
 
   test('N:M without sparsity takes N/M; unquoted 2:4 in YAML is the string 2:4', () => {
     const exp = loadExperiment(write('nm.yaml', BASE.replace('structure: unstructured', 'structure: 2:4').replace('    sparsity: 0.5\n', '')));
-    expect(expandSettings(exp)).toEqual([{ id: 'wanda-2of4', method: 'wanda', structure: { kind: 'nm', n: 2, m: 4 }, sparsity: 0.5, useVariant: false }]);
+    expect(expandSettings(exp)).toEqual([{ id: 'wanda-2of4', method: 'wanda', structure: { kind: 'nm', n: 2, m: 4 }, sparsity: 0.5, useVariant: false, methodOptions: {}, layerwise: null, refine: null, targets: [], ignore: [] }]);
   });
 
   test('settingId and parseStructure', () => {
-    expect(settingId({ method: 'sparsegpt', structure: { kind: 'unstructured' }, sparsity: 0.5, useVariant: false })).toBe('sparsegpt-unstructured-0.5');
+    expect(settingId({ method: 'sparsegpt', structure: { kind: 'unstructured' }, sparsity: 0.5, useVariant: false, methodOptions: {}, layerwise: null, refine: null, targets: [], ignore: [] })).toBe('sparsegpt-unstructured-0.5');
     expect(parseStructure('16:32')).toEqual({ kind: 'nm', n: 16, m: 32 });
     expect(() => parseStructure('4:2')).toThrow('structure: N:M needs N < M, got 4:2');
   });
@@ -357,6 +407,7 @@ describe('shipped configs', () => {
     'c4-llama-7m.yaml': 4,
     'demo.yaml': 2,
     'finetune-c4-llama-7m.yaml': 2,
+    'newer-methods-c4-llama-7m.yaml': 23,
     'paper-grid-c4-llama-7m.yaml': 9,
     'pruning-c4-llama-7m.yaml': 4,
     'sparsity-sweep-c4-llama-7m.yaml': 24,

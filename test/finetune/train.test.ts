@@ -279,6 +279,12 @@ describe('finetune()', () => {
     expect(r.training.resumedFrom).toBeNull();
     expect(r.training.stoppedBy).toBe('maxSteps');
     expect(r.training.losses).toHaveLength(6);
+    // First and last loss are measured the same way: means over the same number of steps (all 6 here).
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(r.training.lossWindow).toBe(6);
+    expect(r.training.firstLoss).toBeCloseTo(mean(r.training.losses), 12);
+    expect(r.training.lastLoss).toBeCloseTo(mean(r.training.losses), 12);
+    expect(r.data.file).toBe(dataFile); // as given
     expect(r.data.excludedDocuments).toBe(3); // documents 0, 7, 31
     expect(r.data.windowsDrawn).toBe(12);
     expect(r.optimizer.tokensPerStep).toBe(32);

@@ -25,13 +25,17 @@ import {
   refWandaScaler,
   refWandaVariant,
 } from './reference-prune.js';
+import { refDsnot, refDsnotStats, refOutlierRatio, refOwlSparsities, refRiaMetric, refRiaPermutedMask, refRiaUnstructured } from './reference-newer.js';
 
-export type RefMethod = 'wanda' | 'magnitude' | 'sparsegpt';
+export type RefMethod = 'wanda' | 'magnitude' | 'sparsegpt' | 'ria';
 
 export interface RefPipelineOptions {
   method: RefMethod;
   structure: RefStructure; // unstructured carries the sparsity; N:M fixes it
   useVariant?: boolean; // Wanda's alpha-bisection variant (unstructured only)
+  riaPermute?: boolean; // RIA's channel reallocation + LSA (N:M)
+  owl?: { lamda: number; M: number }; // OWL: pass 1 on the dense model, then per-block sparsities (unstructured)
+  dsnot?: { maxCycle: number; threshold: number }; // DSnoT on the attention linears after Wanda (unstructured)
   windows: number[][]; // calibration token ids, one sequence per sample (ignored by magnitude)
   fault?: 'stats-after-pruning' | 'propagate-unpruned';
 }
@@ -48,6 +52,8 @@ export interface RefLinearResult {
 
 export interface RefPipelineResult {
   layers: Record<RefLinear, RefLinearResult>[]; // per block
+  owl?: { ratios: number[]; sparsities: number[] };
+  permutations?: Record<string, number[]>;
 }
 
 /** The attention/MLP groups in execution order; linears of a group read the same input. */
@@ -73,6 +79,33 @@ export function referencePipeline(
   const useData = o.method !== 'magnitude';
   let xs: { x: Float64Array; s: number }[] = useData ? o.windows.map((ids) => ({ x: model.embed(ids), s: ids.length })) : [];
   const layers: Record<RefLinear, RefLinearResult>[] = [];
+  const permutations: Record<string, number[]> = {};
+  let owl: { ratios: number[]; sparsities: number[] } | undefined;
+  if (o.owl) {
+    if (o.structure.kind !== 'unstructured') throw new Error('reference pipeline: OWL is unstructured only');
+    // pass 1: the dense model, block by block; ratio of the Wanda metrics of the seven linears together
+    const dense = new ReferenceLlama(raw, new Map(weights));
+    let ys = o.windows.map((ids) => ({ x: dense.embed(ids), s: ids.length }));
+    const ratios: number[] = [];
+    for (let layer = 0; layer < c.layers; layer++) {
+      const got = new Map<RefLinear, Float32Array[]>();
+      let seq = 0;
+      for (const { x, s } of ys) {
+        dense.block(layer, x, s, (name, input) => {
+          got.set(name, [...(got.get(name) ?? []), Float32Array.from(input)]);
+          seq = s;
+        });
+      }
+      const parts = REF_LINEARS.map((n) => {
+        const w0 = weights.get(linearName(layer, n))!;
+        const cols = got.get(n)![0]!.length / seq;
+        return refWandaMetric(w0, refWandaScaler(got.get(n)!, seq, cols), w0.length / cols, cols);
+      });
+      ratios.push(refOutlierRatio(parts, o.owl.M));
+      ys = ys.map(({ x, s }) => ({ x: dense.block(layer, x, s), s }));
+    }
+    owl = { ratios, sparsities: refOwlSparsities(ratios, o.structure.sparsity, o.owl.lamda) };
+  }
 
   /** Inputs of the linears in `names`, per sample, with the block's current weights. */
   const capture = (layer: number, names: readonly RefLinear[]): Map<RefLinear, { samples: Float32Array[]; seq: number; inF: number }> => {
@@ -101,7 +134,19 @@ export function referencePipeline(
         const cols = n === 'o_proj' ? c.heads * c.headDim : n === 'down_proj' ? c.intermediate : c.hidden; // in
         const rows = w0.length / cols;
         let r: RefLinearResult;
-        if (o.method === 'magnitude') {
+        const structure: RefStructure = owl ? { kind: 'unstructured', sparsity: owl.sparsities[layer]! } : o.structure;
+        if (o.method === 'ria') {
+          if (!inp) throw new Error(`reference pipeline: no inputs recorded for ${key}`);
+          const metric = refRiaMetric(w0, refWandaScaler(inp.samples, inp.seq, cols), rows, cols, 0.5);
+          let mask: Uint8Array;
+          if (structure.kind === 'unstructured') mask = refRiaUnstructured(metric, structure.sparsity);
+          else if (o.riaPermute) {
+            const p = refRiaPermutedMask(metric, rows, cols, structure.n, structure.m);
+            mask = p.mask;
+            permutations[key.replace(/\.weight$/, '')] = p.index;
+          } else mask = refWandaMask(metric, rows, cols, structure);
+          r = { rows, cols, weight: masked(w0, mask), mask, metric };
+        } else if (o.method === 'magnitude') {
           const mask = refMagnitudeMask(w0, rows, cols, o.structure);
           r = { rows, cols, weight: masked(w0, mask), mask, metric: Float32Array.from(w0, Math.abs) };
         } else if (o.method === 'wanda') {
@@ -112,7 +157,12 @@ export function referencePipeline(
             if (o.structure.kind !== 'unstructured') throw new Error('reference pipeline: the Wanda variant is unstructured only');
             mask = refWandaVariant(metric, rows, cols, o.structure.sparsity).mask;
           } else {
-            mask = refWandaMask(metric, rows, cols, o.structure);
+            mask = refWandaMask(metric, rows, cols, structure);
+          }
+          if (o.dsnot && structure.kind === 'unstructured' && !['gate_proj', 'up_proj', 'down_proj'].includes(n)) {
+            const { sum, variance } = refDsnotStats(inp.samples, inp.seq, cols);
+            const scaler = refWandaScaler(inp.samples, inp.seq, cols);
+            mask = refDsnot({ rows, cols, w: w0, initialMask: mask, scaler, sum, variance, maxCycle: o.dsnot.maxCycle, threshold: o.dsnot.threshold });
           }
           r = { rows, cols, weight: masked(w0, mask), mask, metric };
         } else {
@@ -140,7 +190,7 @@ export function referencePipeline(
     // 3. the pruned block's outputs feed the next block
     if (useData && layer < c.layers - 1) xs = unprunedOut ?? xs.map(({ x, s }) => ({ x: model.block(layer, x, s), s }));
   }
-  return { layers };
+  return { layers, ...(owl ? { owl } : {}), ...(Object.keys(permutations).length > 0 ? { permutations } : {}) };
 }
 
 function masked(w: Float32Array, mask: Uint8Array): Float64Array {

@@ -228,6 +228,7 @@ export function refSparseGpt(
   rows: number,
   cols: number,
   s: RefStructure,
+  opts: { damp?: number; blocksize?: number } = {}, // percdamp and blocksize (reference: 0.01, 128)
 ): { weight: Float64Array; mask: Uint8Array } {
   const n = cols;
   const w = Float64Array.from(w0);
@@ -240,12 +241,12 @@ export function refSparseGpt(
   }
   let trace = 0;
   for (let j = 0; j < n; j++) trace += at(h, j * n + j);
-  for (let j = 0; j < n; j++) h[j * n + j] = at(h, j * n + j) + (0.01 * trace) / n;
+  for (let j = 0; j < n; j++) h[j * n + j] = at(h, j * n + j) + ((opts.damp ?? 0.01) * trace) / n;
   const hi = choleskyInverse(cholesky(h, n), n);
   const lo = cholesky(hi, n); // lower L with L L^T = H^-1; the upper factor is U = L^T
   const u = (i: number, j: number): number => at(lo, j * n + i);
   const mask = new Uint8Array(rows * cols);
-  const bs = 128;
+  const bs = opts.blocksize ?? 128;
   for (let i1 = 0; i1 < cols; i1 += bs) {
     const i2 = Math.min(i1 + bs, cols);
     const err = new Float64Array(rows * (i2 - i1));

@@ -44,10 +44,6 @@ describe('validateOptions', () => {
     [{ sparsity: 0, structure: { kind: 'nm', n: 0, m: 4 } }, 'structure 0:4: N and M must be positive integers'],
     [{ sparsity: 0.5, structure: { kind: 'nm', n: 1.5, m: 3 } }, 'structure 1.5:3: N and M must be positive integers'],
     [{ sparsity: 0.6, structure: { kind: 'nm', n: 2, m: 4 } }, 'structure 2:4 fixes sparsity at 0.5; got sparsity 0.6'],
-    [
-      { sparsity: 0.5, structure: { kind: 'nm', n: 2, m: 4 }, useVariant: true },
-      'useVariant: the Wanda variant applies to unstructured sparsity only, not 2:4',
-    ],
   ] as const)('rejects %j', (options, message) => {
     expect(() => validateOptions(options)).toThrow(new ConfigError(message));
     expect(() => validateOptions(options)).toThrow(ConfigError);
@@ -55,7 +51,7 @@ describe('validateOptions', () => {
 
   it('accepts valid options', () => {
     expect(() => validateOptions({ sparsity: 0, structure: u })).not.toThrow();
-    expect(() => validateOptions({ sparsity: 0.999, structure: u, useVariant: true })).not.toThrow();
+    expect(() => validateOptions({ sparsity: 0.999, structure: u })).not.toThrow();
     expect(() => validateOptions({ sparsity: 0.5, structure: { kind: 'nm', n: 4, m: 8 } })).not.toThrow();
     expect(() => validateOptions({ sparsity: 0.25, structure: { kind: 'nm', n: 1, m: 4 } })).not.toThrow();
     expect(describeStructure({ kind: 'nm', n: 2, m: 4 })).toBe('2:4');

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../../lib/errors.js';
 import { magnitude } from '../../lib/prune/magnitude.js';
 import type { LayerStats, PruneMethod, PruneOptions, Structure } from '../../lib/prune/method.js';
+import { createStats } from '../../lib/prune/stats.js';
 import { METHOD_NAMES, getMethod } from '../../lib/prune/registry.js';
 import { SparseGptStats, prepareHinv, sparsegpt, upperCholeskyOfInverse } from '../../lib/prune/sparsegpt.js';
 import { WandaStats, wanda, wandaMetric, wandaVariantMask } from '../../lib/prune/wanda.js';
@@ -66,8 +67,8 @@ function makeLayer(seed: number, out: number, inF: number, nSamples: number, seq
 }
 
 /** Feed the samples to fresh statistics, `perBatch` samples per add call. */
-function collect(method: PruneMethod, layer: Layer, perBatch: number): LayerStats {
-  const stats = method.createStats(layer.inF);
+function collect(method: Pick<PruneMethod<unknown>, 'name' | 'stats'>, layer: Layer, perBatch: number): LayerStats {
+  const stats = createStats(method, layer.inF);
   if (!stats) throw new Error(`${method.name} has no statistics`);
   for (let s = 0; s < layer.samples.length; s += perBatch) {
     const chunk = layer.samples.slice(s, s + perBatch);
@@ -160,7 +161,7 @@ describe('Wanda', () => {
     expect(Math.abs(variant.sparsity - target)).toBeLessThanOrEqual(0.001 + 1e-7);
     const counts = rowCounts(ref.mask, out, inF);
     expect(new Set(counts).size).toBeGreaterThan(1); // rows end with different sparsities
-    const res = wanda.prune(weight, stats, { sparsity: target, structure: UNSTRUCTURED, useVariant: true });
+    const res = wanda.prune(weight, stats, { sparsity: target, structure: UNSTRUCTURED }, { variant: true });
     expect(maskOf(res.mask)).toEqual(ref.mask);
     expectZeroedWhereMasked(res.weight, ref.mask, layer.w);
     tf.dispose([weight, metricT, variant.mask, res.weight, res.mask]);
@@ -191,11 +192,12 @@ describe('Wanda', () => {
   it('rejects statistics of another method, of another size, or with no sample', () => {
     const weight = tf.zeros([4, 8]) as tf.Tensor2D;
     const o = options(UNSTRUCTURED);
-    const other = sparsegpt.createStats(8);
-    const wrongSize = wanda.createStats(16);
-    const empty = wanda.createStats(8);
+    const other = createStats(sparsegpt, 8);
+    const wrongSize = createStats(wanda, 16);
+    const empty = createStats(wanda, 8);
+    other?.add(tf.ones([1, 2, 8]) as tf.Tensor3D);
     expect(() => wanda.prune(weight, other, o)).toThrow(
-      new ConfigError('wanda.prune: needs the statistics made by wanda.createStats'),
+      new ConfigError("statistics: 'scaler' was not collected (collected: hessian)"),
     );
     expect(() => wanda.prune(weight, null, o)).toThrow(ConfigError);
     expect(() => wanda.prune(weight, wrongSize, o)).toThrow(
@@ -205,7 +207,7 @@ describe('Wanda', () => {
       new ConfigError('wanda.prune: the statistics have seen no calibration sample'),
     );
     const x = tf.zeros([1, 3, 7]) as tf.Tensor3D;
-    expect(() => empty?.add(x)).toThrow(new ConfigError('WandaStats.add: expected a layer input [batch, seq, 8], got [1, 3, 7]'));
+    expect(() => empty?.add(x)).toThrow(new ConfigError('statistics.add: expected a layer input [batch, seq, 8], got [1, 3, 7]'));
     tf.dispose([weight, x]);
     [other, wrongSize, empty].forEach((s) => s?.dispose());
   });
@@ -213,8 +215,8 @@ describe('Wanda', () => {
 
 describe('magnitude', () => {
   it('needs no calibration', () => {
-    expect(magnitude.needsCalibration).toBe(false);
-    expect(magnitude.createStats(16)).toBeNull();
+    expect(magnitude.stats).toEqual([]);
+    expect(createStats(magnitude, 16)).toBeNull();
   });
 
   it.each([
@@ -282,6 +284,32 @@ describe('SparseGPT', () => {
   });
 
   it.each([
+    [0.05, 64, options(UNSTRUCTURED, 0.5)],
+    [0.01, 32, options(NM24)],
+    [0.2, 100, options(UNSTRUCTURED, 0.7)],
+  ])('damp %f, blocksize %i (%j): mask and updated weights match the float64 reference with the same settings', (damp, blocksize, o) => {
+    const layer = makeLayer(Math.round(damp * 1000) + blocksize, 12, 160, 3, 64);
+    const stats = collect(sparsegpt, layer, 3) as SparseGptStats;
+    const weight = tf.tensor2d(layer.w, [12, 160]);
+    const res = sparsegpt.prune(weight, stats, o, { damp, blocksize });
+    const ref = refSparseGpt(layer.w, Float64Array.from(stats.hessian.dataSync()), 12, 160, refStructure(o), { damp, blocksize });
+    expect(maskOf(res.mask)).toEqual(ref.mask);
+    const got = res.weight.dataSync();
+    let scale = 0;
+    let worst = 0;
+    ref.weight.forEach((v, i) => {
+      scale = Math.max(scale, Math.abs(v));
+      worst = Math.max(worst, Math.abs((got[i] as number) - v));
+    });
+    expect(worst).toBeLessThanOrEqual(1e-4 * scale);
+    // the defaults differ from these settings: another mask or other weights
+    const plain = sparsegpt.prune(weight, stats, o);
+    expect(Array.from(plain.weight.dataSync())).not.toEqual(Array.from(got));
+    tf.dispose([weight, res.weight, res.mask, plain.weight, plain.mask]);
+    stats.dispose();
+  });
+
+  it.each([
     [16, 64, options(UNSTRUCTURED, 0.5)],
     [24, 200, options(UNSTRUCTURED, 0.6)], // two blocks, the second partial
     [32, 256, options(NM24)],
@@ -335,16 +363,17 @@ describe('SparseGPT', () => {
   });
 
   it('rejects an M that does not divide the block of 128 columns, and statistics of another method', () => {
-    const stats = sparsegpt.createStats(96);
+    const stats = createStats(sparsegpt, 96);
     const x = tf.ones([1, 4, 96]) as tf.Tensor3D;
     stats?.add(x);
     const weight = tf.ones([4, 96]) as tf.Tensor2D;
     expect(() => sparsegpt.prune(weight, stats, { sparsity: 1 / 3, structure: { kind: 'nm', n: 1, m: 3 } })).toThrow(
       new ConfigError('structure 1:3: SparseGPT forms N:M groups inside blocks of 128 columns, so M must divide 128'),
     );
-    const w = wanda.createStats(96);
+    const w = createStats(wanda, 96);
+    w?.add(x);
     expect(() => sparsegpt.prune(weight, w, options(UNSTRUCTURED))).toThrow(
-      new ConfigError('sparsegpt.prune: needs the statistics made by sparsegpt.createStats'),
+      new ConfigError("statistics: 'hessian' was not collected (collected: scaler)"),
     );
     tf.dispose([x, weight]);
     stats?.dispose();
@@ -354,10 +383,10 @@ describe('SparseGPT', () => {
 
 describe('all methods', () => {
   it('the registry lists every method and rejects unknown names', () => {
-    expect(METHOD_NAMES).toEqual(['magnitude', 'wanda', 'sparsegpt']);
+    expect(METHOD_NAMES).toEqual(['magnitude', 'wanda', 'sparsegpt', 'ria']);
     for (const name of METHOD_NAMES) expect(getMethod(name).name).toBe(name);
     expect(() => getMethod('sparsgpt')).toThrow(
-      new ConfigError("method: 'sparsgpt' is not one of magnitude, wanda, sparsegpt"),
+      new ConfigError("method: 'sparsgpt' is not one of magnitude, wanda, sparsegpt, ria"),
     );
     expect(() => getMethod('toString')).toThrow(ConfigError);
   });
@@ -365,7 +394,7 @@ describe('all methods', () => {
   it.each(METHOD_NAMES)('%s rejects in %% M != 0, N >= M and sparsity out of range', (name) => {
     const method = getMethod(name);
     const layer = makeLayer(9, 4, 30, 1, 4);
-    const stats = method.needsCalibration ? collect(method, layer, 1) : null;
+    const stats = method.stats.length > 0 ? collect(method, layer, 1) : null;
     const weight = tf.tensor2d(layer.w, [4, 30]);
     expect(() => method.prune(weight, stats, options(NM24))).toThrow(
       new ConfigError(
@@ -379,11 +408,7 @@ describe('all methods', () => {
       new ConfigError('sparsity: 1 is not a number in [0, 1)'),
     );
     expect(() => method.prune(weight, stats, options(UNSTRUCTURED, -0.5))).toThrow(ConfigError);
-    if (name !== 'wanda') {
-      expect(() => method.prune(weight, stats, { ...options(UNSTRUCTURED), useVariant: true })).toThrow(
-        new ConfigError(`useVariant: applies to wanda only, not ${name}`),
-      );
-    }
+    if (name !== 'wanda') expect(() => method.prune(weight, stats, options(UNSTRUCTURED), { variant: true })).toThrow(ConfigError);
     weight.dispose();
     stats?.dispose();
   });
@@ -394,13 +419,13 @@ describe('all methods', () => {
     const weight = tf.tensor2d(layer.w, [8, 64]);
     const before = tf.memory().numTensors;
     for (let round = 0; round < 2; round++) {
-      const stats = method.needsCalibration ? collect(method, layer, 2) : null;
+      const stats = method.stats.length > 0 ? collect(method, layer, 2) : null;
       for (const o of [options(UNSTRUCTURED, 0.5), options(NM24)]) {
         const res = method.prune(weight, stats, o);
         tf.dispose([res.weight, res.mask]);
       }
       if (name === 'wanda') {
-        const res = method.prune(weight, stats, { sparsity: 0.5, structure: UNSTRUCTURED, useVariant: true });
+        const res = method.prune(weight, stats, { sparsity: 0.5, structure: UNSTRUCTURED }, { variant: true });
         tf.dispose([res.weight, res.mask]);
       }
       stats?.dispose();

@@ -13,9 +13,11 @@ import { Checkpoint, linearShape, linearTensorName } from '../../lib/model/check
 import type { BlockWeights } from '../../lib/model/llama.js';
 import { LINEAR_NAMES, type PruneOptions, type Structure } from '../../lib/prune/method.js';
 import { runLayerLoop, type LayerLoopOptions, type LayerLoopResult } from '../../lib/prune/pipeline.js';
+import { buildPlan } from '../../lib/prune/plan.js';
+import { dsnot } from '../../lib/prune/dsnot.js';
 import { getMethod, type MethodName } from '../../lib/prune/registry.js';
 import { useTestBackend } from '../helpers/backend.js';
-import { referencePipeline, unexplainedMaskDiffs, type RefPipelineResult } from '../helpers/reference-pipeline.js';
+import { referencePipeline, unexplainedMaskDiffs, type RefMethod, type RefPipelineResult } from '../helpers/reference-pipeline.js';
 import { TestRng, type RefStructure } from '../helpers/reference-prune.js';
 import { patchConfigJson, writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
@@ -50,7 +52,10 @@ const UNSTRUCTURED: Structure = { kind: 'unstructured' };
 const NM24: Structure = { kind: 'nm', n: 2, m: 4 };
 const NM48: Structure = { kind: 'nm', n: 4, m: 8 };
 
-function opts(structure: Structure, sparsity = 0.5, useVariant = false): PruneOptions {
+/** A target, and Wanda's variant flag (a method option). */
+type TestOptions = PruneOptions & { useVariant?: boolean };
+
+function opts(structure: Structure, sparsity = 0.5, useVariant = false): TestOptions {
   return {
     sparsity: structure.kind === 'nm' ? structure.n / structure.m : sparsity,
     structure,
@@ -65,12 +70,12 @@ function refStructure(p: PruneOptions): RefStructure {
 /** Pruned linear weights ([out, in] float32, Hugging Face names) of every block, read in `onBlock`. */
 type Pruned = Map<string, Float32Array>;
 
-function runLibrary(method: MethodName, prune: PruneOptions, batchSize = 1): { pruned: Pruned; result: LayerLoopResult } {
+function runLibrary(method: MethodName, prune: TestOptions, batchSize = 1): { pruned: Pruned; result: LayerLoopResult } {
   const pruned: Pruned = new Map();
+  const { useVariant, ...target } = prune;
   const result = runLayerLoop({
     checkpoint: ckpt,
-    method: getMethod(method),
-    prune,
+    plan: buildPlan(ckpt.config, { method: getMethod(method), methodOptions: useVariant ? { variant: true } : {}, target }),
     calibration,
     batchSize,
     writer: null,
@@ -85,7 +90,7 @@ function runLibrary(method: MethodName, prune: PruneOptions, batchSize = 1): { p
   return { pruned, result };
 }
 
-function runReference(method: MethodName, p: PruneOptions, fault?: 'stats-after-pruning' | 'propagate-unpruned'): RefPipelineResult {
+function runReference(method: RefMethod, p: TestOptions, fault?: 'stats-after-pruning' | 'propagate-unpruned'): RefPipelineResult {
   return referencePipeline(tiny.raw, tiny.tensors, {
     method,
     structure: refStructure(p),
@@ -145,7 +150,7 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
     ['wanda', 'unstructured 0.5', opts(UNSTRUCTURED)],
     ['wanda', '2:4', opts(NM24)],
     ['wanda', '4:8', opts(NM48)],
-  ] as [MethodName, string, PruneOptions][])('%s %s: identical masks, kept weights untouched', (method, _label, p) => {
+  ] as [MethodName & RefMethod, string, TestOptions][])('%s %s: identical masks, kept weights untouched', (method, _label, p) => {
     const lib = runLibrary(method, p);
     const ref = runReference(method, p);
     let nearTies = 0;
@@ -210,7 +215,7 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
     expectReportedSparsity(lib);
   });
 
-  test.each([['wanda' as MethodName], ['sparsegpt' as MethodName]])(
+  test.each([['wanda' as const], ['sparsegpt' as const]])(
     '%s: the comparison tells apart the wrong orders (o/down statistics after pruning q/k/v/gate/up; next block fed unpruned outputs)',
     (method) => {
       const p = opts(UNSTRUCTURED);
@@ -238,7 +243,7 @@ describe('batch size', () => {
     ['wanda', opts(UNSTRUCTURED)],
     ['wanda', opts(NM24)],
     ['sparsegpt', opts(UNSTRUCTURED)],
-  ] as [MethodName, PruneOptions][])('%s %j: batchSize 1 and 3 give bit-identical pruned weights', (method, p) => {
+  ] as [MethodName, TestOptions][])('%s %j: batchSize 1 and 3 give bit-identical pruned weights', (method, p) => {
     const one = runLibrary(method, p, 1);
     const three = runLibrary(method, p, 3);
     expect([...three.pruned.keys()]).toEqual([...one.pruned.keys()]);
@@ -321,10 +326,14 @@ describe('tfjs memory', () => {
       }),
     ).toThrow('stop after block 0');
     expect(tf.memory().numTensors).toBe(before);
-    // the method throwing (SparseGPT refuses the Wanda variant) after the statistics were collected
-    expect(() => runLayerLoop({ ...baseOptions('sparsegpt'), prune: opts(UNSTRUCTURED, 0.5, true) })).toThrow(
-      /useVariant: applies to wanda only, not sparsegpt/,
-    );
+    // the method throwing after the statistics were collected (SparseGPT fed statistics without its Hessian)
+    const noHessian = { ...getMethod('sparsegpt'), stats: ['scaler'] as const };
+    expect(() => runLayerLoop({ ...baseOptions('sparsegpt'), method: noHessian })).toThrow(/'hessian' was not collected/);
+    // the refiner throwing after the method pruned
+    const failing = { ...dsnot, refine: () => { throw new ConfigError('refiner failed'); } };
+    expect(() =>
+      runLayerLoop({ ...baseOptions('wanda'), plan: buildPlan(ckpt.config, { method: getMethod('wanda'), target: opts(UNSTRUCTURED), refiner: failing }) }),
+    ).toThrow('refiner failed');
     expect(tf.memory().numTensors).toBe(before);
     // the block forward refusing the calibration windows (sliding window shorter than them), statistics created
     const dir = join(tmp, 'mistral-sw');

@@ -44,6 +44,7 @@ const REPORT_FIELDS = [
   'model',
   'out',
   'peakRssMB',
+  'plan',
   'resumedAt',
   'sparsity',
   'sparsityTarget',
@@ -226,6 +227,29 @@ test('TinyStories-656K (tied embeddings stored only as lm_head.weight): the outp
 describe('staging: the output appears only when complete', () => {
   const outsOf = (out: string): string[] => readdirSync(dirname(out)).filter((f) => f === basename(out) || f.startsWith(`${basename(out)}.`));
 
+  test('--no-resumable: a run SIGKILLed after block 1 leaves only its .partial-<pid>; a second run completes and removes it', async () => {
+    const input = tinyModel({ numLayers: 3 });
+    const out = join(tmp, 'killed-nr', 'pruned');
+    mkdirSync(dirname(out));
+    const child = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', join('test', 'fixtures', 'prune-child.ts'), JSON.stringify({ model: input.dir, out, calibration: c4, killAfterLayer: 1, resumable: false })],
+      { cwd: process.cwd(), encoding: 'utf8', timeout: 120_000 },
+    );
+    expect({ signal: child.signal, stdout: child.stdout, stderr: child.stderr.slice(0, 2000) }).toMatchObject({
+      signal: 'SIGKILL',
+      stdout: 'block 0\nblock 1\n',
+    });
+    expect(existsSync(out)).toBe(false);
+    expect(outsOf(out)).toEqual([`pruned.partial-${child.pid}`]);
+    expect(readdirSync(`${out}.partial-${child.pid}`)).toContain('model.safetensors'); // it was writing
+    // a second run completes, and removes the stale partial folder of the dead process (lib/interrupt.ts)
+    const notes: string[] = [];
+    const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4, resumable: false, onNote: (l) => notes.push(l) });
+    await expectCompleteOutput(report, input, 'F32', []);
+    expect(notes).toEqual([`removed pruned.partial-${child.pid} (left by interrupted runs whose process is gone)`]);
+  }, 240_000);
+
   test('a run SIGKILLed after block 1 leaves no output folder (only its resumable .partial); a second run completes', async () => {
     const input = tinyModel({ numLayers: 3 });
     const out = join(tmp, 'killed', 'pruned');
@@ -241,10 +265,10 @@ describe('staging: the output appears only when complete', () => {
     });
     expect(existsSync(out)).toBe(false);
     expect(outsOf(out)).toEqual(['pruned.partial']);
-    expect(readdirSync(`${out}.partial`).sort()).toEqual(['model.safetensors', 'resume']); // it was writing; test/resume.test.ts resumes such runs
+    expect(readdirSync(`${out}.partial`).sort()).toEqual(['model.safetensors', 'resume']); // it was writing; test/prune/resume.test.ts resumes such runs
     // a second run without --resume starts over in the same staging folder and completes
     const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });
-    await expectCompleteOutput(report, input, 'F32');
+    await expectCompleteOutput(report, input, 'F32', []);
     // the child, not killed, writes the same checkpoint (same windows, same masks)
     const out2 = join(tmp, 'killed', 'pruned-child');
     const done = spawnSync(process.execPath, ['--import', 'tsx', join('test', 'fixtures', 'prune-child.ts'), JSON.stringify({ model: input.dir, out: out2, calibration: c4 })], {
@@ -322,7 +346,7 @@ test('bad pruning options are refused before the model or the data are read', as
     ConfigError,
   );
   await expect(prune({ ...cfg, method: 'obs' as MethodName, sparsity: 0.5 })).rejects.toThrow(
-    "method: 'obs' is not one of magnitude, wanda, sparsegpt",
+    "method: 'obs' is not one of magnitude, wanda, sparsegpt, ria",
   );
   expect(existsSync(cfg.out)).toBe(false);
 });

@@ -1,0 +1,63 @@
+/**
+ * Where things are for an installed package: the package's own folder (its package.json, shipped configs) and the
+ * user's shared folder of models and data. Nothing here resolves a user path against the package folder: shipped
+ * configs name the shared folder as `${shared}` and their outputs as `${cwd}/runs/...` (see expandPathVars).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from './errors.js';
+
+/** The package root: the folder with package.json above this module (lib/ in a clone, dist/lib/ when installed). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+/** The package's own version (never the host project's). */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
+/** How to say where the shared folder comes from, in every error that needs it. */
+export const SHARED_HINT =
+  'set LLM_PRUNE_SHARED=/path/to/shared (the folder with models/ and data/), pass --shared DIR, ' +
+  'or put that folder at ./shared or ../shared of the working directory';
+
+/**
+ * The shared folder (models/ and data/): `explicit` (a --shared flag), else $LLM_PRUNE_SHARED, else ./shared or
+ * ../shared of the working directory when it exists. null when none is found.
+ */
+export function findSharedDir(explicit?: string): string | null {
+  if (explicit) return resolve(explicit);
+  const env = process.env['LLM_PRUNE_SHARED'];
+  if (env) return resolve(env);
+  for (const c of [resolve('shared'), resolve('..', 'shared')]) if (existsSync(join(c, 'models')) || existsSync(join(c, 'data'))) return c;
+  return null;
+}
+
+/** Values of the `${name}` variables of experiment files. */
+export interface PathVars {
+  shared?: string; // the --shared flag, if given
+}
+
+const VAR = /\$\{(\w+)\}/g;
+
+/**
+ * Expand `${shared}` (the shared folder, see findSharedDir) and `${cwd}` (the working directory) in one string.
+ * `where` names the key in errors. A string without variables is returned as is.
+ */
+export function expandPathVars(value: string, where: string, vars: PathVars = {}): string {
+  if (!value.includes('${')) return value;
+  return value.replace(VAR, (_, name: string) => {
+    if (name === 'cwd') return process.cwd();
+    if (name === 'shared') {
+      const dir = findSharedDir(vars.shared);
+      if (dir === null) throw new ConfigError(`${where}: '${value}' names \${shared}, but no shared folder was found: ${SHARED_HINT}`);
+      return dir;
+    }
+    throw new ConfigError(`${where}: unknown variable \${${name}} in '${value}' (known: \${shared}, \${cwd})`);
+  });
+}

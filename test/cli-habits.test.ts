@@ -1,0 +1,104 @@
+/**
+ * What users expect of the command line: `run CONFIG` (positional) and `--dry-run` (a plan, nothing computed or
+ * written), warnings for options a method ignores, a short error for an unknown flag, --version from the package,
+ * a hub token that is used but never printed. Each case is one `node --import tsx lib/bin.ts ...` process.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sharedPath } from './helpers/shared.js';
+import { writeTinyCheckpoint, type TinyCheckpoint } from './helpers/tiny-checkpoint.js';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolvePromise) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join('lib', 'bin.ts'), ...args],
+      { cwd: process.cwd(), encoding: 'utf8', timeout: 300_000, env: { ...process.env, LLM_PRUNE_CACHE: join(tmp, 'cache'), ...env } },
+      (error, stdout, stderr) => resolvePromise({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+let tmp: string;
+let tiny: TinyCheckpoint;
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'llm-prune-habits-'));
+  tiny = writeTinyCheckpoint(join(tmp, 'tiny'), { seed: 3, hiddenSize: 32, intermediateSize: 64, numLayers: 2, maxPositions: 64 });
+});
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+test('--version is the package version', async () => {
+  const r = await cli(['--version']);
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+  expect({ code: r.code, out: r.stdout.trim() }).toEqual({ code: 0, out: pkg.version });
+});
+
+test('run CONFIG --dry-run prints the plan (settings, actions, estimate) and writes nothing', async () => {
+  sharedPath('models', 'c4-llama-7m');
+  const out = join(tmp, 'demo-plan');
+  const r = await cli(['run', join('configs', 'demo.yaml'), '--dry-run', '--set', `output=${out}`]);
+  expect({ code: r.code, stderr: r.stderr.slice(-800) }).toEqual({ code: 0, stderr: expect.stringContaining('estimated time: ~') });
+  const plan = JSON.parse(r.stdout) as { output: string; settings: { id: string; action: string; estimatedSeconds: number }[]; estimatedSeconds: number };
+  expect(plan.output).toBe(out);
+  expect(plan.settings.map((s) => [s.id, s.action])).toEqual([
+    ['dense', 'compute'],
+    ['wanda-unstructured-0.5', 'compute'],
+    ['magnitude-unstructured-0.5', 'compute'],
+  ]);
+  expect(plan.settings.every((s) => s.estimatedSeconds > 0)).toBe(true);
+  expect(plan.estimatedSeconds).toBe(plan.settings.reduce((a, s) => a + s.estimatedSeconds, 0));
+  expect(existsSync(out)).toBe(false);
+});
+
+test('run without a file says how to give it; --config is still accepted', async () => {
+  const none = await cli(['run']);
+  expect({ code: none.code, err: none.stderr.trim() }).toEqual({ code: 1, err: 'error: run: give the experiment file: llm-prune run CONFIG (.yaml or .json)' });
+  const flag = await cli(['run', '--config', join(tmp, 'missing.yaml'), '--dry-run']);
+  expect({ code: flag.code, err: flag.stderr.trim() }).toEqual({ code: 1, err: `error: ${join(tmp, 'missing.yaml')}: cannot read experiment file (ENOENT)` });
+});
+
+test('an unknown flag: the error and a one-line hint, not the whole help', async () => {
+  const r = await cli(['prune', '--model', tiny.dir, '--method', 'magnitude', '--out', join(tmp, 'x'), '--nsample', '8']);
+  expect({ code: r.code, err: r.stderr }).toEqual({ code: 1, err: 'error: Unknown argument: nsample\n(llm-prune prune --help lists the options)\n' });
+});
+
+test('options that magnitude ignores give a warning, and the run goes on', async () => {
+  const r = await cli(['prune', '--model', tiny.dir, '--method', 'magnitude', '--out', join(tmp, 'mag'), '--nsamples', '8', '--seed', '3']);
+  expect({ code: r.code, stderr: r.stderr.slice(-800) }).toEqual({
+    code: 0,
+    stderr: expect.stringContaining('warning: --nsamples, --seed are ignored: method magnitude uses no calibration data (nor does any --layerwise or --refine)\n'),
+  });
+  expect(existsSync(join(tmp, 'mag', 'report.json'))).toBe(true);
+});
+
+test('--hf-token reaches the hub request path but is never printed', async () => {
+  const secret = 'hf_NotARealTokenButSecret123';
+  const r = await cli(['inspect', '--model', 'meta-llama/Llama-3.2-1B', '--hf-token', secret], { HF_HUB_CACHE: join(tmp, 'hub'), HF_TOKEN: '' });
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/^error: --model meta-llama\/Llama-3\.2-1B: not a local folder, and fetching it from the Hugging Face hub failed/m);
+  expect(r.stderr + r.stdout).not.toContain(secret);
+});
+
+test('eval --adapter labels its row and its JSON with the adapter', async () => {
+  const model = sharedPath('models', 'TinyStories-656K');
+  const data = join(tmp, 'train.jsonl');
+  writeFileSync(data, Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `Once upon a time there was a cat number ${i}. It liked to play in the sun with its friends every day.` })).join('\n') + '\n');
+  const ft = join(tmp, 'ft');
+  const train = await cli(['finetune', '--model', model, '--data', data, '--seqlen', '16', '--max-steps', '2', '--out', ft]);
+  expect({ code: train.code, stderr: train.stderr.slice(-500) }).toEqual({ code: 0, stderr: expect.any(String) });
+  const task = join(tmp, 'mine.jsonl');
+  writeFileSync(task, [{ query: 'The cat sat on the', choices: [' mat', ' sky'], gold: 0 }, { query: 'Once upon a', choices: [' time', ' chair'], gold: 0 }].map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const r = await cli(['eval', '--model', model, '--adapter', ft, '--tasks', task]);
+  expect({ code: r.code, stderr: r.stderr.slice(-500) }).toEqual({ code: 0, stderr: expect.stringContaining(`| ${model} + LoRA ${ft} |`) });
+  expect(JSON.parse(r.stdout)).toMatchObject({ model, adapter: ft });
+});

@@ -1,0 +1,100 @@
+/**
+ * Evaluation-text token cache (lib/eval/token-cache.ts): tokenized in a worker thread with a heartbeat, stored on
+ * disk keyed by file content + tokenizer, read back on the next call; the hub token is sent and masked; progress
+ * lines show an ETA only once one can be estimated; ${shared}/${cwd} in experiment paths.
+ */
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cachedTextIds, cachedTokenCount, tokenCacheDir } from '../../lib/eval/token-cache.js';
+import { HfTokenizer } from '../../lib/model/tokenizer.js';
+import { hubToken, redactToken, resolveModelPath } from '../../lib/model/hub.js';
+import { formatLine } from '../../lib/progress.js';
+import { expandPathVars } from '../../lib/paths.js';
+import { ConfigError } from '../../lib/errors.js';
+import { sharedPath } from '../helpers/shared.js';
+
+let tmp: string;
+const saved = { ...process.env };
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'llm-prune-tokcache-'));
+  process.env['LLM_PRUNE_CACHE'] = join(tmp, 'cache');
+});
+afterAll(() => {
+  process.env = saved;
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+test('first call tokenizes in a worker (same ids as the tokenizer), with a heartbeat; the second reads the disk cache', async () => {
+  const tok = HfTokenizer.fromFolder(sharedPath('models', 'TinyStories-656K'));
+  const file = join(tmp, 'text.txt');
+  const text = 'Once upon a time, there was a little girl named Lily.\n\n She liked to play outside. '.repeat(200);
+  writeFileSync(file, text);
+  const beats: string[] = [];
+  let built = 0;
+  const make = async (): Promise<string> => {
+    built++;
+    return text;
+  };
+  const first = await cachedTextIds('wikitext2', file, tok, make, (label, done, total, extra) => beats.push(`${label}|${done}|${total}|${extra ?? ''}`));
+  expect(first).toEqual(tok.encode(text, { addSpecialTokens: true }));
+  expect(beats[0]).toMatch(/^wikitext2: tokenizing 0\.02 M characters \(once; cached on disk\)\|0\|0\|/);
+  expect(beats[beats.length - 1]).toMatch(/\|1\|1\|\d+ tokens$/);
+  expect(readdirSync(join(tokenCacheDir(), 'tokens')).filter((f) => f.endsWith('.bin'))).toHaveLength(1);
+  expect(cachedTokenCount('wikitext2', file, tok.fingerprint)).toBe(first.length);
+
+  const second = await cachedTextIds('wikitext2', file, tok, make, () => beats.push('again'));
+  expect(second).toEqual(first);
+  expect(built).toBe(1); // the text was not even built again
+  expect(beats).not.toContain('again');
+
+  // Another content (or another tokenizer) is another key: never stale ids.
+  writeFileSync(file, text + ' The end.');
+  expect(cachedTokenCount('wikitext2', file, tok.fingerprint)).toBeNull();
+  const other = HfTokenizer.fromFolder(sharedPath('models', 'c4-llama-7m'));
+  expect(cachedTokenCount('wikitext2', file, other.fingerprint)).toBeNull();
+});
+
+test('progress lines: no ETA on the first line of a task, an ETA once work was measured, elapsed only for unknown totals', () => {
+  expect(formatLine('wikitext2 ppl', 1, 40, 0, 1)).toBe('wikitext2 ppl: 1/40 (3%) elapsed 0s');
+  expect(formatLine('wikitext2 ppl', 0, 40, 0, 0)).toBe('wikitext2 ppl: 0/40 (0%) elapsed 0s');
+  expect(formatLine('wikitext2 ppl', 11, 40, 10, 1)).toBe('wikitext2 ppl: 11/40 (28%) elapsed 10s eta 29s');
+  expect(formatLine('wikitext2 ppl', 40, 40, 40, 0)).toBe('wikitext2 ppl: 40/40 (100%) elapsed 40s');
+  expect(formatLine('tokenizing', 0, 0, 12, 0, 'eta ~30s')).toBe('tokenizing: elapsed 12s eta ~30s');
+});
+
+test('HF_TOKEN is sent to the hub as a bearer token and masked in messages', async () => {
+  process.env['HF_TOKEN'] = 'hf_testTokenValue42';
+  const seen: string[] = [];
+  const fakeFetch = (async (_url: unknown, init?: RequestInit) => {
+    seen.push(new Headers(init?.headers).get('Authorization') ?? '(none)');
+    throw new Error('offline (request for hf_testTokenValue42)');
+  }) as typeof fetch;
+  try {
+    expect(hubToken()).toBe('hf_testTokenValue42');
+    await expect(resolveModelPath('meta-llama/Llama-3.2-1B', join(tmp, 'hub'), fakeFetch)).rejects.toThrow(/hf_\*\*\*/);
+    await expect(resolveModelPath('meta-llama/Llama-3.2-1B', join(tmp, 'hub'), fakeFetch)).rejects.not.toThrow(/testTokenValue/);
+    expect(seen[0]).toBe('Bearer hf_testTokenValue42');
+    expect(redactToken('x hf_testTokenValue42 y')).toBe('x hf_*** y');
+  } finally {
+    delete process.env['HF_TOKEN'];
+  }
+});
+
+test('${shared} and ${cwd} in experiment paths; without a shared folder the error says what to set', () => {
+  process.env['LLM_PRUNE_SHARED'] = '/data/shared';
+  expect(expandPathVars('${shared}/models/m', 'model')).toBe('/data/shared/models/m');
+  expect(expandPathVars('${shared}/models/m', 'model', { shared: '/x' })).toBe('/x/models/m');
+  expect(expandPathVars('${cwd}/runs/demo', 'output')).toBe(join(process.cwd(), 'runs', 'demo'));
+  expect(expandPathVars('../plain', 'output')).toBe('../plain');
+  expect(() => expandPathVars('${home}/x', 'output')).toThrow('output: unknown variable ${home} in');
+  delete process.env['LLM_PRUNE_SHARED'];
+  const cwd = process.cwd();
+  try {
+    process.chdir(tmp); // no ./shared or ../shared here
+    expect(() => expandPathVars('${shared}/data', 'eval.dataDir')).toThrow(ConfigError);
+    expect(() => expandPathVars('${shared}/data', 'eval.dataDir')).toThrow(/eval\.dataDir: .* no shared folder was found: set LLM_PRUNE_SHARED=/);
+  } finally {
+    process.chdir(cwd);
+  }
+});
