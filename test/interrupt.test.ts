@@ -61,7 +61,7 @@ test('SIGTERM during prune: exit 143, one line naming the removed partial output
   const r = await interrupt(
     [
       'prune', '--model', sharedPath('models', 'c4-llama-7m'), '--method', 'wanda', '--nsamples', '64', '--seqlen', '256',
-      '--calibration', sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), '--out', join(dir, 'w'),
+      '--calibration', sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), '--out', join(dir, 'w'), '--no-resumable',
     ],
     () => partials(dir).length > 0,
     (pid) => process.kill(pid, 'SIGTERM'), // what `kill PID` or a process manager does: only the command's process
@@ -70,7 +70,37 @@ test('SIGTERM during prune: exit 143, one line naming the removed partial output
   expect(readdirSync(dir)).toEqual([]);
 });
 
-test('Ctrl-C (SIGINT to the process group) during run: exit 130, the finished dense result kept, no .partial folder left', async () => {
+test('SIGINT during a resumable prune: exit 130, the resume state in <out>.partial kept and named; --resume completes it', async () => {
+  const dir = join(tmp, 'prune-resumable');
+  mkdirSync(dir);
+  const args = [
+    'prune', '--model', sharedPath('models', 'c4-llama-7m'), '--method', 'wanda', '--nsamples', '64', '--seqlen', '256',
+    '--calibration', sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), '--out', join(dir, 'w'),
+  ];
+  const r = await interrupt(
+    args,
+    () => existsSync(join(dir, 'w.partial', 'resume', 'state.json')),
+    (pid) => process.kill(pid, 'SIGINT'),
+  );
+  expect({ code: r.code, tail: r.stderr.slice(-600) }).toEqual({
+    code: 130,
+    tail: expect.stringMatching(
+      /interrupted \(SIGINT\): llm-prune prune stopped; no partial output was left; kept the finished blocks in \S*w\.partial: rerun the same command with --resume to continue\n$/,
+    ),
+  });
+  expect(readdirSync(dir)).toEqual(['w.partial']);
+  const done = spawnSync(process.execPath, ['--import', 'tsx', join('lib', 'bin.ts'), ...args, '--resume'], {
+    cwd: process.cwd(),
+    env: { ...process.env, LLM_PRUNE_CACHE: join(tmp, 'cache') },
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  expect({ status: done.status, stderr: done.stderr.slice(-1500) }).toMatchObject({ status: 0, stderr: expect.stringMatching(/resuming \S*w\.partial at block \d+ of \d+/) });
+  expect(readdirSync(dir)).toEqual(['w']);
+  expect(existsSync(join(dir, 'w', 'report.json'))).toBe(true);
+});
+
+test('Ctrl-C (SIGINT to the process group) during run: exit 130, the finished dense result and the pruning\'s resume state kept, no .partial-<pid> folder left', async () => {
   const out = join(tmp, 'exp-out');
   const config = join(tmp, 'exp.yaml');
   writeFileSync(
@@ -94,19 +124,21 @@ test('Ctrl-C (SIGINT to the process group) during run: exit 130, the finished de
       '',
     ].join('\n'),
   );
+  const staged = join(out, 'checkpoints', 'wanda-unstructured-0.5.partial');
   const r = await interrupt(
     ['run', config],
-    () => partials(join(out, 'checkpoints')).length > 0,
+    () => existsSync(join(staged, 'resume', 'state.json')), // the setting's pruning has a resume state
     (pid) => process.kill(-pid, 'SIGINT'), // a terminal's Ctrl-C: every process of the group
     true,
   );
   expect({ code: r.code, tail: r.stderr.slice(-600) }).toEqual({
     code: 130,
     tail: expect.stringMatching(
-      /interrupted \(SIGINT\): llm-prune run stopped; removed the partial output \S*wanda-unstructured-0\.5\.partial-\d+; settings finished before the interruption are kept in \S*exp-out: the same command continues where it stopped\n$/,
+      /interrupted \(SIGINT\): llm-prune run stopped; no partial output was left; settings finished before the interruption are kept in \S*exp-out: the same command continues where it stopped; kept the finished blocks in \S*wanda-unstructured-0\.5\.partial: the same command continues it\n$/,
     ),
   });
   expect(partials(join(out, 'checkpoints'))).toEqual([]);
+  expect(existsSync(join(staged, 'resume', 'state.json'))).toBe(true); // continued by the next run (test/experiment/run.test.ts)
   expect(readdirSync(join(out, 'settings'))).toEqual(['dense.json']);
 });
 

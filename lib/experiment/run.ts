@@ -587,6 +587,7 @@ async function runOrPlan(exp: Experiment, options: RunOptions, dry: boolean): Pr
       format: exp.outputFormat,
       overwrite: true,
       resume,
+      resumeHint: 'the same command continues it',
       onNote: (line) => (line.startsWith('resuming') ? note(`${s.id}: ${line}`) : undefined),
       onProgress: (p) => progress(p.pass === 'owl' ? `${s.id}: OWL outlier pass` : `${s.id}: prune`, p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : undefined),
     });

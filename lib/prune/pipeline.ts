@@ -243,6 +243,8 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
   let inputs: tf.Tensor3D[] = o.start ? o.start.inputs : [];
   let forwardTokens = o.start?.forwardTokens ?? 0;
   const start = now();
+  // the test hooks of lib/prune/resume.ts fire in a loop that writes (not in OWL's first pass)
+  const fp = o.writer ? failpoint : (): void => undefined;
   const checkpoint = (nextLayer: number): void => {
     if (!o.onCheckpoint) return;
     const t = now();
@@ -251,7 +253,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
   };
   try {
     if (model && o.calibration && !o.start) inputs = embedWindows(ckpt, o.calibration, o.batchSize);
-    failpoint('after-setup', 0);
+    fp('after-setup', 0);
     if (!o.start) checkpoint(0);
     for (let layer = first; layer < c.numLayers; layer++) {
       const bp = plan.blocks[layer];
@@ -296,7 +298,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
             times.statistics += statTime;
           }
           o.inspect?.fn(layer, block, (n) => stats.get(INPUT_GROUP[n])!);
-          failpoint('mid-block', layer);
+          fp('mid-block', layer);
           // 2. prune the planned linears, one resident at a time: the others wait in JS memory (wasm's heap is 4 GB; a
           //    13B block is 1.27 GB in float32 and pruning one linear takes several transient copies of it)
           t = now();
@@ -355,7 +357,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
           const arrays = [...blockWeightsToArrays(c, layer, block)];
           arrays.forEach(([name, values], i) => {
             o.writer!.write(name, values);
-            if (i === Math.floor(arrays.length / 2)) failpoint('writing', layer);
+            if (i === Math.floor(arrays.length / 2)) fp('writing', layer);
           });
           times.write += now() - t;
         }
@@ -363,7 +365,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
         disposeBlock(block);
       }
       checkpoint(layer + 1);
-      failpoint('between-blocks', layer);
+      fp('between-blocks', layer);
       const elapsed = now() - start;
       o.onProgress?.({
         layer,

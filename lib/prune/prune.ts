@@ -55,6 +55,8 @@ export interface PruneConfig {
   resume?: boolean;
   /** Stored activations: F32 (default, resumes byte-identically) or the checkpoint's dtype (half the disk, not exact). */
   resumeActivations?: ActivationStorage;
+  /** How to continue a kept partial run, said on an interruption and in errors (default: rerun with --resume). */
+  resumeHint?: string;
   onProgress?: (p: PruneProgress) => void;
   /** One line per event: stale partial folders of interrupted runs removed, resume state size, block resumed from. */
   onNote?: (line: string) => void;
@@ -200,7 +202,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       // llm-prune's signal cleanup (lib/interrupt.ts) keeps the folder once it holds a state (staged.protect() below)
       keepOnInterrupt(
         join(staged.tmp, 'resume', 'state.json'),
-        `kept the finished blocks in ${shown(staged.tmp)}: rerun the same command with --resume to continue`,
+        `kept the finished blocks in ${shown(staged.tmp)}: ${cfg.resumeHint ?? 'rerun the same command with --resume to continue'}`,
         '',
       );
     }
@@ -337,7 +339,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     return report;
   } catch (e) {
     if (staged && hasResumeState(staged.tmp) && e instanceof Error) {
-      e.message += ` (the finished blocks are kept in ${staged.tmp}: rerun with --resume to continue)`;
+      e.message += ` (the finished blocks are kept in ${staged.tmp}: ${cfg.resumeHint ?? 'rerun with --resume to continue'})`;
     }
     throw e;
   } finally {

@@ -144,3 +144,26 @@ test('activations stored in the input dtype (BF16): half the disk, the resumed r
   expect(b.sparsity.overall).toBe(a.sparsity.overall);
   expect(b.sparsity.blocks.slice(0, 2)).toEqual(a.sparsity.blocks.slice(0, 2)); // blocks before the kill: same
 });
+
+test.each([
+  ['--layerwise owl (its allocation kept in the state: pass 1 is not rerun)', ['--layerwise', 'owl', '--owl-lambda', '0.1'], ['--owl-lambda', '0.05']],
+  ['ria --permute 2:4 (the permutations of finished blocks kept in the state)', ['--method', 'ria', '--structure', '2:4', '--permute'], ['--ria-alpha', '1']],
+])('%s: SIGKILL between blocks, --resume: byte-identical; changed plan options are refused', (_what, plan, changed) => {
+  const args = ['--max-shard-size', '200KB', ...plan];
+  const ref = join(tmp, `plan-ref-${plan[1]}`);
+  expect(prune(ref, args)).toMatchObject({ status: 0 });
+  const out = join(tmp, `plan-killed-${plan[1]}`);
+  expect(prune(out, args, 'between-blocks:1')).toMatchObject({ signal: 'SIGKILL' });
+  const refused = prune(out, [...args, ...changed, '--resume']);
+  expect(refused.status).not.toBe(0);
+  expect(refused.stderr).toContain('made from other inputs');
+  const resumed = prune(out, [...args, '--resume']);
+  expect(resumed).toMatchObject({ status: 0 });
+  expect(resumed.stderr).toContain(`resuming ${out}.partial at block 3 of 4`);
+  if (plan[0] === '--layerwise') expect(resumed.stderr).not.toContain('OWL outlier pass');
+  expectSameFolder(ref, out);
+  const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { resumedAt: number[]; plan: { layerwise: unknown }; permutations?: object };
+  expect(report.resumedAt).toEqual([2]);
+  if (plan[0] === '--layerwise') expect(report.plan.layerwise).toMatchObject({ name: 'owl', sparsities: expect.any(Array) });
+  else expect(Object.keys(report.permutations ?? {}).length).toBe(4 * 7);
+});
