@@ -35,10 +35,19 @@ interface Run {
 }
 
 function prune(out: string, extra: string[] = [], failpoint?: string): Run {
+  // a flag given in `extra` replaces its default here; the last of a flag given twice in `extra` wins
+  const defaults: [string, string][] = [['--method', 'wanda'], ['--sparsity', '0.5']];
+  const flags = defaults.filter(([f]) => !extra.includes(f)).flat();
+  const last = new Map<string, number>();
+  extra.forEach((a, i) => a.startsWith('--') && i + 1 < extra.length && !extra[i + 1]!.startsWith('--') && last.set(a, i));
+  const given = extra.filter((a, i) => {
+    const at = (j: number): boolean => extra[j]!.startsWith('--') && last.has(extra[j]!) && last.get(extra[j]!) !== j;
+    return !(at(i) || (i > 0 && at(i - 1) && !a.startsWith('--')));
+  });
   const r = spawnSync(
     process.execPath,
-    ['--import', 'tsx', join('lib', 'cli.ts'), 'prune', '--model', model, '--out', out, '--method', 'wanda', '--sparsity', '0.5',
-      '--calibration', c4, '--nsamples', '4', '--seqlen', '32', '--batch-size', '2', ...extra],
+    ['--import', 'tsx', join('lib', 'cli.ts'), 'prune', '--model', model, '--out', out, ...flags,
+      '--calibration', c4, '--nsamples', '4', '--seqlen', '32', '--batch-size', '2', ...given],
     { cwd: process.cwd(), encoding: 'utf8', timeout: 180_000, env: { ...process.env, LLM_PRUNE_FAILPOINT: failpoint ?? '' } },
   );
   return { status: r.status, signal: r.signal, stderr: r.stderr.slice(-2000) };
@@ -147,7 +156,7 @@ test('activations stored in the input dtype (BF16): half the disk, the resumed r
 
 test.each([
   ['--layerwise owl (its allocation kept in the state: pass 1 is not rerun)', ['--layerwise', 'owl', '--owl-lambda', '0.1'], ['--owl-lambda', '0.05']],
-  ['ria --permute 2:4 (the permutations of finished blocks kept in the state)', ['--method', 'ria', '--structure', '2:4', '--permute'], ['--ria-alpha', '1']],
+  ['ria --permute 2:4 (the permutations of finished blocks kept in the state)', ['--method', 'ria', '--sparsity', '0.5', '--structure', '2:4', '--permute'], ['--ria-alpha', '1']],
 ])('%s: SIGKILL between blocks, --resume: byte-identical; changed plan options are refused', (_what, plan, changed) => {
   const args = ['--max-shard-size', '200KB', ...plan];
   const ref = join(tmp, `plan-ref-${plan[1]}`);
