@@ -22,4 +22,4 @@ fi
 out=$results
 if [ "$layout" = per-shard ]; then out=$results/shard-$k; fi
 echo "shard $k of $n -> $out" >&2
-exec ${LLM_PRUNE:-llm-prune} run --config "$config" --shard "$k/$n" --set "output=$out"
+exec ${LLM_PRUNE:-llm-prune} run "$config" --shard "$k/$n" --set "output=$out"

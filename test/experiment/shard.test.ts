@@ -4,12 +4,12 @@
  * and with one folder shared by the shards. Each setting is computed by exactly one shard, chosen by its id.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { runExperiment } from '../../lib/experiment/run.js';
-import { loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
+import { expandSettings, loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
 import type { ResultsFile } from '../../lib/experiment/report.js';
 import { mergeResults, parseShard, shardOf } from '../../lib/experiment/shard.js';
 import { useTestBackend } from '../helpers/backend.js';
@@ -152,4 +152,21 @@ test('examples/cluster: the Kubernetes Jobs and the SLURM script are well-formed
   expect(merge.spec.template.spec.containers[0].command).toContain('report');
   expect(spawnSync('bash', ['-n', join('examples', 'cluster', 'slurm-sweep.sbatch')]).status).toBe(0);
   expect(readFileSync(join('examples', 'cluster', 'slurm-sweep.sbatch'), 'utf8')).toContain('examples/cluster/shard.sh');
+});
+
+test('run CONFIG --shard K/N --dry-run: the plan of that shard only, nothing written', () => {
+  const out = join(tmp, 'dry');
+  const grid = expandSettings(loadExperiment(configFile)).map((s) => s.id);
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join('lib', 'cli.ts'), 'run', configFile, '--shard', '1/3', '--dry-run', '--set', `output=${out}`],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  expect({ status: r.status, stderr: r.status === 0 ? '' : r.stderr.slice(-1500) }).toEqual({ status: 0, stderr: '' });
+  const plan = JSON.parse(r.stdout) as { settings: { id: string; action: string }[] };
+  const mine = ['dense', ...grid].filter((id) => shardOf(id, 3) === 1);
+  expect(mine.length).toBeGreaterThan(0);
+  expect(plan.settings.map((s) => s.id)).toEqual(mine);
+  expect(plan.settings.every((s) => s.action === 'compute')).toBe(true);
+  expect(existsSync(out)).toBe(false);
 });
