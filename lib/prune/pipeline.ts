@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
 import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
-import { countTensorZeros } from '../model/sparsity.js';
+import { tensorZeros } from '../model/sparsity.js';
 import {
   LlamaModel,
   blockWeightsToArrays,
@@ -81,6 +81,16 @@ export interface LayerLoopResult {
   blocks: BlockSparsity[];
   times: PhaseTimes;
   permutations: Record<string, number[]>; // module name -> column order of its N:M mask (RIA --permute)
+}
+
+/** The values of scalar tensors, in one read (the tensors stay the caller's). */
+async function readScalars(ts: tf.Scalar[]): Promise<Float32Array | Int32Array | Uint8Array> {
+  const stacked = tf.stack(ts);
+  try {
+    return await stacked.data();
+  } finally {
+    stacked.dispose();
+  }
 }
 
 function now(): number {
@@ -153,7 +163,7 @@ function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | nul
  * Run the layer loop. Non-block tensors (embeddings, final norm, lm_head) are copied to the writer unchanged.
  * Returns per-block sparsity and phase times. tfjs memory is back to where it started when it returns or throws.
  */
-export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
+export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult> {
   const plan = planOf(o);
   const ckpt = o.checkpoint;
   const c = ckpt.config;
@@ -196,6 +206,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
         const matrices = {} as Record<LinearName, number>;
         let zeros = 0;
         let params = 0;
+        const zeroCounts: tf.Scalar[] = []; // one per linear, read together after the block (no sync per op)
         try {
           if (model) {
             for (const n of LINEAR_NAMES) {
@@ -240,14 +251,18 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
                 pruned.dispose();
               }
             }
-            const wT = block.linears[n].wT; // zeros counted in the stored [in, out] layout
-            const z = countTensorZeros(wT);
-            matrices[n] = z / wT.size;
-            zeros += z;
-            params += wT.size;
+            zeroCounts.push(tensorZeros(block.linears[n].wT)); // zeros counted in the stored [in, out] layout
           }
+          const counts = await readScalars(zeroCounts);
+          LINEAR_NAMES.forEach((n, i) => {
+            const size = block.linears[n].wT.size;
+            matrices[n] = counts[i]! / size;
+            zeros += counts[i]!;
+            params += size;
+          });
         } finally {
           for (const s of stats.values()) s.dispose();
+          tf.dispose(zeroCounts);
         }
         times.prune += now() - t;
         blocks.push({ layer, allocated: bp.sparsity, matrices, zeros, params, sparsity: zeros / params });
@@ -264,7 +279,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
         o.onBlock?.(layer, block);
         if (o.writer) {
           t = now();
-          for (const [name, values] of blockWeightsToArrays(c, layer, block)) o.writer.write(name, values);
+          for (const [name, values] of await blockWeightsToArrays(c, layer, block)) o.writer.write(name, values);
           times.write += now() - t;
         }
       } finally {

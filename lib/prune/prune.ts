@@ -174,7 +174,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       );
     }
     const plan = buildPlan(c, { ...planSpec, ...(allocation ? { blockSparsities: allocation.sparsities } : {}) });
-    const loop = runLayerLoop({
+    const loop = await runLayerLoop({
       checkpoint: ckpt,
       plan,
       calibration,
