@@ -162,12 +162,12 @@ describe('errors', () => {
     );
   });
 
-  test('the caller names the options: an experiment file gets its key paths (eval.seqlen), not CLI flags', () => {
+  test('the caller names the options: an experiment file gets its key paths (eval.seqlen), not CLI flags', async () => {
     const optionName = keyPath('eval');
-    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 65, optionName })).toThrow(
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 65, optionName })).rejects.toThrow(
       new ConfigError('eval.seqlen 65 exceeds the model context (max_position_embeddings = 64)'),
     );
-    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: 0, optionName })).toThrow(
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: 0, optionName })).rejects.toThrow(
       new ConfigError('eval.maxWindows must be a positive integer, got 0'),
     );
   });
