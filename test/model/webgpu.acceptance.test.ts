@@ -107,9 +107,9 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 beforeAll(async () => {
   // `auto` on a machine whose only adapter is a software one: wasm (it never loads Dawn without a GPU driver).
-  const auto = await initBackend('auto');
+  const auto = await initBackend('auto', { threads: 1 }); // single-threaded wasm, as the rest of the suite
   expect(auto.name === 'webgpu' ? !auto.adapter!.software : auto.name !== 'webgpu').toBe(true);
-  await initBackend('wasm');
+  await initBackend('wasm', { threads: 1 });
   const tok = (await loadModel(MODEL, { blocks: false })).tokenizer;
   wiki = await evaluationIds('wikitext2', WIKI, tok, 128);
   wasm = await computeAll();
@@ -119,7 +119,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  await initBackend('wasm');
+  await initBackend('wasm', { threads: 1 });
 });
 
 describe('webgpu against wasm (float tolerance)', () => {
