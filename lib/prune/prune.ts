@@ -169,7 +169,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     let allocation: { ratios: number[]; sparsities: number[] } | null = null;
     if (allocator && layerwiseOptions) {
       const { selected } = selectLinears(c, planSpec.targets, planSpec.ignore);
-      allocation = owlAllocate(ckpt, calibration!, cfg.batchSize ?? PRUNE_DEFAULTS.batchSize, sparsity, layerwiseOptions, selected, (l, n) =>
+      allocation = await owlAllocate(ckpt, calibration!, cfg.batchSize ?? PRUNE_DEFAULTS.batchSize, sparsity, layerwiseOptions, selected, (l, n) =>
         cfg.onProgress?.({ layer: l, layers: n, elapsed: 0, eta: 0, tokensPerSecond: 0, pass: 'owl' }),
       );
     }
