@@ -8,6 +8,11 @@
  */
 export const ACCEPTANCE = '\\.acceptance\\.test\\.ts$';
 
+// The WebGPU tests (test/model/webgpu.acceptance.test.ts) reach Mesa's software adapter through EGL without a display.
+// Mesa reads this from the real environment, which a test cannot set (jest gives each test a copy of process.env);
+// this file runs in jest's own process, before any test.
+process.env.EGL_PLATFORM ??= 'surfaceless';
+
 export default {
   testEnvironment: 'node',
   extensionsToTreatAsEsm: ['.ts'],

@@ -21,8 +21,8 @@ const backend = await initBackend(values.backend as BackendName);
 const m = await loadModel(values.model ?? benchModelPath('c4-llama-7m'));
 const seqlen = Number(values.seqlen);
 const ids = await evaluationIds('wikitext2', benchSharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'), m.tokenizer, seqlen);
-perplexityOfIds(m.model, ids, { seqlen, maxWindows: 1 }); // warm-up
-const r = perplexityOfIds(m.model, ids, { seqlen, maxWindows: Number(values.windows), batchSize: Number(values.batch) });
+await perplexityOfIds(m.model, ids, { seqlen, maxWindows: 1 }); // warm-up
+const r = await perplexityOfIds(m.model, ids, { seqlen, maxWindows: Number(values.windows), batchSize: Number(values.batch) });
 console.log(
   JSON.stringify(
     {

@@ -101,7 +101,7 @@ export function buildCli(args: string[]): Argv {
     .wrap(120)
     .usage('$0 <command> [options]\n\nPrune LLaMA-family models with Wanda, magnitude or SparseGPT in TensorFlow.js, and evaluate them.')
     .version(packageVersion())
-    .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto', describe: 'tfjs backend (auto: tensorflow if installed, else wasm)' })
+    .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto', describe: 'tfjs backend (auto: tensorflow if installed, else webgpu on a GPU, else wasm)' })
     .option('threads', { type: 'number', describe: 'wasm compute threads (default: every logical core; at most 8)' })
     .option('hf-token', { type: 'string', describe: 'Hugging Face token for gated hub models such as Llama (default $HF_TOKEN); never printed' })
     .middleware((argv) => {

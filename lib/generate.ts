@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors.js';
+import { requireSyncReads } from './model/backend.js';
 import type { LlamaModel } from './model/llama.js';
 import type { LoadedModel } from './model/load.js';
 import { parameterCount } from './model/config.js';
@@ -13,6 +14,7 @@ export function generateIds(model: LlamaModel, prompt: number[], maxNewTokens: n
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
     throw new ConfigError(`--max-new-tokens must be a non-negative integer, got ${maxNewTokens}`);
   }
+  requireSyncReads('generate (greedy decoding reads each token back)');
   const ids = [...prompt];
   const limit = Math.min(prompt.length + maxNewTokens, model.config.maxPositions);
   while (ids.length < limit) {

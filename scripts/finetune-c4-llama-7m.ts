@@ -85,11 +85,11 @@ if (a.dense) {
   const m = await loadModel(model);
   try {
     const ids = await evaluationIds('wikitext2', wikitext, m.tokenizer, seqlen);
-    densePpl = perplexityOfIds(m.model, ids, { seqlen, maxWindows: Number(a['eval-windows']) }).ppl;
+    densePpl = (await perplexityOfIds(m.model, ids, { seqlen, maxWindows: Number(a['eval-windows']) })).ppl;
     log(`dense model: WikiText-2 ppl ${densePpl.toFixed(4)}`);
     if (a['c4-eval']) {
       const c4ids = await evaluationIds('c4', c4val, m.tokenizer, seqlen);
-      denseC4 = perplexityOfIds(m.model, c4ids, { seqlen, maxWindows: Number(a['eval-windows']) }).ppl;
+      denseC4 = (await perplexityOfIds(m.model, c4ids, { seqlen, maxWindows: Number(a['eval-windows']) })).ppl;
       log(`dense model: C4 validation ppl ${denseC4.toFixed(4)}`);
     }
   } finally {
@@ -138,8 +138,8 @@ if (a['c4-eval']) {
     const ids = await evaluationIds('c4', c4val, m.tokenizer, seqlen);
     const ad = loadAdapters(out, m.model);
     try {
-      const before = perplexityOfIds(m.model, ids, { seqlen, maxWindows });
-      const after = perplexityOfIds(m.model, ids, { seqlen, maxWindows, forward: ad.forward });
+      const before = await perplexityOfIds(m.model, ids, { seqlen, maxWindows });
+      const after = await perplexityOfIds(m.model, ids, { seqlen, maxWindows, forward: ad.forward });
       c4ppl = { before: before.ppl, after: after.ppl, merged: null, windows: after.windows };
     } finally {
       ad.dispose();
@@ -147,7 +147,7 @@ if (a['c4-eval']) {
     if (report.merge) {
       const mm = await loadModel(report.merge.dir);
       try {
-        c4ppl.merged = perplexityOfIds(mm.model, ids, { seqlen, maxWindows }).ppl;
+        c4ppl.merged = (await perplexityOfIds(mm.model, ids, { seqlen, maxWindows })).ppl;
       } finally {
         mm.dispose();
       }

@@ -98,7 +98,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
     }
     const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? false }));
     const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen, cfg.onProgress);
-    const r = perplexityOfIds(m.model, ids, {
+    const r = await perplexityOfIds(m.model, ids, {
       seqlen,
       ...(cfg.batchSize !== undefined ? { batchSize: cfg.batchSize } : {}),
       ...(cfg.maxWindows !== undefined ? { maxWindows: cfg.maxWindows } : {}),

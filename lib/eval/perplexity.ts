@@ -24,7 +24,7 @@ export interface PerplexityOptions {
  * Mean next-token cross-entropy of each sequence: ids [b][s] -> b numbers (mean over the s-1 predicted tokens).
  * Sums in float32 per window as torch's CrossEntropyLoss does; the mean over windows is taken in float64.
  */
-export function windowLosses(model: LlamaModel, ids: number[][], forward: ForwardOptions = {}): number[] {
+export async function windowLosses(model: LlamaModel, ids: number[][], forward: ForwardOptions = {}): Promise<number[]> {
   const b = ids.length;
   const s = ids[0]!.length;
   const v = model.config.vocabSize;
@@ -39,7 +39,7 @@ export function windowLosses(model: LlamaModel, ids: number[][], forward: Forwar
     return tf.mean(nll, 1);
   });
   try {
-    return Array.from(losses.dataSync());
+    return Array.from(await losses.data()); // one read per forward; no synchronous read (WebGPU has none)
   } finally {
     losses.dispose(); // the tidy's result is ours
   }
@@ -54,7 +54,7 @@ export function makeWindows(ids: number[], seqlen: number): number[][] {
 }
 
 /** Perplexity over windows of already tokenized text. */
-export function perplexityOfIds(model: LlamaModel, ids: number[], options: PerplexityOptions): WindowPerplexity {
+export async function perplexityOfIds(model: LlamaModel, ids: number[], options: PerplexityOptions): Promise<WindowPerplexity> {
   const { seqlen } = options;
   const name = options.optionName ?? cliFlag;
   if (!Number.isInteger(seqlen) || seqlen < 2) throw new ConfigError(`${name('seqlen')} must be an integer >= 2, got ${seqlen}`);
@@ -74,7 +74,7 @@ export function perplexityOfIds(model: LlamaModel, ids: number[], options: Perpl
   let sum = 0;
   options.onProgress?.(0, windows.length);
   for (let i = 0; i < windows.length; i += batch) {
-    const losses = windowLosses(model, windows.slice(i, i + batch), options.forward);
+    const losses = await windowLosses(model, windows.slice(i, i + batch), options.forward);
     for (const l of losses) sum += l;
     options.onProgress?.(Math.min(i + batch, windows.length), windows.length);
   }

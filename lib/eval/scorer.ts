@@ -22,10 +22,10 @@ export function modelScorer(model: LlamaModel, forward: ForwardOptions = {}): Sc
     const rest: number[] = [];
     for (const members of byContext.values()) {
       const ctx = fitted[members[0]!]!.context;
-      if (members.length > 1 && ctx.length > 0) scoreSharedContext(model, forward, ctx, members.map((k) => ({ req: fitted[k]!, out: scores[k]! })));
+      if (members.length > 1 && ctx.length > 0) await scoreSharedContext(model, forward, ctx, members.map((k) => ({ req: fitted[k]!, out: scores[k]! })));
       else rest.push(...members);
     }
-    scorePadded(model, forward, rest.map((k) => ({ req: fitted[k]!, out: scores[k]! })));
+    await scorePadded(model, forward, rest.map((k) => ({ req: fitted[k]!, out: scores[k]! })));
     return scores;
   };
 }
@@ -35,8 +35,11 @@ interface Target {
   out: Score;
 }
 
-/** Add log-probs/greedy of `tokens` at logits rows `rowPos` of `logits` ([rows, vocab]) to the owners' scores. */
-function accumulate(logits: tf.Tensor2D, rowPos: number[], tokens: number[], owners: Score[]): void {
+/**
+ * Add log-probs/greedy of `tokens` at logits rows `rowPos` of `logits` ([rows, vocab]) to the owners' scores.
+ * One read per forward, awaited (no synchronous read: WebGPU has none).
+ */
+async function accumulate(logits: tf.Tensor2D, rowPos: number[], tokens: number[], owners: Score[]): Promise<void> {
   if (rowPos.length === 0) return;
   const v = logits.shape[1];
   const [picked, lse, argmax] = tf.tidy(() => {
@@ -44,10 +47,12 @@ function accumulate(logits: tf.Tensor2D, rowPos: number[], tokens: number[], own
     const flat = tf.tensor1d(rowPos.map((r, i) => r * v + tokens[i]!), 'int32');
     return [tf.gather(tf.reshape(logits, [-1]), flat), tf.logSumExp(at, 1), tf.argMax(at, 1)];
   });
-  const p = picked.dataSync();
-  const l = lse.dataSync();
-  const a = argmax.dataSync();
-  tf.dispose([picked, lse, argmax]);
+  let p, l, a;
+  try {
+    [p, l, a] = await Promise.all([picked.data(), lse.data(), argmax.data()]);
+  } finally {
+    tf.dispose([picked, lse, argmax]);
+  }
   owners.forEach((out, i) => {
     out.logprob += p[i]! - l[i]!;
     if (a[i] !== tokens[i]) out.greedy = false;
@@ -55,13 +60,16 @@ function accumulate(logits: tf.Tensor2D, rowPos: number[], tokens: number[], own
 }
 
 /** Choices sharing one context: the context once, then every continuation (minus its last token) after it. */
-function scoreSharedContext(model: LlamaModel, forward: ForwardOptions, context: number[], targets: Target[]): void {
+async function scoreSharedContext(model: LlamaModel, forward: ForwardOptions, context: number[], targets: Target[]): Promise<void> {
   const { logits, cache } = model.prefill(context, forward);
   try {
     // The context's last position predicts every continuation's first token.
     const last = tf.tidy(() => tf.reshape(tf.slice(logits, [0, context.length - 1, 0], [1, 1, -1]), [1, -1]) as tf.Tensor2D);
-    accumulate(last, targets.map(() => 0), targets.map((t) => t.req.continuation[0]!), targets.map((t) => t.out));
-    last.dispose();
+    try {
+      await accumulate(last, targets.map(() => 0), targets.map((t) => t.req.continuation[0]!), targets.map((t) => t.out));
+    } finally {
+      last.dispose();
+    }
     const longer = targets.filter((t) => t.req.continuation.length > 1);
     if (longer.length > 0) {
       const len = Math.max(...longer.map((t) => t.req.continuation.length - 1));
@@ -81,8 +89,11 @@ function scoreSharedContext(model: LlamaModel, forward: ForwardOptions, context:
           owners.push(t.out);
         }
       });
-      accumulate(out, rowPos, tokens, owners);
-      out.dispose();
+      try {
+        await accumulate(out, rowPos, tokens, owners);
+      } finally {
+        out.dispose();
+      }
     }
   } finally {
     logits.dispose();
@@ -91,7 +102,7 @@ function scoreSharedContext(model: LlamaModel, forward: ForwardOptions, context:
 }
 
 /** Requests with distinct contexts: right-padded forwards, identical inputs deduplicated, grouped by length. */
-function scorePadded(model: LlamaModel, forward: ForwardOptions, targets: Target[]): void {
+async function scorePadded(model: LlamaModel, forward: ForwardOptions, targets: Target[]): Promise<void> {
   if (targets.length === 0) return;
   const inputs = targets.map((t) => [...t.req.context, ...t.req.continuation].slice(0, -1));
   const rowOf = new Map<string, number>();
@@ -116,12 +127,12 @@ function scorePadded(model: LlamaModel, forward: ForwardOptions, targets: Target
   }
   for (const g of groups) {
     const members = targets.map((_, k) => k).filter((k) => g.includes(row[k]!));
-    scoreGroup(model, forward, g.map((i) => rows[i]!), members.map((k) => ({ req: targets[k]!.req, row: g.indexOf(row[k]!), out: targets[k]!.out })));
+    await scoreGroup(model, forward, g.map((i) => rows[i]!), members.map((k) => ({ req: targets[k]!.req, row: g.indexOf(row[k]!), out: targets[k]!.out })));
   }
 }
 
 /** One right-padded forward of `rows`; adds each target's log-probs and greedy flags. */
-function scoreGroup(model: LlamaModel, forward: ForwardOptions, rows: number[][], targets: (Target & { row: number })[]): void {
+async function scoreGroup(model: LlamaModel, forward: ForwardOptions, rows: number[][], targets: (Target & { row: number })[]): Promise<void> {
   const len = Math.max(...rows.map((x) => x.length));
   const padded = rows.map((x) => [...x, ...new Array<number>(len - x.length).fill(0)]);
   const v = model.config.vocabSize;
@@ -136,6 +147,9 @@ function scoreGroup(model: LlamaModel, forward: ForwardOptions, rows: number[][]
     });
   }
   const logits = tf.tidy(() => tf.reshape(model.logits(padded, forward), [padded.length * len, v]) as tf.Tensor2D);
-  accumulate(logits, rowPos, tokens, owners);
-  logits.dispose();
+  try {
+    await accumulate(logits, rowPos, tokens, owners);
+  } finally {
+    logits.dispose();
+  }
 }

@@ -84,9 +84,9 @@ export async function planExperiment(exp: Experiment, options: RunOptions = {}):
     const calibSeqlen = exp.calibration.seqlen ?? maxPositions;
     const probe = Math.min(256, evalSeqlen);
     const ids = Array.from({ length: probe }, (_, i) => (i * 7919) % m.model.config.vocabSize);
-    windowLosses(m.model, [ids.slice(0, 8)]); // warm-up
+    await windowLosses(m.model, [ids.slice(0, 8)]); // warm-up
     const t0 = performance.now();
-    windowLosses(m.model, [ids]);
+    await windowLosses(m.model, [ids]);
     const rate = probe / Math.max((performance.now() - t0) / 1000, 1e-3);
     const { tokens: evalTokens, notes } = await evaluationTokens(exp, evalSeqlen, m.tokenizer, options.dataDir);
     const evalSeconds = evalTokens / rate;

@@ -21,7 +21,7 @@ import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { writeJsonAtomic } from '../model/save.js';
-import { activeBackend } from '../model/backend.js';
+import { activeBackend, requireSyncReads } from '../model/backend.js';
 import { evaluationCut, evaluationText, perplexityOfIds, type PerplexitySet, PERPLEXITY_SETS } from '../eval/perplexity.js';
 import { cachedTextIds } from '../eval/token-cache.js';
 import type { LinearName } from '../model/architecture.js';
@@ -167,6 +167,7 @@ function checkNumber(name: string, v: number, lo: number, hi: number, loOpen = f
  * `out/report.json`. The final adapters are in `out` (PEFT layout); `loadAdapters(out, model)` evaluates them.
  */
 export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
+  requireSyncReads('finetune (the training loop reads losses and norms back each step)');
   const tStart = performance.now();
   const name = o.optionName ?? cliFlag;
   const lora = validateLoraConfig(
@@ -323,7 +324,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     const scoreEval = (forward: ForwardOptions, maxWindows: number | undefined, m: LlamaModel = model) =>
       perplexityOfIds(m, evalIds!, { seqlen: evalSeqlen, forward, ...(maxWindows !== undefined ? { maxWindows } : {}) });
     if (ev && state.before === null) {
-      const r = scoreEval({}, ev.maxWindows);
+      const r = await scoreEval({}, ev.maxWindows);
       state.before = r.ppl;
       o.onProgress?.({ phase: 'eval', step: state.step, ppl: r.ppl, windows: r.windows, seconds: r.seconds, which: 'before' });
     }
@@ -374,7 +375,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
         etaSeconds: eta,
       });
       if (ev && ev.every && trainer.step % ev.every === 0 && trainer.step < o.maxSteps) {
-        const p = scoreEval(adapters.forward(), ev.periodicWindows ?? 4);
+        const p = await scoreEval(adapters.forward(), ev.periodicWindows ?? 4);
         state.periodic.push({ step: trainer.step, ppl: p.ppl, windows: p.windows });
         o.onProgress?.({ phase: 'eval', step: trainer.step, ppl: p.ppl, windows: p.windows, seconds: p.seconds, which: 'periodic' });
       }
@@ -388,7 +389,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     let after: number | null = null;
     let evalWindows = 0;
     if (ev) {
-      const r = scoreEval(adapters.forward(), ev.maxWindows);
+      const r = await scoreEval(adapters.forward(), ev.maxWindows);
       after = r.ppl;
       evalWindows = r.windows;
       o.onProgress?.({ phase: 'eval', step: trainer.step, ppl: r.ppl, windows: r.windows, seconds: r.seconds, which: 'after' });
@@ -414,7 +415,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
         loaded = null;
         const m = await loadModel(merge.dir);
         try {
-          const r = scoreEval({}, ev.maxWindows, m.model);
+          const r = await scoreEval({}, ev.maxWindows, m.model);
           mergedPpl = r.ppl;
           o.onProgress?.({ phase: 'eval', step: state.step, ppl: r.ppl, windows: r.windows, seconds: r.seconds, which: 'merged' });
         } finally {

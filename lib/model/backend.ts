@@ -2,16 +2,64 @@ import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
 import { ConfigError } from '../errors.js';
 import { MAX_WASM_THREADS, setWasmBackend } from './wasm-threads.js';
+import { adapterLine, hardwareAdapterPossible, setupWebgpu, type AdapterInfo } from './webgpu.js';
 
-export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 /** What `initBackend` chose and why (shown on stderr by the CLI, stored in reports). */
 export interface BackendInfo {
-  name: string; // the tfjs backend name now active: 'tensorflow', 'wasm' or 'cpu'
+  name: string; // the tfjs backend name now active: 'tensorflow', 'webgpu', 'wasm' or 'cpu'
   package: string; // the npm package that provides it
   note: string; // one line for the user
   threads: number | null; // compute threads in use (wasm: XNNPACK's pool; null: the backend manages its own)
+  adapter?: AdapterInfo; // webgpu only: the adapter (a `software` one runs on the CPU)
+}
+
+/**
+ * The backend-dependent choices of the forward and of the hot loops, in one place.
+ * - `attention`: 'per-head' runs one 2D matMul per (sequence, head), ~10x faster on wasm than a batched matMul;
+ *   'batched' runs one matMul over every head, what a GPU wants (thousands of tiny dispatches otherwise).
+ * - `hostReads`: 'sync' lets a kernel read a value back in the middle of its work (`dataSync`, cheap on CPU
+ *   backends: the mask's no-tie fast path); 'none' avoids it (WebGPU in Node has no synchronous read at all, and a
+ *   read stalls the GPU queue), taking the branch-free path that gives the same result.
+ * Linear weights are kept in one layout on every backend (wasm's matMul needs it; the WebGPU matMul shader reads
+ * either layout, so no choice is made there).
+ */
+export interface Kernels {
+  attention: 'per-head' | 'batched';
+  hostReads: 'sync' | 'none';
+}
+
+export function kernelsFor(backend: string): Kernels {
+  const cpu = backend === 'wasm' || backend === 'cpu';
+  return { attention: cpu ? 'per-head' : 'batched', hostReads: backend === 'webgpu' ? 'none' : 'sync' };
+}
+
+let override: Partial<Kernels> | null = null;
+
+/** The kernels of the active tfjs backend (with `overrideKernels` applied). */
+export function kernels(): Kernels {
+  return { ...kernelsFor(tf.getBackend()), ...override };
+}
+
+/**
+ * Force some choices on whatever backend is active (tests compare both attentions on wasm; experiments can try
+ * batched attention on a CPU backend). `null` goes back to the backend's own choices. Results differ only by float
+ * rounding between the two attentions, and not at all between the two `hostReads` settings.
+ */
+export function overrideKernels(k: Partial<Kernels> | null): void {
+  override = k;
+}
+
+/**
+ * Throws a ConfigError when the active backend cannot read tensors synchronously (webgpu): for the few features
+ * that still do (`what` names it for the message).
+ */
+export function requireSyncReads(what: string): void {
+  if (kernels().hostReads === 'none') {
+    throw new ConfigError(`${what} reads tensors synchronously and does not run on --backend ${tf.getBackend()} yet; use --backend wasm`);
+  }
 }
 
 /** Options of `initBackend`. */
@@ -56,13 +104,25 @@ async function tryWasm(threads: number): Promise<{ ok: boolean; threads: number;
   return setWasmBackend(pkg, threads);
 }
 
+/** WebGPU on a hardware adapter (or also a software one when asked for explicitly); the reason as a string otherwise. */
+async function tryWebgpu(allowSoftware: boolean): Promise<BackendInfo | string> {
+  try {
+    const adapter = await setupWebgpu(allowSoftware);
+    const pkg = '@tensorflow/tfjs-backend-webgpu + webgpu (Dawn)';
+    return { name: 'webgpu', package: pkg, note: `backend webgpu on ${adapterLine(adapter)}`, threads: null, adapter };
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 async function tryCpu(): Promise<boolean> {
   await import('@tensorflow/tfjs-backend-cpu');
   return tf.setBackend('cpu');
 }
 
 /**
- * Select the tfjs backend. `auto` takes the fastest that loads: tensorflow (native, when installed), then wasm
+ * Select the tfjs backend. `auto` takes the fastest that loads: tensorflow (native, when installed), then webgpu on a
+ * hardware adapter (when the optional packages are installed; never a software adapter), then wasm
  * (SIMD, `threads` threads, see wasm-threads.ts), then cpu (plain JS, about 30x slower than wasm for matMul).
  * `initBackend('wasm', { threads: 2 })` and `initBackend({ backend: 'wasm', threads: 2 })` are the same.
  * Calling it again with the backend already active is a no-op, unless it asks wasm for another thread count:
@@ -91,6 +151,16 @@ export async function initBackend(
       throw new ConfigError(
         "--backend tensorflow: neither '@tensorflow/tfjs-node-gpu' nor '@tensorflow/tfjs-node' could be loaded; " +
           'install one (npm install @tensorflow/tfjs-node; its install downloads libtensorflow) or use --backend wasm',
+      );
+    }
+  }
+  if (!info && (name === 'webgpu' || (name === 'auto' && hardwareAdapterPossible()))) {
+    const r = await tryWebgpu(name === 'webgpu');
+    if (typeof r !== 'string') info = r;
+    else if (name === 'webgpu') {
+      throw new ConfigError(
+        `--backend webgpu: ${r}. Install the optional packages (npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0) ` +
+          'and a Vulkan driver (GPU), or Mesa EGL/GLES (libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri) for the software adapter',
       );
     }
   }

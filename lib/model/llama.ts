@@ -25,6 +25,7 @@ import {
   normTensorName,
   type LinearName,
 } from './architecture.js';
+import { kernels } from './backend.js';
 
 /** One linear layer: y = x wT + bias. */
 export interface Linear {
@@ -112,17 +113,24 @@ export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights 
   }
 }
 
-/** Tensor name -> float32 values of a block, in the Hugging Face [out, in] layout (for saving). */
-export function blockWeightsToArrays(c: LlamaConfig, layer: number, b: BlockWeights): Map<string, Float32Array> {
+/**
+ * Tensor name -> float32 values of a block, in the Hugging Face [out, in] layout (for saving). Reads are awaited
+ * (no synchronous read: WebGPU has none).
+ */
+export async function blockWeightsToArrays(c: LlamaConfig, layer: number, b: BlockWeights): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
-  out.set(normTensorName(layer, 'inputNorm'), b.inputNorm.dataSync() as Float32Array);
-  out.set(normTensorName(layer, 'postNorm'), b.postNorm.dataSync() as Float32Array);
+  const read = async (t: tf.Tensor): Promise<Float32Array> => (await t.data()) as Float32Array;
+  out.set(normTensorName(layer, 'inputNorm'), await read(b.inputNorm));
+  out.set(normTensorName(layer, 'postNorm'), await read(b.postNorm));
   for (const n of LINEAR_NAMES) {
     const w = linearWeight(b, n);
-    out.set(linearTensorName(layer, n), w.dataSync() as Float32Array);
-    w.dispose();
+    try {
+      out.set(linearTensorName(layer, n), await read(w));
+    } finally {
+      w.dispose();
+    }
     const bias = b.linears[n].bias;
-    if (bias) out.set(linearTensorName(layer, n, 'bias'), bias.dataSync() as Float32Array);
+    if (bias) out.set(linearTensorName(layer, n, 'bias'), await read(bias));
   }
   const expected = blockTensors(c, layer).map((t) => t.name);
   for (const name of expected) if (!out.has(name)) throw new CheckpointError(`block ${layer}: tensor '${name}' not produced`);
@@ -350,23 +358,9 @@ export class LlamaModel {
       const q = this.applyRope(heads(this.linear(layer, 'q_proj', h1, w.linears.q_proj, opts), h), s, kv.offset);
       const k = this.applyRope(heads(this.linear(layer, 'k_proj', h1, w.linears.k_proj, opts), kvh), s, kv.offset);
       const v = heads(this.linear(layer, 'v_proj', h1, w.linears.v_proj, opts), kvh);
-      // Per (sequence, head) 2D matMuls: on wasm they run ~10x faster than one batched matMul.
-      const qs = tf.unstack(tf.reshape(tf.mul(q, 1 / Math.sqrt(d)), [b * h, s, d])) as tf.Tensor2D[]; // q / sqrt(d)
-      const kTs = tf.unstack(tf.reshape(tf.transpose(k, [0, 1, 3, 2]), [b * kvh, d, s])) as tf.Tensor2D[]; // explicit transpose: fast matMul
-      const vs = tf.unstack(tf.reshape(v, [b * kvh, s, d])) as tf.Tensor2D[];
-      if (kv.record) kv.record({ kT: kTs.slice(0, kvh).map((t) => tf.keep(t)), v: vs.slice(0, kvh).map((t) => tf.keep(t)) });
-      const past = kv.past;
-      const mask = this.causalMask(s, past ? kv.offset : 0); // [s, past + s]
-      const rep = h / kvh; // GQA (repeat_kv): query head j of a sequence uses kv head floor(j / rep)
-      const outs = qs.map((qi, idx) => {
-        const head = Math.floor((idx % h) / rep);
-        const flat = Math.floor(idx / h) * kvh + head;
-        const kT = past ? tf.concat([past.kT[head]!, kTs[flat]!], 1) : kTs[flat]!; // [d, past + s]
-        const vv = past ? tf.concat([past.v[head]!, vs[flat]!], 0) : vs[flat]!; // [past + s, d]
-        const scores = tf.add(tf.matMul(qi, kT), mask); // [s, past + s]
-        return tf.matMul(tf.softmax(scores), vv); // [s, d]
-      });
-      const ctx = tf.stack(outs); // [b*h, s, d]
+      const mask = this.causalMask(s, kv.past ? kv.offset : 0); // [s, past + s]
+      const attend = kernels().attention === 'batched' ? attendBatched : attendPerHead;
+      const ctx = attend(tf.mul(q, 1 / Math.sqrt(d)) as tf.Tensor4D, k, v, mask, kv); // [b*h, s, d], from q / sqrt(d)
       return tf.reshape(tf.transpose(tf.reshape(ctx, [b, h, s, d]), [0, 2, 1, 3]), [b, s, h * d]) as tf.Tensor3D;
     }));
     if (tap) tap('o_proj', attn);
@@ -487,6 +481,59 @@ export class LlamaModel {
     this.mask?.dispose();
     this.mask = null;
   }
+}
+
+/**
+ * Causal softmax attention of q [b, h, s, d] (already scaled by 1/sqrt(d)) over k, v [b, kvh, s, d] and the cached
+ * prefix `kv.past`, as one 2D matMul pair per (sequence, head): on wasm ~10x faster than a batched matMul.
+ * GQA (repeat_kv): query head j of a sequence uses kv head floor(j / (h / kvh)). Returns [b*h, s, d].
+ */
+function attendPerHead(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D, kv: KvState): tf.Tensor3D {
+  const [b, h, s, d] = q.shape;
+  const kvh = k.shape[1];
+  const qs = tf.unstack(tf.reshape(q, [b * h, s, d])) as tf.Tensor2D[];
+  const kTs = tf.unstack(tf.reshape(tf.transpose(k, [0, 1, 3, 2]), [b * kvh, d, s])) as tf.Tensor2D[]; // explicit transpose: fast matMul
+  const vs = tf.unstack(tf.reshape(v, [b * kvh, s, d])) as tf.Tensor2D[];
+  if (kv.record) kv.record({ kT: kTs.slice(0, kvh).map((t) => tf.keep(t)), v: vs.slice(0, kvh).map((t) => tf.keep(t)) });
+  const past = kv.past;
+  const rep = h / kvh;
+  const outs = qs.map((qi, idx) => {
+    const head = Math.floor((idx % h) / rep);
+    const flat = Math.floor(idx / h) * kvh + head;
+    const kT = past ? tf.concat([past.kT[head]!, kTs[flat]!], 1) : kTs[flat]!; // [d, past + s]
+    const vv = past ? tf.concat([past.v[head]!, vs[flat]!], 0) : vs[flat]!; // [past + s, d]
+    const scores = tf.add(tf.matMul(qi, kT), mask); // [s, past + s]
+    return tf.matMul(tf.softmax(scores), vv); // [s, d]
+  });
+  return tf.stack(outs) as tf.Tensor3D;
+}
+
+/**
+ * The same attention as `attendPerHead` in two batched matMuls over every (sequence, head): a handful of dispatches
+ * per block instead of thousands, what a GPU wants. Kv heads are repeated for GQA before the matMuls.
+ */
+function attendBatched(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D, kv: KvState): tf.Tensor3D {
+  const [b, h, s, d] = q.shape;
+  const kvh = k.shape[1];
+  let kT = tf.transpose(k, [0, 1, 3, 2]) as tf.Tensor4D; // [b, kvh, d, s]
+  let vv = v; // [b, kvh, s, d]
+  if (kv.record) {
+    kv.record({
+      kT: tf.unstack(tf.reshape(tf.slice(kT, [0, 0, 0, 0], [1, kvh, d, s]), [kvh, d, s])).map((t) => tf.keep(t as tf.Tensor2D)),
+      v: tf.unstack(tf.reshape(tf.slice(vv, [0, 0, 0, 0], [1, kvh, s, d]), [kvh, s, d])).map((t) => tf.keep(t as tf.Tensor2D)),
+    });
+  }
+  if (kv.past) {
+    const perBatch = (t: tf.Tensor3D): tf.Tensor4D => tf.tile(tf.expandDims(t, 0), [b, 1, 1, 1]) as tf.Tensor4D; // shared prefix
+    kT = tf.concat([perBatch(tf.stack(kv.past.kT) as tf.Tensor3D), kT], 3) as tf.Tensor4D; // [b, kvh, d, past + s]
+    vv = tf.concat([perBatch(tf.stack(kv.past.v) as tf.Tensor3D), vv], 2) as tf.Tensor4D; // [b, kvh, past + s, d]
+  }
+  const n = kT.shape[3];
+  const rep = h / kvh;
+  const kvOf = tf.tensor1d(Array.from({ length: h }, (_, j) => Math.floor(j / rep)), 'int32'); // kv head of query head j
+  const repeat = (t: tf.Tensor4D): tf.Tensor4D => (rep === 1 ? t : (tf.gather(t, kvOf, 1) as tf.Tensor4D)); // [b, h, ., .]
+  const scores = tf.add(tf.matMul(tf.reshape(q, [b * h, s, d]), tf.reshape(repeat(kT), [b * h, d, n])), mask); // [b*h, s, n]
+  return tf.matMul(tf.softmax(scores), tf.reshape(repeat(vv), [b * h, n, d])) as tf.Tensor3D; // [b*h, s, d]
 }
 
 /** y = x wT + bias for x [b, s, in] -> [b, s, out]. */

@@ -10,9 +10,19 @@ export function countZeros(values: ArrayLike<number>): number {
   return zeros;
 }
 
-/** Exact zeros of a tensor, counted on its backend (only the count is read back). */
+/** Exact zeros of a tensor as an int32 scalar left on its backend (the layer loop reads a block's counts at once). */
+export function tensorZeros(t: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => tf.sum(tf.cast(tf.equal(t, 0), 'int32')));
+}
+
+/** Exact zeros of a tensor, counted on its backend (only the count is read back, synchronously). */
 export function countTensorZeros(t: tf.Tensor): number {
-  return tf.tidy(() => tf.sum(tf.cast(tf.equal(t, 0), 'int32')).dataSync()[0]!);
+  const z = tensorZeros(t);
+  try {
+    return z.dataSync()[0]!;
+  } finally {
+    z.dispose();
+  }
 }
 
 /** Zero count of one weight matrix. */

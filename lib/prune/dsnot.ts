@@ -6,6 +6,7 @@
  * reference's argparse cannot switch off). The cycle runs on the host: it is a short sequential loop per row.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { requireSyncReads } from '../model/backend.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
 import { ConfigError } from '../errors.js';
@@ -133,6 +134,7 @@ export const dsnot: MaskRefiner<DsnotOptions> = {
     const [rows, cols] = weight.shape;
     if (stats.inFeatures !== cols) throw new ConfigError(`dsnot: weight [${rows}, ${cols}] does not match statistics of ${stats.inFeatures} inputs`);
     if (stats.samples === 0) throw new ConfigError('dsnot: the statistics have seen no calibration sample');
+    requireSyncReads('dsnot (its refinement cycle runs on the host)');
     const out = dsnotCycle(
       {
         rows,

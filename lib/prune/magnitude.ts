@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
-import { applyMask, nmMask, sortedValueAt, validateOptions } from './mask.js';
+import { applyMask, nmMask, sortedValueTensor, validateOptions } from './mask.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
 import type { PruneMethod, PruneOptions, PruneResult } from './method.js';
@@ -18,8 +18,12 @@ export function magnitudeMask(weight: tf.Tensor2D, options: PruneOptions): tf.Te
   try {
     const { structure } = options;
     if (structure.kind === 'nm') return nmMask(metric, structure.n, structure.m);
-    const thresh = sortedValueAt(metric, Math.floor(metric.size * options.sparsity));
-    return tf.tidy(() => tf.cast(tf.lessEqual(metric, tf.scalar(thresh)), 'float32') as tf.Tensor2D);
+    const thresh = sortedValueTensor(metric, Math.floor(metric.size * options.sparsity));
+    try {
+      return tf.tidy(() => tf.cast(tf.lessEqual(metric, thresh), 'float32') as tf.Tensor2D);
+    } finally {
+      thresh.dispose();
+    }
   } finally {
     metric.dispose();
   }

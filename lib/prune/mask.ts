@@ -8,6 +8,7 @@
  * specify; we apply the same lower-index-first rule there.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { kernels } from '../model/backend.js';
 import { ConfigError } from '../errors.js';
 import type { PruneOptions, Structure } from './method.js';
 
@@ -89,7 +90,8 @@ export function smallestPerRowMask(metric: tf.Tensor2D, k: number, chunkElements
     // Fast path: when every row has exactly k values <= its k-th smallest (no tie crosses the cut), that is the mask.
     const atMost = tf.cast(tf.lessEqual(diff, tf.scalar(0)), 'float32'); // [rows, cols]
     const counts = tf.sum(atMost, 1); // [rows]
-    if (tf.max(counts).dataSync()[0] === k) return atMost as tf.Tensor2D;
+    // (on backends without cheap host reads the check is skipped: the general path below gives the same mask)
+    if (kernels().hostReads === 'sync' && tf.max(counts).dataSync()[0] === k) return atMost as tf.Tensor2D;
     // Ties at the cut: all values below it are removed, then the first `need` tied ones by column index.
     const less = tf.less(diff, tf.scalar(0)); // [rows, cols], all of these are removed
     const tie = tf.equal(diff, tf.scalar(0)); // [rows, cols], the first `need` of these are removed
@@ -137,6 +139,18 @@ export function sortedValueAt(values: tf.Tensor, index: number): number {
   const copy = new Float32Array(values.dataSync() as Float32Array);
   copy.sort();
   return copy[index] as number;
+}
+
+/**
+ * `sortedValueAt` as a scalar tensor. On backends with cheap host reads (wasm, cpu) it is `sortedValueAt`; elsewhere
+ * (webgpu) it stays on the device: the largest of the index + 1 smallest values (topk), the same order statistic.
+ */
+export function sortedValueTensor(values: tf.Tensor, index: number): tf.Scalar {
+  if (kernels().hostReads === 'sync') return tf.scalar(sortedValueAt(values, index));
+  if (!Number.isInteger(index) || index < 0 || index >= values.size) {
+    throw new ConfigError(`sorted index ${index} is outside a tensor of ${values.size} values`);
+  }
+  return tf.tidy(() => tf.max(tf.neg(tf.topk(tf.neg(tf.reshape(values, [-1])), index + 1, false).values)) as tf.Scalar);
 }
 
 /**

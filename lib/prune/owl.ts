@@ -6,6 +6,7 @@
  * (OWL's "layerwise outlier distribution"), whatever method prunes in pass 2.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { requireSyncReads } from '../model/backend.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
@@ -74,7 +75,7 @@ export interface OwlAllocation {
  * Run OWL's pass 1 over the unpruned model (nothing is pruned or written) and allocate block sparsities around
  * `sparsity`. Only the linears in `selected` (module names) count towards a block's ratio (all seven by default).
  */
-export function owlAllocate(
+export async function owlAllocate(
   checkpoint: Checkpoint,
   calibration: CalibrationSet,
   batchSize: number,
@@ -82,11 +83,12 @@ export function owlAllocate(
   options: OwlOptions,
   selected?: ReadonlySet<string>,
   onProgress?: (layer: number, layers: number) => void,
-): OwlAllocation {
+): Promise<OwlAllocation> {
   const o = parseOptions('owl', owlOptions, options) as OwlOptions;
+  requireSyncReads('owl (outlier ratios are counted on the host)');
   const c = checkpoint.config;
   const ratios: number[] = [];
-  runLayerLoop({
+  await runLayerLoop({
     checkpoint,
     plan: { blocks: Array.from({ length: c.numLayers }, (_, layer) => ({ layer, sparsity: 0, linears: {} })), skipped: [] },
     calibration,

@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
 import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
-import { countTensorZeros } from '../model/sparsity.js';
+import { tensorZeros } from '../model/sparsity.js';
 import {
   LlamaModel,
   blockWeightsToArrays,
@@ -78,7 +78,7 @@ export interface LayerLoopOptions {
   /** Continue a killed run (lib/prune/resume.ts): non-block tensors and blocks < nextLayer are already written. */
   start?: LoopStart;
   /** Called when blocks < nextLayer are written (before block 0 too), with the next block's inputs (not consumed). */
-  onCheckpoint?: (cp: LoopCheckpoint) => void;
+  onCheckpoint?: (cp: LoopCheckpoint) => void | Promise<void>;
 }
 
 /** Where a resumed loop starts; the loop takes ownership of `inputs`. */
@@ -104,24 +104,33 @@ export interface LayerLoopResult {
   permutations: Record<string, number[]>; // module name -> column order of its N:M mask (RIA --permute)
 }
 
+/** The values of scalar tensors, in one read (the tensors stay the caller's). */
+async function readScalars(ts: tf.Scalar[]): Promise<Float32Array | Int32Array | Uint8Array> {
+  const stacked = tf.stack(ts);
+  try {
+    return await stacked.data();
+  } finally {
+    stacked.dispose();
+  }
+}
+
 function now(): number {
   return performance.now() / 1000;
 }
 
 /** Copy activations to JS memory and free them on the backend. */
-function parkInputs(inputs: tf.Tensor3D[]): { values: Float32Array; shape: [number, number, number] }[] {
-  const host = inputs.map((x) => ({ values: x.dataSync() as Float32Array, shape: x.shape }));
+async function parkInputs(inputs: tf.Tensor3D[]): Promise<{ values: Float32Array; shape: [number, number, number] }[]> {
+  const host: { values: Float32Array; shape: [number, number, number] }[] = [];
+  for (const x of inputs) host.push({ values: (await x.data()) as Float32Array, shape: x.shape });
   tf.dispose(inputs);
   return host;
 }
 
 /** Move a block's linear weights ([in, out]) out of the backend into JS arrays (freeing the tensors). */
-function parkLinears(block: BlockWeights): Map<LinearName, Float32Array> {
+async function parkLinears(block: BlockWeights): Promise<Map<LinearName, Float32Array>> {
   const parked = new Map<LinearName, Float32Array>();
-  for (const n of LINEAR_NAMES) {
-    parked.set(n, block.linears[n].wT.dataSync() as Float32Array);
-    block.linears[n].wT.dispose();
-  }
+  for (const n of LINEAR_NAMES) parked.set(n, (await block.linears[n].wT.data()) as Float32Array);
+  for (const n of LINEAR_NAMES) block.linears[n].wT.dispose(); // after all reads: a failed read leaves the block whole
   return parked;
 }
 
@@ -216,7 +225,7 @@ function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | nul
  * Run the layer loop. Non-block tensors (embeddings, final norm, lm_head) are copied to the writer unchanged.
  * Returns per-block sparsity and phase times. tfjs memory is back to where it started when it returns or throws.
  */
-export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
+export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult> {
   const plan = planOf(o);
   const ckpt = o.checkpoint;
   const c = ckpt.config;
@@ -245,22 +254,22 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
   const start = now();
   // the test hooks of lib/prune/resume.ts fire in a loop that writes (not in OWL's first pass)
   const fp = o.writer ? failpoint : (): void => undefined;
-  const checkpoint = (nextLayer: number): void => {
+  const checkpoint = async (nextLayer: number): Promise<void> => {
     if (!o.onCheckpoint) return;
     const t = now();
-    o.onCheckpoint({ nextLayer, layers: c.numLayers, inputs, blocks, times, forwardTokens, permutations, seconds: t - start });
+    await o.onCheckpoint({ nextLayer, layers: c.numLayers, inputs, blocks, times, forwardTokens, permutations, seconds: t - start });
     times.write += now() - t; // the resume state (shards synced, activations stored) counts as writing
   };
   try {
     if (model && o.calibration && !o.start) inputs = embedWindows(ckpt, o.calibration, o.batchSize);
     fp('after-setup', 0);
-    if (!o.start) checkpoint(0);
+    if (!o.start) await checkpoint(0);
     for (let layer = first; layer < c.numLayers; layer++) {
       const bp = plan.blocks[layer];
       if (!bp || bp.layer !== layer) throw new ConfigError(`plan: no entry for block ${layer}`);
       // The activations wait in JS memory while the block loads: nothing small stays on the backend between blocks
       // to fragment wasm's heap (at 13B a block and its pruning transients take most of the 4 GB).
-      const waiting = parkInputs(inputs);
+      const waiting = await parkInputs(inputs);
       inputs = [];
       let t = now();
       const block = loadBlockWeights(ckpt, layer);
@@ -272,6 +281,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
         const matrices = {} as Record<LinearName, number>;
         let zeros = 0;
         let params = 0;
+        const zeroCounts: tf.Scalar[] = []; // one per linear, read together after the block (no sync per op)
         try {
           if (model) {
             for (const n of LINEAR_NAMES) {
@@ -302,7 +312,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
           // 2. prune the planned linears, one resident at a time: the others wait in JS memory (wasm's heap is 4 GB; a
           //    13B block is 1.27 GB in float32 and pruning one linear takes several transient copies of it)
           t = now();
-          const parked = parkLinears(block);
+          const parked = await parkLinears(block);
           try {
             for (const n of LINEAR_NAMES) {
               const e = bp.linears[n];
@@ -317,7 +327,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
               }
               try {
                 const wT = tf.transpose(pruned); // back to [in, out], parked until the block is rebuilt
-                parked.set(n, wT.dataSync() as Float32Array);
+                parked.set(n, (await wT.data()) as Float32Array);
                 wT.dispose();
               } finally {
                 pruned.dispose();
@@ -330,14 +340,18 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
             }
           }
           for (const n of LINEAR_NAMES) {
-            const wT = block.linears[n].wT; // zeros counted in the stored [in, out] layout
-            const z = countTensorZeros(wT);
-            matrices[n] = z / wT.size;
-            zeros += z;
-            params += wT.size;
+            zeroCounts.push(tensorZeros(block.linears[n].wT)); // zeros counted in the stored [in, out] layout
           }
+          const counts = await readScalars(zeroCounts);
+          LINEAR_NAMES.forEach((n, i) => {
+            const size = block.linears[n].wT.size;
+            matrices[n] = counts[i]! / size;
+            zeros += counts[i]!;
+            params += size;
+          });
         } finally {
           for (const s of stats.values()) s.dispose();
+          tf.dispose(zeroCounts);
         }
         times.prune += now() - t;
         blocks.push({ layer, allocated: bp.sparsity, matrices, zeros, params, sparsity: zeros / params });
@@ -354,7 +368,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
         o.onBlock?.(layer, block);
         if (o.writer) {
           t = now();
-          const arrays = [...blockWeightsToArrays(c, layer, block)];
+          const arrays = [...(await blockWeightsToArrays(c, layer, block))];
           arrays.forEach(([name, values], i) => {
             o.writer!.write(name, values);
             if (i === Math.floor(arrays.length / 2)) fp('writing', layer);
@@ -364,7 +378,7 @@ export function runLayerLoop(o: LayerLoopOptions): LayerLoopResult {
       } finally {
         disposeBlock(block);
       }
-      checkpoint(layer + 1);
+      await checkpoint(layer + 1);
       fp('between-blocks', layer);
       const elapsed = now() - start;
       o.onProgress?.({

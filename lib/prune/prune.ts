@@ -264,7 +264,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     let allocation: StoredAllocation | null = start?.allocation ?? null;
     if (allocator && layerwiseOptions && !allocation) {
       const { selected } = selectLinears(c, planSpec.targets, planSpec.ignore);
-      allocation = owlAllocate(ckpt, calibration!, batchSize, sparsity, layerwiseOptions, selected, (l, n) =>
+      allocation = await owlAllocate(ckpt, calibration!, batchSize, sparsity, layerwiseOptions, selected, (l, n) =>
         cfg.onProgress?.({ layer: l, layers: n, elapsed: 0, eta: 0, tokensPerSecond: 0, pass: 'owl' }),
       );
     }
@@ -272,7 +272,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     const plan = buildPlan(c, { ...planSpec, ...(allocation ? { blockSparsities: allocation.sparsities } : {}) });
     const w = writer;
     const st = staged;
-    const loop = runLayerLoop({
+    const loop = await runLayerLoop({
       checkpoint: ckpt,
       plan,
       calibration,
@@ -281,8 +281,8 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
       ...(start ? { start } : {}),
       ...(store
         ? {
-            onCheckpoint: (cp: Parameters<ResumeStore['save']>[0]) => {
-              store!.save(cp, () => w.sync());
+            onCheckpoint: async (cp: Parameters<ResumeStore['save']>[0]) => {
+              await store!.save(cp, () => w.sync());
               st.protect();
             },
           }

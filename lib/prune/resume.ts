@@ -176,7 +176,7 @@ export class ResumeStore {
    * Commit the state at `cp.nextLayer`. `sync` makes the output shards durable first (blocks < nextLayer written).
    * `cp.inputs` are not consumed.
    */
-  save(cp: LoopCheckpoint, sync: () => void): void {
+  async save(cp: LoopCheckpoint, sync: () => void): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     sync();
     const old = readdirSync(this.dir).filter((f) => f.startsWith('activations-'));
@@ -186,7 +186,7 @@ export class ResumeStore {
       const tmp = join(this.dir, `${activations}.tmp`);
       const w = new SafetensorsWriter(tmp, cp.inputs.map((x, i) => ({ name: `batch.${i}`, shape: x.shape, dtype: this.activationDtype })));
       try {
-        cp.inputs.forEach((x, i) => w.write(`batch.${i}`, x.dataSync() as Float32Array));
+        for (const [i, x] of cp.inputs.entries()) w.write(`batch.${i}`, (await x.data()) as Float32Array);
         w.finish();
       } catch (e) {
         w.abort();

@@ -8,11 +8,12 @@
  * order; the weights are NOT moved, so the mask is N:M in that order (returned as `permutation`), not in the stored one.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { requireSyncReads } from '../model/backend.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
 import { ConfigError } from '../errors.js';
 import { linearSumAssignment } from './lsa.js';
-import { applyMask, checkNmShape, nmMask, smallestPerRowMask, sortedValueAt, validateOptions } from './mask.js';
+import { applyMask, checkNmShape, nmMask, smallestPerRowMask, sortedValueTensor, validateOptions } from './mask.js';
 import type { PruneMethod, PruneOptions, PruneResult } from './method.js';
 import type { ActivationStats } from './stats.js';
 import { checkStats } from './wanda.js';
@@ -110,11 +111,16 @@ export function riaMask(metric: tf.Tensor2D, target: PruneOptions, o: RiaOptions
   const [rows, cols] = metric.shape;
   if (structure.kind === 'unstructured') {
     if (o.perOutneuron) return { mask: smallestPerRowMask(metric, Math.floor(cols * target.sparsity)) };
-    const thresh = sortedValueAt(metric, Math.floor(rows * cols * target.sparsity));
-    return { mask: tf.tidy(() => tf.cast(tf.lessEqual(metric, tf.scalar(thresh)), 'float32') as tf.Tensor2D) };
+    const thresh = sortedValueTensor(metric, Math.floor(rows * cols * target.sparsity));
+    try {
+      return { mask: tf.tidy(() => tf.cast(tf.lessEqual(metric, thresh), 'float32') as tf.Tensor2D) };
+    } finally {
+      thresh.dispose();
+    }
   }
   checkNmShape(metric.shape, structure.n, structure.m);
   if (!o.permute) return { mask: nmMask(metric, structure.n, structure.m) };
+  requireSyncReads('ria --permute (the channel permutation is solved on the host)');
   const permutation = riaPermutation(metric.dataSync() as Float32Array, rows, cols, structure.n, structure.m);
   const inverse = new Array<number>(cols);
   permutation.forEach((col, k) => (inverse[col] = k));

@@ -4,6 +4,7 @@
  * percdamp 0.01). Unlike Wanda and magnitude it updates the weights that remain.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { requireSyncReads } from '../model/backend.js';
 import { ConfigError, DataError } from '../errors.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
@@ -267,6 +268,7 @@ export const sparsegpt: PruneMethod<SparseGptOptions> = {
         );
       }
     }
+    requireSyncReads('sparsegpt (its column sweep reads the inverse Hessian on the host)');
     const { hinv, dead } = prepareHinv(s.hessian.dataSync() as Float32Array, s.inFeatures, o.damp);
     return sparseGptSweep(weight, hinv, dead, target, o.blocksize);
   },

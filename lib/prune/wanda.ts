@@ -4,6 +4,7 @@
  * Reference: locuslab/wanda lib/layerwrapper.py (statistics) and lib/prune.py prune_wanda (masks).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { requireSyncReads } from '../model/backend.js';
 import { ConfigError } from '../errors.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
@@ -41,6 +42,7 @@ export interface VariantResult {
  * The layer sparsity and its comparisons are done in float32 like the reference's 0-dim tensors.
  */
 export function wandaVariantMask(metric: tf.Tensor2D, target: number): VariantResult {
+  requireSyncReads('the Wanda variant (--use-variant: a bisection that reads the sparsity back each step)');
   const f32 = Math.fround;
   const [out, inFeatures] = metric.shape;
   const numel = out * inFeatures;

@@ -199,7 +199,7 @@ describe('evaluate() on TinyStories-656K: the seven tasks and WikiText-2', () =>
       const p = r.perplexity[0]!;
       expect(p).toMatchObject({ dataset: 'wikitext2', windows: 2, tokens: 1024, seqlen: 512, file: wiki });
       const ids = await evaluationIds('wikitext2', wiki, m.tokenizer, 512);
-      expect(p.ppl).toBe(perplexityOfIds(m.model, ids, { seqlen: 512, maxWindows: 2 }).ppl);
+      expect(p.ppl).toBe((await perplexityOfIds(m.model, ids, { seqlen: 512, maxWindows: 2 })).ppl);
       expect(p.ppl).toBeGreaterThan(1);
       // zero-shot
       const z = r.zeroShot!;

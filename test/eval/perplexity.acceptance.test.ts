@@ -18,7 +18,7 @@ describe('acceptance: TinyStories-656K on WikiText-2 test at seqlen 512 (PyTorch
     try {
       const ids = await evaluationIds('wikitext2', sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'), m.tokenizer, 512);
       expect(Math.floor(ids.length / 512)).toBe(1094);
-      const r = perplexityOfIds(m.model, ids, { seqlen: 512, batchSize: 4 });
+      const r = await perplexityOfIds(m.model, ids, { seqlen: 512, batchSize: 4 });
       expect(r).toMatchObject({ windows: 1094, tokens: 1094 * 512, seqlen: 512 });
       expect(Math.abs(r.ppl - 708.9913) / 708.9913).toBeLessThan(1e-3);
     } finally {

@@ -69,17 +69,17 @@ describe('windows', () => {
     expect(makeWindows(ids.slice(0, 8), 4)).toHaveLength(2); // exact multiple: nothing dropped
   });
 
-  test('perplexityOfIds scores floor(n / seqlen) windows and reports windows x seqlen tokens', () => {
+  test('perplexityOfIds scores floor(n / seqlen) windows and reports windows x seqlen tokens', async () => {
     const seqlen = 16;
     const ids = randomIds(3 * seqlen + seqlen - 1, 5); // one token short of a fourth window
-    const r = perplexityOfIds(loaded.model, ids, { seqlen });
+    const r = await perplexityOfIds(loaded.model, ids, { seqlen });
     expect(r).toMatchObject({ windows: 3, tokens: 3 * seqlen, seqlen });
     // the dropped tail does not influence the result
-    const same = perplexityOfIds(loaded.model, ids.slice(0, 3 * seqlen), { seqlen });
+    const same = await perplexityOfIds(loaded.model, ids.slice(0, 3 * seqlen), { seqlen });
     expect(same.ppl).toBe(r.ppl);
-    const two = perplexityOfIds(loaded.model, ids, { seqlen, maxWindows: 2 });
+    const two = await perplexityOfIds(loaded.model, ids, { seqlen, maxWindows: 2 });
     expect(two).toMatchObject({ windows: 2, tokens: 2 * seqlen });
-    expect(two.ppl).toBe(perplexityOfIds(loaded.model, ids.slice(0, 2 * seqlen), { seqlen }).ppl);
+    expect(two.ppl).toBe((await perplexityOfIds(loaded.model, ids.slice(0, 2 * seqlen), { seqlen })).ppl);
     expect(r.seconds).toBeGreaterThan(0);
     expect(r.tokensPerSecond).toBeCloseTo(r.tokens / r.seconds, 6);
   });
@@ -90,8 +90,8 @@ describe('losses against the float64 reference forward', () => {
   const windows = [randomIds(seqlen, 21), randomIds(seqlen, 22), randomIds(seqlen, 23)];
   windows[0]![0] = 1; // a BOS-led window, as the first window of a text
 
-  test('each window loss is the mean cross-entropy of tokens 1..seqlen-1 (float64 reference, 1e-4)', () => {
-    const lib = windowLosses(loaded.model, windows);
+  test('each window loss is the mean cross-entropy of tokens 1..seqlen-1 (float64 reference, 1e-4)', async () => {
+    const lib = await windowLosses(loaded.model, windows);
     const want = windows.map(refWindowLoss);
     expect(lib).toHaveLength(3);
     for (let i = 0; i < 3; i++) expect(Math.abs(lib[i]! - want[i]!)).toBeLessThan(1e-4);
@@ -101,12 +101,12 @@ describe('losses against the float64 reference forward', () => {
     for (const l of want) expect(l).toBeGreaterThan(5);
   });
 
-  test('ppl = exp(mean of window losses); batchSize 1 and 3 agree to 1e-6', () => {
+  test('ppl = exp(mean of window losses); batchSize 1 and 3 agree to 1e-6', async () => {
     const ids = windows.flat().concat(randomIds(4 * seqlen + 7, 24)); // 7 windows: the last batch of 3 is partial
     const want = Math.exp(makeWindows(ids, seqlen).map(refWindowLoss).reduce((a, b) => a + b, 0) / 7);
     const progress: [number, number][] = [];
-    const one = perplexityOfIds(loaded.model, ids, { seqlen, batchSize: 1 });
-    const three = perplexityOfIds(loaded.model, ids, { seqlen, batchSize: 3, onProgress: (d, t) => progress.push([d, t]) });
+    const one = await perplexityOfIds(loaded.model, ids, { seqlen, batchSize: 1 });
+    const three = await perplexityOfIds(loaded.model, ids, { seqlen, batchSize: 3, onProgress: (d, t) => progress.push([d, t]) });
     expect(one.windows).toBe(7);
     expect(Math.abs(one.ppl - want) / want).toBeLessThan(1e-4);
     expect(Math.abs(three.ppl - one.ppl) / one.ppl).toBeLessThan(1e-6);
@@ -118,12 +118,12 @@ describe('losses against the float64 reference forward', () => {
     ]);
   });
 
-  test('no tfjs tensor is left behind', () => {
+  test('no tfjs tensor is left behind', async () => {
     const ids = randomIds(5 * seqlen, 25);
-    perplexityOfIds(loaded.model, ids, { seqlen, batchSize: 2 }); // the model's cached RoPE table and mask settle
+    await perplexityOfIds(loaded.model, ids, { seqlen, batchSize: 2 }); // the model's cached RoPE table and mask settle
     const before = tf.memory().numTensors;
-    perplexityOfIds(loaded.model, ids, { seqlen, batchSize: 2 });
-    windowLosses(loaded.model, makeWindows(ids, seqlen));
+    await perplexityOfIds(loaded.model, ids, { seqlen, batchSize: 2 });
+    await windowLosses(loaded.model, makeWindows(ids, seqlen));
     expect(tf.memory().numTensors).toBe(before);
   });
 });
@@ -131,43 +131,43 @@ describe('losses against the float64 reference forward', () => {
 describe('errors', () => {
   const ids = randomIds(200, 31);
 
-  test('seqlen beyond the model context', () => {
-    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 65 })).toThrow(
+  test('seqlen beyond the model context', async () => {
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 65 })).rejects.toThrow(
       new ConfigError('--seqlen 65 exceeds the model context (max_position_embeddings = 64)'),
     );
   });
 
-  test('seqlen below 2 or not an integer', () => {
-    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 1 })).toThrow(new ConfigError('--seqlen must be an integer >= 2, got 1'));
-    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 8.5 })).toThrow(new ConfigError('--seqlen must be an integer >= 2, got 8.5'));
+  test('seqlen below 2 or not an integer', async () => {
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 1 })).rejects.toThrow(new ConfigError('--seqlen must be an integer >= 2, got 1'));
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8.5 })).rejects.toThrow(new ConfigError('--seqlen must be an integer >= 2, got 8.5'));
   });
 
-  test('text shorter than one window', () => {
-    expect(() => perplexityOfIds(loaded.model, ids.slice(0, 40), { seqlen: 64 })).toThrow(
+  test('text shorter than one window', async () => {
+    await expect(perplexityOfIds(loaded.model, ids.slice(0, 40), { seqlen: 64 })).rejects.toThrow(
       new DataError('text of 40 tokens is shorter than one window of 64'),
     );
   });
 
-  test('maxWindows not a positive integer (slice(0, -1) would silently drop the last window)', () => {
+  test('maxWindows not a positive integer (slice(0, -1) would silently drop the last window)', async () => {
     for (const bad of [0, -1, 1.5]) {
-      expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: bad })).toThrow(
+      await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: bad })).rejects.toThrow(
         new ConfigError(`--max-windows must be a positive integer, got ${bad}`),
       );
     }
   });
 
-  test('batch size not a positive integer', () => {
-    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 8, batchSize: 0 })).toThrow(
+  test('batch size not a positive integer', async () => {
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8, batchSize: 0 })).rejects.toThrow(
       new ConfigError('--batch-size must be a positive integer, got 0'),
     );
   });
 
-  test('the caller names the options: an experiment file gets its key paths (eval.seqlen), not CLI flags', () => {
+  test('the caller names the options: an experiment file gets its key paths (eval.seqlen), not CLI flags', async () => {
     const optionName = keyPath('eval');
-    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 65, optionName })).toThrow(
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 65, optionName })).rejects.toThrow(
       new ConfigError('eval.seqlen 65 exceeds the model context (max_position_embeddings = 64)'),
     );
-    expect(() => perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: 0, optionName })).toThrow(
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: 0, optionName })).rejects.toThrow(
       new ConfigError('eval.maxWindows must be a positive integer, got 0'),
     );
   });

@@ -238,7 +238,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
   test('enums list what is allowed', () => {
     const e = errorOf(BASE.replace('method: wanda', 'method: [wanda, obs]') + 'backend: gpu\n');
     expect(e.issues).toEqual([
-      { path: 'backend', message: "must be one of auto, tensorflow, wasm, cpu, got 'gpu'" },
+      { path: 'backend', message: "must be one of auto, tensorflow, webgpu, wasm, cpu, got 'gpu'" },
       { path: 'prune[0].method[1]', message: "must be one of magnitude, wanda, sparsegpt, ria, got 'obs'" },
     ]);
   });

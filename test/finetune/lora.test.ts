@@ -169,11 +169,11 @@ describe('LoRA gradients', () => {
     }
   });
 
-  test('causalLmLoss equals the mean of perplexity.ts window losses', () => {
+  test('causalLmLoss equals the mean of perplexity.ts window losses', async () => {
     const ad = LoraAdapters.create(base.model.config, validateLoraConfig({ rank: 2, alpha: 2, dropout: 0, targets: ['v_proj'] }), 2);
     try {
       randomize(ad, 5, 0.1);
-      const per = windowLosses(base.model, IDS, ad.forward());
+      const per = await windowLosses(base.model, IDS, ad.forward());
       expect(lossValue(base, ad)).toBeCloseTo((per[0]! + per[1]!) / 2, 5);
     } finally {
       ad.dispose();

@@ -308,8 +308,8 @@ describe('finetune()', () => {
     const ad = loadAdapters(r.out, m.model);
     try {
       const ids = await evaluationIds('wikitext2', evalFile, m.tokenizer, 16);
-      expect(perplexityOfIds(m.model, ids, { seqlen: 16, maxWindows: 2, forward: ad.forward }).ppl).toBe(r.eval!.after);
-      expect(perplexityOfIds(m.model, ids, { seqlen: 16, maxWindows: 2 }).ppl).toBe(r.eval!.before);
+      expect((await perplexityOfIds(m.model, ids, { seqlen: 16, maxWindows: 2, forward: ad.forward })).ppl).toBe(r.eval!.after);
+      expect((await perplexityOfIds(m.model, ids, { seqlen: 16, maxWindows: 2 })).ppl).toBe(r.eval!.before);
     } finally {
       ad.dispose();
       m.dispose();

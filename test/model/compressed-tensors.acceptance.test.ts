@@ -31,7 +31,7 @@ async function ppl(dir: string, text: string): Promise<number> {
   const m = await loadModel(dir);
   try {
     const ids = m.tokenizer.encode(text);
-    return perplexityOfIds(m.model, ids.slice(0, 4 * 256), { seqlen: 256 }).ppl;
+    return (await perplexityOfIds(m.model, ids.slice(0, 4 * 256), { seqlen: 256 })).ppl;
   } finally {
     m.dispose();
   }

@@ -273,7 +273,7 @@ describe('tap, memory, architectures', () => {
       let x = x0;
       for (let layer = 0; layer < t.config.numLayers; layer++) {
         const w = loadBlockWeights(streamed.checkpoint, layer);
-        const arrays = blockWeightsToArrays(t.config, layer, w);
+        const arrays = await blockWeightsToArrays(t.config, layer, w);
         for (const [name, values] of arrays) expect([name, maxAbsDiff(values, t.tensors.get(name)!)]).toEqual([name, 0]);
         const y = streamed.model.block(layer, x, undefined, w);
         disposeBlock(w);

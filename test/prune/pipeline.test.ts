@@ -70,10 +70,10 @@ function refStructure(p: PruneOptions): RefStructure {
 /** Pruned linear weights ([out, in] float32, Hugging Face names) of every block, read in `onBlock`. */
 type Pruned = Map<string, Float32Array>;
 
-function runLibrary(method: MethodName, prune: TestOptions, batchSize = 1): { pruned: Pruned; result: LayerLoopResult } {
+async function runLibrary(method: MethodName, prune: TestOptions, batchSize = 1): Promise<{ pruned: Pruned; result: LayerLoopResult }> {
   const pruned: Pruned = new Map();
   const { useVariant, ...target } = prune;
-  const result = runLayerLoop({
+  const result = await runLayerLoop({
     checkpoint: ckpt,
     plan: buildPlan(ckpt.config, { method: getMethod(method), methodOptions: useVariant ? { variant: true } : {}, target }),
     calibration,
@@ -150,8 +150,8 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
     ['wanda', 'unstructured 0.5', opts(UNSTRUCTURED)],
     ['wanda', '2:4', opts(NM24)],
     ['wanda', '4:8', opts(NM48)],
-  ] as [MethodName & RefMethod, string, TestOptions][])('%s %s: identical masks, kept weights untouched', (method, _label, p) => {
-    const lib = runLibrary(method, p);
+  ] as [MethodName & RefMethod, string, TestOptions][])('%s %s: identical masks, kept weights untouched', async (method, _label, p) => {
+    const lib = await runLibrary(method, p);
     const ref = runReference(method, p);
     let nearTies = 0;
     ref.layers.forEach((layer, l) => {
@@ -170,9 +170,9 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
     expectReportedSparsity(lib);
   });
 
-  test('wanda variant (alpha bisection per layer): identical masks', () => {
+  test('wanda variant (alpha bisection per layer): identical masks', async () => {
     const p = opts(UNSTRUCTURED, 0.5, true);
-    const lib = runLibrary('wanda', p);
+    const lib = await runLibrary('wanda', p);
     expect(maskDiffCount(lib.pruned, runReference('wanda', p))).toBe(0);
     // rows end with different sparsities, the layer within 0.001 of the target
     const q = lib.pruned.get(linearTensorName(1, 'q_proj'))!;
@@ -184,8 +184,8 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
   test.each([
     ['unstructured 0.5', opts(UNSTRUCTURED)],
     ['2:4', opts(NM24)],
-  ] as [string, PruneOptions][])('magnitude %s: identical masks (no calibration data involved)', (_label, p) => {
-    const lib = runLibrary('magnitude', p);
+  ] as [string, PruneOptions][])('magnitude %s: identical masks (no calibration data involved)', async (_label, p) => {
+    const lib = await runLibrary('magnitude', p);
     expect(maskDiffCount(lib.pruned, runReference('magnitude', p))).toBe(0);
     expectReportedSparsity(lib);
   });
@@ -193,8 +193,8 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
   test.each([
     ['unstructured 0.5', opts(UNSTRUCTURED)],
     ['2:4', opts(NM24)],
-  ] as [string, PruneOptions][])('sparsegpt %s: identical masks, updated weights within 3e-5', (_label, p) => {
-    const lib = runLibrary('sparsegpt', p);
+  ] as [string, PruneOptions][])('sparsegpt %s: identical masks, updated weights within 3e-5', async (_label, p) => {
+    const lib = await runLibrary('sparsegpt', p);
     const ref = runReference('sparsegpt', p);
     expect(maskDiffCount(lib.pruned, ref)).toBe(0);
     let worst = 0;
@@ -217,9 +217,9 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
 
   test.each([['wanda' as const], ['sparsegpt' as const]])(
     '%s: the comparison tells apart the wrong orders (o/down statistics after pruning q/k/v/gate/up; next block fed unpruned outputs)',
-    (method) => {
+    async (method) => {
       const p = opts(UNSTRUCTURED);
-      const lib = runLibrary(method, p);
+      const lib = await runLibrary(method, p);
       const afterPruning = runReference(method, p, 'stats-after-pruning');
       const unprunedNext = runReference(method, p, 'propagate-unpruned');
       // hundreds of mask entries differ from what a correct pipeline gives (the correct one differs in none)
@@ -243,9 +243,9 @@ describe('batch size', () => {
     ['wanda', opts(UNSTRUCTURED)],
     ['wanda', opts(NM24)],
     ['sparsegpt', opts(UNSTRUCTURED)],
-  ] as [MethodName, TestOptions][])('%s %j: batchSize 1 and 3 give bit-identical pruned weights', (method, p) => {
-    const one = runLibrary(method, p, 1);
-    const three = runLibrary(method, p, 3);
+  ] as [MethodName, TestOptions][])('%s %j: batchSize 1 and 3 give bit-identical pruned weights', async (method, p) => {
+    const one = await runLibrary(method, p, 1);
+    const three = await runLibrary(method, p, 3);
     expect([...three.pruned.keys()]).toEqual([...one.pruned.keys()]);
     for (const [name, w] of one.pruned) {
       const other = three.pruned.get(name)!;
@@ -260,9 +260,9 @@ describe('batch size', () => {
 });
 
 describe('exact sparsity as reported', () => {
-  test('wanda unstructured: floor(in * p) zeros in every row of every matrix', () => {
+  test('wanda unstructured: floor(in * p) zeros in every row of every matrix', async () => {
     const p = opts(UNSTRUCTURED, 0.3); // floor(64 * 0.3) = 19, floor(128 * 0.3) = 38: not a multiple of anything
-    const lib = runLibrary('wanda', p);
+    const lib = await runLibrary('wanda', p);
     for (const b of lib.result.blocks) {
       for (const n of LINEAR_NAMES) {
         const [out, inp] = linearShape(tiny.config, n);
@@ -279,8 +279,8 @@ describe('exact sparsity as reported', () => {
     ['wanda', NM48],
     ['sparsegpt', NM24],
     ['magnitude', NM48],
-  ] as [MethodName, Structure & { kind: 'nm' }][])('%s %j: exactly N zeros in every group of M', (method, s) => {
-    const lib = runLibrary(method, opts(s));
+  ] as [MethodName, Structure & { kind: 'nm' }][])('%s %j: exactly N zeros in every group of M', async (method, s) => {
+    const lib = await runLibrary(method, opts(s));
     for (const b of lib.result.blocks) {
       for (const n of LINEAR_NAMES) {
         const [out, inp] = linearShape(tiny.config, n);
@@ -301,39 +301,39 @@ describe('exact sparsity as reported', () => {
 });
 
 describe('tfjs memory', () => {
-  test('numTensors is the same before and after runLayerLoop, and after two runs, for every method', () => {
-    runLibrary('wanda', opts(UNSTRUCTURED)); // warm-up: backend kernels, caches
+  test('numTensors is the same before and after runLayerLoop, and after two runs, for every method', async () => {
+    await runLibrary('wanda', opts(UNSTRUCTURED)); // warm-up: backend kernels, caches
     const before = tf.memory().numTensors;
-    runLibrary('wanda', opts(UNSTRUCTURED));
+    await runLibrary('wanda', opts(UNSTRUCTURED));
     expect(tf.memory().numTensors).toBe(before);
-    runLibrary('wanda', opts(NM24), 3);
-    runLibrary('sparsegpt', opts(UNSTRUCTURED), 2);
+    await runLibrary('wanda', opts(NM24), 3);
+    await runLibrary('sparsegpt', opts(UNSTRUCTURED), 2);
     expect(tf.memory().numTensors).toBe(before);
-    runLibrary('magnitude', opts(UNSTRUCTURED));
-    runLibrary('wanda', opts(UNSTRUCTURED, 0.5, true));
+    await runLibrary('magnitude', opts(UNSTRUCTURED));
+    await runLibrary('wanda', opts(UNSTRUCTURED, 0.5, true));
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  test('numTensors is unchanged when the loop throws: in a callback, in the method, in the calibration forward', () => {
+  test('numTensors is unchanged when the loop throws: in a callback, in the method, in the calibration forward', async () => {
     const before = tf.memory().numTensors;
     // onBlock throwing after block 0
-    expect(() =>
+    await expect(
       runLayerLoop({
         ...baseOptions('wanda'),
         onBlock: (layer) => {
           if (layer === 0) throw new Error('stop after block 0');
         },
       }),
-    ).toThrow('stop after block 0');
+    ).rejects.toThrow('stop after block 0');
     expect(tf.memory().numTensors).toBe(before);
     // the method throwing after the statistics were collected (SparseGPT fed statistics without its Hessian)
     const noHessian = { ...getMethod('sparsegpt'), stats: ['scaler'] as const };
-    expect(() => runLayerLoop({ ...baseOptions('sparsegpt'), method: noHessian })).toThrow(/'hessian' was not collected/);
+    await expect(runLayerLoop({ ...baseOptions('sparsegpt'), method: noHessian })).rejects.toThrow(/'hessian' was not collected/);
     // the refiner throwing after the method pruned
     const failing = { ...dsnot, refine: () => { throw new ConfigError('refiner failed'); } };
-    expect(() =>
+    await expect(
       runLayerLoop({ ...baseOptions('wanda'), plan: buildPlan(ckpt.config, { method: getMethod('wanda'), target: opts(UNSTRUCTURED), refiner: failing }) }),
-    ).toThrow('refiner failed');
+    ).rejects.toThrow('refiner failed');
     expect(tf.memory().numTensors).toBe(before);
     // the block forward refusing the calibration windows (sliding window shorter than them), statistics created
     const dir = join(tmp, 'mistral-sw');
@@ -341,7 +341,7 @@ describe('tfjs memory', () => {
     patchConfigJson(dir, { sliding_window: SEQ / 2 });
     const sw = Checkpoint.open(dir);
     try {
-      expect(() => runLayerLoop({ ...baseOptions('wanda'), checkpoint: sw })).toThrow(CheckpointError);
+      await expect(runLayerLoop({ ...baseOptions('wanda'), checkpoint: sw })).rejects.toThrow(CheckpointError);
       expect(tf.memory().numTensors).toBe(before);
     } finally {
       sw.close();
@@ -354,15 +354,15 @@ function baseOptions(method: MethodName): LayerLoopOptions {
 }
 
 describe('errors', () => {
-  test('N:M whose M does not divide a layer input size: ConfigError naming the layer and sizes, before any work', () => {
+  test('N:M whose M does not divide a layer input size: ConfigError naming the layer and sizes, before any work', async () => {
     const dir = join(tmp, 'inter100');
     writeTinyCheckpoint(dir, { intermediateSize: 100, seed: 5 }); // hidden 64 = 8 * 8, intermediate 100 = 8 * 12 + 4
     const c = Checkpoint.open(dir);
     try {
-      const run = (): LayerLoopResult => runLayerLoop({ ...baseOptions('wanda'), checkpoint: c, prune: opts({ kind: 'nm', n: 2, m: 8 }) });
-      expect(run).toThrow(ConfigError);
-      expect(run).toThrow('--structure 2:8: down_proj has 100 inputs, not a multiple of 8');
-      expect(() => runLayerLoop({ ...baseOptions('magnitude'), checkpoint: c, prune: opts({ kind: 'nm', n: 1, m: 3 }) })).toThrow(
+      const run = (): Promise<LayerLoopResult> => runLayerLoop({ ...baseOptions('wanda'), checkpoint: c, prune: opts({ kind: 'nm', n: 2, m: 8 }) });
+      await expect(run()).rejects.toThrow(ConfigError);
+      await expect(run()).rejects.toThrow('--structure 2:8: down_proj has 100 inputs, not a multiple of 8');
+      await expect(runLayerLoop({ ...baseOptions('magnitude'), checkpoint: c, prune: opts({ kind: 'nm', n: 1, m: 3 }) })).rejects.toThrow(
         '--structure 1:3: q_proj has 64 inputs, not a multiple of 3',
       );
     } finally {
@@ -370,24 +370,24 @@ describe('errors', () => {
     }
   });
 
-  test('wanda and sparsegpt without calibration data; magnitude needs none', () => {
+  test('wanda and sparsegpt without calibration data; magnitude needs none', async () => {
     for (const m of ['wanda', 'sparsegpt'] as const) {
-      expect(() => runLayerLoop({ ...baseOptions(m), calibration: null })).toThrow(ConfigError);
-      expect(() => runLayerLoop({ ...baseOptions(m), calibration: null })).toThrow(`method ${m} needs calibration data`);
+      await expect(runLayerLoop({ ...baseOptions(m), calibration: null })).rejects.toThrow(ConfigError);
+      await expect(runLayerLoop({ ...baseOptions(m), calibration: null })).rejects.toThrow(`method ${m} needs calibration data`);
     }
-    expect(runLayerLoop({ ...baseOptions('magnitude'), calibration: null }).blocks).toHaveLength(2);
+    expect((await runLayerLoop({ ...baseOptions('magnitude'), calibration: null })).blocks).toHaveLength(2);
   });
 
-  test.each([0, -1, 1.5, Number.NaN])('batch size %p: ConfigError naming --batch-size', (batchSize) => {
-    expect(() => runLayerLoop({ ...baseOptions('wanda'), batchSize })).toThrow(ConfigError);
-    expect(() => runLayerLoop({ ...baseOptions('wanda'), batchSize })).toThrow(
+  test.each([0, -1, 1.5, Number.NaN])('batch size %p: ConfigError naming --batch-size', async (batchSize) => {
+    await expect(runLayerLoop({ ...baseOptions('wanda'), batchSize })).rejects.toThrow(ConfigError);
+    await expect(runLayerLoop({ ...baseOptions('wanda'), batchSize })).rejects.toThrow(
       `--batch-size must be a positive integer, got ${batchSize}`,
     );
   });
 
-  test('bad sparsity and N:M with a different sparsity are refused before any work', () => {
-    expect(() => runLayerLoop({ ...baseOptions('wanda'), prune: opts(UNSTRUCTURED, 1) })).toThrow('sparsity: 1 is not a number in [0, 1)');
-    expect(() => runLayerLoop({ ...baseOptions('wanda'), prune: { sparsity: 0.6, structure: NM24 } })).toThrow(
+  test('bad sparsity and N:M with a different sparsity are refused before any work', async () => {
+    await expect(runLayerLoop({ ...baseOptions('wanda'), prune: opts(UNSTRUCTURED, 1) })).rejects.toThrow('sparsity: 1 is not a number in [0, 1)');
+    await expect(runLayerLoop({ ...baseOptions('wanda'), prune: { sparsity: 0.6, structure: NM24 } })).rejects.toThrow(
       'structure 2:4 fixes sparsity at 0.5; got sparsity 0.6',
     );
   });

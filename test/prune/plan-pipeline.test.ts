@@ -50,10 +50,10 @@ afterAll(() => {
 
 type Pruned = Map<string, Uint8Array>; // removed positions per linear weight ([out, in])
 
-function runLibrary(spec: Omit<PlanSpec, 'method'> & { method: string }): { masks: Pruned; permutations: Record<string, number[]>; allocated: number[] } {
+async function runLibrary(spec: Omit<PlanSpec, 'method'> & { method: string }): Promise<{ masks: Pruned; permutations: Record<string, number[]>; allocated: number[] }> {
   const masks: Pruned = new Map();
   const { method, ...rest } = spec;
-  const result = runLayerLoop({
+  const result = await runLayerLoop({
     checkpoint: ckpt,
     plan: buildPlan(ckpt.config, { ...rest, method: getMethod(method) }),
     calibration,
@@ -93,15 +93,15 @@ describe('whole-pipeline parity with the reference replay', () => {
     ['unstructured 0.5', { kind: 'unstructured', sparsity: 0.5 } as const],
     ['unstructured 0.7', { kind: 'unstructured', sparsity: 0.7 } as const],
     ['2:4', { kind: 'nm', n: 2, m: 4 } as const],
-  ])('ria %s: identical masks', (_label, structure) => {
+  ])('ria %s: identical masks', async (_label, structure) => {
     const target = structure.kind === 'nm' ? { sparsity: 0.5, structure } : { sparsity: structure.sparsity, structure: { kind: 'unstructured' as const } };
-    const lib = runLibrary({ method: 'ria', target });
+    const lib = await runLibrary({ method: 'ria', target });
     expect(diffs(lib.masks, runReference({ method: 'ria', structure }))).toEqual({});
   });
 
-  test('ria 2:4 --permute: identical masks and permutations; N:M in the permuted order', () => {
+  test('ria 2:4 --permute: identical masks and permutations; N:M in the permuted order', async () => {
     const structure = { kind: 'nm', n: 2, m: 4 } as const;
-    const lib = runLibrary({ method: 'ria', methodOptions: { permute: true }, target: { sparsity: 0.5, structure } });
+    const lib = await runLibrary({ method: 'ria', methodOptions: { permute: true }, target: { sparsity: 0.5, structure } });
     const ref = runReference({ method: 'ria', structure, riaPermute: true });
     expect(diffs(lib.masks, ref)).toEqual({});
     expect(lib.permutations).toEqual(ref.permutations);
@@ -115,24 +115,24 @@ describe('whole-pipeline parity with the reference replay', () => {
     }
   });
 
-  test('wanda + owl at 0.6 (lambda 0.08, M 5): outlier ratios, block sparsities (mean 0.6) and masks equal the reference', () => {
+  test('wanda + owl at 0.6 (lambda 0.08, M 5): outlier ratios, block sparsities (mean 0.6) and masks equal the reference', async () => {
     const ref = runReference({ method: 'wanda', structure: { kind: 'unstructured', sparsity: 0.6 }, owl: { lamda: 0.08, M: 5 } });
-    const alloc = owlAllocate(ckpt, calibration, 2, 0.6, { lambda: 0.08, m: 5 });
+    const alloc = await owlAllocate(ckpt, calibration, 2, 0.6, { lambda: 0.08, m: 5 });
     expect(alloc.ratios).toEqual(ref.owl!.ratios);
     alloc.sparsities.forEach((s, i) => expect(s).toBeCloseTo(ref.owl!.sparsities[i]!, 12));
     expect(alloc.sparsities.reduce((a, b) => a + b, 0) / 2).toBeCloseTo(0.6, 12);
     expect(Math.abs(alloc.sparsities[0]! - alloc.sparsities[1]!)).toBeCloseTo(0.16, 12);
-    const lib = runLibrary({ method: 'wanda', target: { sparsity: 0.6, structure: { kind: 'unstructured' } }, blockSparsities: alloc.sparsities });
+    const lib = await runLibrary({ method: 'wanda', target: { sparsity: 0.6, structure: { kind: 'unstructured' } }, blockSparsities: alloc.sparsities });
     expect(lib.allocated).toEqual(alloc.sparsities);
     expect(diffs(lib.masks, ref)).toEqual({});
   });
 
-  test('wanda + dsnot at 0.6: the loop refines attention masks from the same taps exactly as the reference cycle', () => {
+  test('wanda + dsnot at 0.6: the loop refines attention masks from the same taps exactly as the reference cycle', async () => {
     // On the library's own block inputs: the statistics the loop collected, the unpruned weights, Wanda's initial
     // mask, then the reference cycle (the next test compares with the float64 replay end to end).
     const want = new Map<string, Uint8Array>();
     const masks: Pruned = new Map();
-    runLayerLoop({
+    await runLayerLoop({
       checkpoint: ckpt,
       plan: buildPlan(ckpt.config, { method: getMethod('wanda'), target: { sparsity: 0.6, structure: { kind: 'unstructured' } }, refiner: dsnot }),
       calibration,
@@ -182,9 +182,9 @@ describe('whole-pipeline parity with the reference replay', () => {
     expect(refined).toBeGreaterThan(0);
   });
 
-  test('wanda + dsnot at 0.6: identical masks to the float64 replay, both blocks', () => {
+  test('wanda + dsnot at 0.6: identical masks to the float64 replay, both blocks', async () => {
     const ref = runReference({ method: 'wanda', structure: { kind: 'unstructured', sparsity: 0.6 }, dsnot: { maxCycle: 50, threshold: 0.1 } });
-    const lib = runLibrary({ method: 'wanda', target: { sparsity: 0.6, structure: { kind: 'unstructured' } }, refiner: dsnot });
+    const lib = await runLibrary({ method: 'wanda', target: { sparsity: 0.6, structure: { kind: 'unstructured' } }, refiner: dsnot });
     expect(diffs(lib.masks, ref)).toEqual({});
   });
 });
