@@ -243,6 +243,15 @@ function resetBackend(pkg: WasmPackage, factory: ReturnType<typeof tf.findBacken
   if (factory && !tf.findBackendFactory('wasm')) tf.registerBackend('wasm', factory, 2);
 }
 
+/** The text of tfjs-backend-wasm's dist bundle, or null where there is none (e.g. an esbuild bundle without node_modules). */
+function readBundle(): string | null {
+  try {
+    return readFileSync(require.resolve('@tensorflow/tfjs-backend-wasm'), 'utf8');
+  } catch {
+    return null;
+  }
+}
+
 export interface WasmThreadsResult {
   ok: boolean; // the wasm backend is active
   threads: number; // the thread count XNNPACK uses (getThreadsCount)
@@ -262,10 +271,10 @@ export async function setWasmBackend(
   const capNote = threads > MAX_WASM_THREADS ? `wasm threads: ${threads} asked, tfjs's pool holds ${MAX_WASM_THREADS}` : null;
   let note: string | null = null;
   if (want > 1) {
-    const bundle = bundleText ?? readFileSync(require.resolve('@tensorflow/tfjs-backend-wasm'), 'utf8');
+    const bundle = bundleText ?? readBundle();
     const factory = tf.findBackendFactory('wasm');
-    const reason = checkAssumptions(bundle);
-    if (reason === null) {
+    const reason = bundle === null ? 'the tfjs-backend-wasm dist file is not readable (bundled build?)' : checkAssumptions(bundle);
+    if (reason === null && bundle !== null) {
       try {
         const got = await initThreaded(pkg, want, bundle);
         if (got === want) return { ok: true, threads: got, note: capNote };
