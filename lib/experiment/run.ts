@@ -53,7 +53,7 @@
  * experiment gives the same file whether it ran in one go or was killed and resumed (a resumed setting keeps the
  * timings of the run that made it).
  */
-import { createHash } from 'node:crypto';
+import { canonicalJson, canonicalSha256 } from '../canonical.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -137,7 +137,7 @@ const LOCK_FILE = '.run.lock';
 interface StoredSetting {
   format: number;
   id: string;
-  fingerprint: string; // sha256 of canonical(inputs)
+  fingerprint: string; // canonicalSha256(inputs)
   inputs: Inputs; // what the fingerprint covers (kept to name what changed)
   result: SettingResult; // with its `finetune` block once the fine-tune is done
   calibrationHash: string | null; // sha256 of the calibration window ids the pruning used (null: none used)
@@ -195,20 +195,8 @@ function stamp(path: string): FileStamp {
   return { path, size: s.size, mtimeMs: s.mtimeMs };
 }
 
-/** JSON with object keys sorted at every level, so equal values always give equal text. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
 function fingerprint(inputs: unknown): string {
-  return createHash('sha256').update(canonical(inputs)).digest('hex');
+  return canonicalSha256(inputs);
 }
 
 /** Leaf key paths whose values differ between two input records ('eval.limit', 'model.files[0].mtimeMs'). */
@@ -220,7 +208,7 @@ function changedKeys(before: unknown, after: unknown, path = ''): string[] {
       changedKeys(before[k], after[k], Array.isArray(after) ? `${path}[${k}]` : path ? `${path}.${k}` : k),
     );
   }
-  return canonical(before) === canonical(after) ? [] : [path || '(everything)'];
+  return canonicalJson(before) === canonicalJson(after) ? [] : [path || '(everything)'];
 }
 
 /** The model's own files (config, weights, index, tokenizer), stamped in name order. */

@@ -12,7 +12,7 @@
  * method and options, calibration windows, output dtype and sharding, batch size): a state made from other inputs is
  * refused, never silently continued.
  */
-import { createHash } from 'node:crypto';
+import { canonicalSha256 } from '../canonical.js';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -61,13 +61,7 @@ export function hasResumeState(stagedDir: string): boolean {
 
 /** sha256 of a canonical JSON of everything the output bytes depend on. */
 export function resumeFingerprint(inputs: Record<string, unknown>): string {
-  const canonical = (v: unknown): string =>
-    Array.isArray(v)
-      ? `[${v.map(canonical).join(',')}]`
-      : v && typeof v === 'object'
-        ? `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`
-        : JSON.stringify(v);
-  return createHash('sha256').update(canonical({ version: STATE_VERSION, ...inputs })).digest('hex');
+  return canonicalSha256({ version: STATE_VERSION, ...inputs });
 }
 
 /** Name, size and mtime of each safetensors file of a checkpoint (a changed input file changes the fingerprint). */
