@@ -57,13 +57,18 @@ function titled(text: string, options: ChartOptions): string {
   return options.title ? `${options.title}: ${text}` : text;
 }
 
-/**
- * Vega-Lite spec of perplexity against target sparsity for one perplexity set: colour = method, one line per
- * method through its unstructured settings, point shape = structure (when N:M settings are present), the dense
- * model as a dashed rule. Null when no pruned result has a finite perplexity for `set`.
- */
-export function pplVsSparsitySpec(results: readonly SettingResult[], set: string, options: ChartOptions = {}): TopLevelSpec | null {
-  const points = results
+/** One pruned setting's point of a perplexity chart. */
+interface PplPoint {
+  method: string; // series label (method, variant, plan; not the structure)
+  structure: string;
+  setting: string;
+  sparsity: number; // target, in %
+  ppl: number;
+}
+
+/** The pruned settings with a finite perplexity for `set`, as chart points. */
+function pplPoints(results: readonly SettingResult[], set: string): PplPoint[] {
+  return results
     .filter((r) => r.method !== 'dense')
     .flatMap((r) => {
       const p = r.perplexity[set];
@@ -71,15 +76,10 @@ export function pplVsSparsitySpec(results: readonly SettingResult[], set: string
       const method = seriesLabel({ method: r.method, structure: null, useVariant: r.useVariant, plan: r.plan });
       return [{ method, structure: r.structure ?? 'unstructured', setting: r.id, sparsity: 100 * r.sparsity, ppl: p.ppl }];
     });
-  if (points.length === 0) return null;
-  const dense = results.find((r) => r.method === 'dense')?.perplexity[set]?.ppl ?? null;
-  const methods = [...new Set(points.map((p) => p.method))];
-  const structures = [...new Set(points.map((p) => p.structure))].sort(
-    (a, b) => Number(a !== 'unstructured') - Number(b !== 'unstructured'),
-  );
-  const range = methods.map((_, i) => PALETTE[i % PALETTE.length]!);
-  const label = pplSetLabel(set);
-  const color = { field: 'method', type: 'nominal' as const, title: 'Method', scale: { domain: methods, range } };
+}
+
+/** The x (target sparsity) and y (perplexity) encodings. */
+function pplAxes(points: readonly PplPoint[], dense: number | null, label: string) {
   const x = {
     field: 'sparsity',
     type: 'quantitative' as const,
@@ -96,6 +96,17 @@ export function pplVsSparsitySpec(results: readonly SettingResult[], set: string
     title: `${label} perplexity${log ? ' (log scale)' : ''}`,
     scale: log ? { type: 'log' as const, nice: false, padding: 16 } : { type: 'linear' as const, zero: false, nice: false, padding: 16 },
   };
+  return { x, y };
+}
+
+/** Per method: a line through its unstructured settings and a point per setting (shape = structure when several). */
+function methodLayers(points: readonly PplPoint[], methods: readonly string[], axes: ReturnType<typeof pplAxes>) {
+  const { x, y } = axes;
+  const structures = [...new Set(points.map((p) => p.structure))].sort(
+    (a, b) => Number(a !== 'unstructured') - Number(b !== 'unstructured'),
+  );
+  const range = methods.map((_, i) => PALETTE[i % PALETTE.length]!);
+  const color = { field: 'method', type: 'nominal' as const, title: 'Method', scale: { domain: methods, range } };
   // Methods side by side (a few pixels apart, one layer pair per method) where they share a sparsity, as every
   // method does in a grid at 50%: otherwise their points hide each other.
   const step = methods.length > 1 ? Math.min(8, 24 / (methods.length - 1)) : 0;
@@ -104,6 +115,49 @@ export function pplVsSparsitySpec(results: readonly SettingResult[], set: string
     structures.length > 1
       ? { shape: { field: 'structure', type: 'nominal' as const, title: 'Structure', scale: { domain: structures } } }
       : {};
+  return methods.flatMap((method, i) => [
+    {
+      data: { values: points.filter((p) => p.method === method && p.structure === 'unstructured') },
+      mark: { type: 'line' as const, strokeWidth: 2, xOffset: offset(i) },
+      encoding: { x, y, color, order: { field: 'sparsity' } },
+    },
+    {
+      data: { values: points.filter((p) => p.method === method) },
+      mark: { type: 'point' as const, filled: true, size: 90, opacity: 0.9, xOffset: offset(i) },
+      encoding: { x, y, color, ...shape },
+    },
+  ]);
+}
+
+/** The dense model's perplexity as a dashed rule with its own legend (a dashed stroke), apart from the methods'. */
+function denseRuleLayer(dense: number) {
+  return {
+    data: { values: [{ line: `Dense (${dense.toFixed(2)})`, ppl: dense }] },
+    mark: { type: 'rule', strokeWidth: 2, color: DENSE_COLOUR },
+    encoding: {
+      y: { field: 'ppl', type: 'quantitative' },
+      strokeDash: {
+        field: 'line',
+        type: 'nominal',
+        title: 'Reference',
+        scale: { range: [[6, 4]] },
+        legend: { symbolType: 'stroke', symbolStrokeColor: DENSE_COLOUR, symbolStrokeWidth: 2, symbolSize: 400 },
+      },
+    },
+  };
+}
+
+/**
+ * Vega-Lite spec of perplexity against target sparsity for one perplexity set: colour = method, one line per
+ * method through its unstructured settings, point shape = structure (when N:M settings are present), the dense
+ * model as a dashed rule. Null when no pruned result has a finite perplexity for `set`.
+ */
+export function pplVsSparsitySpec(results: readonly SettingResult[], set: string, options: ChartOptions = {}): TopLevelSpec | null {
+  const points = pplPoints(results, set);
+  if (points.length === 0) return null;
+  const dense = results.find((r) => r.method === 'dense')?.perplexity[set]?.ppl ?? null;
+  const methods = [...new Set(points.map((p) => p.method))];
+  const label = pplSetLabel(set);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: {
@@ -115,39 +169,7 @@ export function pplVsSparsitySpec(results: readonly SettingResult[], set: string
     width: 560,
     height: 340,
     config: CONFIG,
-    layer: [
-      ...methods.flatMap((method, i) => [
-        {
-          data: { values: points.filter((p) => p.method === method && p.structure === 'unstructured') },
-          mark: { type: 'line' as const, strokeWidth: 2, xOffset: offset(i) },
-          encoding: { x, y, color, order: { field: 'sparsity' } },
-        },
-        {
-          data: { values: points.filter((p) => p.method === method) },
-          mark: { type: 'point' as const, filled: true, size: 90, opacity: 0.9, xOffset: offset(i) },
-          encoding: { x, y, color, ...shape },
-        },
-      ]),
-      ...(dense === null
-        ? []
-        : [
-            {
-              // Its own legend (a dashed stroke, like the rule), apart from the methods' colour legend.
-              data: { values: [{ line: `Dense (${dense.toFixed(2)})`, ppl: dense }] },
-              mark: { type: 'rule', strokeWidth: 2, color: DENSE_COLOUR },
-              encoding: {
-                y: { field: 'ppl', type: 'quantitative' },
-                strokeDash: {
-                  field: 'line',
-                  type: 'nominal',
-                  title: 'Reference',
-                  scale: { range: [[6, 4]] },
-                  legend: { symbolType: 'stroke', symbolStrokeColor: DENSE_COLOUR, symbolStrokeWidth: 2, symbolSize: 400 },
-                },
-              },
-            },
-          ]),
-    ],
+    layer: [...methodLayers(points, methods, pplAxes(points, dense, label)), ...(dense === null ? [] : [denseRuleLayer(dense)])],
   } as TopLevelSpec;
 }
 
