@@ -18,6 +18,7 @@ import { runExperiment, type RunResult } from '../../lib/experiment/run.js';
 import { expandSettings, loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
 import { validateResults, type ResultsFile, type SettingResult } from '../../lib/experiment/report.js';
 import { linearZeros } from '../../lib/finetune/peft.js';
+import type { FinetuneReport } from '../../lib/finetune/train.js';
 import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { sharedPath } from '../helpers/shared.js';
@@ -136,6 +137,16 @@ describe('runExperiment with a finetune stage', () => {
     expect(readdirSync(join(out, 'finetune', ID))).toEqual(
       expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'report.json', 'merged', 'checkpoint']),
     );
+    // The fine-tune filled in its own defaults for the keys the file leaves out (dropout, schedule, warmupSteps,
+    // gradAccum; seqlen and merge set): they are the values the fine-tune's fingerprint covers.
+    const stored = JSON.parse(readFileSync(join(out, 'settings', `${ID}.json`), 'utf8')) as { finetune: { inputs: Record<string, unknown> } };
+    const { data: _data, ...fingerprinted } = stored.finetune.inputs;
+    const rep = JSON.parse(readFileSync(join(out, 'finetune', ID, 'report.json'), 'utf8')) as FinetuneReport;
+    const { rank, alpha, dropout, targets } = rep.adapters;
+    const { lr, schedule, warmupSteps, seqlen, batchSize, gradAccum } = rep.optimizer;
+    const used = { rank, alpha, dropout, targets, lr, schedule, warmupSteps, seqlen, batchSize, gradAccum, seed: rep.data.seed, maxSteps: rep.training.steps, merge: rep.merge?.mode ?? 'none' };
+    expect(used).toEqual(fingerprinted);
+    expect(fingerprinted).toMatchObject({ dropout: 0.05, schedule: 'linear', warmupSteps: 0, gradAccum: 1, merge: 'masked' });
 
     const md = readFileSync(join(out, 'results.md'), 'utf8');
     const ppl = (x: number | null | undefined): string => x!.toFixed(2);
