@@ -40,8 +40,13 @@ export type ResolvedFinetune = { [K in keyof FinetuneConfig]-?: NonNullable<Fine
  * fills in the same defaults (lib/experiment/stages.ts).
  */
 export function resolveFinetune(f: FinetuneConfig, maxPositions: number): ResolvedFinetune {
-  const given = Object.fromEntries(Object.entries(f).filter(([, v]) => v !== undefined));
-  return { ...EXPERIMENT_FINETUNE_DEFAULTS, ...given, seqlen: f.seqlen ?? maxPositions } as unknown as ResolvedFinetune;
+  const { data, maxSteps, targets } = f; // the keys without a default
+  return { ...EXPERIMENT_FINETUNE_DEFAULTS, ...definedOnly(f), data, maxSteps, targets: [...targets], seqlen: f.seqlen ?? maxPositions };
+}
+
+/** `o` without its undefined members: an optional key left out stays out, so a default spread under it shows. */
+export function definedOnly<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
 /** Progress of long work: what, done of total units, an extra text (tokens/s, loss). */

@@ -18,8 +18,8 @@ import { readTexts } from '../data/sources.js';
 import { loadTask } from '../eval/tasks.js';
 import { cachedTokenCount } from '../eval/token-cache.js';
 import { expandSettings, type Experiment } from './schema.js';
-import { FINETUNE_DEFAULTS } from '../finetune/defaults.js';
-import { planSettings, type PlannedSetting, type RunOptions } from './run.js';
+import { resolveFinetune, type RunOptions } from './context.js';
+import { planSettings, type PlannedSetting } from './run.js';
 
 /** Forward-pass equivalents over the calibration tokens per method (bench/prune.ts on c4-llama-7m). */
 const PRUNE_PASSES: Record<string, number> = { magnitude: 0, wanda: 2.5, sparsegpt: 3 };
@@ -90,10 +90,8 @@ export async function planExperiment(exp: Experiment, options: RunOptions = {}):
     const rate = probe / Math.max((performance.now() - t0) / 1000, 1e-3);
     const { tokens: evalTokens, notes } = await evaluationTokens(exp, evalSeqlen, m.tokenizer, options.dataDir);
     const evalSeconds = evalTokens / rate;
-    const ft = exp.finetune;
-    const ftSeconds = ft
-      ? (ft.maxSteps * (ft.gradAccum ?? FINETUNE_DEFAULTS.gradAccum) * ft.batchSize * (ft.seqlen ?? maxPositions) * 3) / rate + evalSeconds
-      : 0;
+    const ft = exp.finetune ? resolveFinetune(exp.finetune, maxPositions) : null;
+    const ftSeconds = ft ? (ft.maxSteps * ft.gradAccum * ft.batchSize * ft.seqlen * 3) / rate + evalSeconds : 0;
     const bySetting = new Map(expandSettings(exp).map((s) => [s.id, s]));
     const settings = planned.map((p) => {
       const s = p.setting ?? bySetting.get(p.id) ?? null;

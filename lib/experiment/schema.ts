@@ -324,8 +324,8 @@ function evalSchema(c: SchemaContext) {
 
 /**
  * Defaults of the finetune keys: the fine-tuning stage's (FINETUNE_DEFAULTS of lib/finetune/defaults.ts), except
- * merge, which an experiment sets to masked (keeps the pruned zeros exactly). The optional keys are filled in by
- * the runner (lib/experiment/run.ts).
+ * merge, which an experiment sets to masked (keeps the pruned zeros exactly). The optional keys are filled in for
+ * fingerprints and the report by lib/experiment/context.ts (resolveFinetune); finetune() fills them in itself.
  */
 export const EXPERIMENT_FINETUNE_DEFAULTS = { ...FINETUNE_DEFAULTS, merge: 'masked' } as const;
 const D = EXPERIMENT_FINETUNE_DEFAULTS;

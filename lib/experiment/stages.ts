@@ -18,14 +18,14 @@ import { rmSync } from 'node:fs';
 import { CheckpointError, DataError, keyPath } from '../errors.js';
 import { evaluate, type EvaluateResult } from '../eval/evaluate.js';
 import { loadAdapters, type LoadedAdapters } from '../finetune/peft.js';
-import { finetune, type FinetuneOptions, type FinetuneReport } from '../finetune/train.js';
+import { finetune, type FinetuneReport } from '../finetune/train.js';
 import { linearSparsity } from '../model/sparsity.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { prune } from '../prune/prune.js';
 import { ResumeMismatchError } from '../prune/resume.js';
 import { finetuneLabel, type FinetuneResult, type SettingResult } from './report.js';
 import { planTag, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
-import type { RunContext } from './context.js';
+import { definedOnly, type RunContext } from './context.js';
 
 /** What a pruning returns (its report). */
 export type PruneReport = Awaited<ReturnType<typeof prune>>;
@@ -164,11 +164,10 @@ export function prunedResult(s: PruneSetting, report: PruneReport, ev: Evaluatio
   };
 }
 
-/** The finetune keys the experiment file sets (undefined ones left out), as finetune() options. */
-function givenFinetuneOptions(f: FinetuneConfig): Pick<FinetuneOptions, 'rank' | 'alpha' | 'dropout' | 'targets' | 'lr' | 'schedule' | 'warmupSteps' | 'seqlen' | 'batchSize' | 'gradAccum' | 'maxSteps' | 'seed' | 'checkpointEvery'> {
-  const { data: _data, merge: _merge, ...rest } = f;
-  const given = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as typeof rest;
-  return { ...given, maxSteps: f.maxSteps, targets: [...f.targets] } as ReturnType<typeof givenFinetuneOptions>;
+/** The finetune keys as the experiment file gives them, as finetune() options (it fills in the keys left out). */
+function givenFinetuneOptions(f: FinetuneConfig) {
+  const { data: _data, merge: _merge, targets, maxSteps, ...rest } = f;
+  return { ...definedOnly(rest), targets: [...targets], maxSteps };
 }
 
 /** Train LoRA adapters on the pruned checkpoint `ckptDir` into `ftDir` (continuing there when `resume`). */

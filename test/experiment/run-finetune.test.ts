@@ -9,12 +9,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, DataError } from '../../lib/errors.js';
-import { runExperiment, type RunResult } from '../../lib/experiment/run.js';
+import { runExperiment } from '../../lib/experiment/run.js';
 import { expandSettings, loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
 import { validateResults, type ResultsFile, type SettingResult } from '../../lib/experiment/report.js';
 import { linearZeros } from '../../lib/finetune/peft.js';
@@ -22,29 +22,15 @@ import type { FinetuneReport } from '../../lib/finetune/train.js';
 import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { sharedPath } from '../helpers/shared.js';
-import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
+import { readResults, runNoted, writeExperimentFolder } from '../helpers/experiment-folder.js';
 
 const ID = 'wanda-unstructured-0.5';
 const BACKEND = process.env['LLM_PRUNE_TEST_BACKEND'] ?? 'wasm';
 let tmp: string;
 let configFile: string;
 
-function firstLines(file: string, n: number): string {
-  return readFileSync(file, 'utf8').split('\n').slice(0, n).join('\n') + '\n';
-}
-
 function load(output: string, overrides: Record<string, unknown> = {}): Experiment {
   return loadExperiment(configFile, { output, ...overrides });
-}
-
-async function run(exp: Experiment): Promise<{ r: RunResult; notes: string[] }> {
-  const notes: string[] = [];
-  const r = await runExperiment(exp, { onNote: (line) => notes.push(line) });
-  return { r, notes };
-}
-
-function readResults(output: string): ResultsFile {
-  return JSON.parse(readFileSync(join(output, 'results.json'), 'utf8')) as ResultsFile;
 }
 
 /** A result without what changes from run to run: timings and the fine-tune's training seconds. */
@@ -58,16 +44,10 @@ function stable(r: SettingResult): unknown {
 beforeAll(async () => {
   await useTestBackend();
   tmp = mkdtempSync(join(tmpdir(), 'run-finetune-test-'));
-  writeTinyCheckpoint(join(tmp, 'model'), {});
-  const data = join(tmp, 'data');
-  for (const d of ['c4', 'wikitext-2-raw-v1', 'tasks/arc_easy']) mkdirSync(join(data, d), { recursive: true });
-  writeFileSync(join(data, 'c4', 'train.jsonl'), firstLines(sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), 60));
-  writeFileSync(join(data, 'wikitext-2-raw-v1', 'test.jsonl'), firstLines(sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'), 50));
-  writeFileSync(join(data, 'tasks', 'arc_easy', 'test.jsonl'), firstLines(sharedPath('data', 'tasks', 'arc_easy', 'test.jsonl'), 20));
-  configFile = join(tmp, 'tiny.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
+  configFile = writeExperimentFolder(
+    tmp,
+    'tiny.json',
+    {
       name: 'tiny LoRA',
       model: './model',
       backend: BACKEND,
@@ -79,7 +59,8 @@ beforeAll(async () => {
       finetune: { data: './data/c4/train.jsonl', rank: 4, alpha: 8, lr: 1e-2, maxSteps: 4, seqlen: 32, checkpointEvery: 1 },
       output: './unused',
       keepCheckpoints: true,
-    }),
+    },
+    { c4: ['train.jsonl', 60], tasks: true },
   );
 });
 
@@ -93,7 +74,7 @@ describe('runExperiment with a finetune stage', () => {
   test('each pruned setting is fine-tuned and evaluated again; the masked merge keeps every zero; results.json/md/csv carry it', async () => {
     const out = join(tmp, 'out-a');
     const before = tf.memory().numTensors;
-    const { r, notes } = await run(load(out));
+    const { r, notes } = await runNoted(load(out));
     const after = tf.memory().numTensors;
     expect(r.computed).toEqual(['dense', ID]);
     expect(r.reused).toEqual([]);
@@ -172,7 +153,7 @@ describe('runExperiment with a finetune stage', () => {
   test('a second run reuses everything: nothing pruned, fine-tuned or evaluated, results.json byte for byte the same', async () => {
     const out = join(tmp, 'out-a');
     const text = readFileSync(join(out, 'results.json'), 'utf8');
-    const { r, notes } = await run(load(out));
+    const { r, notes } = await runNoted(load(out));
     expect([r.computed, r.reused, r.finetuned]).toEqual([[], ['dense', ID], []]);
     expect(notes).toContain(`[2/2] ${ID}: reused (finished earlier: settings/${ID}.json)`);
     expect(readFileSync(join(out, 'results.json'), 'utf8')).toBe(text);
@@ -181,7 +162,7 @@ describe('runExperiment with a finetune stage', () => {
   test('a changed finetune.lr redoes only the fine-tune; without a kept checkpoint the setting is pruned again, not evaluated again', async () => {
     const out = join(tmp, 'out-a');
     // keepCheckpoints false: the checkpoint still there from the first run is used, then both folders go
-    const a = await run(load(out, { 'finetune.lr': 2e-2, keepCheckpoints: false }));
+    const a = await runNoted(load(out, { 'finetune.lr': 2e-2, keepCheckpoints: false }));
     expect([a.r.computed, a.r.reused, a.r.finetuned]).toEqual([[], ['dense', ID], [ID]]);
     expect(a.notes).toContain(
       `[2/2] ${ID}: reusing the pruned model's result; fine-tuning again: its fine-tune was made from different inputs (changed: finetune.lr)`,
@@ -197,7 +178,7 @@ describe('runExperiment with a finetune stage', () => {
 
     // Back to the first lr: the checkpoint is gone, so the setting is pruned again (same weights), fine-tuned, and
     // the fine-tuned numbers are those of the first run.
-    const b = await run(load(out, { keepCheckpoints: false }));
+    const b = await runNoted(load(out, { keepCheckpoints: false }));
     expect([b.r.computed, b.r.reused, b.r.finetuned]).toEqual([[], ['dense', ID], [ID]]);
     expect(b.notes).toContain(`[2/2] ${ID}: pruning again for the fine-tune (its checkpoint was not kept)`);
     expect(b.notes.some((l) => l.includes('differs from the stored one'))).toBe(false);
@@ -206,12 +187,12 @@ describe('runExperiment with a finetune stage', () => {
 
   test('merge none evaluates the adapters unmerged: the same numbers as the dense merge, no zero fraction', async () => {
     const out = join(tmp, 'out-b');
-    const dense = await run(load(out, { 'finetune.merge': 'dense', keepCheckpoints: false, dense: false }));
+    const dense = await runNoted(load(out, { 'finetune.merge': 'dense', keepCheckpoints: false, dense: false }));
     expect(dense.r.finetuned).toEqual([ID]);
     const fd = dense.r.results.results[0]!.finetune!;
     expect(fd.merge).toBe('dense');
     expect(fd.actualSparsity!).toBeLessThan(0.5); // the zeros of q_proj and v_proj fill in
-    const none = await run(load(out, { 'finetune.merge': 'none', keepCheckpoints: false, dense: false }));
+    const none = await runNoted(load(out, { 'finetune.merge': 'none', keepCheckpoints: false, dense: false }));
     expect(none.notes).toContain(
       `[1/1] ${ID}: reusing the pruned model's result; fine-tuning again: its fine-tune was made from different inputs (changed: finetune.merge)`,
     );
@@ -254,7 +235,7 @@ describe('runExperiment with a finetune stage', () => {
     expect(existsSync(join(out, 'checkpoints', ID, 'model.safetensors'))).toBe(true);
 
     const before = tf.memory().numTensors;
-    const { r, notes } = await run(load(out));
+    const { r, notes } = await runNoted(load(out));
     expect(tf.memory().numTensors).toBe(before);
     expect([r.computed, r.reused, r.finetuned]).toEqual([[], ['dense', ID], [ID]]);
     expect(notes).toContain(`[2/2] ${ID}: reusing the pruned model's result; fine-tuning again: its fine-tune was interrupted`);
@@ -266,7 +247,7 @@ describe('runExperiment with a finetune stage', () => {
     const out = join(tmp, 'out-c');
     const exp = load(out);
     const { finetune: _gone, ...plain } = exp;
-    const { r, notes } = await run(plain);
+    const { r, notes } = await runNoted(plain);
     expect([r.computed, r.reused, r.finetuned]).toEqual([[], ['dense', ID], []]);
     expect(notes).toContain(`[2/2] ${ID}: dropped its fine-tune result (the experiment has no finetune section)`);
     expect(notes).toContain(`[2/2] ${ID}: removed its fine-tune folder (the experiment has no finetune section)`);

@@ -9,55 +9,28 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { runExperiment, type RunResult } from '../../lib/experiment/run.js';
+import { runExperiment } from '../../lib/experiment/run.js';
 import { loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
 import type { ResultsFile } from '../../lib/experiment/report.js';
 import { useTestBackend } from '../helpers/backend.js';
-import { sharedPath } from '../helpers/shared.js';
-import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
+import { readResults, runNoted, withoutTimings, writeExperimentFolder } from '../helpers/experiment-folder.js';
 
 let tmp: string;
 let configFile: string;
 const BACKEND = process.env['LLM_PRUNE_TEST_BACKEND'] ?? 'wasm';
 const IDS = ['dense', 'magnitude-unstructured-0.5', 'wanda-unstructured-0.5', 'wanda-2of4'];
 
-function firstLines(file: string, n: number): string {
-  return readFileSync(file, 'utf8').split('\n').slice(0, n).join('\n') + '\n';
-}
-
 function load(output: string, overrides: Record<string, unknown> = {}): Experiment {
   return loadExperiment(configFile, { output, ...overrides });
-}
-
-/** Run in this process, collecting the notes. */
-async function run(exp: Experiment): Promise<{ r: RunResult; notes: string[] }> {
-  const notes: string[] = [];
-  const r = await runExperiment(exp, { onNote: (line) => notes.push(line) });
-  return { r, notes };
-}
-
-/** results.json without the timings (the only part that differs between runs). */
-function withoutTimings(file: ResultsFile): unknown {
-  return { ...file, results: file.results.map(({ timings, ...rest }) => rest) };
-}
-
-function readResults(output: string): ResultsFile {
-  return JSON.parse(readFileSync(join(output, 'results.json'), 'utf8')) as ResultsFile;
 }
 
 beforeAll(async () => {
   await useTestBackend();
   tmp = mkdtempSync(join(tmpdir(), 'run-test-'));
-  writeTinyCheckpoint(join(tmp, 'model'), {});
-  const data = join(tmp, 'data');
-  for (const d of ['c4', 'wikitext-2-raw-v1', 'tasks/arc_easy']) mkdirSync(join(data, d), { recursive: true });
-  writeFileSync(join(data, 'c4', 'calibration.jsonl'), firstLines(sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), 200));
-  writeFileSync(join(data, 'wikitext-2-raw-v1', 'test.jsonl'), firstLines(sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'), 50));
-  writeFileSync(join(data, 'tasks', 'arc_easy', 'test.jsonl'), firstLines(sharedPath('data', 'tasks', 'arc_easy', 'test.jsonl'), 20));
-  configFile = join(tmp, 'tiny.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
+  configFile = writeExperimentFolder(
+    tmp,
+    'tiny.json',
+    {
       name: 'tiny',
       model: './model',
       backend: BACKEND,
@@ -70,7 +43,8 @@ beforeAll(async () => {
       eval: { ppl: ['wikitext2'], seqlen: 64, maxWindows: 4, tasks: ['arc_easy'], limit: 10, dataDir: './data' },
       output: './unused',
       keepCheckpoints: false,
-    }),
+    },
+    { c4: ['calibration.jsonl', 200], tasks: true },
   );
 });
 
@@ -84,7 +58,7 @@ describe('runExperiment', () => {
   test('an uninterrupted run: every setting measured, results.json/md/csv and the SVG charts written, no leftovers', async () => {
     const out = join(tmp, 'out-a');
     const before = tf.memory().numTensors;
-    const { r, notes } = await run(load(out));
+    const { r, notes } = await runNoted(load(out));
     const after = tf.memory().numTensors;
     expect(r.computed).toEqual(IDS);
     expect(r.reused).toEqual([]);
@@ -146,7 +120,7 @@ describe('runExperiment', () => {
   test('run again on a finished folder: every setting reused, results.json byte for byte the same', async () => {
     const out = join(tmp, 'out-a');
     const text = readFileSync(join(out, 'results.json'), 'utf8');
-    const { r, notes } = await run(load(out));
+    const { r, notes } = await runNoted(load(out));
     expect(r.computed).toEqual([]);
     expect(r.reused).toEqual(IDS);
     expect(notes).toContain('[1/4] dense: reused (finished earlier: settings/dense.json)');
@@ -157,7 +131,7 @@ describe('runExperiment', () => {
     const out = join(tmp, 'out-compressed');
     const exp = load(out, { 'output.format': 'compressed', dense: false, keepCheckpoints: true, prune: { method: 'wanda', structure: '2:4' } });
     expect(exp.outputFormat).toBe('compressed');
-    const { r } = await run(exp);
+    const { r } = await runNoted(exp);
     expect(r.computed).toEqual(['wanda-2of4']);
     const config = JSON.parse(readFileSync(join(out, 'checkpoints', 'wanda-2of4', 'config.json'), 'utf8')) as Record<string, unknown>;
     expect(config['quantization_config']).toMatchObject({ quant_method: 'compressed-tensors', sparsity_config: { format: 'sparse-24-bitmask' } });
@@ -201,7 +175,7 @@ describe('runExperiment', () => {
     const mtimes = ['dense', 'magnitude-unstructured-0.5'].map((id) => statSync(join(out, 'settings', `${id}.json`)).mtimeMs);
 
     const before = tf.memory().numTensors;
-    const { r, notes } = await run(load(out));
+    const { r, notes } = await runNoted(load(out));
     const after = tf.memory().numTensors;
     expect(r.reused).toEqual(['dense', 'magnitude-unstructured-0.5']);
     expect(r.computed).toEqual(['wanda-unstructured-0.5', 'wanda-2of4']);
@@ -222,7 +196,7 @@ describe('runExperiment', () => {
   test('changed inputs redo exactly the settings they affect; a kept checkpoint that is missing redoes its setting', async () => {
     const out = join(tmp, 'out-a');
     // magnitude uses no calibration data: only the wanda settings depend on calibration.nsamples
-    const { r, notes } = await run(load(out, { 'calibration.nsamples': 6, keepCheckpoints: true }));
+    const { r, notes } = await runNoted(load(out, { 'calibration.nsamples': 6, keepCheckpoints: true }));
     expect(r.reused).toEqual(['dense']);
     expect(r.computed).toEqual(['magnitude-unstructured-0.5', 'wanda-unstructured-0.5', 'wanda-2of4']);
     expect(notes).toContain(
@@ -237,7 +211,7 @@ describe('runExperiment', () => {
     expect(now[2]!.perplexity).not.toEqual(uninterrupted.results[2]!.perplexity); // wanda: other calibration windows
 
     // Back to keepCheckpoints false: results reused, the kept checkpoints removed.
-    const again = await run(load(out, { 'calibration.nsamples': 6 }));
+    const again = await runNoted(load(out, { 'calibration.nsamples': 6 }));
     expect(again.r.computed).toEqual([]);
     expect(again.notes).toContain('[2/4] magnitude-unstructured-0.5: removed its checkpoint (keepCheckpoints is false)');
     expect(existsSync(join(out, 'checkpoints'))).toBe(false);

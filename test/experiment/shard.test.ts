@@ -4,49 +4,29 @@
  * and with one folder shared by the shards. Each setting is computed by exactly one shard, chosen by its id.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { runExperiment } from '../../lib/experiment/run.js';
 import { expandSettings, loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
-import type { ResultsFile } from '../../lib/experiment/report.js';
 import { mergeResults, parseShard, shardOf } from '../../lib/experiment/shard.js';
 import { useTestBackend } from '../helpers/backend.js';
-import { sharedPath } from '../helpers/shared.js';
-import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
+import { readResults, withoutTimings, writeExperimentFolder } from '../helpers/experiment-folder.js';
 
 let tmp: string;
 let configFile: string;
 const IDS = ['dense', 'magnitude-unstructured-0.3', 'magnitude-unstructured-0.5', 'wanda-unstructured-0.3', 'wanda-unstructured-0.5', 'wanda-2of4'];
 
-function firstLines(file: string, n: number): string {
-  return readFileSync(file, 'utf8').split('\n').slice(0, n).join('\n') + '\n';
-}
-
 const load = (output: string): Experiment => loadExperiment(configFile, { output });
-
-function withoutTimings(file: ResultsFile): unknown {
-  return { ...file, results: file.results.map(({ timings, ...rest }) => rest) };
-}
-
-function readResults(dir: string): ResultsFile {
-  return JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as ResultsFile;
-}
 
 beforeAll(async () => {
   await useTestBackend();
   tmp = mkdtempSync(join(tmpdir(), 'shard-test-'));
-  writeTinyCheckpoint(join(tmp, 'model'), {});
-  const data = join(tmp, 'data');
-  mkdirSync(join(data, 'c4'), { recursive: true });
-  mkdirSync(join(data, 'wikitext-2-raw-v1'), { recursive: true });
-  writeFileSync(join(data, 'c4', 'calibration.jsonl'), firstLines(sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), 100));
-  writeFileSync(join(data, 'wikitext-2-raw-v1', 'test.jsonl'), firstLines(sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'), 50));
-  configFile = join(tmp, 'grid.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
+  configFile = writeExperimentFolder(
+    tmp,
+    'grid.json',
+    {
       name: 'shard grid',
       model: './model',
       backend: process.env['LLM_PRUNE_TEST_BACKEND'] ?? 'wasm',
@@ -58,7 +38,8 @@ beforeAll(async () => {
       dense: true,
       eval: { ppl: ['wikitext2'], seqlen: 64, maxWindows: 2, dataDir: './data' },
       output: './unused',
-    }),
+    },
+    { c4: ['calibration.jsonl', 100] },
   );
 });
 

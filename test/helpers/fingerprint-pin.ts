@@ -2,20 +2,18 @@
  * The results folder whose settings/<id>.json files test/fixtures/experiment-pin/ holds: written once by the runner
  * as it was before lib/experiment/run.ts was split into steps (commit 7116844), kept so that a later runner must
  * still take them as finished (same setting ids, same fingerprints). A fingerprint covers the absolute paths, sizes
- * and mtimes of the model and data files, so this writes them at one fixed path with fixed mtimes.
+ * and mtimes of the model and data files, so this writes them at one fixed path with fixed mtimes. It writes its
+ * own files (not test/helpers/experiment-folder.ts's writeExperimentFolder): a change there must not move the pin.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { firstLines } from './experiment-folder.js';
 import { sharedPath } from './shared.js';
 import { writeTinyCheckpoint } from './tiny-checkpoint.js';
 
 export const PIN_ROOT = '/tmp/llm-prune-fingerprint-pin';
 export const PIN_FIXTURE = join(process.cwd(), 'test', 'fixtures', 'experiment-pin');
 const MTIME = 1_700_000_000; // seconds: every input file's mtime
-
-function firstLines(file: string, n: number): string {
-  return readFileSync(file, 'utf8').split('\n').slice(0, n).join('\n') + '\n';
-}
 
 /** Write the model, the data files and the experiment file at PIN_ROOT (replacing what is there); returns the
  * experiment file. */
