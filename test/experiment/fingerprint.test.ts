@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { canonicalSha256 } from '../../lib/canonical.js';
 import { planSettings, runExperiment } from '../../lib/experiment/run.js';
 import { expandSettings, loadExperiment } from '../../lib/experiment/schema.js';
-import { PIN_FIXTURE, PIN_ROOT, writePinFolder } from '../helpers/fingerprint-pin.js';
+import { lockPinFolder, PIN_FIXTURE, PIN_ROOT, writePinFolder } from '../helpers/fingerprint-pin.js';
 
 /** id -> [setting fingerprint, fine-tune fingerprint], as the old runner computed them. */
 const PINNED: Record<string, [string, string | undefined]> = {
@@ -40,13 +40,16 @@ function fixture(id: string): Stored {
 }
 
 let configFile: string;
+let unlock: () => void = () => undefined;
 
-beforeAll(() => {
+beforeAll(async () => {
+  unlock = await lockPinFolder();
   configFile = writePinFolder();
 });
 
 afterAll(() => {
   rmSync(PIN_ROOT, { recursive: true, force: true });
+  unlock();
 });
 
 describe('settings written by the old runner', () => {

@@ -5,7 +5,7 @@
  * and mtimes of the model and data files, so this writes them at one fixed path with fixed mtimes. It writes its
  * own files (not test/helpers/experiment-folder.ts's writeExperimentFolder): a change there must not move the pin.
  */
-import { mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { firstLines } from './experiment-folder.js';
 import { sharedPath } from './shared.js';
@@ -14,6 +14,31 @@ import { writeTinyCheckpoint } from './tiny-checkpoint.js';
 export const PIN_ROOT = '/tmp/llm-prune-fingerprint-pin';
 export const PIN_FIXTURE = join(process.cwd(), 'test', 'fixtures', 'experiment-pin');
 const MTIME = 1_700_000_000; // seconds: every input file's mtime
+
+const LOCK = `${PIN_ROOT}.lock`;
+
+/**
+ * Take PIN_ROOT for this process (test runs of several checkouts on one machine share the path): waits while
+ * another process holds it, takes over a lock older than 10 minutes. Returns the function that releases it.
+ */
+export async function lockPinFolder(): Promise<() => void> {
+  for (const t0 = Date.now(); ; ) {
+    try {
+      mkdirSync(LOCK);
+      return () => rmSync(LOCK, { recursive: true, force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let age = 0;
+      try {
+        age = Date.now() - statSync(LOCK).mtimeMs;
+      } catch {
+        continue; // released meanwhile
+      }
+      if (age > 600_000 || Date.now() - t0 > 600_000) rmSync(LOCK, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
 
 /** Write the model, the data files and the experiment file at PIN_ROOT (replacing what is there); returns the
  * experiment file. */
