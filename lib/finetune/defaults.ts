@@ -1,9 +1,11 @@
 /** The fine-tuning stage's defaults, in a module without tensor code (the CLI and the schema read it). */
-import type { FinetuneOptions } from './train.js';
+import type { FinetuneOptions } from './options.js';
 
 /**
- * THE defaults of the fine-tuning stage: `finetune()` applies them, the CLI shows them as its flag defaults, the
- * experiment schema fills them in (lib/experiment/schema.ts, which keeps only its own `merge: 'masked'`).
+ * THE defaults of the fine-tuning stage: `finetune()` applies them (all in one function, resolveFinetuneOptions in
+ * lib/finetune/options.ts), the CLI shows them as its flag defaults, the experiment schema fills them in
+ * (lib/experiment/schema.ts, which keeps only its own `merge: 'masked'`). Not here: `seqlen` (default: the model
+ * context) and `totalSteps` (default: maxSteps).
  */
 export const FINETUNE_DEFAULTS = {
   // LoRA: PEFT's defaults as the Wanda reference's LoRA script (lora_ft/finetune_lm.py) sets them
@@ -25,4 +27,9 @@ export const FINETUNE_DEFAULTS = {
   checkpointEvery: 50,
   resume: false,
   merge: 'none',
+  mergeFormat: 'dense',
+  dataField: 'text',
+  overwrite: false,
+  // held-out evaluation (when an evaluation file is given)
+  eval: { set: 'wikitext2', every: 0, periodicWindows: 4, merged: true },
 } as const satisfies Partial<Record<keyof FinetuneOptions, unknown>>;

@@ -1,8 +1,8 @@
 /** The resumable training checkpoint (checkpoint/ of a fine-tuning output folder): written atomically, read back exactly. */
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError } from '../errors.js';
+import { ConfigError, DataError, type OptionName } from '../errors.js';
 import { SafetensorsFile, writeFloat32Safetensors } from '../model/safetensors.js';
 import { StagedFolder, writeJsonAtomic } from '../model/save.js';
 import { readAdapterFiles, saveAdapters } from './peft.js';
@@ -37,6 +37,30 @@ export function findCheckpoint(out: string): string | null {
   rmSync(dir, { recursive: true, force: true });
   renameSync(join(out, best), dir);
   return dir;
+}
+
+/**
+ * Get a fine-tuning output folder ready: returns the checkpoint to resume from (when there is one and `resume`),
+ * or null after making sure the folder is empty (emptying it with `overwrite`, refusing without). A folder that
+ * holds a checkpoint is refused when neither `resume` nor `overwrite` is set. Messages name the folder as `shownAs`.
+ */
+export function prepareOutputFolder(o: { dir: string; shownAs: string; resume: boolean; overwrite: boolean; optionName: OptionName }): string | null {
+  const { dir, shownAs, optionName: name } = o;
+  mkdirSync(dir, { recursive: true });
+  const existing = findCheckpoint(dir);
+  if (existing && !o.resume && !o.overwrite) {
+    const step = (JSON.parse(readFileSync(join(existing, STATE_FILE), 'utf8')) as TrainerState).step;
+    throw new ConfigError(`${name('out')} ${shownAs}: holds a training checkpoint at step ${step}; pass ${name('resume')} to continue it or ${name('overwrite')} to start over`);
+  }
+  if (existing && o.resume) {
+    cleanStaging(dir);
+    return existing;
+  }
+  if (readdirSync(dir).length > 0) {
+    if (!o.overwrite) throw new ConfigError(`${name('out')} ${shownAs}: folder exists and is not empty (pass ${name('overwrite')} to replace it)`);
+    for (const f of readdirSync(dir)) rmSync(join(dir, f), { recursive: true, force: true });
+  }
+  return null;
 }
 
 /** Remove leftovers of killed checkpoint writes (`checkpoint.partial-*`, `checkpoint.old-*`). */
