@@ -171,6 +171,102 @@ function positiveInteger(value: number | undefined, name: string): void {
   }
 }
 
+/** An item's encoded choices, adjacent in a scorer batch. */
+interface EncodedItem {
+  item: TaskItem;
+  requests: Request[];
+}
+
+/**
+ * Whole items from `items[start]` on until the next would overflow `batchSize` requests (a batch holds at least one
+ * item, whatever its size). Returns the batch and the index after it.
+ */
+function nextBatch(
+  task: LoadedTask,
+  items: TaskItem[],
+  start: number,
+  batchSize: number,
+  tokenizer: TextTokenizer,
+  addBos: boolean,
+): { batch: EncodedItem[]; next: number } {
+  const batch: EncodedItem[] = [];
+  let size = 0;
+  let i = start;
+  while (i < items.length) {
+    const item = items[i] as TaskItem;
+    const choices = choicesOf(task, item, i);
+    if (batch.length > 0 && size + choices.length > batchSize) break;
+    const cache = new Map<string, number[]>();
+    const requests = choices.map(({ context, continuation }) => {
+      try {
+        return encodePairCached(tokenizer, context, continuation, addBos, cache);
+      } catch (e) {
+        if (e instanceof DataError) throw new DataError(`${task.file}: item ${i + 1}: ${e.message}`);
+        throw e;
+      }
+    });
+    batch.push({ item, requests });
+    size += requests.length;
+    i++;
+  }
+  return { batch, next: i };
+}
+
+/** Ask the scorer for a batch's log-probabilities, checking that it answered one number per request. */
+async function scoreBatch(task: LoadedTask, batch: EncodedItem[], scorer: Scorer): Promise<number[][]> {
+  const requests = batch.flatMap((b) => b.requests);
+  const scores = await scorer(requests);
+  if (!Array.isArray(scores) || scores.length !== requests.length) {
+    throw new LlmPruneError(
+      `scorer answered ${Array.isArray(scores) ? scores.length : typeof scores} scores for ${requests.length} requests`,
+    );
+  }
+  let k = 0;
+  return batch.map(({ requests: itemRequests }) => {
+    const lls = itemRequests.map(() => (scores[k++] as Score).logprob);
+    if (lls.some((x) => typeof x !== 'number' || Number.isNaN(x))) {
+      throw new LlmPruneError(`scorer returned a log-probability that is not a number (task ${task.name}): ${lls.join(', ')}`);
+    }
+    return lls;
+  });
+}
+
+/** acc and acc_norm of one task over `items`, batch by batch; `onBatch` gets the number of items each batch scored. */
+async function evaluateTask(
+  task: LoadedTask,
+  items: TaskItem[],
+  o: { tokenizer: TextTokenizer; scorer: Scorer; batchSize: number; addBos: boolean; onBatch: (items: number) => void },
+): Promise<TaskResult> {
+  if (items.length === 0) throw new DataError(`${task.file}: task ${task.name} has no items`);
+  const correct: number[] = [];
+  const correctNorm: number[] = [];
+  for (let start = 0; start < items.length; ) {
+    const { batch, next } = nextBatch(task, items, start, o.batchSize, o.tokenizer, o.addBos);
+    const lls = await scoreBatch(task, batch, o.scorer);
+    for (const [b, { item }] of batch.entries()) {
+      const ll = lls[b] as number[];
+      correct.push(argmax(ll) === item.gold ? 1 : 0);
+      if (task.reportsAccNorm) {
+        const lengths = item.normLengths as number[];
+        correctNorm.push(argmax(ll.map((x, i) => x / (lengths[i] as number))) === item.gold ? 1 : 0);
+      }
+    }
+    start = next;
+    o.onBatch(batch.length);
+  }
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return {
+    task: task.name,
+    displayName: task.displayName,
+    file: task.file,
+    n: items.length,
+    acc: mean(correct),
+    accStderr: meanStderr(correct),
+    accNorm: task.reportsAccNorm ? mean(correctNorm) : null,
+    accNormStderr: task.reportsAccNorm ? meanStderr(correctNorm) : null,
+  };
+}
+
 /**
  * Evaluate zero-shot tasks: per task acc (argmax of summed log-probs), acc_norm (argmax of log-prob divided by
  * the choice's length in characters) where the task reports it, their lm-eval standard errors, and the mean over
@@ -187,71 +283,15 @@ export async function evaluateTasks(options: EvaluateOptions): Promise<ZeroShotR
   const counts = tasks.map((t) => Math.min(t.items.length, options.limit ?? Infinity));
   const total = counts.reduce((a, b) => a + b, 0);
   let done = 0;
+  const onBatch = (items: number): void => {
+    done += items;
+    options.onProgress?.(done, total);
+  };
 
   const results: TaskResult[] = [];
   for (const [t, task] of tasks.entries()) {
-    const items = task.items.slice(0, counts[t]);
-    if (items.length === 0) throw new DataError(`${task.file}: task ${task.name} has no items`);
-    const correct: number[] = [];
-    const correctNorm: number[] = [];
-    for (let start = 0; start < items.length; ) {
-      // Whole items until the batch is full.
-      const batch: { item: TaskItem; requests: Request[] }[] = [];
-      let size = 0;
-      while (start < items.length) {
-        const item = items[start] as TaskItem;
-        const choices = choicesOf(task, item, start);
-        if (batch.length > 0 && size + choices.length > batchSize) break;
-        const cache = new Map<string, number[]>();
-        const requests = choices.map(({ context, continuation }) => {
-          try {
-            return encodePairCached(tokenizer, context, continuation, addBos, cache);
-          } catch (e) {
-            if (e instanceof DataError) throw new DataError(`${task.file}: item ${start + 1}: ${e.message}`);
-            throw e;
-          }
-        });
-        batch.push({ item, requests });
-        size += requests.length;
-        start++;
-      }
-
-      const requests = batch.flatMap((b) => b.requests);
-      const scores = await scorer(requests);
-      if (!Array.isArray(scores) || scores.length !== requests.length) {
-        throw new LlmPruneError(
-          `scorer answered ${Array.isArray(scores) ? scores.length : typeof scores} scores for ${requests.length} requests`,
-        );
-      }
-      let k = 0;
-      for (const { item, requests: itemRequests } of batch) {
-        const lls = itemRequests.map(() => (scores[k++] as Score).logprob);
-        if (lls.some((x) => typeof x !== 'number' || Number.isNaN(x))) {
-          throw new LlmPruneError(`scorer returned a log-probability that is not a number (task ${task.name}): ${lls.join(', ')}`);
-        }
-        correct.push(argmax(lls) === item.gold ? 1 : 0);
-        if (task.reportsAccNorm) {
-          const lengths = item.normLengths as number[];
-          correctNorm.push(argmax(lls.map((ll, i) => ll / (lengths[i] as number))) === item.gold ? 1 : 0);
-        }
-      }
-      done += batch.length;
-      options.onProgress?.(done, total);
-    }
-
-    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-    results.push({
-      task: task.name,
-      displayName: task.displayName,
-      file: task.file,
-      n: items.length,
-      acc: mean(correct),
-      accStderr: meanStderr(correct),
-      accNorm: task.reportsAccNorm ? mean(correctNorm) : null,
-      accNormStderr: task.reportsAccNorm ? meanStderr(correctNorm) : null,
-    });
+    results.push(await evaluateTask(task, task.items.slice(0, counts[t]), { tokenizer, scorer, batchSize, addBos, onBatch }));
   }
-
   const contributions: MeanContribution[] = results.map((r) =>
     meanMetric === 'acc_norm' && r.accNorm !== null
       ? { task: r.task, metric: 'acc_norm', value: r.accNorm }

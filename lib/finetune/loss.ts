@@ -1,21 +1,35 @@
 /** The training objective: next-token cross-entropy through the model, differentiable in the adapters. */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../errors.js';
+import { ConfigError, LlmPruneError } from '../errors.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { frozenMatMul } from './lora.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // gradients
 
-let gradientsReady: Promise<void> | null = null;
+/**
+ * Make tfjs able to differentiate; await it before training (finetune() does). tfjs-core registers no gradient
+ * functions by itself: the @tensorflow/tfjs package registers all of them when its module is evaluated, loaded here
+ * on first use so that code that never trains does not pay for it.
+ *
+ * Why there is no context object or flag to pass around: where the gradients go is tfjs-core's gradient registry,
+ * one per process (kept in tfjs's global namespace, shared by every backend and engine), and an ES module is
+ * evaluated once per process. So this is idempotent by construction: a second call, or a caller that imported
+ * @tensorflow/tfjs itself, finds the work done, and no state of ours records it. `requireGradients` checks it.
+ */
+export async function ensureGradients(): Promise<void> {
+  await import('@tensorflow/tfjs');
+  requireGradients('ensureGradients');
+}
 
 /**
- * tfjs-core registers no gradient functions by itself; the @tensorflow/tfjs package registers all of tfjs's
- * (into tfjs-core's global registry). Loaded on first use so that code that never trains does not pay for it.
+ * Throw a clear error when tfjs has no gradient functions (ensureGradients was not awaited), instead of tfjs's
+ * "gradient function not found" in the middle of the first backward pass. Reads tfjs's registry, not a flag.
  */
-export function ensureGradients(): Promise<void> {
-  gradientsReady ??= import('@tensorflow/tfjs').then(() => undefined);
-  return gradientsReady;
+export function requireGradients(caller: string): void {
+  if (tf.getGradient(tf.BatchMatMul) === undefined) {
+    throw new LlmPruneError(`${caller}: tfjs has no gradient functions registered; await ensureGradients() (lib/finetune/loss.ts) first`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -242,11 +242,8 @@ export interface MergeOptions {
   maxShardBytes?: number;
 }
 
-/**
- * Write base + adapters as one Hugging Face checkpoint. Unadapted tensors are copied value for value; adapted
- * matrices become W + scale * B A (masked: the base's zeros kept). Sparsity is then counted in the written files.
- */
-export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
+/** Check that the adapters fit the checkpoint and the mode and format go together; the compression to write with. */
+function checkMerge(o: MergeOptions): ReturnType<typeof compressOptions> {
   const ckpt = o.checkpoint;
   const c = ckpt.config;
   if (o.mode !== 'masked' && o.mode !== 'dense') throw new ConfigError(`--merge: '${String(o.mode)}' is not masked or dense`);
@@ -265,21 +262,27 @@ export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
     throw new ConfigError(`--format compressed needs --merge masked: a dense merge fills the pruned zeros in, so nothing would be smaller`);
   }
   // masked merges keep the base's zeros, hence its structure (2:4 gets sparse-24-bitmask)
-  const compress = compressOptions(c, format, format === 'compressed' ? sparsityStructureOf(ckpt) : 'unstructured');
-  const dtype = o.dtype ?? ckpt.mainDtype();
-  const adaptedNames = new Map(o.adapters.pairs.map((p) => [linearTensorName(p.layer, p.name), p]));
-  const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false });
-  let writer: CheckpointWriter | null = null;
-  let storage: StorageReport;
+  return compressOptions(c, format, format === 'compressed' ? sparsityStructureOf(ckpt) : 'unstructured');
+}
+
+/**
+ * Write every tensor of the base into `dir` (a staged folder), the adapted matrices as W + scale * B A (masked:
+ * the base's zeros kept), with config and tokenizer files. Returns the storage report; on failure the writer is
+ * aborted (the caller abandons the folder).
+ */
+function writeMergedTensors(o: MergeOptions, dir: string, dtype: DType, compress: ReturnType<typeof compressOptions>): StorageReport {
+  const ckpt = o.checkpoint;
+  const c = ckpt.config;
+  const adapted = new Map(o.adapters.pairs.map((p) => [linearTensorName(p.layer, p.name), p]));
+  const writer = new CheckpointWriter(dir, expectedTensors(c), {
+    dtype,
+    ...(o.maxShardBytes !== undefined ? { maxShardBytes: o.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
+    ...(compress ? { compress } : {}),
+  });
   try {
-    writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {
-      dtype,
-      ...(o.maxShardBytes !== undefined ? { maxShardBytes: o.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
-      ...(compress ? { compress } : {}),
-    });
     for (const { name, shape } of expectedTensors(c)) {
       const values = ckpt.read(name);
-      const pair = adaptedNames.get(name);
+      const pair = adapted.get(name);
       if (!pair) {
         writer.write(name, values);
         continue;
@@ -292,28 +295,34 @@ export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
       merged.dispose();
     }
     writer.finish();
-    storage = storageReport(writer, c, staged.tmp, dtype, compress);
-    writeModelFiles(staged.tmp, c, ckpt.dir, dtype, writer.quantizationConfig());
-    writer = null;
-    staged.commit();
   } catch (e) {
-    writer?.abort();
-    staged.abandon();
+    writer.abort();
     throw e;
   }
-  // Count in the files as written: base zeros, merged zeros, and base zeros that the merge filled in.
-  const mergedCkpt = Checkpoint.open(staged.out);
+  const storage = storageReport(writer, c, dir, dtype, compress);
+  writeModelFiles(dir, c, ckpt.dir, dtype, writer.quantizationConfig());
+  return storage;
+}
+
+/** Zeros of every block linear in the base and in the merged files: what the merge kept and what it filled in. */
+function mergedZeros(
+  base: Checkpoint,
+  mergedDir: string,
+  adapted: ReadonlySet<string>,
+): Pick<MergeReport, 'sparsityBefore' | 'sparsityAfter' | 'zerosLost' | 'adapted' | 'sameZeroCounts'> {
+  const c = base.config;
+  const mergedCkpt = Checkpoint.open(mergedDir);
   let params = 0;
   let zerosBefore = 0;
   let zerosAfter = 0;
   let zerosLost = 0;
   let sameZeroCounts = true;
-  const adapted: MergeReport['adapted'] = [];
+  const perTensor: MergeReport['adapted'] = [];
   try {
     for (let layer = 0; layer < c.numLayers; layer++) {
       for (const n of LINEAR_NAMES) {
         const tensor = linearTensorName(layer, n);
-        const b = ckpt.read(tensor);
+        const b = base.read(tensor);
         const m = mergedCkpt.read(tensor);
         const zb = countZeros(b);
         const za = countZeros(m);
@@ -322,21 +331,31 @@ export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
         zerosBefore += zb;
         zerosAfter += za;
         if (zb !== za) sameZeroCounts = false;
-        if (adaptedNames.has(tensor)) adapted.push({ tensor, params: b.length, zerosBefore: zb, zerosAfter: za });
+        if (adapted.has(tensor)) perTensor.push({ tensor, params: b.length, zerosBefore: zb, zerosAfter: za });
       }
     }
   } finally {
     mergedCkpt.close();
   }
-  return {
-    mode: o.mode,
-    dir: staged.out,
-    dtype,
-    sparsityBefore: zerosBefore / params,
-    sparsityAfter: zerosAfter / params,
-    zerosLost,
-    adapted,
-    sameZeroCounts,
-    storage,
-  };
+  return { sparsityBefore: zerosBefore / params, sparsityAfter: zerosAfter / params, zerosLost, adapted: perTensor, sameZeroCounts };
+}
+
+/**
+ * Write base + adapters as one Hugging Face checkpoint. Unadapted tensors are copied value for value; adapted
+ * matrices become W + scale * B A (masked: the base's zeros kept). Sparsity is then counted in the written files.
+ */
+export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
+  const compress = checkMerge(o);
+  const dtype = o.dtype ?? o.checkpoint.mainDtype();
+  const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false });
+  let storage: StorageReport;
+  try {
+    storage = writeMergedTensors(o, staged.tmp, dtype, compress);
+    staged.commit();
+  } catch (e) {
+    staged.abandon();
+    throw e;
+  }
+  const adapted = new Set(o.adapters.pairs.map((p) => linearTensorName(p.layer, p.name)));
+  return { mode: o.mode, dir: staged.out, dtype, ...mergedZeros(o.checkpoint, staged.out, adapted), storage };
 }

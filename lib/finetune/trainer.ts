@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import type { LlamaModel } from '../model/llama.js';
 import { LoraAdapters, SeededRandom } from './lora.js';
-import { causalLmLoss } from './loss.js';
+import { causalLmLoss, requireGradients } from './loss.js';
 import { AdamW, learningRate, type AdamWOptions, type ScheduleOptions } from './optim.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -24,6 +24,7 @@ export interface StepResult {
 /**
  * Trains LoRA adapters on a resident model: gradients by tf.variableGrads over the adapter variables, summed over
  * micro-batches and averaged, clipped to a global norm, applied by AdamW. Dropout masks come from `rng`.
+ * Needs tfjs's gradient functions: await ensureGradients() (loss.ts) before constructing one.
  */
 export class LoraTrainer {
   readonly optimizer: AdamW;
@@ -36,6 +37,7 @@ export class LoraTrainer {
     readonly options: TrainerOptions,
     dropoutSeed: number,
   ) {
+    requireGradients('LoraTrainer');
     this.optimizer = new AdamW(adapters.variables(), options);
     this.rng = SeededRandom.derive(dropoutSeed, 2);
   }

@@ -167,6 +167,26 @@ describe('LoraTrainer', () => {
     }
   });
 
+  test('ensureGradients is idempotent (tfjs registers once per process); a trainer refuses to start without gradients', async () => {
+    const matMulGrad = tf.getGradient(tf.BatchMatMul);
+    expect(matMulGrad).toBeDefined();
+    await ensureGradients(); // already done in beforeAll: nothing registered again (the same gradient object stays)
+    expect(tf.getGradient(tf.BatchMatMul)).toBe(matMulGrad);
+    const ad = LoraAdapters.create(loaded.model.config, { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj'] }, 0);
+    const before = tf.memory().numTensors;
+    tf.unregisterGradient(tf.BatchMatMul);
+    try {
+      expect(() => new LoraTrainer(loaded.model, ad, TRAINER, 0)).toThrow(
+        'LoraTrainer: tfjs has no gradient functions registered; await ensureGradients() (lib/finetune/loss.ts) first',
+      );
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      tf.registerGradient(matMulGrad);
+      ad.dispose();
+    }
+    expect(tf.getGradient(tf.BatchMatMul)).toBe(matMulGrad);
+  });
+
   test('gradient accumulation over two micro-batches equals one batch of both windows; gradNorm is the global norm', () => {
     const cfg = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] as const };
     const run = (micro: number[][][]): { values: Float32Array[]; gradNorm: number; loss: number } => {
