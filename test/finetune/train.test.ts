@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError, keyPath } from '../../lib/errors.js';
+import { FINETUNE_DEFAULTS } from '../../lib/finetune/defaults.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { LoraAdapters } from '../../lib/finetune/lora.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapters } from '../../lib/finetune/peft.js';
@@ -19,6 +20,7 @@ import {
   ensureGradients,
   finetune,
   learningRate,
+  resolveFinetuneOptions,
   trainingWindows,
   type FinetuneOptions,
   type FinetuneProgress,
@@ -256,6 +258,69 @@ describe('training windows', () => {
     await expect(
       trainingWindows({ file: evalFile, tokenizer: loaded.tokenizer, seqlen: 16, count: 3, seed: 0, excludeDocuments: new Set([0]) }),
     ).rejects.toThrow(ConfigError);
+  });
+});
+
+describe('resolveFinetuneOptions (the one place FINETUNE_DEFAULTS are applied)', () => {
+  const required = { model: 'm', data: 'train.jsonl', out: 'o', maxSteps: 7 };
+  const D = FINETUNE_DEFAULTS;
+  const defaults = {
+    model: 'm',
+    data: 'train.jsonl',
+    out: 'o',
+    dataField: D.dataField,
+    lora: { rank: D.rank, alpha: D.alpha, dropout: D.dropout, targets: [...D.targets] },
+    trainer: {
+      lr: D.lr,
+      schedule: D.schedule,
+      warmupSteps: D.warmupSteps,
+      totalSteps: 7, // maxSteps
+      weightDecay: D.weightDecay,
+      beta1: D.beta1,
+      beta2: D.beta2,
+      eps: D.eps,
+      maxGradNorm: D.maxGradNorm,
+    },
+    seqlen: null, // the model context, known once the model is loaded
+    batchSize: D.batchSize,
+    gradAccum: D.gradAccum,
+    maxSteps: 7,
+    timeBudget: null,
+    seed: D.seed,
+    checkpointEvery: D.checkpointEvery,
+    resume: D.resume,
+    overwrite: D.overwrite,
+    calibrationReport: null,
+    eval: null,
+    merge: D.merge,
+    mergeDtype: null,
+    mergeFormat: D.mergeFormat,
+  };
+
+  test('absent and undefined keys both take FINETUNE_DEFAULTS (a config section can be passed as it is)', () => {
+    const { optionName, ...r } = resolveFinetuneOptions(required);
+    expect(r).toEqual(defaults);
+    expect(optionName('maxSteps')).toBe('--max-steps');
+    const allUndefined: FinetuneOptions = { ...required };
+    for (const k of ['dataField', 'rank', 'alpha', 'dropout', 'targets', 'lr', 'schedule', 'warmupSteps', 'totalSteps', 'weightDecay', 'beta1',
+      'beta2', 'eps', 'maxGradNorm', 'seqlen', 'batchSize', 'gradAccum', 'timeBudget', 'seed', 'checkpointEvery', 'resume', 'overwrite',
+      'calibrationReport', 'eval', 'merge', 'mergeDtype', 'mergeFormat', 'optionName', 'onProgress'] as const) {
+      (allUndefined as unknown as Record<string, undefined>)[k] = undefined;
+    }
+    const { optionName: _n, ...u } = resolveFinetuneOptions(allUndefined);
+    expect(u).toEqual(defaults);
+    const ev = resolveFinetuneOptions({ ...required, eval: { file: 'eval.txt', set: undefined, every: undefined } }).eval;
+    expect(ev).toEqual({ file: 'eval.txt', ...D.eval, seqlen: null, maxWindows: null });
+  });
+
+  test('given values win; targets come back in layer order; schedule length follows maxSteps unless given', () => {
+    const r = resolveFinetuneOptions({ ...required, rank: 4, targets: ['v_proj', 'q_proj'], schedule: 'cosine', gradAccum: 3, merge: 'masked', mergeFormat: 'compressed' });
+    expect(r.lora).toEqual({ rank: 4, alpha: D.alpha, dropout: D.dropout, targets: ['q_proj', 'v_proj'] });
+    expect(r.trainer.schedule).toBe('cosine');
+    expect(r.trainer.totalSteps).toBe(7);
+    expect(resolveFinetuneOptions({ ...required, totalSteps: 20 }).trainer.totalSteps).toBe(20);
+    expect([r.gradAccum, r.merge, r.mergeFormat]).toEqual([3, 'masked', 'compressed']);
+    expect(() => resolveFinetuneOptions({ ...required, mergeFormat: 'compressed' })).toThrow(ConfigError);
   });
 });
 
