@@ -161,6 +161,9 @@ export { createProgress, type ProgressReporter } from './progress.js';
 export { runExperiment, type RunOptions, type RunResult } from './experiment/run.js';
 // fine-tuning (LoRA, sparsity kept)
 export { finetune, type FinetuneOptions, type FinetuneReport, type FinetuneProgress } from './finetune/train.js';
+export { resolveFinetuneOptions, type FinetuneEvalOptions, type ResolvedFinetuneOptions } from './finetune/options.js';
+export { ensureGradients, causalLmLoss } from './finetune/loss.js';
+export { LoraTrainer, type TrainerOptions } from './finetune/trainer.js';
 export { LoraAdapters, DEFAULT_LORA, type LoraConfig } from './finetune/lora.js';
 export { FINETUNE_DEFAULTS } from './finetune/defaults.js';
 export { PRUNE_DEFAULTS } from './prune/defaults.js';
