@@ -320,7 +320,7 @@ describe('resolveFinetuneOptions (the one place FINETUNE_DEFAULTS are applied)',
     expect(r.trainer.totalSteps).toBe(7);
     expect(resolveFinetuneOptions({ ...required, totalSteps: 20 }).trainer.totalSteps).toBe(20);
     expect([r.gradAccum, r.merge, r.mergeFormat]).toEqual([3, 'masked', 'compressed']);
-    expect(() => resolveFinetuneOptions({ ...required, mergeFormat: 'compressed' })).toThrow(ConfigError);
+    expect(() => resolveFinetuneOptions({ ...required, merge: 'dense', mergeFormat: 'compressed' })).toThrow(ConfigError); // compressed needs a masked merge
   });
 });
 
