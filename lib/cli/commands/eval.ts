@@ -1,0 +1,74 @@
+/** `llm-prune eval`: perplexity (wikitext2, c4) and zero-shot tasks of a checkpoint, optionally with LoRA adapters. */
+import type { Argv } from 'yargs';
+import { defaultDataDir } from '../../eval/datasets.js';
+import { EVAL_DEFAULTS } from '../../eval/defaults.js';
+import { evaluate } from '../../eval/evaluate.js';
+import { PERPLEXITY_SETS, type PerplexitySet } from '../../eval/perplexity.js';
+import { resultsTable } from '../../eval/results.js';
+import { ConfigError } from '../../errors.js';
+import { loadAdapters } from '../../finetune/peft.js';
+import { loadModel } from '../../model/load.js';
+import { writeJsonAtomic } from '../../model/save.js';
+import { defineCommand, useBackend, type CliContext, type Globals } from '../command.js';
+import { print, progress, warnIgnored } from '../output.js';
+import { list } from '../values.js';
+
+function evalFlags(y: Argv<Globals>) {
+  return y
+    .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' })
+    .option('ppl', { type: 'string', default: '', describe: `perplexity sets, comma-separated (${PERPLEXITY_SETS.join(', ')})` })
+    .option('tasks', { type: 'string', default: '', describe: 'tasks, comma-separated: boolq,rte,hellaswag,winogrande,arc_easy,arc_challenge,openbookqa; name=FILE; or custom task files' })
+    .option('limit', { type: 'number', describe: 'first N items of each task' })
+    .option('seqlen', { type: 'number', describe: 'perplexity window (default: model context)' })
+    .option('max-windows', { type: 'number', describe: 'score only the first N perplexity windows' })
+    .option('batch-size', { type: 'number', default: EVAL_DEFAULTS.batchSize, describe: 'perplexity windows per forward' })
+    .option('data-dir', { type: 'string', describe: 'folder laid out like shared/data (default $LLM_PRUNE_DATA or ../shared/data)' })
+    .option('add-bos', { type: 'boolean', default: EVAL_DEFAULTS.addBos, describe: 'prepend BOS to task contexts' })
+    .option('adapter', { type: 'string', describe: 'LoRA adapter folder (PEFT layout) applied without merging' })
+    .option('download', { type: 'boolean', default: false, describe: 'fetch missing perplexity sets from the hub' })
+    .option('out', { type: 'string', describe: 'also write the JSON results to this file' });
+}
+
+export function evalCommand(ctx: CliContext) {
+  return defineCommand({
+    command: 'eval',
+    describe: 'Evaluate perplexity (wikitext2, c4) and zero-shot tasks',
+    builder: evalFlags,
+    handler: async (argv) => {
+      await useBackend(argv);
+      const ppl = list(argv.ppl) as PerplexitySet[];
+      const tasks = list(argv.tasks);
+      if (ppl.length === 0 && tasks.length === 0) throw new ConfigError('eval: give --ppl and/or --tasks');
+      if (ppl.length === 0) warnIgnored(ctx.args, ['--seqlen', '--max-windows', '--batch-size'], 'no --ppl set is evaluated');
+      if (tasks.length === 0) warnIgnored(ctx.args, ['--limit', '--add-bos'], 'no --tasks are evaluated');
+      const m = await loadModel(argv.model);
+      let adapters: ReturnType<typeof loadAdapters> | null = null;
+      try {
+        adapters = argv.adapter !== undefined ? loadAdapters(argv.adapter, m.model) : null;
+        const forward = adapters?.forward;
+        const r = await evaluate(m, {
+          ppl,
+          tasks,
+          ...(argv.limit !== undefined ? { limit: argv.limit } : {}),
+          ...(argv.seqlen !== undefined ? { seqlen: argv.seqlen } : {}),
+          ...(argv.maxWindows !== undefined ? { maxWindows: argv.maxWindows } : {}),
+          dataDir: argv.dataDir ?? defaultDataDir(ctx.env),
+          ...(forward ? { forward } : {}),
+          batchSize: argv.batchSize,
+          addBos: argv.addBos,
+          download: argv.download,
+          onProgress: (what, d, t, e) => progress.update(what, d, t, e),
+        });
+        progress.done();
+        const result = { model: m.dir, ...(argv.adapter !== undefined ? { adapter: argv.adapter } : {}), ...r };
+        if (argv.out) writeJsonAtomic(argv.out, result);
+        print(result);
+        const label = argv.adapter !== undefined ? `${argv.model} + LoRA ${argv.adapter}` : argv.model;
+        progress.note('\n' + resultsTable([{ label, zeroShot: r.zeroShot, perplexity: r.perplexity }]));
+      } finally {
+        adapters?.dispose();
+        m.dispose();
+      }
+    },
+  });
+}

@@ -1,0 +1,27 @@
+/** `llm-prune generate`: greedy generation, to show that a checkpoint (pruned or not) is usable. */
+import { generate } from '../../generate.js';
+import { loadModel } from '../../model/load.js';
+import { defineCommand, useBackend, type CliContext } from '../command.js';
+import { print } from '../output.js';
+
+export function generateCommand(_ctx: CliContext) {
+  return defineCommand({
+    command: 'generate',
+    describe: 'Greedy generation (proves a checkpoint, pruned or not, is usable)',
+    builder: (y) =>
+      y
+        .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' })
+        .option('prompt', { type: 'string', default: '', describe: 'text to continue (BOS is added)' })
+        .option('max-new-tokens', { type: 'number', default: 30, describe: 'tokens to generate' })
+        .option('stop-at-eos', { type: 'boolean', default: false, describe: 'stop at the EOS token' }),
+    handler: async (argv) => {
+      await useBackend(argv);
+      const m = await loadModel(argv.model);
+      try {
+        print(generate(m, argv.prompt, argv.maxNewTokens, { stopAtEos: argv.stopAtEos }));
+      } finally {
+        m.dispose();
+      }
+    },
+  });
+}

@@ -1,0 +1,22 @@
+/** `llm-prune inspect`: a checkpoint's architecture, sizes, dtype, parameters and tokenizer as JSON. */
+import { inspectModel } from '../../generate.js';
+import { loadModel } from '../../model/load.js';
+import { defineCommand, useBackend, type CliContext } from '../command.js';
+import { print } from '../output.js';
+
+export function inspectCommand(_ctx: CliContext) {
+  return defineCommand({
+    command: 'inspect',
+    describe: 'Show a checkpoint: architecture, sizes, dtype, parameters, tokenizer',
+    builder: (y) => y.option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' }),
+    handler: async (argv) => {
+      await useBackend(argv);
+      const m = await loadModel(argv.model);
+      try {
+        print(inspectModel(m));
+      } finally {
+        m.dispose();
+      }
+    },
+  });
+}

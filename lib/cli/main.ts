@@ -1,0 +1,18 @@
+/** The program around the command line: library errors become one `error:` line and exit 1, anything else exit 2. */
+import { LlmPruneError } from '../errors.js';
+import { buildCli } from './index.js';
+import { progress } from './output.js';
+
+export async function main(args: string[]): Promise<void> {
+  try {
+    await buildCli(args).parseAsync();
+  } catch (e) {
+    progress.done();
+    if (e instanceof LlmPruneError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`internal error: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(2);
+  }
+}
