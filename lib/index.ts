@@ -76,7 +76,7 @@ export {
 } from './model/llama.js';
 export { HfTokenizer, type TextTokenizer, type TokenizerInfo } from './model/tokenizer.js';
 export { loadModel, type LoadedModel } from './model/load.js';
-export { resolveModelPath, looksLikeHubId } from './model/hub.js';
+export { resolveModelPath, looksLikeHubId, hubToken, type HubOptions, type HubTokenEnv } from './model/hub.js';
 export { StagedFolder, writeModelFiles, writeJsonAtomic, saveCheckpoint, type SaveOptions } from './model/save.js';
 export { generate, generateIds, inspectModel, type GenerateResult, type ModelInfo } from './generate.js';
 // data
@@ -151,7 +151,8 @@ export { evaluateTasks, encodePair, meanStderr, type Request, type Score, type S
 export { modelScorer } from './eval/scorer.js';
 export { resultsTable, type TaskResult, type ZeroShotResults, type PerplexityResult, type WindowPerplexity, type EvaluationRow } from './eval/results.js';
 export { evaluate, EvaluationIdsCache, evaluationIdsCache, type EvaluateConfig, type EvaluateResult } from './eval/evaluate.js';
-export { defaultDataDir, perplexitySetFile } from './eval/datasets.js';
+export { defaultDataDir, perplexitySetFile, type DataDirEnv } from './eval/datasets.js';
+export { tokenCacheDir, type TokenCacheEnv } from './eval/token-cache.js';
 // experiments
 export { loadExperiment, parseExperiment, expandSettings, type Experiment, type PruneSetting } from './experiment/schema.js';
 export { mergeResults, parseShard, shardOf, type Shard, type MergeResult } from './experiment/shard.js';

@@ -27,20 +27,18 @@ export const SHARED_HINT =
   'or put that folder at ./shared or ../shared of the working directory';
 
 /**
- * The shared folder (models/ and data/): `explicit` (a --shared flag), else $LLM_PRUNE_SHARED, else ./shared or
- * ../shared of the working directory when it exists. null when none is found.
+ * The shared folder (models/ and data/): `explicit` (the CLI passes --shared, else $LLM_PRUNE_SHARED), else ./shared
+ * or ../shared of the working directory when it exists. null when none is found. Reads no environment.
  */
 export function findSharedDir(explicit?: string): string | null {
   if (explicit) return resolve(explicit);
-  const env = process.env['LLM_PRUNE_SHARED'];
-  if (env) return resolve(env);
   for (const c of [resolve('shared'), resolve('..', 'shared')]) if (existsSync(join(c, 'models')) || existsSync(join(c, 'data'))) return c;
   return null;
 }
 
 /** Values of the `${name}` variables of experiment files. */
 export interface PathVars {
-  shared?: string; // the --shared flag, if given
+  shared?: string | undefined; // the shared folder, if given (the CLI: --shared, else $LLM_PRUNE_SHARED)
 }
 
 const VAR = /\$\{(\w+)\}/g;

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendName } from '../lib/model/backend.js';
 import { parseStructure, prune } from '../lib/prune/prune.js';
 import { finetune, type FinetuneProgress } from '../lib/finetune/train.js';
+import { tokenCacheDir } from '../lib/eval/token-cache.js';
 import { evaluationIds, perplexityOfIds } from '../lib/eval/perplexity.js';
 import { loadModel } from '../lib/model/load.js';
 import { loadAdapters } from '../lib/finetune/peft.js';
@@ -118,6 +119,7 @@ const report = await finetune({
   resume: a.resume!,
   overwrite: a.overwrite!,
   merge: a.merge as 'none' | 'masked' | 'dense',
+  tokenCacheDir: tokenCacheDir(process.env), // $LLM_PRUNE_CACHE as the CLI honours it
   eval: { file: wikitext, set: 'wikitext2', seqlen, maxWindows: Number(a['eval-windows']), every: Number(a['eval-every']), periodicWindows: 8 },
   onProgress: (p: FinetuneProgress) => {
     if (p.phase === 'train' && (p.step % 10 === 0 || p.step === p.maxSteps)) {

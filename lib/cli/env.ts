@@ -8,6 +8,9 @@
  *   LLM_PRUNE_MODEL   the demo's model
  *   HF_TOKEN, HUGGING_FACE_HUB_TOKEN  the hub token (--hf-token overrides them)
  */
+import { defaultDataDir } from '../eval/datasets.js';
+import { tokenCacheDir } from '../eval/token-cache.js';
+import { hubToken } from '../model/hub.js';
 
 /** An environment: process.env, or a record a test or an embedding program builds. */
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -15,4 +18,19 @@ export type Env = Readonly<Record<string, string | undefined>>;
 /** The process environment: read by the CLI only. */
 export function processEnv(): Env {
   return process.env;
+}
+
+/** The shared folder given: --shared, else $LLM_PRUNE_SHARED; undefined lets findSharedDir look at ./shared, ../shared. */
+export function sharedFolder(flag: string | undefined, env: Env): string | undefined {
+  return flag || env['LLM_PRUNE_SHARED'] || undefined;
+}
+
+/** The hub token: --hf-token, else $HF_TOKEN, else $HUGGING_FACE_HUB_TOKEN; undefined if none. Never printed. */
+export function hubTokenOf(argv: { hfToken?: string | undefined }, env: Env): string | undefined {
+  return argv.hfToken || hubToken(env);
+}
+
+/** What the library takes from the environment through the CLI: hub token, token cache, evaluation data folder. */
+export function fromEnv(argv: { hfToken?: string | undefined }, env: Env): { hubToken: string | undefined; tokenCacheDir: string; dataDir: string } {
+  return { hubToken: hubTokenOf(argv, env), tokenCacheDir: tokenCacheDir(env), dataDir: defaultDataDir(env) };
 }

@@ -1,12 +1,11 @@
 /** Running an experiment from the CLI (`run` and `demo`): the plan with --dry-run, else the run, kept on interrupt. */
 import { join } from 'node:path';
-import { defaultDataDir } from '../eval/datasets.js';
 import { formatPlan, planExperiment } from '../experiment/plan.js';
 import { runExperiment } from '../experiment/run.js';
 import type { Experiment } from '../experiment/schema.js';
 import type { Shard } from '../experiment/shard.js';
 import { keepOnInterrupt, shown } from '../interrupt.js';
-import type { Env } from './env.js';
+import { fromEnv, type Env } from './env.js';
 import { print, progress } from './output.js';
 
 /** --threads, when given, overrides the experiment file's `threads:`. */
@@ -15,10 +14,10 @@ export function withThreads(exp: Experiment, threads: number | undefined): Exper
 }
 
 /** Run an experiment, or with `dryRun` print its plan without computing anything. */
-export async function runOrPlan(exp: Experiment, env: Env, dryRun: boolean, shard?: Shard): Promise<void> {
+export async function runOrPlan(exp: Experiment, argv: { hfToken?: string | undefined }, env: Env, dryRun: boolean, shard?: Shard): Promise<void> {
   const callbacks = {
     ...(shard ? { shard } : {}),
-    dataDir: defaultDataDir(env),
+    ...fromEnv(argv, env),
     onProgress: (l: string, d: number, t: number, e?: string) => progress.update(l, d, t, e),
     onNote: (line: string) => progress.note(line),
   };

@@ -43,10 +43,7 @@ export function buildCli(args: string[], env: Env = processEnv()): Argv {
       .wrap(120)
       .usage('$0 <command> [options]\n\nPrune LLaMA-family models with Wanda, magnitude or SparseGPT in TensorFlow.js, and evaluate them.')
       .version(packageVersion()),
-  ).middleware((argv) => {
-    // Handed to @huggingface/hub through the environment only (lib/model/hub.ts); never echoed.
-    if (typeof argv['hfToken'] === 'string' && argv['hfToken'] !== '') process.env['HF_TOKEN'] = argv['hfToken'];
-  });
+  );
   for (const c of commands({ args, env })) cli = cli.command(c);
   return cli
     .demandCommand(1, 'give a command: inspect, generate, prune, convert, eval, run, demo, finetune')

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DataError } from '../errors.js';
 import type { PerplexitySet } from './perplexity.js';
-import { hubToken, redactToken } from '../model/hub.js';
+import { redactToken } from '../model/hub.js';
 
 /** The environment variables that choose the default data folder (the library reads none itself). */
 export interface DataDirEnv {
@@ -45,7 +45,7 @@ const SETS: Record<PerplexitySet, SetSource> = {
 export async function perplexitySetFile(
   set: PerplexitySet,
   dataDir: string,
-  options: { download?: boolean; fetch?: typeof fetch } = {},
+  options: { download?: boolean; fetch?: typeof fetch; hubToken?: string | undefined } = {},
 ): Promise<string> {
   const src = SETS[set];
   if (!src) throw new DataError(`perplexity set '${String(set)}': unknown (known: ${Object.keys(SETS).join(', ')})`);
@@ -58,9 +58,9 @@ export async function perplexitySetFile(
       repo: { type: 'dataset', name: src.hub.repo },
       path: src.hub.path,
       ...(options.fetch ? { fetch: options.fetch } : {}),
-      ...(hubToken() !== undefined ? { accessToken: hubToken()! } : {}),
+      ...(options.hubToken !== undefined ? { accessToken: options.hubToken } : {}),
     });
   } catch (e) {
-    throw new DataError(`perplexity set '${set}': download failed (${redactToken((e as Error).message)}); offline, ${expected}`);
+    throw new DataError(`perplexity set '${set}': download failed (${redactToken((e as Error).message, options.hubToken)}); offline, ${expected}`);
   }
 }

@@ -26,6 +26,8 @@ export interface EvaluateConfig {
   addBos?: boolean; // prepend BOS to task contexts (the reference did not)
   meanMetric?: AccuracyMetric;
   download?: boolean; // fetch missing sets from the hub when online
+  hubToken?: string | undefined; // hub token for --download (the CLI: --hf-token, else $HF_TOKEN)
+  tokenCacheDir?: string | undefined; // disk cache of tokenized sets (default tokenCacheDir(): no environment read)
   forward?: ForwardOptions; // e.g. LoRA adapters
   idsCache?: EvaluationIdsCache; // token ids of the perplexity sets (default: the process-wide one)
   optionName?: OptionName; // how messages name the options (default the CLI's flags: --ppl, --seqlen)
@@ -56,12 +58,13 @@ export class EvaluationIdsCache {
     tokenizer: HfTokenizer,
     seqlen: number,
     onProgress?: (what: string, done: number, total: number, extra?: string) => void,
+    cacheDir?: string,
   ): Promise<number[]> {
     const st = statSync(file);
     const key = [set, file, st.size, st.mtimeMs, tokenizer.fingerprint].join('|');
     let ids = this.entries.get(key);
     if (!ids) {
-      ids = await cachedTextIds(set, file, tokenizer, () => evaluationText(set, file), onProgress);
+      ids = await cachedTextIds(set, file, tokenizer, () => evaluationText(set, file), onProgress, cacheDir);
       if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(key, ids);
     }
@@ -96,8 +99,8 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
     if (!PERPLEXITY_SETS.includes(set)) {
       throw new ConfigError(`${optionName('ppl')}: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
     }
-    const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? false }));
-    const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen, cfg.onProgress);
+    const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? false, hubToken: cfg.hubToken }));
+    const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen, cfg.onProgress, cfg.tokenCacheDir);
     const r = await perplexityOfIds(m.model, ids, {
       seqlen,
       ...(cfg.batchSize !== undefined ? { batchSize: cfg.batchSize } : {}),

@@ -1,7 +1,7 @@
 /**
  * Token ids of evaluation sets, cached on disk. The reference tokenizes WikiText-2 test (1.3 M characters) as one
  * text, which takes @huggingface/tokenizers 40-50 s; it is done once per (tokenizer, file content) and stored under
- * tokenCacheDir()/tokens/<key>.bin (int32 little-endian) with <key>.json beside it. The key is the sha256 of the
+ * <cache dir>/tokens/<key>.bin (the caller's, default tokenCacheDir()) (int32 little-endian) with <key>.json beside it. The key is the sha256 of the
  * set name, the data file's sha256 and the tokenizer's fingerprint (tokenizer.json + tokenizer_config.json), so a
  * changed file or tokenizer never reads stale ids. Uncached tokenization runs in a worker thread while the caller
  * gets a heartbeat (elapsed time; an ETA once a previous tokenization on this machine measured the speed).
@@ -16,11 +16,19 @@ import type { TextTokenizer } from '../model/tokenizer-types.js';
 
 const FORMAT = 1;
 
-/** $LLM_PRUNE_CACHE, else $XDG_CACHE_HOME/llm-prune, else ~/.cache/llm-prune. */
-export function tokenCacheDir(): string {
-  const env = process.env['LLM_PRUNE_CACHE'];
-  if (env) return env;
-  return join(process.env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'llm-prune');
+/** The environment variables that choose the cache folder (the library reads none itself). */
+export interface TokenCacheEnv {
+  LLM_PRUNE_CACHE?: string | undefined;
+  XDG_CACHE_HOME?: string | undefined;
+}
+
+/**
+ * The cache folder of an environment: `env.LLM_PRUNE_CACHE`, else `env.XDG_CACHE_HOME`/llm-prune, else
+ * ~/.cache/llm-prune. The library never reads process.env: the CLI passes it (`tokenCacheDir(process.env)`).
+ */
+export function tokenCacheDir(env: TokenCacheEnv = {}): string {
+  if (env.LLM_PRUNE_CACHE) return env.LLM_PRUNE_CACHE;
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'llm-prune');
 }
 
 const hashes = new Map<string, string>();
@@ -37,15 +45,15 @@ export function fileSha256(file: string): string {
   return h;
 }
 
-function entry(set: string, file: string, fingerprint: string): string {
+function entry(cacheDir: string, set: string, file: string, fingerprint: string): string {
   const key = createHash('sha256').update(`${FORMAT}|${set}|${fileSha256(file)}|${fingerprint}`).digest('hex');
-  return join(tokenCacheDir(), 'tokens', key);
+  return join(cacheDir, 'tokens', key);
 }
 
-/** Number of cached tokens of `set` read from `file` with this tokenizer, or null when not cached. */
-export function cachedTokenCount(set: string, file: string, fingerprint: string): number | null {
+/** Number of cached tokens of `set` read from `file` with this tokenizer in `cacheDir`, or null when not cached. */
+export function cachedTokenCount(set: string, file: string, fingerprint: string, cacheDir: string = tokenCacheDir()): number | null {
   try {
-    const meta = JSON.parse(readFileSync(`${entry(set, file, fingerprint)}.json`, 'utf8')) as { tokens?: number };
+    const meta = JSON.parse(readFileSync(`${entry(cacheDir, set, file, fingerprint)}.json`, 'utf8')) as { tokens?: number };
     return typeof meta.tokens === 'number' ? meta.tokens : null;
   } catch {
     return null;
@@ -81,9 +89,9 @@ function writeCached(base: string, ids: number[], meta: Record<string, unknown>)
 }
 
 /** Characters per second of the last tokenization on this machine (for an ETA), or null. */
-function lastRate(): number | null {
+function lastRate(cacheDir: string): number | null {
   try {
-    const r = JSON.parse(readFileSync(join(tokenCacheDir(), 'tokens', 'rate.json'), 'utf8')) as { charsPerSecond?: number };
+    const r = JSON.parse(readFileSync(join(cacheDir, 'tokens', 'rate.json'), 'utf8')) as { charsPerSecond?: number };
     return typeof r.charsPerSecond === 'number' && r.charsPerSecond > 0 ? r.charsPerSecond : null;
   } catch {
     return null;
@@ -128,7 +136,7 @@ async function encodeInWorker(tokenizer: PortableTokenizer, text: string): Promi
  * Token ids of `text` (the evaluation text of `set` built from `file`), from the disk cache or tokenized now
  * (then cached). `onProgress(label, 0, 0, extra)` beats every second while tokenizing (total unknown: the
  * reporter shows the elapsed time); `extra` carries an ETA when an earlier tokenization measured the speed. The
- * last call is `(label, 1, 1, '<n> tokens')`.
+ * last call is `(label, 1, 1, '<n> tokens')`. `cacheDir`: the cache folder (default tokenCacheDir(), no environment).
  */
 export async function cachedTextIds(
   set: string,
@@ -136,12 +144,13 @@ export async function cachedTextIds(
   tokenizer: PortableTokenizer,
   text: () => Promise<string>,
   onProgress?: (label: string, done: number, total: number, extra?: string) => void,
+  cacheDir: string = tokenCacheDir(),
 ): Promise<number[]> {
-  const base = entry(set, file, tokenizer.fingerprint);
+  const base = entry(cacheDir, set, file, tokenizer.fingerprint);
   const hit = readCached(base);
   if (hit) return hit;
   const t = await text();
-  const rate = lastRate();
+  const rate = lastRate(cacheDir);
   const label = `${set}: tokenizing ${(t.length / 1e6).toFixed(2)} M characters (once; cached on disk)`;
   const t0 = performance.now();
   const beat = (): void => {
@@ -159,7 +168,7 @@ export async function cachedTextIds(
   const seconds = (performance.now() - t0) / 1000;
   onProgress?.(label, 1, 1, `${ids.length} tokens`); // 1/1: the reporter always prints a finished task
   writeCached(base, ids, { format: FORMAT, set, file, fileSha256: fileSha256(file), tokenizer: tokenizer.fingerprint, characters: t.length, seconds });
-  if (seconds > 1) writeAtomicQuiet(join(tokenCacheDir(), 'tokens', 'rate.json'), { charsPerSecond: t.length / seconds });
+  if (seconds > 1) writeAtomicQuiet(join(cacheDir, 'tokens', 'rate.json'), { charsPerSecond: t.length / seconds });
   return ids;
 }
 

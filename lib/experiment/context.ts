@@ -28,6 +28,10 @@ export interface RunOptions {
   idsCache?: EvaluationIdsCache;
   /** Run only the settings of this shard (lib/experiment/shard.ts); the report is then left to `mergeResults`. */
   shard?: Shard;
+  /** Hub token for a gated hub `model:` (the CLI: --hf-token, else $HF_TOKEN). */
+  hubToken?: string | undefined;
+  /** Disk cache of tokenized evaluation sets (default tokenCacheDir(): no environment read; the CLI passes its env's). */
+  tokenCacheDir?: string | undefined;
 }
 
 /** The finetune section with every default filled in and the window length resolved. */
@@ -110,7 +114,7 @@ export async function prepareRun(exp: Experiment, options: RunOptions): Promise<
   const backend = await initBackend(exp.backend, exp.threads !== undefined ? { threads: exp.threads } : {});
   note(backend.note);
 
-  const modelDir = await resolveModelPath(exp.model);
+  const modelDir = await resolveModelPath(exp.model, { token: options.hubToken });
   const maxPositions = modelContext(modelDir);
   const calibSeqlen = exp.calibration.seqlen ?? maxPositions;
   const evalSeqlen = exp.eval.seqlen ?? maxPositions;
@@ -152,6 +156,7 @@ export async function prepareRun(exp: Experiment, options: RunOptions): Promise<
     meanMetric: exp.eval.meanMetric,
     optionName: keyPath('eval'),
     ...(options.idsCache ? { idsCache: options.idsCache } : {}),
+    tokenCacheDir: options.tokenCacheDir,
     ...(exp.eval.maxWindows !== undefined ? { maxWindows: exp.eval.maxWindows } : {}),
     ...(exp.eval.limit !== undefined ? { limit: exp.eval.limit } : {}),
   };

@@ -41,13 +41,14 @@ async function evaluationTokens(
   seqlen: number,
   tokenizer: { encode(t: string): number[]; fingerprint: string },
   fallbackDataDir: string | undefined,
+  cacheDir: string | undefined,
 ): Promise<{ tokens: number; notes: string[] }> {
   const notes: string[] = [];
   let tokens = 0;
   const dataDir = exp.eval.dataDir ?? fallbackDataDir ?? defaultDataDir();
   for (const set of exp.eval.ppl) {
     const file = await perplexitySetFile(set, dataDir);
-    let total = cachedTokenCount(set, file, tokenizer.fingerprint);
+    let total = cachedTokenCount(set, file, tokenizer.fingerprint, cacheDir);
     if (total === null) {
       // Not tokenized yet: estimate from the first 50 rows' tokens per character and the file's size.
       const rows = await readTexts(file, { limit: 50 });
@@ -77,7 +78,7 @@ export async function planExperiment(exp: Experiment, options: RunOptions = {}):
     const settings = planned.map((p) => ({ id: p.id, action: p.action, estimatedSeconds: 0 }));
     return { name: exp.name, model: exp.model, output: exp.output, settings, estimatedSeconds: 0, basis: 'every setting finished earlier: nothing to compute', notes: [] };
   }
-  const m = await loadModel(exp.model);
+  const m = await loadModel(exp.model, { hubToken: options.hubToken });
   try {
     const maxPositions = m.model.config.maxPositions;
     const evalSeqlen = exp.eval.seqlen ?? maxPositions;
@@ -88,7 +89,7 @@ export async function planExperiment(exp: Experiment, options: RunOptions = {}):
     const t0 = performance.now();
     await windowLosses(m.model, [ids]);
     const rate = probe / Math.max((performance.now() - t0) / 1000, 1e-3);
-    const { tokens: evalTokens, notes } = await evaluationTokens(exp, evalSeqlen, m.tokenizer, options.dataDir);
+    const { tokens: evalTokens, notes } = await evaluationTokens(exp, evalSeqlen, m.tokenizer, options.dataDir, options.tokenCacheDir);
     const evalSeconds = evalTokens / rate;
     const ft = exp.finetune ? resolveFinetune(exp.finetune, maxPositions) : null;
     const ftSeconds = ft ? (ft.maxSteps * ft.gradAccum * ft.batchSize * ft.seqlen * 3) / rate + evalSeconds : 0;

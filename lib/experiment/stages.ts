@@ -182,6 +182,7 @@ function trainSetting(ctx: RunContext, id: string, ckptDir: string, ftDir: strin
     ...givenFinetuneOptions(exp.finetune!),
     resume,
     overwrite: true,
+    tokenCacheDir: ctx.evalConfig.tokenCacheDir,
     merge,
     ...(merge === 'masked' ? { mergeFormat: exp.outputFormat } : {}), // output.format; dense and none merges stay dense
     onProgress: (p) => {

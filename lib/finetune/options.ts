@@ -58,6 +58,8 @@ export interface FinetuneOptions {
   mergeDtype?: 'F32' | 'F16' | 'BF16' | undefined; // default the base's dtype
   mergeFormat?: CheckpointFormat | undefined; // dense (default) or compressed (compressed-tensors; merge masked only)
   optionName?: OptionName | undefined; // how messages name options (default the CLI's flags; experiments pass key paths)
+  hubToken?: string | undefined; // for a gated hub model (the CLI: --hf-token, else $HF_TOKEN)
+  tokenCacheDir?: string | undefined; // disk cache of the tokenized eval file (default tokenCacheDir(): no environment read)
   onProgress?: ((p: FinetuneProgress) => void) | undefined;
 }
 
@@ -98,6 +100,8 @@ export interface ResolvedFinetuneOptions {
   mergeDtype: DType | null; // null: the base's dtype
   mergeFormat: CheckpointFormat;
   optionName: OptionName;
+  hubToken: string | null; // null: none
+  tokenCacheDir: string | null; // null: tokenCacheDir()'s default
 }
 
 function checkPositiveInt(name: string, v: number): void {
@@ -217,6 +221,8 @@ export function resolveFinetuneOptions(o: FinetuneOptions): ResolvedFinetuneOpti
     mergeDtype: o.mergeDtype ?? null,
     mergeFormat,
     optionName: name,
+    hubToken: o.hubToken ?? null,
+    tokenCacheDir: o.tokenCacheDir ?? null,
   };
 }
 

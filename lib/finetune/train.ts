@@ -128,7 +128,7 @@ function startOrResume(trainer: LoraTrainer, fingerprint: Record<string, unknown
 async function heldOutScorer(r: ResolvedFinetuneOptions, loaded: LoadedModel, evalSeqlen: number): Promise<HeldOutScorer | null> {
   const ev = r.eval;
   if (!ev) return null;
-  const ids = evaluationCut(ev.set, await cachedTextIds(ev.set, ev.file, loaded.tokenizer, () => evaluationText(ev.set, ev.file)), evalSeqlen);
+  const ids = evaluationCut(ev.set, await cachedTextIds(ev.set, ev.file, loaded.tokenizer, () => evaluationText(ev.set, ev.file), undefined, r.tokenCacheDir ?? undefined), evalSeqlen);
   const base = loaded.model;
   return (forward, maxWindows, model = base) =>
     perplexityOfIds(model, ids, { seqlen: evalSeqlen, forward, ...(maxWindows !== null ? { maxWindows } : {}) });
@@ -249,7 +249,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
   const out = resolve(r.out);
   const held = new Held();
   try {
-    const loaded = (held.loaded = await loadModel(r.model));
+    const loaded = (held.loaded = await loadModel(r.model, { hubToken: r.hubToken ?? undefined }));
     const { seqlen, evalSeqlen } = windowLengths(r, loaded.model.config.maxPositions);
     const resumeFrom = prepareOutputFolder({ dir: out, shownAs: r.out, resume: r.resume, overwrite: r.overwrite, optionName: r.optionName });
     const { data, calibrationReport } = await loadTrainingData(r, loaded, seqlen);

@@ -15,10 +15,13 @@ export interface LoadedModel {
 
 /**
  * Load a checkpoint folder (or a hub id, fetched into the cache when online). `blocks: false` loads only
- * embeddings, final norm and lm_head; the pruning pipeline then streams blocks itself.
+ * embeddings, final norm and lm_head; the pruning pipeline then streams blocks itself. `hubToken`: for gated hub models.
  */
-export async function loadModel(model: string, options: { blocks?: boolean; cacheDir?: string } = {}): Promise<LoadedModel> {
-  const dir = await resolveModelPath(model, options.cacheDir);
+export async function loadModel(
+  model: string,
+  options: { blocks?: boolean; cacheDir?: string; hubToken?: string | undefined } = {},
+): Promise<LoadedModel> {
+  const dir = await resolveModelPath(model, { cacheDir: options.cacheDir, token: options.hubToken });
   const checkpoint = Checkpoint.open(dir);
   try {
     const tokenizer = HfTokenizer.fromFolder(dir);

@@ -27,6 +27,7 @@ import { buildPlan, parseOptions, selectLinears } from './plan.js';
 /** Options of a pruning run (defaults: PRUNE_DEFAULTS of ./defaults.ts; seqlen = the model context). */
 export interface PruneConfig {
   model: string; // checkpoint folder or hub id
+  hubToken?: string | undefined; // for gated hub models (the CLI: --hf-token, else $HF_TOKEN)
   out: string; // output checkpoint folder
   method: MethodName;
   sparsity: number; // [0, 1); with N:M it must be N/M (default N/M)
@@ -177,7 +178,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
   if (refiner && method.updatesWeights) {
     throw new ConfigError(`--refine ${refiner.name}: ${cfg.method} updates the weights it keeps; refine a method that only masks (wanda, magnitude, ria)`);
   }
-  const dir = await resolveModelPath(cfg.model);
+  const dir = await resolveModelPath(cfg.model, { token: cfg.hubToken });
   const ckpt = Checkpoint.open(dir);
   let staged: StagedFolder | null = null;
   let writer: CheckpointWriter | null = null;

@@ -262,6 +262,8 @@ export function memoryEstimate(
  * mid-block, writing, state-commit, between-blocks). Used by test/resume.test.ts to kill a run at exact places.
  */
 export function failpoint(name: string, layer: number): void {
+  // The library's one environment read, on purpose: the hook must reach a child process that a test starts through
+  // the real CLI (test/prune/resume.test.ts), without an option in any public API. test/cli/env.test.ts lists it.
   const want = process.env['LLM_PRUNE_FAILPOINT'];
   if (want && want === `${name}:${layer}`) process.kill(process.pid, 'SIGKILL');
 }

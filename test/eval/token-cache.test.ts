@@ -4,7 +4,7 @@
  * lines show an ETA only once one can be estimated; ${shared}/${cwd} in experiment paths.
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cachedTextIds, cachedTokenCount, tokenCacheDir } from '../../lib/eval/token-cache.js';
 import { HfTokenizer } from '../../lib/model/tokenizer.js';
@@ -15,13 +15,12 @@ import { ConfigError } from '../../lib/errors.js';
 import { sharedPath } from '../helpers/shared.js';
 
 let tmp: string;
-const saved = { ...process.env };
+let cache: string;
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-tokcache-'));
-  process.env['LLM_PRUNE_CACHE'] = join(tmp, 'cache');
+  cache = join(tmp, 'cache');
 });
 afterAll(() => {
-  process.env = saved;
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -36,23 +35,24 @@ test('first call tokenizes in a worker (same ids as the tokenizer), with a heart
     built++;
     return text;
   };
-  const first = await cachedTextIds('wikitext2', file, tok, make, (label, done, total, extra) => beats.push(`${label}|${done}|${total}|${extra ?? ''}`));
+  const first = await cachedTextIds('wikitext2', file, tok, make, (label, done, total, extra) => beats.push(`${label}|${done}|${total}|${extra ?? ''}`), cache);
   expect(first).toEqual(tok.encode(text, { addSpecialTokens: true }));
   expect(beats[0]).toMatch(/^wikitext2: tokenizing 0\.02 M characters \(once; cached on disk\)\|0\|0\|/);
   expect(beats[beats.length - 1]).toMatch(/\|1\|1\|\d+ tokens$/);
-  expect(readdirSync(join(tokenCacheDir(), 'tokens')).filter((f) => f.endsWith('.bin'))).toHaveLength(1);
-  expect(cachedTokenCount('wikitext2', file, tok.fingerprint)).toBe(first.length);
+  expect(readdirSync(join(cache, 'tokens')).filter((f) => f.endsWith('.bin'))).toHaveLength(1);
+  expect(cachedTokenCount('wikitext2', file, tok.fingerprint, cache)).toBe(first.length);
+  expect(cachedTokenCount('wikitext2', file, tok.fingerprint, join(tmp, 'another-cache'))).toBeNull();
 
-  const second = await cachedTextIds('wikitext2', file, tok, make, () => beats.push('again'));
+  const second = await cachedTextIds('wikitext2', file, tok, make, () => beats.push('again'), cache);
   expect(second).toEqual(first);
   expect(built).toBe(1); // the text was not even built again
   expect(beats).not.toContain('again');
 
   // Another content (or another tokenizer) is another key: never stale ids.
   writeFileSync(file, text + ' The end.');
-  expect(cachedTokenCount('wikitext2', file, tok.fingerprint)).toBeNull();
+  expect(cachedTokenCount('wikitext2', file, tok.fingerprint, cache)).toBeNull();
   const other = HfTokenizer.fromFolder(sharedPath('models', 'c4-llama-7m'));
-  expect(cachedTokenCount('wikitext2', file, other.fingerprint)).toBeNull();
+  expect(cachedTokenCount('wikitext2', file, other.fingerprint, cache)).toBeNull();
 });
 
 test('progress lines: no ETA on the first line of a task, an ETA once work was measured, elapsed only for unknown totals', () => {
@@ -63,38 +63,64 @@ test('progress lines: no ETA on the first line of a task, an ETA once work was m
   expect(formatLine('tokenizing', 0, 0, 12, 0, 'eta ~30s')).toBe('tokenizing: elapsed 12s eta ~30s');
 });
 
-test('HF_TOKEN is sent to the hub as a bearer token and masked in messages', async () => {
-  process.env['HF_TOKEN'] = 'hf_testTokenValue42';
+test('tokenCacheDir reads the environment it is given, never process.env', () => {
+  const saved = process.env['LLM_PRUNE_CACHE'];
+  process.env['LLM_PRUNE_CACHE'] = join(tmp, 'from-process-env');
+  try {
+    expect(tokenCacheDir({ LLM_PRUNE_CACHE: join(tmp, 'given') })).toBe(join(tmp, 'given'));
+    expect(tokenCacheDir({ XDG_CACHE_HOME: join(tmp, 'xdg') })).toBe(join(tmp, 'xdg', 'llm-prune'));
+    expect(tokenCacheDir()).toBe(join(homedir(), '.cache', 'llm-prune'));
+  } finally {
+    if (saved === undefined) delete process.env['LLM_PRUNE_CACHE'];
+    else process.env['LLM_PRUNE_CACHE'] = saved;
+  }
+});
+
+test('the hub token is sent to the hub as a bearer token and masked in messages; hubToken reads the env it is given', async () => {
+  const token = 'hf_testTokenValue42';
   const seen: string[] = [];
   const fakeFetch = (async (_url: unknown, init?: RequestInit) => {
     seen.push(new Headers(init?.headers).get('Authorization') ?? '(none)');
     throw new Error('offline (request for hf_testTokenValue42)');
   }) as typeof fetch;
+  const hub = { cacheDir: join(tmp, 'hub'), fetch: fakeFetch, token };
+  await expect(resolveModelPath('meta-llama/Llama-3.2-1B', hub)).rejects.toThrow(/hf_\*\*\*/);
+  await expect(resolveModelPath('meta-llama/Llama-3.2-1B', hub)).rejects.not.toThrow(/testTokenValue/);
+  expect(seen[0]).toBe('Bearer hf_testTokenValue42');
+  expect(redactToken('x hf_testTokenValue42 y', token)).toBe('x hf_*** y');
+  // Without a token: no Authorization header, and the error says how to give one.
+  await expect(resolveModelPath('meta-llama/Llama-3.2-1B', { ...hub, token: undefined })).rejects.toThrow(/set HF_TOKEN or pass --hf-token/);
+  expect(seen[seen.length - 1]).toBe('(none)');
+
+  expect(hubToken({ HF_TOKEN: 'a1', HUGGING_FACE_HUB_TOKEN: 'b2' })).toBe('a1');
+  expect(hubToken({ HUGGING_FACE_HUB_TOKEN: 'b2' })).toBe('b2');
+  expect(hubToken({ HF_TOKEN: '' })).toBeUndefined();
+  const saved = process.env['HF_TOKEN'];
+  process.env['HF_TOKEN'] = 'hf_fromProcessEnv';
   try {
-    expect(hubToken()).toBe('hf_testTokenValue42');
-    await expect(resolveModelPath('meta-llama/Llama-3.2-1B', join(tmp, 'hub'), fakeFetch)).rejects.toThrow(/hf_\*\*\*/);
-    await expect(resolveModelPath('meta-llama/Llama-3.2-1B', join(tmp, 'hub'), fakeFetch)).rejects.not.toThrow(/testTokenValue/);
-    expect(seen[0]).toBe('Bearer hf_testTokenValue42');
-    expect(redactToken('x hf_testTokenValue42 y')).toBe('x hf_*** y');
+    expect(hubToken()).toBeUndefined();
   } finally {
-    delete process.env['HF_TOKEN'];
+    if (saved === undefined) delete process.env['HF_TOKEN'];
+    else process.env['HF_TOKEN'] = saved;
   }
 });
 
 test('${shared} and ${cwd} in experiment paths; without a shared folder the error says what to set', () => {
-  process.env['LLM_PRUNE_SHARED'] = '/data/shared';
-  expect(expandPathVars('${shared}/models/m', 'model')).toBe('/data/shared/models/m');
+  expect(expandPathVars('${shared}/models/m', 'model', { shared: '/data/shared' })).toBe('/data/shared/models/m');
   expect(expandPathVars('${shared}/models/m', 'model', { shared: '/x' })).toBe('/x/models/m');
   expect(expandPathVars('${cwd}/runs/demo', 'output')).toBe(join(process.cwd(), 'runs', 'demo'));
   expect(expandPathVars('../plain', 'output')).toBe('../plain');
   expect(() => expandPathVars('${home}/x', 'output')).toThrow('output: unknown variable ${home} in');
-  delete process.env['LLM_PRUNE_SHARED'];
   const cwd = process.cwd();
+  const saved = process.env['LLM_PRUNE_SHARED'];
+  process.env['LLM_PRUNE_SHARED'] = '/data/shared'; // the library reads no environment: only the CLI passes it on
   try {
     process.chdir(tmp); // no ./shared or ../shared here
     expect(() => expandPathVars('${shared}/data', 'eval.dataDir')).toThrow(ConfigError);
     expect(() => expandPathVars('${shared}/data', 'eval.dataDir')).toThrow(/eval\.dataDir: .* no shared folder was found: set LLM_PRUNE_SHARED=/);
   } finally {
     process.chdir(cwd);
+    if (saved === undefined) delete process.env['LLM_PRUNE_SHARED'];
+    else process.env['LLM_PRUNE_SHARED'] = saved;
   }
 });

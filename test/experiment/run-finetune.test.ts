@@ -21,7 +21,7 @@ import { linearZeros } from '../../lib/finetune/peft.js';
 import type { FinetuneReport } from '../../lib/finetune/train.js';
 import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
 import { useTestBackend } from '../helpers/backend.js';
-import { sharedPath } from '../helpers/shared.js';
+import { SHARED_DIR, sharedPath } from '../helpers/shared.js';
 import { readResults, runNoted, writeExperimentFolder } from '../helpers/experiment-folder.js';
 
 const ID = 'wanda-unstructured-0.5';
@@ -261,7 +261,7 @@ describe('runExperiment with a finetune stage', () => {
 
   test('configs/finetune-c4-llama-7m.yaml loads: Wanda 50% and 2:4, LoRA rank 8 on q_proj, v_proj at lr 1e-3, masked merge', () => {
     sharedPath('models', 'c4-llama-7m');
-    const exp = loadExperiment(resolve('configs', 'finetune-c4-llama-7m.yaml'));
+    const exp = loadExperiment(resolve('configs', 'finetune-c4-llama-7m.yaml'), {}, { shared: SHARED_DIR });
     expect(expandSettings(exp).map((s) => s.id)).toEqual(['wanda-unstructured-0.5', 'wanda-2of4']);
     expect(exp.calibration).toMatchObject({ nsamples: 128, seqlen: 256, seed: 0 });
     expect(exp.eval).toMatchObject({ ppl: ['wikitext2'], seqlen: 256, maxWindows: 100, tasks: [] });

@@ -333,9 +333,9 @@ describe('hub ids', () => {
       throw new TypeError('fetch failed: getaddrinfo ENOTFOUND huggingface.co');
     }) as unknown as typeof fetch;
     const cacheDir = join(tmp, 'hub-cache');
-    const p = resolveModelPath('someone/some-model', cacheDir, fetchThatThrows);
+    const p = resolveModelPath('someone/some-model', { cacheDir, fetch: fetchThatThrows });
     await expect(p).rejects.toThrow(CheckpointError);
-    await expect(resolveModelPath('someone/some-model', cacheDir, fetchThatThrows)).rejects.toThrow(
+    await expect(resolveModelPath('someone/some-model', { cacheDir, fetch: fetchThatThrows })).rejects.toThrow(
       /^--model someone\/some-model: not a local folder, and fetching it from the Hugging Face hub failed \(.*ENOTFOUND.*\)\. Offline, download config\.json, tokenizer\.json, tokenizer_config\.json and model\.safetensors \(or model\.safetensors\.index\.json with its model-0000x-of-0000y\.safetensors shards\) from https:\/\/huggingface\.co\/someone\/some-model into one folder and pass --model FOLDER \(gated models such as Llama also need a token: set HF_TOKEN or pass --hf-token\)$/,
     );
   });

@@ -7,10 +7,11 @@ import { DTYPES, type DType } from '../../model/safetensors.js';
 import { saveCheckpoint } from '../../model/save.js';
 import { parseStructure } from '../../prune/prune.js';
 import { defineCommand, type CliContext } from '../command.js';
+import { hubTokenOf } from '../env.js';
 import { print } from '../output.js';
 import { parseSize } from '../values.js';
 
-export function convertCommand(_ctx: CliContext) {
+export function convertCommand(ctx: CliContext) {
   return defineCommand({
     command: 'convert',
     describe: 'Write a checkpoint again as dense or compressed (compressed-tensors) safetensors',
@@ -25,7 +26,7 @@ export function convertCommand(_ctx: CliContext) {
         .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing --out folder' }),
     handler: async (argv) => {
       if (argv.structure !== undefined) parseStructure(argv.structure); // 'unstructured' or N:M, before any work
-      const ckpt = Checkpoint.open(await resolveModelPath(argv.model));
+      const ckpt = Checkpoint.open(await resolveModelPath(argv.model, { token: hubTokenOf(argv, ctx.env) }));
       try {
         const storage = saveCheckpoint(ckpt, {
           out: argv.out,

@@ -5,7 +5,7 @@ import { ConfigError } from '../../errors.js';
 import { loadExperiment } from '../../experiment/schema.js';
 import { findSharedDir, packageRoot, SHARED_HINT } from '../../paths.js';
 import { defineCommand, type CliContext } from '../command.js';
-import type { Env } from '../env.js';
+import { sharedFolder, type Env } from '../env.js';
 import { runOrPlan, withThreads } from '../experiment.js';
 import { progress } from '../output.js';
 import { parseOverrides } from '../values.js';
@@ -33,7 +33,7 @@ export function demoCommand(ctx: CliContext) {
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and compute nothing' }),
     handler: async (argv) => {
       const overrides = parseOverrides(argv.set as string[]);
-      const shared = findSharedDir(argv.shared);
+      const shared = findSharedDir(sharedFolder(argv.shared, ctx.env));
       if (shared === null || !existsSync(join(shared, 'data'))) {
         throw new ConfigError(
           `demo: the shared data folder (C4 calibration sample, WikiText-2, tasks) was not found${shared ? ` in ${shared}` : ''}: ${SHARED_HINT}` +
@@ -43,7 +43,7 @@ export function demoCommand(ctx: CliContext) {
       const model = demoModel(shared, ctx.env);
       progress.note(`demo model: ${model.path} (${model.why}); data: ${join(shared, 'data')}`);
       const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }, { shared }), argv.threads);
-      await runOrPlan(exp, ctx.env, argv.dryRun);
+      await runOrPlan(exp, argv, ctx.env, argv.dryRun);
     },
   });
 }

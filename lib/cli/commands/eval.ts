@@ -1,6 +1,5 @@
 /** `llm-prune eval`: perplexity (wikitext2, c4) and zero-shot tasks of a checkpoint, optionally with LoRA adapters. */
 import type { Argv } from 'yargs';
-import { defaultDataDir } from '../../eval/datasets.js';
 import { EVAL_DEFAULTS } from '../../eval/defaults.js';
 import { evaluate } from '../../eval/evaluate.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from '../../eval/perplexity.js';
@@ -10,6 +9,7 @@ import { loadAdapters } from '../../finetune/peft.js';
 import { loadModel } from '../../model/load.js';
 import { writeJsonAtomic } from '../../model/save.js';
 import { defineCommand, useBackend, type CliContext, type Globals } from '../command.js';
+import { fromEnv } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { list } from '../values.js';
 
@@ -41,7 +41,8 @@ export function evalCommand(ctx: CliContext) {
       if (ppl.length === 0 && tasks.length === 0) throw new ConfigError('eval: give --ppl and/or --tasks');
       if (ppl.length === 0) warnIgnored(ctx.args, ['--seqlen', '--max-windows', '--batch-size'], 'no --ppl set is evaluated');
       if (tasks.length === 0) warnIgnored(ctx.args, ['--limit', '--add-bos'], 'no --tasks are evaluated');
-      const m = await loadModel(argv.model);
+      const env = fromEnv(argv, ctx.env);
+      const m = await loadModel(argv.model, { hubToken: env.hubToken });
       let adapters: ReturnType<typeof loadAdapters> | null = null;
       try {
         adapters = argv.adapter !== undefined ? loadAdapters(argv.adapter, m.model) : null;
@@ -52,11 +53,13 @@ export function evalCommand(ctx: CliContext) {
           ...(argv.limit !== undefined ? { limit: argv.limit } : {}),
           ...(argv.seqlen !== undefined ? { seqlen: argv.seqlen } : {}),
           ...(argv.maxWindows !== undefined ? { maxWindows: argv.maxWindows } : {}),
-          dataDir: argv.dataDir ?? defaultDataDir(ctx.env),
+          dataDir: argv.dataDir ?? env.dataDir,
           ...(forward ? { forward } : {}),
           batchSize: argv.batchSize,
           addBos: argv.addBos,
           download: argv.download,
+          hubToken: env.hubToken,
+          tokenCacheDir: env.tokenCacheDir,
           onProgress: (what, d, t, e) => progress.update(what, d, t, e),
         });
         progress.done();

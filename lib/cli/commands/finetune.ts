@@ -1,12 +1,14 @@
 /** `llm-prune finetune`: LoRA adapters trained on a (pruned) checkpoint; PEFT adapters and optionally a merged model. */
 import { join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
+import { tokenCacheDir } from '../../eval/token-cache.js';
 import { FINETUNE_DEFAULTS } from '../../finetune/defaults.js';
 import { finetune, type FinetuneProgress } from '../../finetune/train.js';
 import { keepOnInterrupt } from '../../interrupt.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
 import { LINEAR_NAMES, type LinearName } from '../../prune/method.js';
 import { defineCommand, useBackend, type CliContext, type Globals } from '../command.js';
+import { hubTokenOf } from '../env.js';
 import { print, progress } from '../output.js';
 import { list } from '../values.js';
 
@@ -48,7 +50,7 @@ function showProgress(p: FinetuneProgress): void {
   else progress.note(`training windows: ${p.windows} from ${p.documents} documents (${p.excludedDocuments} calibration documents excluded)`);
 }
 
-export function finetuneCommand(_ctx: CliContext) {
+export function finetuneCommand(ctx: CliContext) {
   return defineCommand({
     command: 'finetune',
     describe: 'Train LoRA adapters on a (pruned) checkpoint; save PEFT adapters and optionally a merged model',
@@ -62,6 +64,8 @@ export function finetuneCommand(_ctx: CliContext) {
       );
       const report = await finetune({
         model: argv.model,
+        hubToken: hubTokenOf(argv, ctx.env),
+        tokenCacheDir: tokenCacheDir(ctx.env),
         data: argv.data,
         out: argv.out,
         rank: argv.rank,

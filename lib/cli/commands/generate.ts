@@ -2,9 +2,10 @@
 import { generate } from '../../generate.js';
 import { loadModel } from '../../model/load.js';
 import { defineCommand, useBackend, type CliContext } from '../command.js';
+import { hubTokenOf } from '../env.js';
 import { print } from '../output.js';
 
-export function generateCommand(_ctx: CliContext) {
+export function generateCommand(ctx: CliContext) {
   return defineCommand({
     command: 'generate',
     describe: 'Greedy generation (proves a checkpoint, pruned or not, is usable)',
@@ -16,7 +17,7 @@ export function generateCommand(_ctx: CliContext) {
         .option('stop-at-eos', { type: 'boolean', default: false, describe: 'stop at the EOS token' }),
     handler: async (argv) => {
       await useBackend(argv);
-      const m = await loadModel(argv.model);
+      const m = await loadModel(argv.model, { hubToken: hubTokenOf(argv, ctx.env) });
       try {
         print(generate(m, argv.prompt, argv.maxNewTokens, { stopAtEos: argv.stopAtEos }));
       } finally {

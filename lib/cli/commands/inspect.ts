@@ -2,16 +2,17 @@
 import { inspectModel } from '../../generate.js';
 import { loadModel } from '../../model/load.js';
 import { defineCommand, useBackend, type CliContext } from '../command.js';
+import { hubTokenOf } from '../env.js';
 import { print } from '../output.js';
 
-export function inspectCommand(_ctx: CliContext) {
+export function inspectCommand(ctx: CliContext) {
   return defineCommand({
     command: 'inspect',
     describe: 'Show a checkpoint: architecture, sizes, dtype, parameters, tokenizer',
     builder: (y) => y.option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' }),
     handler: async (argv) => {
       await useBackend(argv);
-      const m = await loadModel(argv.model);
+      const m = await loadModel(argv.model, { hubToken: hubTokenOf(argv, ctx.env) });
       try {
         print(inspectModel(m));
       } finally {

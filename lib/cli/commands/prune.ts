@@ -6,6 +6,7 @@ import { PRUNE_DEFAULTS } from '../../prune/defaults.js';
 import { prune, parseStructure, type PruneReport } from '../../prune/prune.js';
 import { getMethod, LAYERWISE_NAMES, METHOD_NAMES, REFINER_NAMES, type LayerwiseName, type MethodName, type RefinerName } from '../../prune/registry.js';
 import { defineCommand, useBackend, type CliContext, type Globals } from '../command.js';
+import { hubTokenOf } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { ownerOptions, withOwnerFlags } from '../owner-flags.js';
 import { parseSize } from '../values.js';
@@ -68,6 +69,7 @@ export function pruneCommand(ctx: CliContext) {
       const sparsity = argv.sparsity ?? (structure.kind === 'nm' ? structure.n / structure.m : PRUNE_DEFAULTS.sparsity);
       const report = await prune({
         model: argv.model,
+        hubToken: hubTokenOf(argv, ctx.env),
         out: argv.out,
         method: argv.method as MethodName,
         sparsity,

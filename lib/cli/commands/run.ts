@@ -3,6 +3,7 @@ import { ConfigError } from '../../errors.js';
 import { loadExperiment } from '../../experiment/schema.js';
 import { parseShard } from '../../experiment/shard.js';
 import { defineCommand, type CliContext } from '../command.js';
+import { sharedFolder } from '../env.js';
 import { runOrPlan, withThreads } from '../experiment.js';
 import { parseOverrides } from '../values.js';
 
@@ -22,8 +23,8 @@ export function runCommand(ctx: CliContext) {
       if (!argv.config) throw new ConfigError('run: give the experiment file: llm-prune run CONFIG (.yaml or .json)');
       const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;
       const overrides = parseOverrides(argv.set as string[]);
-      const exp = withThreads(loadExperiment(argv.config, overrides, argv.shared !== undefined ? { shared: argv.shared } : {}), argv.threads);
-      await runOrPlan(exp, ctx.env, argv.dryRun, shard);
+      const exp = withThreads(loadExperiment(argv.config, overrides, { shared: sharedFolder(argv.shared, ctx.env) }), argv.threads);
+      await runOrPlan(exp, argv, ctx.env, argv.dryRun, shard);
     },
   });
 }
