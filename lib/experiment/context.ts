@@ -13,7 +13,8 @@ import { initBackend } from '../model/backend.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { resolveModelPath } from '../model/hub.js';
 import { finetuneInputs, modelFiles, stamp, type FinetuneInputs, type SharedInputs } from './fingerprint.js';
-import { EXPERIMENT_FINETUNE_DEFAULTS, type Experiment, type FinetuneConfig } from './schema.js';
+import { FINETUNE_DEFAULTS } from '../finetune/defaults.js';
+import type { Experiment, FinetuneConfig } from './schema.js';
 import type { Shard } from './shard.js';
 
 /** Callbacks for a progress display (the CLI passes its stderr reporter's update and note). */
@@ -39,13 +40,13 @@ export type ResolvedFinetune = { [K in keyof FinetuneConfig]-?: NonNullable<Fine
 
 /**
  * The finetune section as the fingerprint and the report header read it: the stage's defaults
- * (EXPERIMENT_FINETUNE_DEFAULTS: lib/finetune/defaults.ts's, with merge masked) under the keys the file leaves out,
+ * (FINETUNE_DEFAULTS of lib/finetune/defaults.ts, the same as the CLI's) under the keys the file leaves out,
  * and the window length (default: the model's context). The fine-tune itself is passed what the file says and
  * fills in the same defaults (lib/experiment/stages.ts).
  */
 export function resolveFinetune(f: FinetuneConfig, maxPositions: number): ResolvedFinetune {
   const { data, maxSteps, targets } = f; // the keys without a default
-  return { ...EXPERIMENT_FINETUNE_DEFAULTS, ...definedOnly(f), data, maxSteps, targets: [...targets], seqlen: f.seqlen ?? maxPositions };
+  return { ...FINETUNE_DEFAULTS, ...definedOnly(f), data, maxSteps, targets: [...targets], seqlen: f.seqlen ?? maxPositions };
 }
 
 /** `o` without its undefined members: an optional key left out stays out, so a default spread under it shows. */

@@ -194,16 +194,13 @@ function taskRef(c: SchemaContext) {
 // ---------------------------------------------------------------------------------------------------------------
 // The schema
 
-/** The pruning stage's defaults (lib/prune/defaults.ts), except batchSize: 8 windows per forward (speed only). */
-export const EXPERIMENT_PRUNE_DEFAULTS = { ...PRUNE_DEFAULTS, batchSize: 8 } as const;
-
 function calibrationSchema(c: SchemaContext) {
   return z.strictObject({
     source: filePath(c, 'calibration file'), // jsonl / json.gz / parquet / text file of documents
-    nsamples: int(1).default(EXPERIMENT_PRUNE_DEFAULTS.nsamples), // number of calibration windows
+    nsamples: int(1).default(PRUNE_DEFAULTS.nsamples), // number of calibration windows
     seqlen: int(2).optional(), // tokens per window; default: the model's max_position_embeddings
-    seed: int(0).default(EXPERIMENT_PRUNE_DEFAULTS.seed), // Python random.seed of the window sampler
-    batchSize: int(1).default(EXPERIMENT_PRUNE_DEFAULTS.batchSize), // windows per forward pass (speed and memory only; results do not depend on it)
+    seed: int(0).default(PRUNE_DEFAULTS.seed), // Python random.seed of the window sampler
+    batchSize: int(1).default(PRUNE_DEFAULTS.batchSize), // windows per forward pass (speed and memory only; results do not depend on it)
   });
 }
 
@@ -323,12 +320,11 @@ function evalSchema(c: SchemaContext) {
 }
 
 /**
- * Defaults of the finetune keys: the fine-tuning stage's (FINETUNE_DEFAULTS of lib/finetune/defaults.ts), except
- * merge, which an experiment sets to masked (keeps the pruned zeros exactly). The optional keys are filled in for
- * fingerprints and the report by lib/experiment/context.ts (resolveFinetune); finetune() fills them in itself.
+ * Defaults of the finetune keys: the fine-tuning stage's (FINETUNE_DEFAULTS of lib/finetune/defaults.ts). The
+ * optional keys are filled in from the same object for fingerprints and the report by lib/experiment/context.ts
+ * (resolveFinetune); finetune() fills them in itself.
  */
-export const EXPERIMENT_FINETUNE_DEFAULTS = { ...FINETUNE_DEFAULTS, merge: 'masked' } as const;
-const D = EXPERIMENT_FINETUNE_DEFAULTS;
+const D = FINETUNE_DEFAULTS;
 
 /**
  * The LoRA stage: every pruned setting (not the dense model) is fine-tuned after its own evaluation and evaluated
@@ -386,7 +382,7 @@ export function experimentSchema(c: SchemaContext) {
     finetune: finetuneSchema(c).optional(), // LoRA stage after pruning (sparsity kept)
     // results folder (created by the runner): a path, or { dir, format } where format is how checkpoints are
     // written (dense, or compressed: compressed-tensors sparse formats); normalised by parseExperiment
-    output: z.union([outputDir(c), z.strictObject({ dir: outputDir(c), format: z.enum(CHECKPOINT_FORMATS).default('dense') })]),
+    output: z.union([outputDir(c), z.strictObject({ dir: outputDir(c), format: z.enum(CHECKPOINT_FORMATS).default(PRUNE_DEFAULTS.format) })]),
     keepCheckpoints: z.boolean().default(false), // keep each pruned checkpoint in output/
   });
 }
@@ -651,7 +647,7 @@ export function parseExperiment(raw: Record<string, unknown>, file: string, over
     throw new ExperimentConfigError(file, issues);
   }
   const { output, ...rest } = result.data;
-  const exp: Experiment = typeof output === 'string' ? { ...rest, output, outputFormat: 'dense' } : { ...rest, output: output.dir, outputFormat: output.format };
+  const exp: Experiment = typeof output === 'string' ? { ...rest, output, outputFormat: PRUNE_DEFAULTS.format } : { ...rest, output: output.dir, outputFormat: output.format };
   // Settings must be unique across entries (a duplicate would overwrite another's results).
   const seen = new Map<string, number>();
   const dup: ConfigIssue[] = [];

@@ -11,8 +11,8 @@
  * (steps, training seconds, first and final training loss, the merged model's zero fraction, perplexities, tasks,
  * mean) and timings `finetune` (training and merge), `finetune_load`, `finetune_ppl`, `finetune_tasks`.
  * `finetune()` is passed the finetune keys as the experiment file gives them and fills in its own defaults
- * (lib/finetune/defaults.ts); only `merge`, whose experiment default (masked) differs from the stage's, is passed
- * resolved.
+ * (lib/finetune/defaults.ts); only `merge` is passed resolved (the same default, masked, which the evaluation and
+ * the fingerprint read).
  */
 import { rmSync } from 'node:fs';
 import { CheckpointError, DataError, keyPath } from '../errors.js';

@@ -3,8 +3,8 @@ import type { FinetuneOptions } from './options.js';
 
 /**
  * THE defaults of the fine-tuning stage: `finetune()` applies them (all in one function, resolveFinetuneOptions in
- * lib/finetune/options.ts), the CLI shows them as its flag defaults, the experiment schema fills them in
- * (lib/experiment/schema.ts, which keeps only its own `merge: 'masked'`). Not here: `seqlen` (default: the model
+ * lib/finetune/options.ts), the CLI shows them as its flag defaults, the experiment schema and runner fill them in
+ * (lib/experiment/schema.ts, context.ts): one value each, on every route. Not here: `seqlen` (default: the model
  * context) and `totalSteps` (default: maxSteps).
  */
 export const FINETUNE_DEFAULTS = {
@@ -25,9 +25,11 @@ export const FINETUNE_DEFAULTS = {
   gradAccum: 1,
   seed: 0,
   checkpointEvery: 50,
-  resume: false,
-  merge: 'none',
-  mergeFormat: 'dense',
+  resume: true, // continue from <out>/checkpoint when there is one (running the same command again goes on)
+  // Also write a merged checkpoint: masked re-applies the base's zeros, so a pruned model stays exactly as sparse (an
+  // experiment evaluates this merge; the PEFT adapters are written whatever the value; 'none' skips the copy)
+  merge: 'masked',
+  mergeFormat: 'dense', // the merged checkpoint's format: dense, or compressed (compressed-tensors; masked merge only)
   dataField: 'text',
   overwrite: false,
   // held-out evaluation (when an evaluation file is given)

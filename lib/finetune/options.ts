@@ -50,11 +50,11 @@ export interface FinetuneOptions {
   timeBudget?: number | undefined; // stop (with a checkpoint) once training in this call has run this many seconds
   seed?: number | undefined; // data sampler, adapter init and dropout (default 0)
   checkpointEvery?: number | undefined; // steps between checkpoints (default 50; one is always written at the end)
-  resume?: boolean | undefined; // continue from out/checkpoint when there is one (wins over overwrite)
+  resume?: boolean | undefined; // continue from out/checkpoint when there is one (wins over overwrite; default true)
   overwrite?: boolean | undefined; // otherwise start over in an existing, non-empty out folder (deleting its contents)
   calibrationReport?: string | undefined; // report.json of the pruning run (default <model>/report.json)
   eval?: FinetuneEvalOptions | undefined;
-  merge?: 'none' | 'masked' | 'dense' | undefined; // also write out/merged (default none)
+  merge?: 'none' | 'masked' | 'dense' | undefined; // also write out/merged (default masked)
   mergeDtype?: 'F32' | 'F16' | 'BF16' | undefined; // default the base's dtype
   mergeFormat?: CheckpointFormat | undefined; // dense (default) or compressed (compressed-tensors; merge masked only)
   optionName?: OptionName | undefined; // how messages name options (default the CLI's flags; experiments pass key paths)

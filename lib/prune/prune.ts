@@ -45,7 +45,7 @@ export interface PruneConfig {
   nsamples?: number; // default 128
   seqlen?: number; // default the model's max_position_embeddings
   seed?: number; // default 0
-  batchSize?: number; // calibration samples per forward (default 1; results identical for any value)
+  batchSize?: number; // calibration samples per forward (default PRUNE_DEFAULTS.batchSize; results identical for any value)
   dtype?: DType; // output dtype (default: the input's)
   format?: CheckpointFormat; // dense (default) or compressed (compressed-tensors sparse-bitmask / sparse-24-bitmask)
   maxShardBytes?: number; // shard the output when it exceeds this
@@ -152,7 +152,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
   if (cfg.format !== undefined && !(CHECKPOINT_FORMATS as readonly string[]).includes(cfg.format)) {
     throw new ConfigError(`--format: '${String(cfg.format)}' is not one of ${CHECKPOINT_FORMATS.join(', ')}`);
   }
-  const compressed = (cfg.format ?? 'dense') !== 'dense';
+  const compressed = (cfg.format ?? PRUNE_DEFAULTS.format) !== 'dense';
   if (cfg.resume && cfg.resumable === false) throw new ConfigError('--resume needs the resume state that --no-resumable turns off');
   if (cfg.resume && compressed) {
     throw new ConfigError('--resume: a compressed output is assembled at the end and cannot be resumed (prune dense with --resume, then `convert`)');
@@ -234,7 +234,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     }
     const calibrationSampling = (performance.now() - tc) / 1000;
     const dtype = cfg.dtype ?? ckpt.mainDtype();
-    const compress = compressOptions(c, cfg.format ?? 'dense', describeStructure(structure));
+    const compress = compressOptions(c, cfg.format ?? PRUNE_DEFAULTS.format, describeStructure(structure));
     const maxShardBytes = cfg.maxShardBytes ?? (ckpt.sharded ? 5e9 : undefined);
     const batchSize = cfg.batchSize ?? PRUNE_DEFAULTS.batchSize;
     const actStorage = (cfg.resumeActivations ?? PRUNE_DEFAULTS.resumeActivations) === 'input' ? ckpt.mainDtype() : 'F32';

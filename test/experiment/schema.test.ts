@@ -3,8 +3,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
 import {
-  EXPERIMENT_FINETUNE_DEFAULTS,
-  EXPERIMENT_PRUNE_DEFAULTS,
   expandSettings,
   ExperimentConfigError,
   loadExperiment,
@@ -117,14 +115,13 @@ finetune:
       rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], lr: 1e-4, maxSteps: 5,
       data: join(root, 'data', 'calib.jsonl'), batchSize: 1, seed: 0,
     });
-    // one source of defaults: the fine-tuning stage's, the experiment changing only merge
+    // one source of defaults per stage, the same on every route (the experiment had batchSize 8 and merge masked)
     const { rank, alpha, targets, lr, batchSize, seed } = FINETUNE_DEFAULTS;
     expect(exp.finetune).toMatchObject({ rank, alpha, targets, lr, batchSize, seed });
-    expect(EXPERIMENT_FINETUNE_DEFAULTS).toEqual({ ...FINETUNE_DEFAULTS, merge: 'masked' });
     expect(DEFAULT_LORA).toEqual({ rank, alpha, dropout: FINETUNE_DEFAULTS.dropout, targets });
     expect(exp.eval).toMatchObject({ addBos: EVAL_DEFAULTS.addBos, meanMetric: EVAL_DEFAULTS.meanMetric });
-    expect(exp.calibration).toMatchObject({ nsamples: PRUNE_DEFAULTS.nsamples, seed: PRUNE_DEFAULTS.seed, batchSize: 8 });
-    expect(EXPERIMENT_PRUNE_DEFAULTS).toEqual({ ...PRUNE_DEFAULTS, batchSize: 8 }); // the experiment's one difference
+    expect(exp.calibration).toMatchObject({ nsamples: PRUNE_DEFAULTS.nsamples, seed: PRUNE_DEFAULTS.seed, batchSize: PRUNE_DEFAULTS.batchSize });
+    expect(exp.outputFormat).toBe(PRUNE_DEFAULTS.format);
   });
 
   test('overrides are applied before validation; string values read as YAML; override paths resolve against the cwd', () => {

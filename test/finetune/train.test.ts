@@ -295,6 +295,8 @@ describe('resolveFinetuneOptions (the one place FINETUNE_DEFAULTS are applied)',
     merge: D.merge,
     mergeDtype: null,
     mergeFormat: D.mergeFormat,
+    hubToken: null, // the caller's (the CLI reads the environment); the library reads none
+    tokenCacheDir: null, // tokenCacheDir()'s default
   };
 
   test('absent and undefined keys both take FINETUNE_DEFAULTS (a config section can be passed as it is)', () => {
@@ -304,7 +306,7 @@ describe('resolveFinetuneOptions (the one place FINETUNE_DEFAULTS are applied)',
     const allUndefined: FinetuneOptions = { ...required };
     for (const k of ['dataField', 'rank', 'alpha', 'dropout', 'targets', 'lr', 'schedule', 'warmupSteps', 'totalSteps', 'weightDecay', 'beta1',
       'beta2', 'eps', 'maxGradNorm', 'seqlen', 'batchSize', 'gradAccum', 'timeBudget', 'seed', 'checkpointEvery', 'resume', 'overwrite',
-      'calibrationReport', 'eval', 'merge', 'mergeDtype', 'mergeFormat', 'optionName', 'onProgress'] as const) {
+      'calibrationReport', 'eval', 'merge', 'mergeDtype', 'mergeFormat', 'optionName', 'hubToken', 'tokenCacheDir', 'onProgress'] as const) {
       (allUndefined as unknown as Record<string, undefined>)[k] = undefined;
     }
     const { optionName: _n, ...u } = resolveFinetuneOptions(allUndefined);
@@ -352,6 +354,7 @@ describe('finetune()', () => {
     gradAccum: 2,
     maxSteps: 6,
     checkpointEvery: 2,
+    merge: 'none', // the adapters only (the default also writes a masked merge: its own tests below)
     eval: { file: evalFile, maxWindows: 2, every: 3, periodicWindows: 1 },
     ...extra,
   });
@@ -416,12 +419,12 @@ describe('finetune()', () => {
     ).rejects.toThrow('killed');
     const state = JSON.parse(readFileSync(join(tmp, 'killed', 'checkpoint', 'trainer_state.json'), 'utf8')) as { step: number };
     expect(state.step).toBe(2);
-    // a restart without resume is refused
-    await expect(finetune(base('killed'))).rejects.toThrow(
+    // a restart with resume off is refused
+    await expect(finetune(base('killed', { resume: false }))).rejects.toThrow(
       `--out ${join(tmp, 'killed')}: holds a training checkpoint at step 2; pass --resume to continue it or --overwrite to start over`,
     );
-    // stopped by maxSteps at 4, then resumed to 6
-    const r4 = await finetune(base('killed', { maxSteps: 4, resume: true }));
+    // stopped by maxSteps at 4 (resuming is the default: FINETUNE_DEFAULTS.resume), then resumed to 6
+    const r4 = await finetune(base('killed', { maxSteps: 4 }));
     expect(r4.training.resumedFrom).toBe(2);
     expect(r4.training.steps).toBe(4);
     const r6 = await finetune(base('killed', { resume: true }));
@@ -445,7 +448,8 @@ describe('finetune()', () => {
     const r = await finetune(base('budget', { timeBudget: 1e-9, maxSteps: 6 }));
     expect(r.training.stoppedBy).toBe('timeBudget');
     expect(r.training.steps).toBe(0);
-    const r2 = await finetune(base('budget', { resume: true, maxSteps: 2, totalSteps: 6, merge: 'masked' }));
+    const { merge: _none, ...defaultMerge } = base('budget', { resume: true, maxSteps: 2, totalSteps: 6 });
+    const r2 = await finetune(defaultMerge); // the default merge (FINETUNE_DEFAULTS.merge) is the masked one
     expect(r2.training.steps).toBe(2);
     expect(r2.merge!.mode).toBe('masked');
     expect(r2.merge!.sameZeroCounts).toBe(true);

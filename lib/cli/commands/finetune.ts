@@ -33,13 +33,12 @@ function finetuneFlags(y: Argv<Globals>) {
     .option('time-budget', { type: 'number', describe: 'stop (with a checkpoint) after this many seconds' })
     .option('seed', { type: 'number', default: FINETUNE_DEFAULTS.seed, describe: 'data order, adapter init, dropout' })
     .option('checkpoint-every', { type: 'number', default: FINETUNE_DEFAULTS.checkpointEvery, describe: 'steps between resumable checkpoints' })
-    // the CLI's own default (running the command again continues); finetune()'s is FINETUNE_DEFAULTS.resume (false)
-    .option('resume', { type: 'boolean', default: true, describe: 'continue from <out>/checkpoint when present' })
-    .option('overwrite', { type: 'boolean', default: false, describe: 'start over in a non-empty --out' })
+    .option('resume', { type: 'boolean', default: FINETUNE_DEFAULTS.resume, describe: 'continue from <out>/checkpoint when present' })
+    .option('overwrite', { type: 'boolean', default: FINETUNE_DEFAULTS.overwrite, describe: 'start over in a non-empty --out' })
     .option('eval-file', { type: 'string', describe: 'held-out text for perplexity before/after (e.g. WikiText-2 test)' })
     .option('eval-windows', { type: 'number', describe: 'perplexity windows scored before and after' })
     .option('merge', { choices: ['none', 'masked', 'dense'], default: FINETUNE_DEFAULTS.merge, describe: 'also write a merged checkpoint (masked keeps the sparsity)' })
-    .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'merged checkpoint format (compressed: with --merge masked)' });
+    .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: FINETUNE_DEFAULTS.mergeFormat, describe: 'merged checkpoint format (compressed: with --merge masked)' });
 }
 
 /** Training progress on stderr: a step line, and a note per evaluation, checkpoint and the data summary. */

@@ -19,7 +19,7 @@ function pruneFlags(y: Argv<Globals>) {
     y
       .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' })
       .option('method', { choices: METHOD_NAMES as unknown as string[], demandOption: true, describe: 'pruning method' })
-      .option('sparsity', { type: 'number', describe: 'zero fraction in [0, 1) (default 0.5; N:M implies N/M)' })
+      .option('sparsity', { type: 'number', describe: `zero fraction in [0, 1) (default ${PRUNE_DEFAULTS.sparsity}; N:M implies N/M)` })
       .option('structure', { type: 'string', default: 'unstructured', describe: 'unstructured or N:M (2:4, 4:8)' })
       .option('layerwise', { choices: LAYERWISE_NAMES as string[], describe: 'per-block sparsities around --sparsity (owl)' })
       .option('refine', { choices: REFINER_NAMES as string[], describe: 'refine each mask after the method (dsnot)' })
@@ -33,7 +33,7 @@ function pruneFlags(y: Argv<Globals>) {
       .option('batch-size', { type: 'number', default: PRUNE_DEFAULTS.batchSize, describe: 'calibration samples per forward (same result)' })
       .option('out', { type: 'string', demandOption: true, describe: 'output checkpoint folder' })
       .option('dtype', { choices: DTYPES as unknown as string[], describe: 'output dtype (default: the input one)' })
-      .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: 'dense', describe: 'compressed: compressed-tensors sparse-bitmask (2:4: sparse-24-bitmask)' })
+      .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: PRUNE_DEFAULTS.format, describe: 'compressed: compressed-tensors sparse-bitmask (2:4: sparse-24-bitmask)' })
       .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
       .option('overwrite', { type: 'boolean', default: PRUNE_DEFAULTS.overwrite, describe: 'replace an existing --out folder' })
       .option('resume', { type: 'boolean', default: PRUNE_DEFAULTS.resume, describe: 'continue the killed run in <out>.partial at its first unfinished block' })
