@@ -70,7 +70,7 @@ describe('loadExperiment: defaults and paths', () => {
     const file = write('ok.yaml', BASE);
     const exp = loadExperiment(file);
     expect(exp.model).toBe(join(root, 'models', 'tiny'));
-    expect(exp.calibration).toEqual({ source: join(root, 'data', 'calib.jsonl'), nsamples: 128, seed: 0, batchSize: 8 });
+    expect(exp.calibration).toEqual({ source: join(root, 'data', 'calib.jsonl'), nsamples: 128, seed: 0, batchSize: 1 });
     expect(exp.calibration.seqlen).toBeUndefined();
     expect(exp.output).toBe(join(root, 'results', 'x'));
     expect(exp.name).toBe('ok');
