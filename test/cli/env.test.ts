@@ -5,30 +5,17 @@
  *   - child processes: LLM_PRUNE_SHARED and LLM_PRUNE_MODEL reach `demo`, LLM_PRUNE_CACHE reaches `eval`'s token
  *     cache, HF_TOKEN reaches the hub request of `inspect` (and is never printed).
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { runCli, type CliRun } from '../helpers/cli.js';
 import { sharedPath } from '../helpers/shared.js';
 import { writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** The CLI in a child process with exactly these LLM_PRUNE_* / HF_* variables (the others of this process kept). */
-function cli(args: string[], env: Record<string, string>): Promise<Run> {
+function cli(args: string[], env: Record<string, string>): Promise<CliRun> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(LLM_PRUNE_|HF_|HUGGING_FACE_)/.test(k)));
-  return new Promise((resolvePromise) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', join('lib', 'cli.ts'), ...args],
-      { cwd: process.cwd(), encoding: 'utf8', timeout: 300_000, maxBuffer: 64 * 1024 * 1024, env: { ...base, ...env } },
-      (error, stdout, stderr) => resolvePromise({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
-    );
-  });
+  return runCli(args, { env: { ...base, ...env } });
 }
 
 function sources(dir: string): string[] {

@@ -3,28 +3,16 @@
  * written), warnings for options a method ignores, a short error for an unknown flag, --version from the package,
  * a hub token that is used but never printed. Each case is one `node --import tsx lib/bin.ts ...` process.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sharedPath } from './helpers/shared.js';
-import { writeTinyCheckpoint, type TinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { runCli, type CliRun } from '../helpers/cli.js';
+import { sharedPath } from '../helpers/shared.js';
+import { writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolvePromise) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', join('lib', 'bin.ts'), ...args],
-      { cwd: process.cwd(), encoding: 'utf8', timeout: 300_000, env: { ...process.env, LLM_PRUNE_CACHE: join(tmp, 'cache'), ...env } },
-      (error, stdout, stderr) => resolvePromise({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
-    );
-  });
+/** The `llm-prune` command (lib/bin.ts) with a token cache of its own and these variables added. */
+function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(args, { entry: 'bin', env: { ...process.env, LLM_PRUNE_CACHE: join(tmp, 'cache'), ...env } });
 }
 
 let tmp: string;

@@ -4,34 +4,20 @@
  * what errors look like (exit code 1, one `error: ...` line naming the path or flag, no stack trace).
  * Each invocation costs a Node start with tsx (a few seconds), so there are only a handful.
  */
-import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readTexts } from '../lib/data/sources.js';
-import { HfTokenizer } from '../lib/model/tokenizer.js';
-import { sharedPath } from './helpers/shared.js';
-import { writeTinyCheckpoint, type TinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { readTexts } from '../../lib/data/sources.js';
+import { HfTokenizer } from '../../lib/model/tokenizer.js';
+import { runCli, type CliRun } from '../helpers/cli.js';
+import { sharedPath } from '../helpers/shared.js';
+import { writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
-/** Run the CLI from the project root; never rejects (the exit code is part of the result). */
+/** Run the CLI program from the project root; never rejects (the exit code is part of the result). */
 function cli(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', join('lib', 'cli.ts'), ...args],
-      { cwd: process.cwd(), encoding: 'utf8', timeout: 180_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, LLM_PRUNE_DATA: '' } },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+  return runCli(args, { env: { ...process.env, LLM_PRUNE_DATA: '' }, timeout: 180_000 });
 }
 
 /** The result as jest shows it when an expectation fails: code and the end of stderr. */
