@@ -1,7 +1,8 @@
 /**
  * Token ids of evaluation sets, cached on disk. The reference tokenizes WikiText-2 test (1.3 M characters) as one
  * text, which takes @huggingface/tokenizers 40-50 s; it is done once per (tokenizer, file content) and stored under
- * <cache dir>/tokens/<key>.bin (the caller's, default tokenCacheDir()) (int32 little-endian) with <key>.json beside it. The key is the sha256 of the
+ * <cache folder>/tokens/<key>.bin (int32 little-endian) with <key>.json beside it; the cache folder is the caller's
+ * (default tokenCacheDir(), which reads no environment). The key is the sha256 of the
  * set name, the data file's sha256 and the tokenizer's fingerprint (tokenizer.json + tokenizer_config.json), so a
  * changed file or tokenizer never reads stale ids. Uncached tokenization runs in a worker thread while the caller
  * gets a heartbeat (elapsed time; an ETA once a previous tokenization on this machine measured the speed).
