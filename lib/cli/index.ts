@@ -32,9 +32,6 @@ function commands(ctx: CliContext): CommandModule<Globals, object>[] {
   return all as unknown as CommandModule<Globals, object>[];
 }
 
-/** Names the usage hint may point at (`llm-prune <command> --help`). */
-const HELP_COMMANDS = ['inspect', 'generate', 'prune', 'convert', 'eval', 'run', 'demo', 'finetune'];
-
 /** The yargs definition: exported so a test can check the README's CLI reference against it. */
 export function buildCli(args: string[], env: Env = processEnv()): Argv {
   let cli: Argv<Globals> = globalOptions(
@@ -44,14 +41,16 @@ export function buildCli(args: string[], env: Env = processEnv()): Argv {
       .usage('$0 <command> [options]\n\nPrune LLaMA-family models with Wanda, magnitude or SparseGPT in TensorFlow.js, and evaluate them.')
       .version(packageVersion()),
   );
-  for (const c of commands({ args, env })) cli = cli.command(c);
+  const modules = commands({ args, env });
+  const names = modules.map((c) => String(c.command).split(' ')[0]!); // 'run [config]' -> 'run'
+  for (const c of modules) cli = cli.command(c);
   return cli
-    .demandCommand(1, 'give a command: inspect, generate, prune, convert, eval, run, demo, finetune')
+    .demandCommand(1, `give a command: ${names.join(', ')}`)
     .strict()
     .help()
     .fail((msg, err) => {
       if (err) throw err;
-      const command = args.find((a) => HELP_COMMANDS.includes(a));
+      const command = args.find((a) => names.includes(a));
       process.stderr.write(`error: ${msg}\n(${command ? `llm-prune ${command} --help` : 'llm-prune --help'} lists the options)\n`);
       process.exit(1);
     }) as unknown as Argv;
