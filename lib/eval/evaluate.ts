@@ -25,7 +25,7 @@ export interface EvaluateConfig {
   taskBatchSize?: number; // scorer requests per forward (default EVAL_DEFAULTS.taskBatchSize)
   addBos?: boolean; // prepend BOS to task contexts (the reference did not)
   meanMetric?: AccuracyMetric;
-  download?: boolean; // fetch missing sets from the hub when online
+  download?: boolean; // fetch missing sets from the hub when online (default EVAL_DEFAULTS.download: off)
   hubToken?: string | undefined; // hub token for --download (the CLI: --hf-token, else $HF_TOKEN)
   tokenCacheDir?: string | undefined; // disk cache of tokenized sets (default tokenCacheDir(): no environment read)
   forward?: ForwardOptions; // e.g. LoRA adapters
@@ -99,7 +99,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
     if (!PERPLEXITY_SETS.includes(set)) {
       throw new ConfigError(`${optionName('ppl')}: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
     }
-    const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? false, hubToken: cfg.hubToken }));
+    const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? EVAL_DEFAULTS.download, hubToken: cfg.hubToken }));
     const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen, cfg.onProgress, cfg.tokenCacheDir);
     const r = await perplexityOfIds(m.model, ids, {
       seqlen,

@@ -84,6 +84,7 @@ test('eval --adapter labels its row and its JSON with the adapter', async () => 
   const ft = join(tmp, 'ft');
   const train = await cli(['finetune', '--model', model, '--data', data, '--seqlen', '16', '--max-steps', '2', '--out', ft]);
   expect({ code: train.code, stderr: train.stderr.slice(-500) }).toEqual({ code: 0, stderr: expect.any(String) });
+  expect(existsSync(join(ft, 'merged', 'config.json'))).toBe(true); // the default merge (masked) writes the merged checkpoint
   const task = join(tmp, 'mine.jsonl');
   writeFileSync(task, [{ query: 'The cat sat on the', choices: [' mat', ' sky'], gold: 0 }, { query: 'Once upon a', choices: [' time', ' chair'], gold: 0 }].map((r) => JSON.stringify(r)).join('\n') + '\n');
   const r = await cli(['eval', '--model', model, '--adapter', ft, '--tasks', task]);

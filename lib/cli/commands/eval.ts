@@ -25,7 +25,7 @@ function evalFlags(y: Argv<Globals>) {
     .option('data-dir', { type: 'string', describe: 'folder laid out like shared/data (default $LLM_PRUNE_DATA or ../shared/data)' })
     .option('add-bos', { type: 'boolean', default: EVAL_DEFAULTS.addBos, describe: 'prepend BOS to task contexts' })
     .option('adapter', { type: 'string', describe: 'LoRA adapter folder (PEFT layout) applied without merging' })
-    .option('download', { type: 'boolean', default: false, describe: 'fetch missing perplexity sets from the hub' })
+    .option('download', { type: 'boolean', default: EVAL_DEFAULTS.download, describe: 'fetch missing perplexity sets from the hub' })
     .option('out', { type: 'string', describe: 'also write the JSON results to this file' });
 }
 
