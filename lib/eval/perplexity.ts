@@ -10,6 +10,8 @@ import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { readTexts } from '../data/sources.js';
 import { EVAL_DEFAULTS } from './defaults.js';
 import type { WindowPerplexity } from './results.js';
+import { activeBackend, kernels } from '../model/backend.js';
+import { WindowPool, poolWorkers } from './window-pool.js';
 
 export interface PerplexityOptions {
   seqlen: number; // window length; the reference uses the model context
@@ -18,6 +20,11 @@ export interface PerplexityOptions {
   onProgress?: (done: number, total: number) => void;
   forward?: ForwardOptions; // e.g. LoRA adapters
   optionName?: OptionName; // how messages name the options (default the CLI's flags: --seqlen)
+  /**
+   * Worker threads to shard the windows over (window-pool.ts); 1 evaluates in-process. Default: the active backend's
+   * thread count when its kernels say `windows: 'workers'` (wasm), else 1. Results do not depend on it.
+   */
+  workers?: number;
 }
 
 /**
@@ -71,13 +78,10 @@ export async function perplexityOfIds(model: LlamaModel, ids: number[], options:
   if (maxWindows !== undefined) windows = windows.slice(0, maxWindows);
   if (windows.length === 0) throw new DataError(`text of ${ids.length} tokens is shorter than one window of ${seqlen}`);
   const t0 = performance.now();
-  let sum = 0;
   options.onProgress?.(0, windows.length);
-  for (let i = 0; i < windows.length; i += batch) {
-    const losses = await windowLosses(model, windows.slice(i, i + batch), options.forward);
-    for (const l of losses) sum += l;
-    options.onProgress?.(Math.min(i + batch, windows.length), windows.length);
-  }
+  const losses = await allLosses(model, windows, batch, options);
+  let sum = 0;
+  for (const l of losses) sum += l; // in window order, whoever computed them
   const seconds = (performance.now() - t0) / 1000;
   const tokens = windows.length * seqlen;
   return {
@@ -88,6 +92,31 @@ export async function perplexityOfIds(model: LlamaModel, ids: number[], options:
     seconds,
     tokensPerSecond: tokens / seconds,
   };
+}
+
+/** Loss of every window, in order: in-process, or over a pool of workers (same batches, same losses). */
+async function allLosses(model: LlamaModel, windows: number[][], batch: number, options: PerplexityOptions): Promise<number[]> {
+  const batches: number[][][] = [];
+  for (let i = 0; i < windows.length; i += batch) batches.push(windows.slice(i, i + batch));
+  const done = (k: number): number => Math.min((k + 1) * batch, windows.length);
+  const wanted = options.workers ?? (kernels().windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
+  const workers = options.forward ? 0 : poolWorkers(model, batches.length, wanted); // adapters stay in-process
+  if (workers === 0) {
+    const out: number[] = [];
+    for (const [k, b] of batches.entries()) {
+      out.push(...(await windowLosses(model, b, options.forward)));
+      options.onProgress?.(done(k), windows.length);
+    }
+    return out;
+  }
+  const pool = await WindowPool.start(model, workers);
+  try {
+    let finished = 0;
+    const per = await pool.losses(batches, (k) => options.onProgress?.((finished += done(k) - k * batch), windows.length));
+    return per.flat();
+  } finally {
+    await pool.close();
+  }
 }
 
 /** The perplexity sets of the reference. */

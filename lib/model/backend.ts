@@ -23,17 +23,25 @@ export interface BackendInfo {
  * - `hostReads`: 'sync' lets a kernel read a value back in the middle of its work (`dataSync`, cheap on CPU
  *   backends: the mask's no-tie fast path); 'none' avoids it (WebGPU in Node has no synchronous read at all, and a
  *   read stalls the GPU queue), taking the branch-free path that gives the same result.
+ * - `windows`: how independent evaluation windows use several cores. 'workers' shards them over a pool of worker
+ *   threads with one single-threaded backend each (lib/eval/window-pool.ts; on wasm faster than XNNPACK's threads,
+ *   which leave a quarter of the forward on one core); 'backend' runs them in-process on the backend's own threads.
  * Linear weights are kept in one layout on every backend (wasm's matMul needs it; the WebGPU matMul shader reads
  * either layout, so no choice is made there).
  */
 export interface Kernels {
   attention: 'per-head' | 'batched';
   hostReads: 'sync' | 'none';
+  windows: 'workers' | 'backend';
 }
 
 export function kernelsFor(backend: string): Kernels {
   const cpu = backend === 'wasm' || backend === 'cpu';
-  return { attention: cpu ? 'per-head' : 'batched', hostReads: backend === 'webgpu' ? 'none' : 'sync' };
+  return {
+    attention: cpu ? 'per-head' : 'batched',
+    hostReads: backend === 'webgpu' ? 'none' : 'sync',
+    windows: backend === 'wasm' ? 'workers' : 'backend',
+  };
 }
 
 let override: Partial<Kernels> | null = null;
