@@ -1,0 +1,106 @@
+/**
+ * Perplexity windows over a pool of worker threads (lib/eval/window-pool.ts): the result does not depend on the
+ * worker count (bit for bit, also against the in-process loop), progress reaches the total, the main thread keeps
+ * no tensor, adapters stay in-process, and when the pool is not used.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { perplexityOfIds, windowLosses, makeWindows } from '../../lib/eval/perplexity.js';
+import { WindowPool, modelBytes, poolWorkers } from '../../lib/eval/window-pool.js';
+import { loadModel, type LoadedModel } from '../../lib/model/load.js';
+import { applyLinear } from '../../lib/model/llama.js';
+import { useTestBackend } from '../helpers/backend.js';
+import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
+
+let tmp: string;
+let loaded: LoadedModel;
+
+beforeAll(async () => {
+  await useTestBackend();
+  tmp = mkdtempSync(join(tmpdir(), 'llm-prune-pool-'));
+  // grouped-query attention and biases: every kind of weight travels to the workers
+  const tiny = writeTinyCheckpoint(join(tmp, 'tiny'), { seed: 5, numLayers: 2, numKvHeads: 2, attentionBias: true, maxPositions: 64 });
+  loaded = await loadModel(tiny.dir);
+});
+
+afterAll(() => {
+  loaded?.dispose();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+function randomIds(n: number, seed: number): number[] {
+  const rng = new TinyRandom(seed);
+  return Array.from({ length: n }, () => Math.floor(rng.uniform() * 2048));
+}
+
+describe('window pool', () => {
+  const seqlen = 32;
+  const ids = randomIds(7 * seqlen + 5, 3); // 7 windows
+
+  test('perplexity is bit-identical for 1 (in-process), 2 and 3 workers, and batch sizes 1 and 2', async () => {
+    const one = await perplexityOfIds(loaded.model, ids, { seqlen, workers: 1 });
+    for (const [workers, batchSize] of [
+      [2, 1],
+      [3, 1],
+      [2, 2],
+    ] as const) {
+      const progress: number[] = [];
+      const r = await perplexityOfIds(loaded.model, ids, { seqlen, workers, batchSize, onProgress: (d) => progress.push(d) });
+      expect(r.ppl).toBe(one.ppl);
+      expect(r).toMatchObject({ windows: 7, tokens: 7 * seqlen });
+      expect(progress[0]).toBe(0);
+      expect(progress.at(-1)).toBe(7);
+      expect(progress).toEqual([...progress].sort((a, b) => a - b)); // never goes back
+    }
+  });
+
+  test('the pool returns each batch its own losses, in order, equal to windowLosses in-process', async () => {
+    const windows = makeWindows(ids, seqlen);
+    const batches = [windows.slice(0, 3), windows.slice(3, 4), windows.slice(4, 7)];
+    const pool = await WindowPool.start(loaded.model, 2);
+    let got: number[][];
+    try {
+      got = await pool.losses(batches);
+    } finally {
+      await pool.close();
+    }
+    expect(got.map((b) => b.length)).toEqual([3, 1, 3]);
+    for (const [k, b] of batches.entries()) expect(got[k]).toEqual(await windowLosses(loaded.model, b));
+  });
+
+  test('the main thread keeps no tensor; a worker error rejects and the pool still closes', async () => {
+    await perplexityOfIds(loaded.model, ids, { seqlen, workers: 2 }); // the model's RoPE table and mask settle
+    const before = tf.memory().numTensors;
+    await perplexityOfIds(loaded.model, ids, { seqlen, workers: 2 });
+    expect(tf.memory().numTensors).toBe(before);
+    const bad = [...ids];
+    bad[3 * seqlen + 1] = 99_999; // outside the vocabulary: the worker's embed throws
+    await expect(perplexityOfIds(loaded.model, bad, { seqlen, workers: 2 })).rejects.toThrow(/window pool worker: embed: token id 99999/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test('adapters (a linear override) are evaluated in-process, with the same result as the pool without them', async () => {
+    let calls = 0;
+    const forward = { linear: (_l: number, _n: string, x: tf.Tensor3D, base: Parameters<typeof applyLinear>[1]) => (calls++, applyLinear(x, base)) };
+    const r = await perplexityOfIds(loaded.model, ids, { seqlen, workers: 2, forward });
+    expect(calls).toBeGreaterThan(0); // ran here: the override cannot travel to a worker
+    expect(r.ppl).toBe((await perplexityOfIds(loaded.model, ids, { seqlen, workers: 2 })).ppl);
+  });
+
+  test('poolWorkers: min(threads, batches), 0 below 2 or when a block or the head is not resident', () => {
+    const m = loaded.model;
+    expect(poolWorkers(m, 7, 2)).toBe(2);
+    expect(poolWorkers(m, 1, 2)).toBe(0);
+    expect(poolWorkers(m, 7, 1)).toBe(0);
+    expect(modelBytes(m)).toBeGreaterThan(4 * m.embedTable.size);
+    const block = m.blocks[1]!;
+    m.blocks[1] = null;
+    try {
+      expect(poolWorkers(m, 7, 2)).toBe(0);
+    } finally {
+      m.blocks[1] = block;
+    }
+  });
+});
