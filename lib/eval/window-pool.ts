@@ -49,7 +49,7 @@ export interface ModelSnapshot {
 }
 
 type Request = { kind: 'init'; snapshot: ModelSnapshot } | { kind: 'batch'; id: number; windows: number[][] };
-type Reply = { kind: 'ready' } | { kind: 'losses'; id: number; losses: number[] } | { kind: 'error'; id: number | null; message: string };
+type Reply = { kind: 'ready'; backend: string } | { kind: 'losses'; id: number; losses: number[] } | { kind: 'error'; id: number | null; message: string };
 
 async function arrayOf(t: tf.Tensor): Promise<ArrayOf> {
   return { data: (await t.data()) as Float32Array, shape: t.shape };
@@ -127,7 +127,8 @@ export class WindowPool {
         w.on('error', () => {}); // reported through the pending request (ask); never an uncaught 'error' event
         workers.push(w);
       }
-      await Promise.all(workers.map((w) => ask(w, { kind: 'init', snapshot }, 'ready')));
+      const ready = await Promise.all(workers.map((w) => ask(w, { kind: 'init', snapshot }, 'ready')));
+      if (process.env['LLM_PRUNE_POOL_DEBUG']) console.error(ready);
       return pool;
     } catch (e) {
       await pool.close();
@@ -210,14 +211,14 @@ async function serve(): Promise<void> {
   // imported here, not at the top: the main thread must not pull the evaluator in through this module
   const { initBackend } = await import('../model/backend.js');
   const { windowLosses } = await import('./perplexity.js');
-  await initBackend('wasm', { threads: 1 });
+  const info = await initBackend('wasm', { threads: 1 });
   let model: LlamaModel | null = null;
   port.on('message', (req: Request) => {
     void (async (): Promise<Reply> => {
       try {
         if (req.kind === 'init') {
           model = modelFromSnapshot(req.snapshot);
-          return { kind: 'ready' };
+          return { kind: 'ready', backend: `${info.note}; simd ${String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'))}` };
         }
         if (!model) throw new Error('batch before init');
         return { kind: 'losses', id: req.id, losses: await windowLosses(model, req.windows) };
