@@ -37,12 +37,13 @@ export async function windowLosses(model: LlamaModel, ids: number[][], forward: 
   const v = model.config.vocabSize;
   const losses = tf.tidy(() => {
     const logits = model.logits(ids, forward); // [b, s, vocab]
-    const pred = tf.reshape(tf.slice(logits, [0, 0, 0], [b, s - 1, v]), [b * (s - 1), v]);
+    // every row's logsumexp (rows are independent: the last position's, unused, costs 1/s more and saves copying
+    // the other s-1 rows out), then the rows that predict tokens 1..s-1
+    const lse = tf.slice(tf.reshape(tf.logSumExp(tf.reshape(logits, [b * s, v]), 1), [b, s]), [0, 0], [b, s - 1]);
     const target = new Int32Array(b * (s - 1));
-    for (let i = 0; i < b; i++) for (let j = 1; j < s; j++) target[i * (s - 1) + j - 1] = i * (s - 1) * v + (j - 1) * v + ids[i]![j]!;
-    const lse = tf.logSumExp(pred, 1); // [b*(s-1)]
-    const picked = tf.gather(tf.reshape(pred, [-1]), tf.tensor1d(target, 'int32'));
-    const nll = tf.reshape(tf.sub(lse, picked), [b, s - 1]);
+    for (let i = 0; i < b; i++) for (let j = 1; j < s; j++) target[i * (s - 1) + j - 1] = (i * s + j - 1) * v + ids[i]![j]!;
+    const picked = tf.reshape(tf.gather(tf.reshape(logits, [-1]), tf.tensor1d(target, 'int32')), [b, s - 1]);
+    const nll = tf.sub(lse, picked);
     return tf.mean(nll, 1);
   });
   try {

@@ -185,6 +185,7 @@ export class LlamaModel {
   readonly blocks: (BlockWeights | null)[]; // null = not loaded
   private rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null; // [positions, headDim], grown on demand
   private mask: tf.Tensor2D | null = null; // causal mask of the last sequence length
+  private rotation: tf.Tensor2D | null = null; // rotate_half as a matrix [headDim, headDim]
 
   constructor(config: LlamaConfig, embedTable: tf.Tensor2D, finalNorm: tf.Tensor1D, lmHeadT: tf.Tensor2D | null, blocks: (BlockWeights | null)[]) {
     this.config = config;
@@ -294,14 +295,30 @@ export class LlamaModel {
     return applyLinear(x, l);
   }
 
+  /**
+   * rotate_half as a [headDim, headDim] matrix R: x R = concat(-x2, x1). Each output is one input times +-1 plus
+   * exact zeros, so the product is exact (bit-identical to slicing, negating and concatenating), and it is one small
+   * matMul instead of four copies (slice, slice, neg, concat: about 4% of the wasm forward). Built once; kept.
+   */
+  private rotateHalf(): tf.Tensor2D {
+    if (!this.rotation) {
+      const d = this.config.headDim;
+      const r = new Float32Array(d * d);
+      for (let j = 0; j < d / 2; j++) {
+        r[(j + d / 2) * d + j] = -1; // out[j] = -x[j + d/2]
+        r[j * d + j + d / 2] = 1; // out[j + d/2] = x[j]
+      }
+      this.rotation = tf.keep(tf.tensor2d(r, [d, d]));
+    }
+    return this.rotation;
+  }
+
   /** q, k: [b, heads, s, d] rotated by position (positions offset .. offset + s - 1). */
   private applyRope(x: tf.Tensor4D, s: number, offset = 0): tf.Tensor4D {
-    const d = this.config.headDim;
+    const [b, n, , d] = x.shape;
     return tf.tidy(() => {
       const { cos, sin } = this.ropeFor(s, offset);
-      const x1 = tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, d / 2]);
-      const x2 = tf.slice(x, [0, 0, 0, d / 2], [-1, -1, -1, d / 2]);
-      const rotated = tf.concat([tf.neg(x2), x1], 3); // rotate_half
+      const rotated = tf.reshape(tf.matMul(tf.reshape(x, [b * n * s, d]), this.rotateHalf()), [b, n, s, d]); // rotate_half
       return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
     });
   }
@@ -480,6 +497,8 @@ export class LlamaModel {
     this.rope = null;
     this.mask?.dispose();
     this.mask = null;
+    this.rotation?.dispose();
+    this.rotation = null;
   }
 }
 
