@@ -110,7 +110,14 @@ async function allLosses(model: LlamaModel, windows: number[][], batch: number, 
     }
     return out;
   }
-  const pool = await WindowPool.start(model, workers);
+  let pool: WindowPool;
+  try {
+    pool = await WindowPool.start(model, workers);
+  } catch (e) {
+    // the environment cannot start the workers (a bundled build, a missing loader): the in-process loop still works
+    process.emitWarning(`perplexity: window pool unavailable (${(e as Error).message}); evaluating in-process`);
+    return allLosses(model, windows, batch, { ...options, workers: 1 });
+  }
   try {
     let finished = 0;
     const per = await pool.losses(batches, (k) => options.onProgress?.((finished += done(k) - k * batch), windows.length));

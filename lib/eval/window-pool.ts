@@ -21,7 +21,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { LINEAR_NAMES, type LinearName } from '../model/architecture.js';
@@ -105,6 +105,8 @@ export function poolWorkers(model: LlamaModel, batches: number, threads: number)
  */
 function startWorker(): Worker {
   const file = fileURLToPath(import.meta.url);
+  // bundled into another file (esbuild), this module's URL is the bundle's: starting it would run the bundle's main
+  if (!basename(file).startsWith('window-pool.')) throw new Error(`this module is bundled into ${basename(file)}`);
   if (!file.endsWith('.ts')) return new Worker(file, { workerData: { role: ROLE } });
   // tsx's ESM API (the .mjs build: its CommonJS build resolves the loader from the wrong folder)
   const api = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist/esm/api/index.mjs')).href;
