@@ -4,7 +4,7 @@
  *                         [--workers N]
  * `--compare-pool` (wasm) instead times, in interleaved rounds in one process, the two ways of using N = --threads
  * cores (default every core) on the same windows: in-process on the wasm backend's N threads (`workers: 1`) and a
- * pool of N worker threads with one single-threaded backend each (lib/eval/window-pool.ts); it checks that both give
+ * pool of N worker threads with one single-threaded backend each (lib/model/forward-pool.ts); it checks that both give
  * the same perplexity and prints each one's median tokens/s, the ratio, and the CPU seconds the process used.
  */
 import os from 'node:os';

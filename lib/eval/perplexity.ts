@@ -11,7 +11,7 @@ import { readTexts } from '../data/sources.js';
 import { EVAL_DEFAULTS } from './defaults.js';
 import type { WindowPerplexity } from './results.js';
 import { activeBackend, kernels } from '../model/backend.js';
-import { WindowPool, poolWorkers } from './window-pool.js';
+import { ForwardPool, poolWorkers } from '../model/forward-pool.js';
 
 export interface PerplexityOptions {
   seqlen: number; // window length; the reference uses the model context
@@ -21,7 +21,7 @@ export interface PerplexityOptions {
   forward?: ForwardOptions; // e.g. LoRA adapters
   optionName?: OptionName; // how messages name the options (default the CLI's flags: --seqlen)
   /**
-   * Worker threads to shard the windows over (window-pool.ts); 1 evaluates in-process. Default: the active backend's
+   * Worker threads to shard the windows over (lib/model/forward-pool.ts); 1 evaluates in-process. Default: the active backend's
    * thread count when its kernels say `windows: 'workers'` (wasm), else 1. Results do not depend on it.
    */
   workers?: number;
@@ -110,9 +110,9 @@ async function allLosses(model: LlamaModel, windows: number[][], batch: number, 
     }
     return out;
   }
-  let pool: WindowPool;
+  let pool: ForwardPool;
   try {
-    pool = await WindowPool.start(model, workers);
+    pool = await ForwardPool.forModel(model, workers);
   } catch (e) {
     // the environment cannot start the workers (a bundled build, a missing loader): the in-process loop still works
     process.emitWarning(`perplexity: window pool unavailable (${(e as Error).message}); evaluating in-process`);

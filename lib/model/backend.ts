@@ -24,7 +24,7 @@ export interface BackendInfo {
  *   backends: the mask's no-tie fast path); 'none' avoids it (WebGPU in Node has no synchronous read at all, and a
  *   read stalls the GPU queue), taking the branch-free path that gives the same result.
  * - `windows`: how independent evaluation windows use several cores. 'workers' shards them over a pool of worker
- *   threads with one single-threaded backend each (lib/eval/window-pool.ts; on wasm faster than XNNPACK's threads,
+ *   threads with one single-threaded backend each (lib/model/forward-pool.ts; on wasm faster than XNNPACK's threads,
  *   which leave a quarter of the forward on one core); 'backend' runs them in-process on the backend's own threads.
  * Linear weights are kept in one layout on every backend (wasm's matMul needs it; the WebGPU matMul shader reads
  * either layout, so no choice is made there).

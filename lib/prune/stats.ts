@@ -24,6 +24,50 @@ export function checkLayerInput(x: tf.Tensor, inFeatures: number, owner: string)
   }
 }
 
+/** The statistics that fold from per-sample reductions (all but the Hessian). */
+export type ReducedStat = 'scaler' | 'sum' | 'variance';
+const REDUCED_STATS: readonly ReducedStat[] = ['scaler', 'sum', 'variance'];
+/** One sample's reductions over its tokens, [in] each: sum of squares, sum, population variance. */
+export type SampleReductions = Partial<Record<ReducedStat, Float32Array>>;
+
+/**
+ * The per-sample reductions `needs` asks for, of one sample xb [seq, in] (tensors, the caller's): what
+ * `ActivationStats.add` folds in, and what a worker computes for `addReduced`.
+ */
+export function sampleReductions(xb: tf.Tensor2D, needs: ReadonlySet<StatName>): Partial<Record<ReducedStat, tf.Tensor1D>> {
+  return tf.tidy(() => {
+    const out: Partial<Record<ReducedStat, tf.Tensor1D>> = {};
+    if (needs.has('scaler')) out.scaler = tf.sum(tf.square(xb), 0);
+    if (needs.has('sum')) out.sum = tf.sum(xb, 0);
+    if (needs.has('variance')) out.variance = tf.moments(xb, 0).variance as tf.Tensor1D;
+    return out as Record<string, tf.Tensor1D>;
+  });
+}
+
+/** Sample b of a layer input x [batch, seq, in], as float32 [seq, in] (the caller's). */
+export function sampleOf(x: tf.Tensor3D, b: number): tf.Tensor2D {
+  const [, seq, inF] = x.shape;
+  return tf.tidy(() => tf.cast(tf.reshape(tf.slice(x, [b, 0, 0], [1, seq, inF]), [seq, inF]), 'float32'));
+}
+
+/** `sampleReductions` of every sample of x [batch, seq, in], read back (for `addReduced` in another thread). */
+export function reduceSamples(x: tf.Tensor3D, needs: ReadonlySet<StatName>): SampleReductions[] {
+  const out: SampleReductions[] = [];
+  for (let b = 0; b < x.shape[0]; b++) {
+    const xb = sampleOf(x, b);
+    const r = sampleReductions(xb, needs);
+    try {
+      const values: SampleReductions = {};
+      for (const [k, t] of Object.entries(r)) values[k as ReducedStat] = (t.dataSync() as Float32Array).slice();
+      out.push(values);
+    } finally {
+      xb.dispose();
+      tf.dispose(Object.values(r));
+    }
+  }
+  return out;
+}
+
 /** The accumulator of one linear input. Tensors returned by the getters are borrowed (valid until the next add). */
 export class ActivationStats {
   readonly inFeatures: number;
@@ -87,33 +131,70 @@ export class ActivationStats {
     checkLayerInput(x, this.inFeatures, 'statistics');
     if (this.disposed) throw new ConfigError('statistics: used after dispose()');
     const [batch, seq] = x.shape;
-    const inF = this.inFeatures;
     for (let b = 0; b < batch; b++) {
-      const n = this.count;
-      const tokens = this.tokenCount;
-      const next = tf.tidy(() => {
-        const xb = tf.cast(tf.reshape(tf.slice(x, [b, 0, 0], [1, seq, inF]), [seq, inF]), 'float32'); // [seq, in]
-        const out: Partial<Record<StatName, tf.Tensor>> = {};
-        const decay = tf.scalar(n / (n + 1));
-        const share = tf.scalar(n + 1);
-        // running means over samples: s * n/(n+1) + v/(n+1), scalars rounded to float32 like the references
-        if (this.needs.has('scaler')) out.scaler = tf.add(tf.mul(this.get('scaler'), decay), tf.div(tf.sum(tf.square(xb), 0), share));
-        if (this.needs.has('sum')) out.sum = tf.add(tf.mul(this.get('sum'), decay), tf.div(tf.sum(xb, 0), share));
-        if (this.needs.has('variance')) {
-          const v = tf.moments(xb, 0).variance; // population variance over this sample's tokens
-          out.variance = tokens === 0 ? v : tf.div(tf.add(tf.mul(this.get('variance'), tf.scalar(tokens)), tf.mul(v, tf.scalar(seq))), tf.scalar(tokens + seq));
-        }
-        if (this.needs.has('hessian')) {
-          const scaled = tf.mul(xb, tf.scalar(Math.sqrt(2 / (n + 1)))); // [seq, in]
-          // transposing first: matMul(a, b, transposeA) is far slower on wasm
-          out.hessian = tf.add(tf.mul(this.get('hessian'), tf.scalar(n / (n + 1))), tf.matMul(tf.transpose(scaled), scaled));
-        }
-        return out as Record<string, tf.Tensor>;
-      });
-      for (const [k, v] of Object.entries(next)) this.replace(k as StatName, v);
-      this.count = n + 1;
-      this.tokenCount = tokens + seq;
+      const xb = sampleOf(x, b);
+      const r = sampleReductions(xb, this.needs);
+      try {
+        this.fold(xb, seq, r);
+      } finally {
+        xb.dispose();
+        tf.dispose(Object.values(r));
+      }
     }
+  }
+
+  /**
+   * Fold in samples already reduced elsewhere (a worker thread: lib/model/forward-pool.ts) by `sampleReductions`, one
+   * entry per sample of `seq` tokens, in order: the same operations as `add`, so the same result bit for bit. The
+   * Hessian cannot be folded this way (it needs the sample itself).
+   */
+  addReduced(samples: readonly SampleReductions[], seq: number): void {
+    if (this.disposed) throw new ConfigError('statistics: used after dispose()');
+    if (this.needs.has('hessian')) throw new ConfigError('statistics: the Hessian cannot be folded from reductions');
+    for (const r of samples) {
+      const t = tf.tidy(() => {
+        const out: Partial<Record<ReducedStat, tf.Tensor1D>> = {};
+        for (const k of REDUCED_STATS) {
+          if (!this.needs.has(k)) continue;
+          const v = r[k];
+          if (!v || v.length !== this.inFeatures) throw new ConfigError(`statistics: reduction '${k}' missing or not of ${this.inFeatures} values`);
+          out[k] = tf.tensor1d(v);
+        }
+        return out as Record<string, tf.Tensor1D>;
+      });
+      try {
+        this.fold(null, seq, t);
+      } finally {
+        tf.dispose(Object.values(t));
+      }
+    }
+  }
+
+  /** Fold one sample of `seq` tokens in from its reductions (and xb [seq, in] itself for the Hessian). */
+  private fold(xb: tf.Tensor2D | null, seq: number, r: Partial<Record<ReducedStat, tf.Tensor1D>>): void {
+    const n = this.count;
+    const tokens = this.tokenCount;
+    const next = tf.tidy(() => {
+      const out: Partial<Record<StatName, tf.Tensor>> = {};
+      const decay = tf.scalar(n / (n + 1));
+      const share = tf.scalar(n + 1);
+      // running means over samples: s * n/(n+1) + v/(n+1), scalars rounded to float32 like the references
+      if (r.scaler) out.scaler = tf.add(tf.mul(this.get('scaler'), decay), tf.div(r.scaler, share));
+      if (r.sum) out.sum = tf.add(tf.mul(this.get('sum'), decay), tf.div(r.sum, share));
+      if (r.variance) {
+        const v = r.variance; // population variance over this sample's tokens
+        out.variance = tokens === 0 ? tf.clone(v) : tf.div(tf.add(tf.mul(this.get('variance'), tf.scalar(tokens)), tf.mul(v, tf.scalar(seq))), tf.scalar(tokens + seq));
+      }
+      if (this.needs.has('hessian') && xb) {
+        const scaled = tf.mul(xb, tf.scalar(Math.sqrt(2 / (n + 1)))); // [seq, in]
+        // transposing first: matMul(a, b, transposeA) is far slower on wasm
+        out.hessian = tf.add(tf.mul(this.get('hessian'), tf.scalar(n / (n + 1))), tf.matMul(tf.transpose(scaled), scaled));
+      }
+      return out as Record<string, tf.Tensor>;
+    });
+    for (const [k, v] of Object.entries(next)) this.replace(k as StatName, v);
+    this.count = n + 1;
+    this.tokenCount = tokens + seq;
   }
 
   /**

@@ -1,5 +1,5 @@
 /**
- * Perplexity windows over a pool of worker threads (lib/eval/window-pool.ts): the result does not depend on the
+ * Perplexity windows over a pool of worker threads (lib/model/forward-pool.ts): the result does not depend on the
  * worker count (bit for bit, also against the in-process loop), progress reaches the total, the main thread keeps
  * no tensor, adapters stay in-process, and when the pool is not used.
  */
@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { perplexityOfIds, windowLosses, makeWindows } from '../../lib/eval/perplexity.js';
-import { WindowPool, modelBytes, poolWorkers } from '../../lib/eval/window-pool.js';
+import { ForwardPool, modelBytes, poolWorkers } from '../../lib/model/forward-pool.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { applyLinear } from '../../lib/model/llama.js';
 import { useTestBackend } from '../helpers/backend.js';
@@ -59,7 +59,7 @@ describe('window pool', () => {
   test('the pool returns each batch its own losses, in order, equal to windowLosses in-process', async () => {
     const windows = makeWindows(ids, seqlen);
     const batches = [windows.slice(0, 3), windows.slice(3, 4), windows.slice(4, 7)];
-    const pool = await WindowPool.start(loaded.model, 2);
+    const pool = await ForwardPool.forModel(loaded.model, 2);
     let got: number[][];
     try {
       got = await pool.losses(batches);
@@ -77,7 +77,7 @@ describe('window pool', () => {
     expect(tf.memory().numTensors).toBe(before);
     const bad = [...ids];
     bad[3 * seqlen + 1] = 99_999; // outside the vocabulary: the worker's embed throws
-    await expect(perplexityOfIds(loaded.model, bad, { seqlen, workers: 2 })).rejects.toThrow(/window pool worker: embed: token id 99999/);
+    await expect(perplexityOfIds(loaded.model, bad, { seqlen, workers: 2 })).rejects.toThrow(/forward pool worker: embed: token id 99999/);
     expect(tf.memory().numTensors).toBe(before);
   });
 

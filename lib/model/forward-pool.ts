@@ -1,0 +1,357 @@
+/**
+ * Forward passes sharded over a pool of `worker_threads`, each running its own single-threaded wasm backend
+ * (issue 9: "a pool of worker_threads, each with its own single-threaded backend, sharding the calibration windows
+ * and evaluation windows"): the perplexity windows (lib/eval/perplexity.ts) and the layer loop's calibration
+ * windows (lib/prune/pipeline.ts: the unpruned block's forward with its statistics, and the pruned block's forward).
+ *
+ * Why a pool and not only the wasm backend's own threads (lib/model/wasm-threads.ts): XNNPACK's pool splits the
+ * matMuls, but about a quarter of the forward is in kernels tfjs-backend-wasm runs on one thread (softmax, the
+ * loss's exp, slices, unstack, elementwise ops), and each threaded matMul ends in a barrier. Windows are independent,
+ * so N workers with one thread each keep N cores busy on whole forwards instead. Measured: README, "CPU speed".
+ *
+ * Results do not depend on the worker count. Evaluation: the windows are cut into the same batches as in-process
+ * ([i, i + batchSize)), each batch runs whole in one worker, the losses come back per window and the caller sums
+ * them in window order. Calibration: each input tensor runs whole in one worker; the statistics come back as
+ * per-sample reductions (lib/prune/stats.ts `reduceSamples`) that the caller folds in input order with the same
+ * operations as in-process, and the outputs come back in input order. XNNPACK's results do not depend on its thread
+ * count either, so both equal the in-process ones bit for bit (test/model/forward-pool.test.ts,
+ * test/prune/pipeline.test.ts).
+ *
+ * The worker is this same module started as a worker thread (from dist/ as .js; from the TypeScript sources through
+ * tsx's loader, which tests and benchmarks use). For evaluation it receives the model's weights once (float32
+ * copies) and each worker holds a full copy: `poolWorkers` uses the pool only when the copies fit in a quarter of
+ * the free memory. For calibration it receives one block per pass.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import os from 'node:os';
+import { createRequire } from 'node:module';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName } from './architecture.js';
+import type { LlamaConfig } from './config.js';
+import { LlamaModel, disposeBlock, type BlockWeights, type Linear } from './llama.js';
+import type { reduceSamples, SampleReductions, StatName } from '../prune/stats.js';
+
+const ROLE = 'llm-prune:forward-pool';
+
+interface ArrayOf {
+  data: Float32Array;
+  shape: number[];
+}
+interface BlockSnapshot {
+  inputNorm: ArrayOf;
+  postNorm: ArrayOf;
+  linears: Record<string, { wT: ArrayOf; bias: ArrayOf | null }>;
+}
+/** Everything a worker needs to rebuild the model: the config and float32 copies of every weight. */
+export interface ModelSnapshot {
+  config: LlamaConfig;
+  embed: ArrayOf;
+  finalNorm: ArrayOf;
+  lmHeadT: ArrayOf;
+  blocks: BlockSnapshot[];
+}
+
+/** One calibration pass of a block over some inputs: with `needs` (input group -> statistics) the statistics'
+ * per-sample reductions of each input come back, with `outputs` the block's outputs. */
+interface BlockRequest {
+  kind: 'block';
+  layer: number;
+  block: BlockSnapshot;
+  inputs: ArrayOf[];
+  needs: Record<string, StatName[]> | null;
+  outputs: boolean;
+}
+type Request =
+  | { kind: 'init'; config: LlamaConfig; snapshot: ModelSnapshot | null }
+  | { kind: 'batch'; windows: number[][] }
+  | BlockRequest;
+type BlockReply = { kind: 'block'; outputs: ArrayOf[] | null; reductions: Record<string, SampleReductions[]>[] | null };
+type Reply = { kind: 'ready'; backend: string } | { kind: 'losses'; losses: number[] } | BlockReply | { kind: 'error'; message: string };
+
+/** A float32 copy of t that owns its buffer (a view into a backend's heap would be cloned whole by postMessage). */
+async function arrayOf(t: tf.Tensor): Promise<ArrayOf> {
+  const data = (await t.data()) as Float32Array;
+  return { data: data.byteLength === data.buffer.byteLength ? data : data.slice(), shape: t.shape };
+}
+
+async function blockSnapshot(b: BlockWeights): Promise<BlockSnapshot> {
+  const linears: BlockSnapshot['linears'] = {};
+  for (const n of LINEAR_NAMES) {
+    const l = b.linears[n];
+    linears[n] = { wT: await arrayOf(l.wT), bias: l.bias ? await arrayOf(l.bias) : null };
+  }
+  return { inputNorm: await arrayOf(b.inputNorm), postNorm: await arrayOf(b.postNorm), linears };
+}
+
+/** Float32 copies of a resident model's weights (throws when a block or the head is not loaded). */
+export async function snapshotModel(model: LlamaModel): Promise<ModelSnapshot> {
+  if (!model.lmHeadT) throw new Error('forward pool: the model was loaded without lm_head');
+  const blocks: BlockSnapshot[] = [];
+  for (const [i, b] of model.blocks.entries()) {
+    if (!b) throw new Error(`forward pool: block ${i} is not loaded`);
+    blocks.push(await blockSnapshot(b));
+  }
+  return {
+    config: model.config,
+    embed: await arrayOf(model.embedTable),
+    finalNorm: await arrayOf(model.finalNorm),
+    lmHeadT: await arrayOf(model.lmHeadT),
+    blocks,
+  };
+}
+
+/** Bytes of float32 weights a worker holds for this model (embedding, blocks and head). */
+export function modelBytes(model: LlamaModel): number {
+  let n = model.embedTable.size + model.finalNorm.size + (model.lmHeadT?.size ?? 0);
+  for (const b of model.blocks) {
+    if (!b) continue;
+    n += b.inputNorm.size + b.postNorm.size;
+    for (const name of LINEAR_NAMES) n += b.linears[name].wT.size + (b.linears[name].bias?.size ?? 0);
+  }
+  return 4 * n;
+}
+
+/**
+ * How many workers to use for `batches` batches of this model with `threads` cores available: min(threads, batches),
+ * or 0 (evaluate in-process) when that is below 2, when a block or the head is not resident, or when the workers'
+ * copies of the weights would take more than a quarter of the free memory.
+ */
+export function poolWorkers(model: LlamaModel, batches: number, threads: number): number {
+  const n = Math.min(threads, batches);
+  if (n < 2 || !model.lmHeadT || model.blocks.some((b) => b === null)) return 0;
+  return n * modelBytes(model) <= os.freemem() / 4 ? n : 0;
+}
+
+/**
+ * How a worker is started: from dist/ this module's own .js file; from the TypeScript sources (tests, `tsx` benches)
+ * a small bootstrap that registers tsx's ESM loader in the worker first (a worker does not inherit the loader).
+ */
+function startWorker(): Worker {
+  const file = fileURLToPath(import.meta.url);
+  // bundled into another file (esbuild), this module's URL is the bundle's: starting it would run the bundle's main
+  if (!basename(file).startsWith('forward-pool.')) throw new Error(`this module is bundled into ${basename(file)}`);
+  if (!file.endsWith('.ts')) return new Worker(file, { workerData: { role: ROLE } });
+  // tsx's ESM API (the .mjs build: its CommonJS build resolves the loader from the wrong folder)
+  const api = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist/esm/api/index.mjs')).href;
+  const boot = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`;
+  return new Worker(boot, { eval: true, workerData: { role: ROLE } });
+}
+
+/**
+ * How many workers the layer loop's calibration forwards should use: min(threads, inputs), or 0 (in-process) below
+ * 2, when a statistic cannot be folded from reductions (SparseGPT's Hessian), or when a worker's copy of a block and
+ * its share of the inputs would not fit in a quarter of the free memory.
+ */
+export function calibrationWorkers(c: LlamaConfig, inputs: readonly tf.Tensor3D[], needs: Iterable<ReadonlySet<StatName>>, threads: number): number {
+  const n = Math.min(threads, inputs.length);
+  if (n < 2) return 0;
+  for (const s of needs) if (s.has('hessian')) return 0;
+  let blockValues = 0;
+  for (const name of LINEAR_NAMES) blockValues += linearShape(c, name)[0] * linearShape(c, name)[1];
+  const inputBytes = inputs.reduce((a, x) => a + 4 * x.size, 0);
+  return n * 4 * blockValues + 2 * inputBytes <= os.freemem() / 4 ? n : 0;
+}
+
+/** A started pool (always `close` it). */
+export class ForwardPool {
+  private constructor(private readonly workers: Worker[]) {}
+
+  /** Start `n` workers holding the model's weights, for `losses` (resolves once every worker has built it). */
+  static async forModel(model: LlamaModel, n: number): Promise<ForwardPool> {
+    const snapshot = await snapshotModel(model);
+    return ForwardPool.start(n, { kind: 'init', config: model.config, snapshot });
+  }
+
+  /** Start `n` workers that run blocks of a model of config `c` handed to them per pass, for `blockPass`. */
+  static async forBlocks(c: LlamaConfig, n: number): Promise<ForwardPool> {
+    return ForwardPool.start(n, { kind: 'init', config: c, snapshot: null });
+  }
+
+  private static async start(n: number, init: Request): Promise<ForwardPool> {
+    const workers: Worker[] = [];
+    const pool = new ForwardPool(workers);
+    try {
+      for (let i = 0; i < n; i++) {
+        const w = startWorker();
+        w.on('error', () => {}); // reported through the pending request (ask); never an uncaught 'error' event
+        workers.push(w);
+      }
+      const ready = await Promise.all(workers.map((w) => ask(w, init, 'ready')));
+      if (process.env['LLM_PRUNE_POOL_DEBUG']) console.error(ready);
+      return pool;
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /**
+   * Per-window losses of every batch, in order (`result[k]` are the losses of `batches[k]`). Each worker takes the
+   * next batch when it finishes one; `onBatch(k)` is called as batch k completes.
+   */
+  async losses(batches: number[][][], onBatch?: (k: number) => void): Promise<number[][]> {
+    const out: number[][] = new Array(batches.length);
+    let next = 0;
+    const drain = async (w: Worker): Promise<void> => {
+      while (next < batches.length) {
+        const k = next++;
+        const r = await ask(w, { kind: 'batch', windows: batches[k]! }, 'losses');
+        out[k] = (r as Extract<Reply, { kind: 'losses' }>).losses;
+        onBatch?.(k);
+      }
+    };
+    await Promise.all(this.workers.map(drain));
+    return out;
+  }
+
+  /**
+   * Block `layer` (weights `block`) over every input [batch, seq, hidden], the inputs split into one contiguous
+   * share per worker. With `needs` (input group -> statistics to reduce) returns each input's per-group, per-sample
+   * reductions; with `outputs` the block's outputs (new tensors, the caller's); both in input order.
+   */
+  async blockPass(
+    layer: number,
+    block: BlockWeights,
+    inputs: readonly tf.Tensor3D[],
+    needs: ReadonlyMap<string, ReadonlySet<StatName>> | null,
+    outputs: boolean,
+  ): Promise<{ outputs: tf.Tensor3D[] | null; reductions: Map<string, SampleReductions[]>[] | null }> {
+    const snapshot = await blockSnapshot(block);
+    const arrays = await Promise.all(inputs.map(arrayOf));
+    const per = Math.ceil(arrays.length / this.workers.length);
+    const need = needs ? Object.fromEntries([...needs].map(([g, s]) => [g, [...s]])) : null;
+    const replies = await Promise.all(
+      this.workers.map((w, i) => {
+        const share = arrays.slice(i * per, (i + 1) * per);
+        const req: BlockRequest = { kind: 'block', layer, block: snapshot, inputs: share, needs: need, outputs };
+        return share.length === 0 ? null : (ask(w, req, 'block') as Promise<BlockReply>);
+      }),
+    );
+    const done = replies.filter((r): r is BlockReply => r !== null);
+    return {
+      outputs: outputs ? done.flatMap((r) => r.outputs!.map((a) => tensorOf<tf.Tensor3D>(a))) : null,
+      reductions: needs ? done.flatMap((r) => r.reductions!.map((m) => new Map(Object.entries(m)))) : null,
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** Send one request and wait for its reply of kind `want` (an error reply, a worker error or exit rejects). */
+function ask(w: Worker, req: Request, want: Reply['kind']): Promise<Reply> {
+  return new Promise<Reply>((resolve, reject) => {
+    const done = (): void => {
+      w.off('message', onMessage);
+      w.off('error', onError);
+      w.off('exit', onExit);
+    };
+    const onMessage = (r: Reply): void => {
+      done();
+      if (r.kind === want) resolve(r);
+      else reject(new Error(r.kind === 'error' ? `forward pool worker: ${r.message}` : `forward pool: unexpected reply ${r.kind}`));
+    };
+    const onError = (e: Error): void => {
+      done();
+      reject(e);
+    };
+    const onExit = (code: number): void => {
+      done();
+      reject(new Error(`forward pool worker exited with code ${code}`));
+    };
+    w.on('message', onMessage);
+    w.on('error', onError);
+    w.on('exit', onExit);
+    w.postMessage(req);
+  });
+}
+
+// ---- the worker side ----
+
+function tensorOf<T extends tf.Tensor>(a: ArrayOf): T {
+  return tf.tensor(a.data, a.shape, 'float32') as T;
+}
+
+function blockFromSnapshot(b: BlockSnapshot): BlockWeights {
+  const linears = {} as Record<LinearName, Linear>;
+  for (const n of LINEAR_NAMES) {
+    const l = b.linears[n]!;
+    linears[n] = { wT: tensorOf<tf.Tensor2D>(l.wT), bias: l.bias ? tensorOf<tf.Tensor1D>(l.bias) : null };
+  }
+  return { inputNorm: tensorOf<tf.Tensor1D>(b.inputNorm), postNorm: tensorOf<tf.Tensor1D>(b.postNorm), linears };
+}
+
+function modelFromSnapshot(s: ModelSnapshot): LlamaModel {
+  const blocks = s.blocks.map(blockFromSnapshot);
+  return new LlamaModel(s.config, tensorOf<tf.Tensor2D>(s.embed), tensorOf<tf.Tensor1D>(s.finalNorm), tensorOf<tf.Tensor2D>(s.lmHeadT), blocks);
+}
+
+/** A model without weights of its own, to run blocks handed to it (RoPE tables and causal mask only). */
+function blockRunner(c: LlamaConfig): LlamaModel {
+  return new LlamaModel(c, tf.zeros([1, c.hiddenSize]), tf.ones([c.hiddenSize]), null, new Array<null>(c.numLayers).fill(null));
+}
+
+/** One calibration pass in a worker (see BlockRequest). */
+function runBlockPass(runner: LlamaModel, req: BlockRequest, reduce: typeof reduceSamples): BlockReply {
+  const block = blockFromSnapshot(req.block);
+  const outputs: ArrayOf[] = [];
+  const reductions: Record<string, SampleReductions[]>[] = [];
+  try {
+    for (const a of req.inputs) {
+      const per: Record<string, SampleReductions[]> = {};
+      const x = tensorOf<tf.Tensor3D>(a);
+      try {
+        const needs = req.needs;
+        const tap = needs
+          ? (name: LinearName, input: tf.Tensor3D): void => {
+              const g = INPUT_GROUP[name];
+              if (needs[g] && !per[g]) per[g] = reduce(input, new Set(needs[g])); // q/k/v and gate/up share their input
+            }
+          : undefined;
+        const out = runner.block(req.layer, x, tap, block);
+        if (req.outputs) outputs.push({ data: (out.dataSync() as Float32Array).slice(), shape: out.shape });
+        out.dispose();
+      } finally {
+        x.dispose();
+      }
+      reductions.push(per);
+    }
+  } finally {
+    disposeBlock(block);
+  }
+  return { kind: 'block', outputs: req.outputs ? outputs : null, reductions: req.needs ? reductions : null };
+}
+
+async function serve(): Promise<void> {
+  const port = parentPort!;
+  // imported here, not at the top: the main thread must not pull the evaluator and the statistics in through this module
+  const { initBackend } = await import('./backend.js');
+  const { windowLosses } = await import('../eval/perplexity.js');
+  const { reduceSamples } = await import('../prune/stats.js');
+  const info = await initBackend('wasm', { threads: 1 });
+  let model: LlamaModel | null = null;
+  port.on('message', (req: Request) => {
+    void (async (): Promise<Reply> => {
+      try {
+        if (req.kind === 'init') {
+          model = req.snapshot ? modelFromSnapshot(req.snapshot) : blockRunner(req.config);
+          return { kind: 'ready', backend: `${info.note}; simd ${String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'))}` };
+        }
+        if (!model) throw new Error(`${req.kind} before init`);
+        if (req.kind === 'batch') return { kind: 'losses', losses: await windowLosses(model, req.windows) };
+        return runBlockPass(model, req, reduceSamples);
+      } catch (e) {
+        return { kind: 'error', message: (e as Error).message };
+      }
+    })().then((r) => port.postMessage(r));
+  });
+}
+
+if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) void serve();
