@@ -26,6 +26,8 @@ import { applyMask, describeStructure } from './mask.js';
 import { buildPlan, type LinearPlan, type PrunePlan } from './plan.js';
 import { ActivationStats, type StatName } from './stats.js';
 import { failpoint } from './resume.js';
+import { activeBackend, kernels } from '../model/backend.js';
+import { ForwardPool, calibrationWorkers } from '../model/forward-pool.js';
 
 /** Zero fraction of one block's matrices (the reference's check_sparsity). */
 export interface BlockSparsity {
@@ -79,6 +81,11 @@ export interface LayerLoopOptions {
   start?: LoopStart;
   /** Called when blocks < nextLayer are written (before block 0 too), with the next block's inputs (not consumed). */
   onCheckpoint?: (cp: LoopCheckpoint) => void | Promise<void>;
+  /**
+   * Worker threads for the calibration forwards (lib/model/forward-pool.ts); 1 runs them in-process. Default: the
+   * active backend's threads when its kernels say `windows: 'workers'` (wasm). Masks do not depend on it.
+   */
+  workers?: number;
 }
 
 /** Where a resumed loop starts; the loop takes ownership of `inputs`. */
@@ -221,6 +228,19 @@ function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | nul
   }
 }
 
+/** The calibration forwards' worker pool, or null to run them in-process (see LayerLoopOptions.workers). */
+async function calibrationPool(o: LayerLoopOptions, c: Checkpoint['config'], needs: Map<string, Set<StatName>>, inputs: tf.Tensor3D[]): Promise<ForwardPool | null> {
+  const wanted = o.workers ?? (kernels().windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
+  const n = calibrationWorkers(c, inputs, needs.values(), wanted);
+  if (n === 0) return null;
+  try {
+    return await ForwardPool.forBlocks(c, n);
+  } catch (e) {
+    process.emitWarning(`prune: calibration worker pool unavailable (${(e as Error).message}); running in-process`);
+    return null;
+  }
+}
+
 /**
  * Run the layer loop. Non-block tensors (embeddings, final norm, lm_head) are copied to the writer unchanged.
  * Returns per-block sparsity and phase times. tfjs memory is back to where it started when it returns or throws.
@@ -251,6 +271,7 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
   const model = useData ? blockRunner(c) : null;
   let inputs: tf.Tensor3D[] = o.start ? o.start.inputs : [];
   let forwardTokens = o.start?.forwardTokens ?? 0;
+  let pool: ForwardPool | null = null;
   const start = now();
   // the test hooks of lib/prune/resume.ts fire in a loop that writes (not in OWL's first pass)
   const fp = o.writer ? failpoint : (): void => undefined;
@@ -262,6 +283,7 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
   };
   try {
     if (model && o.calibration && !o.start) inputs = embedWindows(ckpt, o.calibration, o.batchSize);
+    if (model) pool = await calibrationPool(o, c, needs, inputs);
     fp('after-setup', 0);
     if (!o.start) await checkpoint(0);
     for (let layer = first; layer < c.numLayers; layer++) {
@@ -291,7 +313,16 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
             }
             let statTime = 0;
             t = now();
-            for (const x of inputs) {
+            if (pool) {
+              // the workers reduce each sample's statistics; they are folded here in input order, as in-process
+              const r = await pool.blockPass(layer, block, inputs, new Map([...stats].map(([g, st]) => [g, st.needs])), false);
+              const s0 = now();
+              r.reductions!.forEach((m, i) => {
+                for (const [g, samples] of m) stats.get(g)!.addReduced(samples, inputs[i]!.shape[1]);
+              });
+              statTime += now() - s0;
+            }
+            for (const x of pool ? [] : inputs) {
               const seen = new Set<string>();
               const out = model.block(layer, x, (name, input) => {
                 const g = INPUT_GROUP[name];
@@ -302,8 +333,8 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
                 statTime += now() - s0;
               }, block);
               out.dispose();
-              forwardTokens += x.shape[0] * x.shape[1];
             }
+            for (const x of inputs) forwardTokens += x.shape[0] * x.shape[1];
             times.calibrationForward += now() - t - statTime;
             times.statistics += statTime;
           }
@@ -358,7 +389,7 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
         // 3. pruned block -> next block's inputs
         if (model && layer < c.numLayers - 1) {
           t = now();
-          const next = inputs.map((x) => model.block(layer, x, undefined, block));
+          const next = pool ? (await pool.blockPass(layer, block, inputs, null, true)).outputs! : inputs.map((x) => model.block(layer, x, undefined, block));
           for (const x of inputs) x.dispose();
           inputs = next;
           for (const x of inputs) forwardTokens += x.shape[0] * x.shape[1];
@@ -393,6 +424,7 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
   } finally {
     for (const x of inputs) x.dispose();
     model?.dispose();
+    await pool?.close();
   }
   return { blocks, times, permutations };
 }

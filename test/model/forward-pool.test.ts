@@ -1,14 +1,15 @@
 /**
- * Perplexity windows over a pool of worker threads (lib/model/forward-pool.ts): the result does not depend on the
- * worker count (bit for bit, also against the in-process loop), progress reaches the total, the main thread keeps
- * no tensor, adapters stay in-process, and when the pool is not used.
+ * Forward passes over a pool of worker threads (lib/model/forward-pool.ts): perplexity does not depend on the worker
+ * count (bit for bit, also against the in-process loop), progress reaches the total, the main thread keeps no
+ * tensor, adapters stay in-process, and when the pool is not used. The layer loop's calibration pool is tested in
+ * test/prune/pipeline.test.ts (masks bit-identical for 1 and 2 workers).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { perplexityOfIds, windowLosses, makeWindows } from '../../lib/eval/perplexity.js';
-import { ForwardPool, modelBytes, poolWorkers } from '../../lib/model/forward-pool.js';
+import { ForwardPool, calibrationWorkers, modelBytes, poolWorkers } from '../../lib/model/forward-pool.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { applyLinear } from '../../lib/model/llama.js';
 import { useTestBackend } from '../helpers/backend.js';
@@ -101,6 +102,21 @@ describe('window pool', () => {
       expect(poolWorkers(m, 7, 2)).toBe(0);
     } finally {
       m.blocks[1] = block;
+    }
+  });
+
+  test('calibrationWorkers: min(threads, inputs), 0 below 2 or when a statistic needs the samples (Hessian)', () => {
+    const c = loaded.model.config;
+    const inputs = [1, 2, 3].map(() => tf.zeros([1, 8, c.hiddenSize]) as tf.Tensor3D);
+    try {
+      const wanda = [new Set(['scaler'] as const)];
+      expect(calibrationWorkers(c, inputs, wanda, 2)).toBe(2);
+      expect(calibrationWorkers(c, inputs, wanda, 8)).toBe(3);
+      expect(calibrationWorkers(c, inputs, wanda, 1)).toBe(0);
+      expect(calibrationWorkers(c, inputs.slice(0, 1), wanda, 2)).toBe(0);
+      expect(calibrationWorkers(c, inputs, [new Set(['scaler', 'hessian'] as const)], 2)).toBe(0);
+    } finally {
+      tf.dispose(inputs);
     }
   });
 });

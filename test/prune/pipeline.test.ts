@@ -70,7 +70,12 @@ function refStructure(p: PruneOptions): RefStructure {
 /** Pruned linear weights ([out, in] float32, Hugging Face names) of every block, read in `onBlock`. */
 type Pruned = Map<string, Float32Array>;
 
-async function runLibrary(method: MethodName, prune: TestOptions, batchSize = 1): Promise<{ pruned: Pruned; result: LayerLoopResult }> {
+async function runLibrary(
+  method: MethodName,
+  prune: TestOptions,
+  batchSize = 1,
+  extra: Partial<LayerLoopOptions> = {},
+): Promise<{ pruned: Pruned; result: LayerLoopResult }> {
   const pruned: Pruned = new Map();
   const { useVariant, ...target } = prune;
   const result = await runLayerLoop({
@@ -79,6 +84,7 @@ async function runLibrary(method: MethodName, prune: TestOptions, batchSize = 1)
     calibration,
     batchSize,
     writer: null,
+    ...extra,
     onBlock: (layer: number, block: BlockWeights) => {
       for (const n of LINEAR_NAMES) {
         const w = tf.transpose(block.linears[n].wT); // [in, out] -> [out, in]
@@ -256,6 +262,53 @@ describe('batch size', () => {
       expect({ name, diff }).toEqual({ name, diff: 0 });
     }
     expect(three.result.blocks).toEqual(one.result.blocks);
+  });
+});
+
+/** Positions where two runs' pruned weights differ (Object.is), per tensor name. */
+function weightDiffs(a: Pruned, b: Pruned): { name: string; diff: number }[] {
+  expect([...b.keys()]).toEqual([...a.keys()]);
+  return [...a].map(([name, w]) => ({ name, diff: w.reduce((n, v, i) => n + (Object.is(v, b.get(name)![i]) ? 0 : 1), 0) }));
+}
+
+describe('calibration forwards over a worker pool (lib/model/forward-pool.ts)', () => {
+  test.each([
+    ['wanda', opts(UNSTRUCTURED), 1],
+    ['wanda', opts(NM24), 3],
+  ] as [MethodName, TestOptions, number][])('%s %j batch %d: 2 workers give bit-identical pruned weights', async (method, p, batchSize) => {
+    const one = await runLibrary(method, p, batchSize, { workers: 1 });
+    const two = await runLibrary(method, p, batchSize, { workers: 2 });
+    for (const d of weightDiffs(one.pruned, two.pruned)) expect(d).toEqual({ name: d.name, diff: 0 });
+    expect(two.result.blocks).toEqual(one.result.blocks);
+  });
+
+  test('Wanda + DSnoT (statistics scaler, sum, variance folded from the workers): bit-identical; no tensor left behind', async () => {
+    const run = async (workers: number): Promise<Pruned> => {
+      const pruned: Pruned = new Map();
+      await runLayerLoop({
+        checkpoint: ckpt,
+        plan: buildPlan(ckpt.config, { method: getMethod('wanda'), target: opts(UNSTRUCTURED), refiner: dsnot }),
+        calibration,
+        batchSize: 1,
+        writer: null,
+        workers,
+        onBlock: (layer, block) => {
+          for (const n of LINEAR_NAMES) pruned.set(linearTensorName(layer, n), Float32Array.from(block.linears[n].wT.dataSync()));
+        },
+      });
+      return pruned;
+    };
+    const one = await run(1);
+    const before = tf.memory().numTensors;
+    const two = await run(2);
+    expect(tf.memory().numTensors).toBe(before);
+    for (const d of weightDiffs(one, two)) expect(d).toEqual({ name: d.name, diff: 0 });
+  });
+
+  test('SparseGPT (a Hessian cannot be folded from reductions) runs in-process, with the same result', async () => {
+    const one = await runLibrary('sparsegpt', opts(UNSTRUCTURED), 1, { workers: 1 });
+    const two = await runLibrary('sparsegpt', opts(UNSTRUCTURED), 1, { workers: 2 });
+    for (const d of weightDiffs(one.pruned, two.pruned)) expect(d).toEqual({ name: d.name, diff: 0 });
   });
 });
 
