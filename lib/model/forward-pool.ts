@@ -156,6 +156,9 @@ export function calibrationWorkers(c: LlamaConfig, inputs: readonly tf.Tensor3D[
 
 /** A started pool (always `close` it). */
 export class ForwardPool {
+  /** What each worker runs on, one line each (e.g. 'backend wasm (SIMD, single-threaded)'), once started. */
+  readonly backends: string[] = [];
+
   private constructor(private readonly workers: Worker[]) {}
 
   /** Start `n` workers holding the model's weights, for `losses` (resolves once every worker has built it). */
@@ -179,7 +182,7 @@ export class ForwardPool {
         workers.push(w);
       }
       const ready = await Promise.all(workers.map((w) => ask(w, init, 'ready')));
-      if (process.env['LLM_PRUNE_POOL_DEBUG']) console.error(ready);
+      for (const r of ready) pool.backends.push((r as Extract<Reply, { kind: 'ready' }>).backend);
       return pool;
     } catch (e) {
       await pool.close();
@@ -342,7 +345,7 @@ async function serve(): Promise<void> {
       try {
         if (req.kind === 'init') {
           model = req.snapshot ? modelFromSnapshot(req.snapshot) : blockRunner(req.config);
-          return { kind: 'ready', backend: `${info.note}; simd ${String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'))}` };
+          return { kind: 'ready', backend: info.note };
         }
         if (!model) throw new Error(`${req.kind} before init`);
         if (req.kind === 'batch') return { kind: 'losses', losses: await windowLosses(model, req.windows) };

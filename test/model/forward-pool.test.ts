@@ -61,6 +61,7 @@ describe('window pool', () => {
     const windows = makeWindows(ids, seqlen);
     const batches = [windows.slice(0, 3), windows.slice(3, 4), windows.slice(4, 7)];
     const pool = await ForwardPool.forModel(loaded.model, 2);
+    expect(pool.backends).toEqual(['backend wasm (SIMD, single-threaded)', 'backend wasm (SIMD, single-threaded)']);
     let got: number[][];
     try {
       got = await pool.losses(batches);
