@@ -23,17 +23,27 @@ export interface BackendInfo {
  * - `hostReads`: 'sync' lets a kernel read a value back in the middle of its work (`dataSync`, cheap on CPU
  *   backends: the mask's no-tie fast path); 'none' avoids it (WebGPU in Node has no synchronous read at all, and a
  *   read stalls the GPU queue), taking the branch-free path that gives the same result.
+ * - `park`: where the layer loop keeps what waits between its steps (each block's seven linears while one is being
+ *   pruned, the calibration activations while the next block loads). 'js-memory' copies them to JS arrays and frees
+ *   them on the backend: wasm's heap is 4 GB, a 13B block and its pruning transients nearly fill it, and small
+ *   leftovers fragment it. 'none' leaves them on the backend: on a GPU a copy would be a device-to-host round trip
+ *   per linear per block, and cpu / tensorflow have no such heap. Masks and weights are identical either way.
  * Linear weights are kept in one layout on every backend (wasm's matMul needs it; the WebGPU matMul shader reads
  * either layout, so no choice is made there).
  */
 export interface Kernels {
   attention: 'per-head' | 'batched';
   hostReads: 'sync' | 'none';
+  park: 'js-memory' | 'none';
 }
 
 export function kernelsFor(backend: string): Kernels {
   const cpu = backend === 'wasm' || backend === 'cpu';
-  return { attention: cpu ? 'per-head' : 'batched', hostReads: backend === 'webgpu' ? 'none' : 'sync' };
+  return {
+    attention: cpu ? 'per-head' : 'batched',
+    hostReads: backend === 'webgpu' ? 'none' : 'sync',
+    park: backend === 'wasm' ? 'js-memory' : 'none',
+  };
 }
 
 let override: Partial<Kernels> | null = null;

@@ -25,7 +25,7 @@ import {
   normTensorName,
   type LinearName,
 } from './architecture.js';
-import { kernels } from './backend.js';
+import { kernels as activeKernels, type Kernels } from './backend.js';
 
 /** One linear layer: y = x wT + bias. */
 export interface Linear {
@@ -186,19 +186,30 @@ export class LlamaModel {
   private rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null; // [positions, headDim], grown on demand
   private mask: tf.Tensor2D | null = null; // causal mask of the last sequence length
 
-  constructor(config: LlamaConfig, embedTable: tf.Tensor2D, finalNorm: tf.Tensor1D, lmHeadT: tf.Tensor2D | null, blocks: (BlockWeights | null)[]) {
+  /** The backend's kernel choices (attention): given by the caller, else those of the backend active at each call. */
+  readonly kernels: Kernels | null;
+
+  constructor(
+    config: LlamaConfig,
+    embedTable: tf.Tensor2D,
+    finalNorm: tf.Tensor1D,
+    lmHeadT: tf.Tensor2D | null,
+    blocks: (BlockWeights | null)[],
+    kernels: Kernels | null = null,
+  ) {
     this.config = config;
     this.embedTable = embedTable;
     this.finalNorm = finalNorm;
     this.lmHeadT = lmHeadT;
     this.blocks = blocks;
+    this.kernels = kernels;
   }
 
   /**
    * Load from an open checkpoint. `blocks: false` leaves every block unloaded (the pruning pipeline streams them);
-   * `head: false` skips lm_head (the pipeline never computes logits).
+   * `head: false` skips lm_head (the pipeline never computes logits); `kernels`: see the constructor.
    */
-  static fromCheckpoint(ckpt: Checkpoint, options: { blocks?: boolean; head?: boolean } = {}): LlamaModel {
+  static fromCheckpoint(ckpt: Checkpoint, options: { blocks?: boolean; head?: boolean; kernels?: Kernels } = {}): LlamaModel {
     const c = ckpt.config;
     const made: tf.Tensor[] = []; // freed when a read fails halfway
     const blocks: (BlockWeights | null)[] = [];
@@ -214,7 +225,7 @@ export class LlamaModel {
       const finalNorm = tf.tensor1d(ckpt.read(FINAL_NORM));
       made.push(finalNorm);
       for (let i = 0; i < c.numLayers; i++) blocks.push(options.blocks === false ? null : loadBlockWeights(ckpt, i));
-      return new LlamaModel(c, embedTable, finalNorm, lmHeadT, blocks);
+      return new LlamaModel(c, embedTable, finalNorm, lmHeadT, blocks, options.kernels ?? null);
     } catch (e) {
       tf.dispose(made);
       for (const b of blocks) if (b) disposeBlock(b);
@@ -359,7 +370,7 @@ export class LlamaModel {
       const k = this.applyRope(heads(this.linear(layer, 'k_proj', h1, w.linears.k_proj, opts), kvh), s, kv.offset);
       const v = heads(this.linear(layer, 'v_proj', h1, w.linears.v_proj, opts), kvh);
       const mask = this.causalMask(s, kv.past ? kv.offset : 0); // [s, past + s]
-      const attend = kernels().attention === 'batched' ? attendBatched : attendPerHead;
+      const attend = (this.kernels ?? activeKernels()).attention === 'batched' ? attendBatched : attendPerHead;
       const ctx = attend(tf.mul(q, 1 / Math.sqrt(d)) as tf.Tensor4D, k, v, mask, kv); // [b*h, s, d], from q / sqrt(d)
       return tf.reshape(tf.transpose(tf.reshape(ctx, [b, h, s, d]), [0, 2, 1, 3]), [b, s, h * d]) as tf.Tensor3D;
     }));

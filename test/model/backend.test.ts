@@ -51,10 +51,10 @@ const ids = (n: number): number[] => Array.from({ length: n }, () => Math.floor(
 describe('attention: per-head and batched', () => {
   test('wasm and cpu take per-head attention and synchronous reads; webgpu and tensorflow batched', () => {
     expect(kernels()).toEqual(kernelsFor(tf.getBackend()));
-    expect(kernelsFor('wasm')).toEqual({ attention: 'per-head', hostReads: 'sync' });
-    expect(kernelsFor('cpu')).toEqual({ attention: 'per-head', hostReads: 'sync' });
-    expect(kernelsFor('webgpu')).toEqual({ attention: 'batched', hostReads: 'none' });
-    expect(kernelsFor('tensorflow')).toEqual({ attention: 'batched', hostReads: 'sync' });
+    expect(kernelsFor('wasm')).toEqual({ attention: 'per-head', hostReads: 'sync', park: 'js-memory' });
+    expect(kernelsFor('cpu')).toEqual({ attention: 'per-head', hostReads: 'sync', park: 'none' });
+    expect(kernelsFor('webgpu')).toEqual({ attention: 'batched', hostReads: 'none', park: 'none' });
+    expect(kernelsFor('tensorflow')).toEqual({ attention: 'batched', hostReads: 'sync', park: 'none' });
     overrideKernels({ attention: 'batched' });
     expect(kernels().attention).toBe('batched');
   });

@@ -181,10 +181,10 @@ describe('webgpu: what still needs synchronous reads is refused with a clear err
   });
 
   test('kernels per backend: per-head attention and host reads on wasm/cpu, batched and none on webgpu', () => {
-    expect(kernelsFor('wasm')).toEqual({ attention: 'per-head', hostReads: 'sync' });
-    expect(kernelsFor('cpu')).toEqual({ attention: 'per-head', hostReads: 'sync' });
-    expect(kernelsFor('webgpu')).toEqual({ attention: 'batched', hostReads: 'none' });
-    expect(kernelsFor('tensorflow')).toEqual({ attention: 'batched', hostReads: 'sync' });
+    expect(kernelsFor('wasm')).toEqual({ attention: 'per-head', hostReads: 'sync', park: 'js-memory' });
+    expect(kernelsFor('cpu')).toEqual({ attention: 'per-head', hostReads: 'sync', park: 'none' });
+    expect(kernelsFor('webgpu')).toEqual({ attention: 'batched', hostReads: 'none', park: 'none' });
+    expect(kernelsFor('tensorflow')).toEqual({ attention: 'batched', hostReads: 'sync', park: 'none' });
   });
 
   test('a software adapter is refused when software is not allowed (what --backend auto asks)', async () => {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { CalibrationSet } from '../../lib/data/calibration.js';
 import { CheckpointError, ConfigError } from '../../lib/errors.js';
 import { Checkpoint, linearShape, linearTensorName } from '../../lib/model/checkpoint.js';
+import { kernels as activeKernels, type Kernels } from '../../lib/model/backend.js';
 import type { BlockWeights } from '../../lib/model/llama.js';
 import { LINEAR_NAMES, type PruneOptions, type Structure } from '../../lib/prune/method.js';
 import { runLayerLoop, type LayerLoopOptions, type LayerLoopResult } from '../../lib/prune/pipeline.js';
@@ -70,7 +71,7 @@ function refStructure(p: PruneOptions): RefStructure {
 /** Pruned linear weights ([out, in] float32, Hugging Face names) of every block, read in `onBlock`. */
 type Pruned = Map<string, Float32Array>;
 
-async function runLibrary(method: MethodName, prune: TestOptions, batchSize = 1): Promise<{ pruned: Pruned; result: LayerLoopResult }> {
+async function runLibrary(method: MethodName, prune: TestOptions, batchSize = 1, kernels?: Kernels): Promise<{ pruned: Pruned; result: LayerLoopResult }> {
   const pruned: Pruned = new Map();
   const { useVariant, ...target } = prune;
   const result = await runLayerLoop({
@@ -79,6 +80,7 @@ async function runLibrary(method: MethodName, prune: TestOptions, batchSize = 1)
     calibration,
     batchSize,
     writer: null,
+    ...(kernels ? { kernels } : {}),
     onBlock: (layer: number, block: BlockWeights) => {
       for (const n of LINEAR_NAMES) {
         const w = tf.transpose(block.linears[n].wT); // [in, out] -> [out, in]
@@ -236,6 +238,52 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
       for (const n of LINEAR_NAMES) expect(block0(unprunedNext, n)).toBe(0);
     },
   );
+});
+
+describe('parking in JS memory (Kernels.park)', () => {
+  // wasm parks each block's linears and the activations in JS memory (its 4 GB heap); other backends keep them on
+  // the backend. The two routes must give bit-identical weights, statistics and reports.
+  test.each([
+    ['wanda', opts(UNSTRUCTURED)],
+    ['sparsegpt', opts(NM24)],
+    ['ria', opts(NM24)],
+  ] as [MethodName, TestOptions][])('%s %j: park js-memory and none give bit-identical pruned weights', async (method, p) => {
+    const base = activeKernels();
+    const before = tf.memory().numTensors;
+    const parked = await runLibrary(method, p, 3, { ...base, park: 'js-memory' });
+    const kept = await runLibrary(method, p, 3, { ...base, park: 'none' });
+    expect(tf.memory().numTensors).toBe(before);
+    expect([...kept.pruned.keys()]).toEqual([...parked.pruned.keys()]);
+    for (const [name, w] of parked.pruned) {
+      const other = kept.pruned.get(name)!;
+      let diff = 0;
+      w.forEach((v, i) => {
+        if (!Object.is(v, other[i])) diff++;
+      });
+      expect({ name, diff }).toEqual({ name, diff: 0 });
+    }
+    expect(kept.result.blocks).toEqual(parked.result.blocks);
+    expect(kept.result.permutations).toEqual(parked.result.permutations);
+  });
+
+  test('park none: tfjs memory unchanged when a method throws mid-block', async () => {
+    const before = tf.memory().numTensors;
+    const wanda = getMethod('wanda');
+    let calls = 0;
+    const failing = { ...wanda, prune: (...a: Parameters<typeof wanda.prune>) => (++calls === 3 ? (() => { throw new Error('boom'); })() : wanda.prune(...a)) };
+    await expect(
+      runLayerLoop({
+        checkpoint: ckpt,
+        plan: buildPlan(ckpt.config, { method: failing, target: opts(UNSTRUCTURED) }),
+        calibration,
+        batchSize: 2,
+        writer: null,
+        kernels: { ...activeKernels(), park: 'none' },
+      }),
+    ).rejects.toThrow('boom');
+    expect(calls).toBe(3);
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
 
 describe('batch size', () => {
