@@ -22,7 +22,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from '../errors.js';
+import { ConfigError, keyPath, type OptionName } from '../errors.js';
 import { expandPathVars, type PathVars } from '../paths.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from '../eval/perplexity.js';
 import { TASKS } from '../eval/tasks.js';
@@ -193,6 +193,22 @@ function taskRef(c: SchemaContext) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // The schema
+
+/**
+ * How `prune()` names its options in messages when an experiment file runs it: by the keys written in the file
+ * (`calibration.nsamples`, `prune.targets`, `output.format`), not by the CLI's flags.
+ */
+export function pruneOptionName(settingId: string): OptionName {
+  return keyPath('prune', {
+    calibration: 'calibration.source',
+    nsamples: 'calibration.nsamples',
+    seqlen: 'calibration.seqlen',
+    seed: 'calibration.seed',
+    batchSize: 'calibration.batchSize',
+    format: 'output.format',
+    out: `the checkpoint folder of ${settingId}`,
+  });
+}
 
 function calibrationSchema(c: SchemaContext) {
   return z.strictObject({
