@@ -6,7 +6,7 @@
 export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError } from './errors.js';
 // backend
 export { initBackend, activeBackend, defaultThreads, BACKEND_NAMES, type BackendName, type BackendInfo, type BackendOptions } from './model/backend.js';
-export { kernels, kernelsFor, overrideKernels, type Kernels } from './model/backend.js';
+export { kernels, kernelsFor, type Kernels } from './model/backend.js';
 export { adapterLine, type AdapterInfo } from './model/webgpu.js';
 // model: config, checkpoints, weights I/O, decoder, tokenizer
 export { parseConfig, readConfig, parameterCount, SUPPORTED_ARCHITECTURES, type LlamaConfig, type RopeScaling } from './model/config.js';

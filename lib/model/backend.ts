@@ -46,20 +46,14 @@ export function kernelsFor(backend: string): Kernels {
   };
 }
 
-let override: Partial<Kernels> | null = null;
-
-/** The kernels of the active tfjs backend (with `overrideKernels` applied). */
-export function kernels(): Kernels {
-  return { ...kernelsFor(tf.getBackend()), ...override };
-}
-
 /**
- * Force some choices on whatever backend is active (tests compare both attentions on wasm; experiments can try
- * batched attention on a CPU backend). `null` goes back to the backend's own choices. Results differ only by float
- * rounding between the two attentions, and not at all between the two `hostReads` settings.
+ * The kernels of the active tfjs backend (tfjs has one global backend): the default of the callers that take a
+ * `kernels` option (prune, runLayerLoop, loadModel, LlamaModel; the mask functions take `hostReads`). To try other
+ * choices on a backend, pass them there: results differ only by float rounding between the two attentions, and not
+ * at all between the two `hostReads` or the two `park` settings.
  */
-export function overrideKernels(k: Partial<Kernels> | null): void {
-  override = k;
+export function kernels(): Kernels {
+  return kernelsFor(tf.getBackend());
 }
 
 /**

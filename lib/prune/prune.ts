@@ -2,6 +2,7 @@
  * `prune(...)`: load a checkpoint, draw the calibration windows, run the layer loop, write a Hugging Face checkpoint
  * folder plus report.json. The output appears under its final name only when complete.
  */
+import { getBackend } from '@tensorflow/tfjs-core';
 import { existsSync, statfsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
@@ -11,7 +12,7 @@ import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-t
 import { HfTokenizer } from '../model/tokenizer.js';
 import { DTYPES, dtypeSize, type DType } from '../model/safetensors.js';
 import { resolveModelPath } from '../model/hub.js';
-import { activeBackend, kernels as activeKernels, type Kernels } from '../model/backend.js';
+import { kernels as activeKernels, type Kernels } from '../model/backend.js';
 import { StagedFolder, writeJsonAtomic, writeModelFiles } from '../model/save.js';
 import { calibrationFromFile, type CalibrationSet } from '../data/calibration.js';
 import { getLayerwise, getMethod, getRefiner, type LayerwiseName, type MethodName, type RefinerName } from './registry.js';
@@ -416,7 +417,7 @@ function buildReport(cfg: PruneConfig, x: ReportInputs, result: LayerLoopResult)
       : null,
     sparsity: { overall: zeros / params, blocks: result.blocks },
     times: { ...result.times, calibrationSampling: x.times.calibrationSampling, total: (performance.now() - x.times.t0) / 1000 + x.times.earlier },
-    backend: activeBackend()?.name ?? 'unknown',
+    backend: getBackend(), // the tfjs backend that ran the loop
     peakRssMB: process.resourceUsage().maxRSS / 1024,
     dtype: x.dtype,
     storage: x.storage,
