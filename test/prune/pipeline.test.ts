@@ -266,6 +266,28 @@ describe('parking in JS memory (Kernels.park)', () => {
     expect(kept.result.permutations).toEqual(parked.result.permutations);
   });
 
+  test('park none reads nothing back but the zero counts (one read per block); js-memory also reads each linear twice and each input batch', async () => {
+    const reads = async (park: Kernels['park']): Promise<number> => {
+      const proto = tf.Tensor.prototype as { data: (...a: unknown[]) => unknown };
+      const data = proto.data;
+      let count = 0;
+      proto.data = function (this: unknown, ...a: unknown[]) {
+        count++;
+        return data.apply(this, a);
+      };
+      try {
+        await runLibrary('wanda', opts(NM24), 3, { ...activeKernels(), park });
+        return count;
+      } finally {
+        proto.data = data;
+      }
+    };
+    const layers = tiny.config.numLayers;
+    const batches = Math.ceil(WINDOWS / 3);
+    expect(await reads('none')).toBe(layers); // on a GPU: no device-to-host round trip per linear
+    expect(await reads('js-memory')).toBe(layers * (1 + batches + 2 * LINEAR_NAMES.length));
+  });
+
   test('park none: tfjs memory unchanged when a method throws mid-block', async () => {
     const before = tf.memory().numTensors;
     const wanda = getMethod('wanda');
