@@ -67,7 +67,10 @@ export interface PruneConfig {
    * `calibration.seqlen`). `noResumable` names turning `resumable` off (`--no-resumable`).
    */
   optionName?: OptionName;
-  /** The backend's kernel choices for the layer loop (lib/model/backend.ts). Default: those of the active backend. */
+  /**
+   * The backend's kernel choices for the layer loop and its block forwards (attention, parking; lib/model/backend.ts).
+   * Default: `kernels()`, those of the active backend. The methods' host reads follow the active backend.
+   */
   kernels?: Kernels;
 }
 
