@@ -385,7 +385,7 @@ describe("messages name the caller's options: the CLI's flags by default, an exp
   });
 });
 
-test("kernels from the caller: park 'none' writes the same bytes as wasm's parking in JS memory, with 16 fewer host reads per block", async () => {
+test("kernels from the caller: park 'none' writes the same bytes as wasm's parking in JS memory, with 15 fewer host reads per block (the tiny model, one input batch)", async () => {
   const input = tinyModel({});
   const run = async (park: Kernels['park']): Promise<{ report: PruneReport; reads: number }> => {
     const proto = tf.Tensor.prototype as { data: (...a: unknown[]) => unknown };
