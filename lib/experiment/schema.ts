@@ -271,9 +271,9 @@ function checkEntryPlan(p: z.output<z.ZodObject<typeof pruneShape>>, structures:
     for (const structure of structures) {
       for (const sparsity of structure.kind === 'nm' ? [structure.n / structure.m] : (p.sparsity ?? [])) {
         try {
-          method.check?.({ sparsity, structure }, opts.data);
+          method.check?.({ sparsity, structure }, opts.data, (key) => key); // reported under the key path prune[i].<method>
         } catch (e) {
-          ctx.addIssue({ code: 'custom', path: [m], message: (e as Error).message });
+          ctx.addIssue({ code: 'custom', path: [m], message: (e as Error).message.replace(new RegExp(`^${m}: `), '') });
         }
       }
     }

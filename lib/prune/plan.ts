@@ -98,7 +98,7 @@ export function buildPlan(c: LlamaConfig, spec: PlanSpec): PrunePlan {
   const name = spec.optionName ?? cliFlag;
   validateOptions(spec.target);
   const options = parseOptions(`${name('method')} ${spec.method.name}`, spec.method.options, spec.methodOptions);
-  spec.method.check?.(spec.target, options);
+  spec.method.check?.(spec.target, options, methodOptionName(spec.optionName, spec.method.name));
   const refiner = spec.refiner ?? null;
   if (refiner && spec.target.structure.kind !== 'unstructured') {
     const { n, m } = spec.target.structure;
@@ -128,6 +128,14 @@ export function buildPlan(c: LlamaConfig, spec: PlanSpec): PrunePlan {
     blocks.push({ layer, sparsity, linears });
   }
   return { blocks, skipped };
+}
+
+/**
+ * How messages name a method's own options: by the method's CLI flags when the caller gave no naming (the CLI), else
+ * the caller's name of `<method>.<key>` (an experiment file: `prune.ria.permute`).
+ */
+export function methodOptionName(optionName: OptionName | undefined, method: string): OptionName | undefined {
+  return optionName ? (key) => optionName(`${method}.${key}`) : undefined;
 }
 
 /** `schema.parse(raw ?? {})` with a ConfigError naming `what` and each bad key. */

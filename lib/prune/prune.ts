@@ -23,7 +23,7 @@ import { runLayerLoop, type BlockSparsity, type LayerLoopResult, type LoopStart,
 import { ResumeStore, activationBytes, hasResumeState, checkpointStamp, resumeFingerprint, type ActivationStorage, type StoredAllocation } from './resume.js';
 import { keepOnInterrupt, shown } from '../interrupt.js';
 import { parseStructure as parseStructureAs } from './structure.js';
-import { buildPlan, parseOptions, selectLinears, type PlanSpec, type PrunePlan } from './plan.js';
+import { buildPlan, methodOptionName, parseOptions, selectLinears, type PlanSpec, type PrunePlan } from './plan.js';
 
 /** Options of a pruning run (defaults: PRUNE_DEFAULTS of ./defaults.ts; seqlen = the model context). */
 export interface PruneConfig {
@@ -184,7 +184,7 @@ function resolveOptions(cfg: PruneConfig): Resolved {
   }
   const refiner = cfg.refine !== undefined ? getRefiner(cfg.refine, name('refine')) : null;
   const refineOptions = refiner ? parseOptions(`${name('refine')} ${refiner.name}`, refiner.options, cfg.refineOptions) : null;
-  method.check?.(target, methodOptions);
+  method.check?.(target, methodOptions, methodOptionName(cfg.optionName, cfg.method));
   if (refiner && method.updatesWeights) {
     throw new ConfigError(`${name('refine')} ${refiner.name}: ${cfg.method} updates the weights it keeps; refine a method that only masks (wanda, magnitude, ria)`);
   }

@@ -363,6 +363,7 @@ describe("messages name the caller's options: the CLI's flags by default, an exp
     ['nsamples 0', () => ({ nsamples: 0 }), '--nsamples must be a positive integer, got 0', 'calibration.nsamples must be a positive integer, got 0'],
     ['an unknown method', () => ({ method: 'obs' as MethodName }), "--method: 'obs' is not one of", "prune.method: 'obs' is not one of"],
     ['the variant of another method', () => ({ method: 'sparsegpt', useVariant: true }), '--use-variant: applies to wanda only', 'prune.useVariant: applies to wanda only'],
+    ['a method option that does not fit the structure', () => ({ method: 'ria', methodOptions: { permute: true } }), 'ria: --permute applies to N:M structures only', 'ria: prune.ria.permute applies to N:M structures only'],
     ['N:M whose M does not divide the inputs', () => ({ sparsity: 1 / 3, structure: parseStructure('1:3') }), '--structure 1:3: q_proj has 64 inputs, not a multiple of 3', 'prune.structure 1:3: q_proj has 64 inputs, not a multiple of 3'],
   ];
   /** The message of the ConfigError that `p` rejects with. */
