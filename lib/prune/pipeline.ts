@@ -6,7 +6,10 @@
  *     3. run it again pruned: its outputs are the next block's inputs,
  *     4. write it to the output checkpoint and free it.
  * Only the current block's weights and the calibration activations are resident; blocks are read lazily from the
- * input safetensors and streamed into the output, so peak memory does not grow with the number of layers.
+ * input safetensors and streamed into the output, so peak memory does not grow with the number of layers. On wasm
+ * (Kernels.park 'js-memory') what waits between steps waits in JS memory; elsewhere it stays on the backend.
+ * Each step is a function below (runBlock: collectStatistics, pruneLinearsInPlace / pruneLinearsParked,
+ * blockSparsity, reforward, writeBlock); runLayerLoop sets up, runs the blocks, saves resume checkpoints.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
