@@ -222,8 +222,11 @@ export class Checkpoint {
     return (['F32', 'F16', 'BF16'].includes(best) ? best : 'F32') as DType;
   }
 
-  /** Read one tensor as float32 (lazily, from the file bytes). */
-  read(name: string): Float32Array {
+  /**
+   * Read one tensor as float32 (lazily, from the file bytes), into `out` when given (its length must be the
+   * tensor's size: a caller that reuses one array saves allocating and page-faulting a fresh one per tensor).
+   */
+  read(name: string, out?: Float32Array): Float32Array {
     const packed = this.compressed.get(name);
     if (packed) {
       const { parts, format } = packed;
@@ -232,16 +235,20 @@ export class Checkpoint {
       const values = decodeToFloat32(bytes('compressed'), this.dtypeOf(name), where);
       const shape = packed.shape;
       if (!shape) throw new CheckpointError(`${where}: config.json implies no such weight`);
-      return decompressWeight(where, format, {
+      const dense = decompressWeight(where, format, {
         shape: bytes('shape'),
         compressed: values,
         bitmask: bytes('bitmask'),
         ...(format === 'sparse-bitmask' ? { rowOffsets: bytes('row_offsets') } : {}),
       }, shape);
+      if (!out) return dense;
+      if (out.length !== dense.length) throw new CheckpointError(`${where}: holds ${dense.length} values, the array given has ${out.length}`);
+      out.set(dense);
+      return out;
     }
     const loc = this.where.get(name);
     if (!loc) throw new CheckpointError(`${this.dir}: no tensor '${name}'`);
-    return loc.file.readFloat32(loc.entry);
+    return loc.file.readFloat32(loc.entry, out);
   }
 
   /** Total bytes of the safetensors files' data. */
