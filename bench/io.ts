@@ -13,6 +13,7 @@
  *   take) into a preallocated Float32Array, i.e. the memory traffic of the conversion without any conversion work.
  * - cold read: the file dropped from the page cache (`dd iflag=nocache`, POSIX_FADV_DONTNEED on this file only), as a
  *   model larger than RAM is read: cat against readFloat32 into a reused array, wall seconds.
+ * Read and write run with the WebAssembly SIMD conversion kernels (the default) and with plain JS only.
  * CPU seconds (user + system of the process doing the work) are what a loaded machine distorts least; wall seconds
  * are given too. Best of 3 (the shell commands loop 10 times per timing: /usr/bin/time counts in 10 ms steps).
  */
@@ -20,6 +21,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { useSimd } from '../lib/model/dtype-convert.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../lib/model/safetensors.js';
 import { syntheticValues } from '../scripts/make-synthetic-llama.js';
 
@@ -99,18 +101,22 @@ export function ioBench(dtype: DType, mb: number): Record<string, number | strin
     const values = syntheticValues(rows * cols, 0, 'bench', 'weight');
     const file = join(dir, 'a.safetensors');
     const copy = join(dir, 'copy');
-    const write = best(3, () => {
+    const writeFile = (): void => {
       const w = new SafetensorsWriter(file, plan);
       for (const t of plan) w.write(t.name, values);
       w.finish();
-    });
+    };
+    useSimd(false);
+    const writeJs = best(3, writeFile);
+    useSimd(true);
+    const write = best(3, writeFile);
     const ddCopy = bestShell(3, `dd if='${file}' of='${copy}' bs=4M status=none`, 10);
     rmSync(copy, { force: true });
     const bytes = statSync(file).size;
     const out = new Float32Array(rows * cols).fill(1);
     const f = SafetensorsFile.open(file);
     let cold: { cat: Timing; ours: Timing };
-    let warm: { reused: Timing; fresh: Timing; cat: Timing; dd: Timing; memcpy: Timing; memcpy2x: Timing };
+    let warm: { reused: Timing; js: Timing; fresh: Timing; cat: Timing; dd: Timing; memcpy: Timing; memcpy2x: Timing };
     try {
       const readReused = (): void => {
         for (const t of plan) f.readFloat32(t.name, out);
@@ -122,6 +128,12 @@ export function ioBench(dtype: DType, mb: number): Record<string, number | strin
       bestShell(1, `cat '${file}' > /dev/null`); // warm: every page of the file in the page cache
       warm = {
         reused: best(3, readReused),
+        js: ((): Timing => {
+          useSimd(false);
+          const r = best(3, readReused);
+          useSimd(true);
+          return r;
+        })(),
         fresh: best(3, () => {
           for (const t of plan) f.readFloat32(t.name);
         }),
@@ -135,14 +147,15 @@ export function ioBench(dtype: DType, mb: number): Record<string, number | strin
     }
     const g = (s: number): number => gbps(bytes, s);
     process.stderr.write(
-      `io ${dtype}: warm read ${g(warm.reused.cpu)} GB per CPU-s (fresh arrays ${g(warm.fresh.cpu)}; dd ${g(warm.dd.cpu)}, read+memcpy ${g(warm.memcpy.cpu)}, read+memcpy 2x ${g(warm.memcpy2x.cpu)}), ` +
-        `cold read ${g(cold.ours.wall)} GB/s (cat ${g(cold.cat.wall)}); write ${g(write.cpu)} GB per CPU-s (dd copy ${g(ddCopy.cpu)})\n`,
+      `io ${dtype}: warm read ${g(warm.reused.cpu)} GB per CPU-s (plain JS ${g(warm.js.cpu)}, fresh arrays ${g(warm.fresh.cpu)}; dd ${g(warm.dd.cpu)}, read+memcpy ${g(warm.memcpy.cpu)}, read+memcpy 2x ${g(warm.memcpy2x.cpu)}), ` +
+        `cold read ${g(cold.ours.wall)} GB/s (cat ${g(cold.cat.wall)}); write ${g(write.cpu)} GB per CPU-s (plain JS ${g(writeJs.cpu)}, dd copy ${g(ddCopy.cpu)})\n`,
     );
     return {
       fileMB: Math.round(bytes / 1e6),
       readGBperCpuSecond: g(warm.reused.cpu),
       readGBps: g(warm.reused.wall),
       readFreshArraysGBperCpuSecond: g(warm.fresh.cpu),
+      readPlainJsGBperCpuSecond: g(warm.js.cpu),
       catGBperCpuSecond: g(warm.cat.cpu),
       catGBps: g(warm.cat.wall),
       ddReadGBperCpuSecond: g(warm.dd.cpu),
@@ -159,6 +172,7 @@ export function ioBench(dtype: DType, mb: number): Record<string, number | strin
       coldReadVsCatWall: ratio(cold.ours.wall, cold.cat.wall),
       writeGBperCpuSecond: g(write.cpu),
       writeGBps: g(write.wall),
+      writePlainJsGBperCpuSecond: g(writeJs.cpu),
       ddCopyGBperCpuSecond: g(ddCopy.cpu),
       ddCopyGBps: g(ddCopy.wall),
       writeVsDdCopyCpu: ratio(write.cpu, ddCopy.cpu),

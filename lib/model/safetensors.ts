@@ -5,6 +5,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
+import { decodeStream, encodeStream } from './dtype-convert.js';
 
 export type DType = 'F32' | 'F16' | 'BF16';
 export const DTYPES: readonly DType[] = ['F32', 'F16', 'BF16'];
@@ -23,105 +24,7 @@ export interface TensorEntry {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// dtype conversion (float32 compute; files may be F16 or BF16). Hot loops: they run over every weight of every
-// block, so they work on integer views (no float math), two 16-bit values per 32-bit word where the bytes allow,
-// and over chunks that stay in the CPU cache (bench/prune.ts part 3 measures them against cat/dd).
-
-/** IEEE half -> float32. */
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** Every IEEE half as float32 bits (built on first use): F16 decoding is one table lookup per value. */
-let halfTable: Int32Array | null = null;
-function halfBitsTable(): Int32Array {
-  if (!halfTable) {
-    const f = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) f[h] = halfToFloat(h);
-    halfTable = new Int32Array(f.buffer);
-  }
-  return halfTable;
-}
-
-/**
- * float32 bits -> bfloat16, round to nearest even (as torch's .to(bfloat16)); NaN stays NaN (quiet bit set).
- * `b` is the value's bits as a signed 32-bit integer; the result's low 16 bits are the bfloat16.
- */
-function bf16Of(b: number): number {
-  return (b & 0x7fffffff) > 0x7f800000 ? (b >> 16) | 0x40 : (b + 0x7fff + ((b >> 16) & 1)) >> 16;
-}
-
-const f32Scratch = new Float32Array(1);
-const i32Scratch = new Int32Array(f32Scratch.buffer);
-
-/**
- * float32 -> IEEE half, round to nearest even (as torch's .half()): F. Giesen's float_to_half_fast3_rtne. `b` is
- * the value's bits (signed 32-bit), `x` the value. Identical to the bit-by-bit rounding for all 2^32 inputs (checked
- * exhaustively when it replaced it): normal results round by an integer add, subnormal ones by a float32 add of
- * 0.5 (exact in float64 for every input that does not round to zero, then rounded once by the float32 store).
- */
-function halfOf(b: number, x: number): number {
-  const a = b & 0x7fffffff;
-  let o: number;
-  if (a >= 0x47800000) o = a > 0x7f800000 ? 0x7e00 : 0x7c00; // overflow -> inf; NaN -> quiet NaN
-  else if (a < 0x38800000) {
-    f32Scratch[0] = Math.abs(x) + 0.5; // subnormal or zero: the add aligns the 10 mantissa bits and rounds
-    o = i32Scratch[0]! - 0x3f000000;
-  } else o = (a - 0x38000000 + 0xfff + ((a >> 13) & 1)) >> 13; // rebias exponent, round to nearest even
-  return o | ((b >>> 16) & 0x8000);
-}
-
-/** `n` BF16 values (pairs in `src32`, little-endian) -> float32 bits at `dst[at..]`; `n` even. */
-function bf16Pairs(src32: Int32Array, dst: Int32Array, at: number, n: number): void {
-  for (let i = 0, j = at; j < at + n; i++, j += 2) {
-    const v = src32[i]!;
-    dst[j] = v << 16;
-    dst[j + 1] = v & -65536;
-  }
-}
-
-/** `n` F16 values (pairs in `src32`) -> float32 bits at `dst[at..]` through the table; `n` even. */
-function f16Pairs(src32: Int32Array, dst: Int32Array, at: number, n: number, table: Int32Array): void {
-  for (let i = 0, j = at; j < at + n; i++, j += 2) {
-    const v = src32[i]!;
-    dst[j] = table[v & 0xffff]!;
-    dst[j + 1] = table[v >>> 16]!;
-  }
-}
-
-/**
- * Decode 16-bit little-endian `bytes` (BF16 or F16) into `dst[at..]` as float32. Pairs of values are read as one
- * 32-bit word when the bytes start 4-aligned (the chunked reads always do); else the values are copied aligned first.
- */
-function decode16Into(bytes: Uint8Array, dtype: 'BF16' | 'F16', dst: Float32Array, at: number): void {
-  const src = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
-  const n = src.byteLength >> 1;
-  const even = n & ~1;
-  const d = new Int32Array(dst.buffer, dst.byteOffset, dst.length);
-  const s32 = new Int32Array(src.buffer, src.byteOffset, even >> 1);
-  const table = dtype === 'F16' ? halfBitsTable() : null;
-  if (table) f16Pairs(s32, d, at, even, table);
-  else bf16Pairs(s32, d, at, even);
-  if (n > even) {
-    const last = src[2 * even]! | (src[2 * even + 1]! << 8);
-    d[at + even] = table ? table[last]! : last << 16;
-  }
-}
-
-/** Encode `values[from .. from + n)` as BF16 or F16 into `dst[0 .. n)` (16-bit words, little-endian hosts). */
-function encode16Into(values: Float32Array, from: number, n: number, dtype: 'BF16' | 'F16', dst: Uint16Array): void {
-  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
-  if (dtype === 'BF16') {
-    for (let i = 0; i < n; i++) dst[i] = bf16Of(bits[from + i]!);
-  } else {
-    for (let i = 0; i < n; i++) dst[i] = halfOf(bits[from + i]!, values[from + i]!);
-  }
-}
+// dtype conversion (float32 compute; files may be F16 or BF16): lib/model/dtype-convert.ts
 
 /** Decode raw little-endian bytes of a tensor to float32. */
 export function decodeToFloat32(bytes: Uint8Array, dtype: string, where: string): Float32Array {
@@ -132,7 +35,7 @@ export function decodeToFloat32(bytes: Uint8Array, dtype: string, where: string)
   }
   if (dtype !== 'BF16' && dtype !== 'F16') throw notFloat(where, dtype);
   const out = new Float32Array(bytes.byteLength >> 1);
-  decode16Into(bytes, dtype, out, 0);
+  decodeStream(dtype, out.length * 2, out, (buf, off) => buf.set(bytes.subarray(off, off + buf.length)));
   return out;
 }
 
@@ -144,18 +47,9 @@ function notFloat(where: string, dtype: string): CheckpointError {
 export function encodeFromFloat32(values: Float32Array, dtype: DType): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint8Array(values.length * 2);
-  encode16Into(values, 0, values.length, dtype, new Uint16Array(out.buffer));
+  encodeStream(values, dtype, (bytes, off) => out.set(bytes, off));
   return out;
 }
-
-/**
- * Chunk size of reads and writes: the 16-bit bytes of a chunk and their float32 values stay in the CPU's cache
- * between the system call and the conversion. One scratch buffer each for reading and writing, reused by every
- * tensor (all I/O here is synchronous), so no tensor-sized buffer is allocated and page-faulted per tensor.
- */
-const CHUNK_BYTES = 1 << 20;
-let readScratch: Uint8Array | null = null;
-let writeScratch: Uint16Array | null = null;
 
 /** Read exactly `buf.length` bytes of `fd` at `pos`; `what` names the data in the error when the file ends early. */
 function readExact(fd: number, buf: Uint8Array, pos: number, what: () => string): void {
@@ -260,7 +154,7 @@ export class SafetensorsFile {
    * A tensor's values as float32 (F16/BF16 widened exactly). Into `out` when given (its length must be the
    * tensor's size; a caller that reuses one array across tensors saves allocating and page-faulting a fresh one
    * each time), else into a new array. F32 is read straight into the array; 16-bit data goes through one reused
-   * cache-sized chunk.
+   * cache-sized chunk (lib/model/dtype-convert.ts).
    */
   readFloat32(name: string, out?: Float32Array): Float32Array {
     const e = this.entry(name);
@@ -276,12 +170,7 @@ export class SafetensorsFile {
       readExact(fd, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), this.dataStart + e.begin, pastEnd);
       return dst;
     }
-    readScratch ??= new Uint8Array(CHUNK_BYTES);
-    for (let off = 0; off < bytes; off += CHUNK_BYTES) {
-      const chunk = readScratch.subarray(0, Math.min(CHUNK_BYTES, bytes - off));
-      readExact(fd, chunk, this.dataStart + e.begin + off, pastEnd);
-      decode16Into(chunk, e.dtype, dst, off >> 1);
-    }
+    decodeStream(e.dtype, bytes, dst, (buf, off) => readExact(fd, buf, this.dataStart + e.begin + off, pastEnd));
     return dst;
   }
 
@@ -420,7 +309,7 @@ export class SafetensorsWriter {
 
   /**
    * Write a planned tensor's float32 values (converted to its planned dtype): F32 straight from the array, 16-bit
-   * dtypes encoded chunk by chunk into one reused buffer.
+   * dtypes encoded chunk by chunk into one reused buffer (lib/model/dtype-convert.ts).
    */
   write(name: string, values: Float32Array): void {
     const o = this.offsets.get(name);
@@ -436,12 +325,8 @@ export class SafetensorsWriter {
     if (o.dtype === 'F32') {
       writeExact(this.fd, new Uint8Array(values.buffer, values.byteOffset, values.byteLength), at);
     } else {
-      writeScratch ??= new Uint16Array(CHUNK_BYTES >> 1);
-      for (let i = 0; i < values.length; i += writeScratch.length) {
-        const n = Math.min(writeScratch.length, values.length - i);
-        encode16Into(values, i, n, o.dtype, writeScratch);
-        writeExact(this.fd, new Uint8Array(writeScratch.buffer, 0, n * 2), at + i * 2);
-      }
+      const fd = this.fd;
+      encodeStream(values, o.dtype, (bytes, off) => writeExact(fd, bytes, at + off));
     }
     this.written.add(name);
   }
