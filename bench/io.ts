@@ -21,9 +21,13 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { blockTensors } from '../lib/model/architecture.js';
+import { Checkpoint } from '../lib/model/checkpoint.js';
 import { useSimd } from '../lib/model/dtype-convert.js';
-import { SafetensorsFile, SafetensorsWriter, type DType } from '../lib/model/safetensors.js';
-import { syntheticValues } from '../scripts/make-synthetic-llama.js';
+import { blockWeightsToArrays, loadBlockWeights, type BlockWeights } from '../lib/model/llama.js';
+import { SafetensorsFile, SafetensorsWriter, dtypeSize, type DType } from '../lib/model/safetensors.js';
+import { makeSyntheticLlama, syntheticValues } from '../scripts/make-synthetic-llama.js';
 
 export interface Timing {
   wall: number;
@@ -181,4 +185,76 @@ export function ioBench(dtype: DType, mb: number): Record<string, number | strin
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The block load + save path of the layer loop on one LLaMA-7B-shaped decoder block (202M parameters, 405 MB in
+ * 16 bits; a 1-layer synthetic checkpoint written by scripts/make-synthetic-llama.ts): load = loadBlockWeights (read
+ * into float32, tensors on the active backend, linears transposed to [in, out]); save = blockWeightsToArrays
+ * (transposed back, read back from the backend) + SafetensorsWriter.write. The file parts alone (Checkpoint.read
+ * into a reused array; writing the arrays) are timed too, so the backend's share is visible. Warm page cache.
+ */
+// long: one measurement protocol on one synthetic block, kept together so the block is written and read once
+export async function blockBench(dtype: DType): Promise<Record<string, number | string>> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-io-block-'));
+  const ckptDir = join(dir, 'ckpt');
+  try {
+    makeSyntheticLlama({ shape: '7b', layers: 1, vocab: 4096, out: ckptDir, dtype });
+    const ckpt = Checkpoint.open(ckptDir);
+    const c = ckpt.config;
+    const numel = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+    const bytes = blockTensors(c, 0).reduce((a, t) => a + numel(t.shape) * dtypeSize(dtype), 0);
+    const plan = blockTensors(c, 0).map((t) => ({ ...t, dtype }));
+    const out = join(dir, 'out.safetensors');
+    try {
+      const scratch = new Float32Array(Math.max(...blockTensors(c, 0).map((t) => numel(t.shape))));
+      const readOnly = best(3, () => {
+        for (const t of blockTensors(c, 0)) ckpt.read(t.name, scratch.subarray(0, numel(t.shape)));
+      });
+      let block = loadBlockWeights(ckpt, 0);
+      disposeBlockTensors(block);
+      const load = best(3, () => {
+        block = loadBlockWeights(ckpt, 0);
+        disposeBlockTensors(block); // the last one is kept below
+      });
+      block = loadBlockWeights(ckpt, 0);
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      const arrays = await blockWeightsToArrays(c, 0, block);
+      const cu = process.cpuUsage(c0);
+      const readBack = { wall: (performance.now() - t0) / 1000, cpu: (cu.user + cu.system) / 1e6 };
+      disposeBlockTensors(block);
+      const writeOnly = best(3, () => {
+        const w = new SafetensorsWriter(out, plan);
+        for (const [name, values] of arrays) w.write(name, values);
+        w.finish();
+      });
+      const g = (s: number): number => gbps(bytes, s);
+      const save = { wall: readBack.wall + writeOnly.wall, cpu: readBack.cpu + writeOnly.cpu };
+      process.stderr.write(
+        `io block (7B shape, ${dtype}, ${tf.getBackend()}): load ${g(load.cpu)} GB per CPU-s (file part ${g(readOnly.cpu)}), save ${g(save.cpu)} (file part ${g(writeOnly.cpu)})\n`,
+      );
+      return {
+        backend: tf.getBackend(),
+        blockMB: Math.round(bytes / 1e6),
+        loadSeconds: +load.wall.toFixed(3),
+        loadCpuSeconds: +load.cpu.toFixed(3),
+        loadGBperCpuSecond: g(load.cpu),
+        loadReadOnlyGBperCpuSecond: g(readOnly.cpu),
+        saveSeconds: +save.wall.toFixed(3),
+        saveCpuSeconds: +save.cpu.toFixed(3),
+        saveGBperCpuSecond: g(save.cpu),
+        saveReadBackCpuSeconds: +readBack.cpu.toFixed(3),
+        saveWriteOnlyGBperCpuSecond: g(writeOnly.cpu),
+      };
+    } finally {
+      ckpt.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function disposeBlockTensors(b: BlockWeights): void {
+  tf.dispose([b.inputNorm, b.postNorm, ...Object.values(b.linears).flatMap((l) => (l.bias ? [l.wT, l.bias] : [l.wT]))]);
 }

@@ -2,6 +2,7 @@
  * Pruning cost per phase and peak RSS.
  *   npx tsx bench/prune.ts [--model DIR] [--calibration FILE] [--nsamples 128] [--seqlen 256] [--methods wanda,magnitude,sparsegpt]
  *                          [--synthetic-samples 8] [--synthetic-seqlen 128] [--synthetic-sparsegpt]
+ *                          [--skip-model] [--skip-synthetic] [--io-mb 1024] [--io-block]
  * Part 1: full prune() runs of c4-llama-7m (times per phase from the run report).
  * Part 2: one synthetic decoder block of LLaMA-7B shape (hidden 4096, intermediate 11008, 32 heads): statistics
  *   accumulation and metric+mask time per method, extrapolated to 32 blocks, to compare with the paper's claim
@@ -10,6 +11,8 @@
  *   (then F16) safetensors file of that size, read into float32 by SafetensorsFile.readFloat32 and written from
  *   float32 by SafetensorsWriter, against cat, dd and a plain memcpy of the same bytes measured in the same run:
  *   warm page cache in CPU and wall seconds, cold (file dropped from the page cache) in wall seconds.
+ *   --io-block: also the block load + save path of the layer loop on one LLaMA-7B-shaped block (about 1 GB of disk
+ *   and 3 GB of memory while it runs).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,7 +25,7 @@ import { getMethod, type MethodName } from '../lib/prune/registry.js';
 import { createStats } from '../lib/prune/stats.js';
 import { LINEAR_NAMES, type LinearName } from '../lib/prune/method.js';
 import { benchModelPath, benchSharedPath } from './common.js';
-import { ioBench } from './io.js';
+import { blockBench, ioBench } from './io.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,6 +41,7 @@ const { values } = parseArgs({
     'skip-model': { type: 'boolean', default: false },
     'skip-synthetic': { type: 'boolean', default: false },
     'io-mb': { type: 'string', default: '1024' },
+    'io-block': { type: 'boolean', default: false },
   },
 });
 const backend = await initBackend(values.backend as BackendName);
@@ -121,5 +125,6 @@ for (const method of values['skip-synthetic'] ? [] : methods) {
 }
 if (!values['skip-synthetic']) out['syntheticLlama7BBlock'] = synth;
 if (Number(values['io-mb']) > 0) out['io'] = { F16: ioBench('F16', Number(values['io-mb'])), BF16: ioBench('BF16', Number(values['io-mb'])) };
+if (values['io-block']) out['ioBlock7B'] = { BF16: await blockBench('BF16'), F16: await blockBench('F16') };
 out['peakRssMB'] = Math.round(process.resourceUsage().maxRSS / 1024);
 console.log(JSON.stringify(out, null, 2));
