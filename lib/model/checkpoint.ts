@@ -29,6 +29,7 @@ import {
   type SparseFormat,
   type SparsityInfo,
 } from './compressed-tensors.js';
+import { transposeFloat32 } from './dtype-convert.js';
 import { EMBED_TOKENS, LINEAR_NAMES, LM_HEAD, expectedTensors, linearShape, linearTensorName, type LinearName } from './architecture.js';
 
 const INDEX_FILE = 'model.safetensors.index.json';
@@ -249,6 +250,20 @@ export class Checkpoint {
     const loc = this.where.get(name);
     if (!loc) throw new CheckpointError(`${this.dir}: no tensor '${name}'`);
     return loc.file.readFloat32(loc.entry, out);
+  }
+
+  /**
+   * Read a 2-D tensor [rows, cols] as float32 transposed ([cols, rows]), into `out` when given (as for `read`). A
+   * dense 16-bit tensor is transposed chunk by chunk as it is decoded.
+   */
+  readTransposed(name: string, out?: Float32Array): Float32Array {
+    const loc = this.compressed.has(name) ? undefined : this.where.get(name);
+    if (loc) return loc.file.readFloat32Transposed(loc.entry, out);
+    const shape = this.compressed.get(name)?.shape;
+    if (!shape || shape.length !== 2) throw new CheckpointError(`${this.dir}: no 2-D tensor '${name}'`);
+    const [rows, cols] = shape as [number, number];
+    if (out && out.length !== rows * cols) throw new CheckpointError(`${this.dir}: tensor '${name}' holds ${rows * cols} values, the array given has ${out.length}`);
+    return transposeFloat32(this.read(name), rows, cols, out);
   }
 
   /** Total bytes of the safetensors files' data. */

@@ -288,26 +288,79 @@ export type Dtype16 = 'BF16' | 'F16';
 // streaming conversion: the callers' I/O goes straight into / out of the chunk buffers
 
 /**
- * Decode `bytes` bytes of 16-bit data into `dst` (float32) chunk by chunk: `fill(buf, offset)` must fill `buf` with
- * the data's bytes [offset, offset + buf.length) (e.g. readSync from a file). No tensor-sized buffer is allocated.
+ * Decode `bytes` bytes of 16-bit data chunk by chunk (`chunkValues` values at most, a multiple of 8 unless it is the
+ * whole data): `fill(buf, offset)` must fill `buf` with the data's bytes [offset, offset + buf.length) (e.g. readSync
+ * from a file); `take(bits, first)` receives each chunk's float32 bits (valid only during the call) and the index of
+ * its first value. No buffer of the data's size is allocated.
  */
-export function decodeStream(dtype: Dtype16, bytes: number, dst: Float32Array, fill: (buf: Uint8Array, offset: number) => void): void {
+function decodeChunks(
+  dtype: Dtype16,
+  bytes: number,
+  chunkValues: number,
+  fill: (buf: Uint8Array, offset: number) => void,
+  take: (bits: Int32Array, first: number) => void,
+): void {
   const k = simdKernels();
-  const d = new Int32Array(dst.buffer, dst.byteOffset, dst.length);
   const buf = k ? new Uint8Array(k.mem.buffer, IN, CHUNK_VALUES * 2) : jsChunk();
   const words = new Uint16Array(buf.buffer, buf.byteOffset, CHUNK_VALUES);
-  const out = k ? new Int32Array(k.mem.buffer, OUT, CHUNK_VALUES) : null;
-  for (let off = 0; off < bytes; off += CHUNK_VALUES * 2) {
-    const len = Math.min(CHUNK_VALUES * 2, bytes - off);
+  const out = k ? new Int32Array(k.mem.buffer, OUT, CHUNK_VALUES) : jsDecoded();
+  for (let off = 0; off < bytes; off += chunkValues * 2) {
+    const len = Math.min(chunkValues * 2, bytes - off);
     fill(buf.subarray(0, len), off);
     const n = len >> 1;
-    let done = 0;
-    if (k && out) {
-      done = n & ~7;
-      (dtype === 'BF16' ? k.bf16_f32 : k.f16_f32)(IN, OUT, done * 2);
-      d.set(out.subarray(0, done), off >> 1);
-    }
-    decodeJs(words, done, n - done, dtype, d, (off >> 1) + done);
+    const done = k ? n & ~7 : 0;
+    if (k) (dtype === 'BF16' ? k.bf16_f32 : k.f16_f32)(IN, OUT, done * 2);
+    decodeJs(words, done, n - done, dtype, out, done);
+    take(out.subarray(0, n), off >> 1);
+  }
+}
+
+/** Decode `bytes` bytes of 16-bit data into `dst` (float32); `fill` as for decodeChunks. */
+export function decodeStream(dtype: Dtype16, bytes: number, dst: Float32Array, fill: (buf: Uint8Array, offset: number) => void): void {
+  const d = new Int32Array(dst.buffer, dst.byteOffset, dst.length);
+  decodeChunks(dtype, bytes, CHUNK_VALUES, fill, (bits, first) => d.set(bits, first));
+}
+
+/**
+ * Decode a row-major [rows, cols] matrix of 16-bit data into `dst` transposed ([cols, rows], float32), chunk by
+ * chunk of whole rows: each chunk's columns are written as runs of consecutive values, so the transpose costs about
+ * what the copy does (no separate transpose pass over the whole matrix). `fill` as for decodeChunks.
+ */
+export function decodeStreamTransposed(
+  dtype: Dtype16,
+  rows: number,
+  cols: number,
+  dst: Float32Array,
+  fill: (buf: Uint8Array, offset: number) => void,
+): void {
+  const d = new Int32Array(dst.buffer, dst.byteOffset, dst.length);
+  const rowsPerChunk = Math.floor(CHUNK_VALUES / cols);
+  if (rowsPerChunk < 8) {
+    // rows longer than a chunk / 8: decode whole, then transpose (a one-off allocation; no LLaMA linear is this wide)
+    const whole = new Float32Array(rows * cols);
+    decodeStream(dtype, rows * cols * 2, whole, fill);
+    transposeFloat32(whole, rows, cols, dst);
+    return;
+  }
+  const chunk = rowsPerChunk - (rowsPerChunk % 8); // whole rows, a multiple of 8 values
+  decodeChunks(dtype, rows * cols * 2, chunk * cols, fill, (bits, first) =>
+    transposeBits(bits, first / cols, bits.length / cols, cols, d, rows),
+  );
+}
+
+/** Transpose float32 `values` [rows, cols] into `dst` [cols, rows] (a new array when not given). */
+export function transposeFloat32(values: Float32Array, rows: number, cols: number, out?: Float32Array): Float32Array {
+  const dst = out ?? new Float32Array(rows * cols);
+  const bits = (a: Float32Array): Int32Array => new Int32Array(a.buffer, a.byteOffset, a.length);
+  transposeBits(bits(values), 0, rows, cols, bits(dst), rows);
+  return dst;
+}
+
+/** Rows [r0, r0 + nr) of a [*, cols] matrix held in `src` (from its row r0) -> columns of the [cols, rows] `dst`. */
+function transposeBits(src: Int32Array, r0: number, nr: number, cols: number, dst: Int32Array, rows: number): void {
+  for (let c = 0; c < cols; c++) {
+    const base = c * rows + r0;
+    for (let r = 0, i = c; r < nr; r++, i += cols) dst[base + r] = src[i]!;
   }
 }
 
@@ -332,9 +385,14 @@ export function encodeStream(values: Float32Array, dtype: Dtype16, sink: (bytes:
   }
 }
 
-/** The JS path's chunk buffer (1 MB of 16-bit data), reused by every call (all conversion here is synchronous). */
+/** The JS path's chunk buffers (1 MB of 16-bit data, 2 MB decoded), reused by every call (all of it is synchronous). */
 let jsBuffer: Uint8Array | null = null;
+let jsDecodedBuffer: Int32Array | null = null;
 function jsChunk(): Uint8Array {
   jsBuffer ??= new Uint8Array(CHUNK_VALUES * 2);
   return jsBuffer;
+}
+function jsDecoded(): Int32Array {
+  jsDecodedBuffer ??= new Int32Array(CHUNK_VALUES);
+  return jsDecodedBuffer;
 }

@@ -87,24 +87,22 @@ function disposeBlock(b: BlockWeights): void {
 }
 
 /**
- * Read block `layer` from a checkpoint into tensors (float32, linear weights transposed to [in, out]). When a read
- * fails halfway, the tensors already made are freed before the error propagates. The seven weights are read
- * through one reused array (the stored-layout tensor made from it is gone once transposed), so a block costs one
- * fresh weight-sized allocation, not seven.
+ * Read block `layer` from a checkpoint into tensors (float32, linear weights transposed to [in, out] as they are
+ * decoded). When a read fails halfway, the tensors already made are freed before the error propagates. The wasm
+ * backend copies an array into its heap when a tensor is made from it, so there one array serves all seven weights
+ * (no fresh weight-sized allocation per weight); other backends may keep the array as the tensor's storage.
  */
 export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights {
   const c = ckpt.config;
   const made: tf.Tensor[] = [];
   const vec = (name: string): tf.Tensor1D => tf.tensor1d(ckpt.read(name));
-  const scratch = new Float32Array(Math.max(...LINEAR_NAMES.map((n) => linearShape(c, n)[0] * linearShape(c, n)[1])));
-  // A backend may make a transpose with a size-1 side a view of its input (no kernel, no copy): no reuse then.
-  const stored = (n: LinearName, out: number, inp: number): tf.Tensor2D =>
-    tf.tensor2d(ckpt.read(linearTensorName(layer, n), out > 1 && inp > 1 ? scratch.subarray(0, out * inp) : undefined), [out, inp]);
+  const sizes = LINEAR_NAMES.map((n) => linearShape(c, n)[0] * linearShape(c, n)[1]);
+  const scratch = tf.getBackend() === 'wasm' ? new Float32Array(Math.max(...sizes)) : null;
   try {
     const linears = {} as Record<LinearName, Linear>;
     for (const n of LINEAR_NAMES) {
       const [out, inp] = linearShape(c, n);
-      const wT = tf.tidy(() => tf.transpose(stored(n, out, inp)) as tf.Tensor2D);
+      const wT = tf.tensor2d(ckpt.readTransposed(linearTensorName(layer, n), scratch?.subarray(0, out * inp)), [inp, out]);
       made.push(wT);
       const bias = hasBias(c, n) ? vec(linearTensorName(layer, n, 'bias')) : null;
       if (bias) made.push(bias);

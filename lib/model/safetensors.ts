@@ -5,7 +5,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
-import { decodeStream, encodeStream } from './dtype-convert.js';
+import { decodeStream, decodeStreamTransposed, encodeStream, transposeFloat32 } from './dtype-convert.js';
 
 export type DType = 'F32' | 'F16' | 'BF16';
 export const DTYPES: readonly DType[] = ['F32', 'F16', 'BF16'];
@@ -171,6 +171,26 @@ export class SafetensorsFile {
       return dst;
     }
     decodeStream(e.dtype, bytes, dst, (buf, off) => readExact(fd, buf, this.dataStart + e.begin + off, pastEnd));
+    return dst;
+  }
+
+  /**
+   * A 2-D tensor [rows, cols] as float32 transposed ([cols, rows] row-major), into `out` when given (as for
+   * readFloat32): the transpose happens chunk by chunk as the data are decoded, instead of as a separate pass.
+   */
+  readFloat32Transposed(name: string, out?: Float32Array): Float32Array {
+    const e = this.entry(name);
+    const where = `${this.path}: tensor '${name}'`;
+    if (e.shape.length !== 2) throw new CheckpointError(`${where}: has shape [${e.shape.join(', ')}]; only a 2-D tensor can be read transposed`);
+    const [rows, cols] = e.shape as [number, number];
+    if (e.dtype !== 'BF16' && e.dtype !== 'F16') {
+      if (out && out.length !== rows * cols) throw new CheckpointError(`${where}: holds ${rows * cols} values, the array given has ${out.length}`);
+      return transposeFloat32(this.readFloat32(name), rows, cols, out);
+    }
+    if (out && out.length !== rows * cols) throw new CheckpointError(`${where}: holds ${rows * cols} values, the array given has ${out.length}`);
+    const dst = out ?? new Float32Array(rows * cols);
+    const fd = this.openFd();
+    decodeStreamTransposed(e.dtype, rows, cols, dst, (buf, off) => readExact(fd, buf, this.dataStart + e.begin + off, () => this.pastEnd(name)));
     return dst;
   }
 

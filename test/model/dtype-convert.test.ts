@@ -1,4 +1,4 @@
-import { decodeStream, encodeStream, useSimd, CHUNK_VALUES, type Dtype16 } from '../../lib/model/dtype-convert.js';
+import { decodeStream, decodeStreamTransposed, encodeStream, transposeFloat32, useSimd, CHUNK_VALUES, type Dtype16 } from '../../lib/model/dtype-convert.js';
 import { bitByBitBf16, bitByBitHalf, halfToFloat32Bits } from '../helpers/dtype-reference.js';
 
 /**
@@ -75,6 +75,25 @@ describe.each([true, false])('dtype conversion (WebAssembly SIMD: %s)', (simd) =
     for (let i = 0; i < bits.length; i++) {
       const want = ref(bits[i]!);
       if (got[i] !== want) throw new Error(`${dtype} 0x${(bits[i]! >>> 0).toString(16)}: got 0x${got[i]!.toString(16)}, want 0x${want.toString(16)}`);
+    }
+  });
+
+  test.each([
+    [3, 5], // one chunk
+    [(CHUNK_VALUES >> 6) + 13, 64], // several chunks of whole rows, a partial last one
+    [9, CHUNK_VALUES >> 2], // rows too long for 8 per chunk: decoded whole, then transposed
+  ])('decoding [%i, %i] transposed equals decoding then transposing', (rows, cols) => {
+    for (const dtype of ['BF16', 'F16'] as const) {
+      const bytes = new Uint8Array(rows * cols * 2);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24;
+      const flat = new Float32Array(decodeAll(dtype, bytes).buffer);
+      const t = new Float32Array(rows * cols);
+      decodeStreamTransposed(dtype, rows, cols, t, (buf, off) => buf.set(bytes.subarray(off, off + buf.length)));
+      const want = new Int32Array(rows * cols);
+      const fb = new Int32Array(flat.buffer);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) want[c * rows + r] = fb[r * cols + c]!;
+      expect(Buffer.compare(Buffer.from(new Int32Array(t.buffer).buffer), Buffer.from(want.buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(transposeFloat32(flat, rows, cols).buffer), Buffer.from(want.buffer))).toBe(0);
     }
   });
 
