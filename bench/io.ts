@@ -197,8 +197,9 @@ export function ioBench(dtype: DType, mb: number): Record<string, number | strin
  * The block load + save path of the layer loop on one LLaMA-7B-shaped decoder block (202M parameters, 405 MB in
  * 16 bits; a 1-layer synthetic checkpoint written by scripts/make-synthetic-llama.ts): load = loadBlockWeights (read
  * into float32, tensors on the active backend, linears transposed to [in, out]); save = blockWeightsToArrays
- * (transposed back, read back from the backend) + SafetensorsWriter.write. The file parts alone (Checkpoint.read
- * into a reused array; writing the arrays) are timed too, so the backend's share is visible. Warm page cache.
+ * (transposed back, read back from the backend) + SafetensorsWriter.write. The file parts alone (the weights read
+ * into a reused array, transposed as loadBlockWeights reads them; writing the arrays) are timed too, so the
+ * backend's share is visible. Warm page cache.
  */
 // long: one measurement protocol on one synthetic block, kept together so the block is written and read once
 export async function blockBench(dtype: DType): Promise<Record<string, number | string>> {
@@ -215,7 +216,11 @@ export async function blockBench(dtype: DType): Promise<Record<string, number | 
     try {
       const scratch = new Float32Array(Math.max(...blockTensors(c, 0).map((t) => numel(t.shape))));
       const readOnly = best(3, () => {
-        for (const t of blockTensors(c, 0)) ckpt.read(t.name, scratch.subarray(0, numel(t.shape)));
+        for (const t of blockTensors(c, 0)) {
+          const into = scratch.subarray(0, numel(t.shape));
+          if (t.shape.length === 2) ckpt.readTransposed(t.name, into); // as loadBlockWeights reads the linears
+          else ckpt.read(t.name, into);
+        }
       });
       let block = loadBlockWeights(ckpt, 0);
       disposeBlockTensors(block);

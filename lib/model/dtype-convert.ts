@@ -356,12 +356,28 @@ export function transposeFloat32(values: Float32Array, rows: number, cols: numbe
   return dst;
 }
 
-/** Rows [r0, r0 + nr) of a [*, cols] matrix held in `src` (from its row r0) -> columns of the [cols, rows] `dst`. */
+/**
+ * Rows [r0, r0 + nr) of a [*, cols] matrix held in `src` (from its row r0) -> columns of the [cols, rows] `dst`,
+ * 8 rows at a time: 8 strided reads, 8 consecutive writes (about twice as fast as one row at a time here).
+ */
 function transposeBits(src: Int32Array, r0: number, nr: number, cols: number, dst: Int32Array, rows: number): void {
-  for (let c = 0; c < cols; c++) {
-    const base = c * rows + r0;
-    for (let r = 0, i = c; r < nr; r++, i += cols) dst[base + r] = src[i]!;
+  let rb = 0;
+  for (; rb + 8 <= nr; rb += 8) {
+    const s = rb * cols;
+    for (let c = 0; c < cols; c++) {
+      const o = c * rows + r0 + rb;
+      const i = s + c;
+      dst[o] = src[i]!;
+      dst[o + 1] = src[i + cols]!;
+      dst[o + 2] = src[i + 2 * cols]!;
+      dst[o + 3] = src[i + 3 * cols]!;
+      dst[o + 4] = src[i + 4 * cols]!;
+      dst[o + 5] = src[i + 5 * cols]!;
+      dst[o + 6] = src[i + 6 * cols]!;
+      dst[o + 7] = src[i + 7 * cols]!;
+    }
   }
+  for (; rb < nr; rb++) for (let c = 0; c < cols; c++) dst[c * rows + r0 + rb] = src[rb * cols + c]!;
 }
 
 /**
