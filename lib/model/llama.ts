@@ -26,6 +26,7 @@ import {
   type LinearName,
 } from './architecture.js';
 import { kernels as activeKernels, type Kernels } from './backend.js';
+import { transposeFloat32 } from './dtype-convert.js';
 
 /** One linear layer: y = x wT + bias. */
 export interface Linear {
@@ -127,12 +128,9 @@ export async function blockWeightsToArrays(c: LlamaConfig, layer: number, b: Blo
   out.set(normTensorName(layer, 'inputNorm'), await read(b.inputNorm));
   out.set(normTensorName(layer, 'postNorm'), await read(b.postNorm));
   for (const n of LINEAR_NAMES) {
-    const w = linearWeight(b, n);
-    try {
-      out.set(linearTensorName(layer, n), await read(w));
-    } finally {
-      w.dispose();
-    }
+    // [in, out] as kept -> [out, in] in JS while copying (a backend transpose pass costs several times more)
+    const [rows, cols] = linearShape(c, n);
+    out.set(linearTensorName(layer, n), transposeFloat32(await read(b.linears[n].wT), cols, rows));
     const bias = b.linears[n].bias;
     if (bias) out.set(linearTensorName(layer, n, 'bias'), await read(bias));
   }
