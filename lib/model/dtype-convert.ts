@@ -156,24 +156,20 @@ const bf16ToF32 = loop(16, 32, [
 /**
  * F16 bits widened in vector `k` -> float32 bits: F. Giesen's half_to_float with the magic subtract (no float
  * operation sees a subnormal input: those take a slow microcode path on x86). NaN becomes the canonical
- * 0x7fc00000, as the JS table holds. Local 5 = o.
+ * 0x7fc00000, as the JS table holds. Local 5 = m = h & 0x7fff; the exponent/mantissa tests are on m.
  */
 const halfVec = (k: number): number[] => [
-  // o = ((h & 0x7fff) << 13) + (112 << 23): exponent rebiased
-  ...op.get(k), ...op.splat(0x7fff), ...op.and, ...op.i32(13), ...op.shl, ...op.splat(0x38000000), ...op.add, ...op.set(5),
-  // zero/subnormal exponent: renormalize, (o + (1 << 23)) as float - 2^-14
-  ...op.get(5), ...op.splat(0x800000), ...op.add, ...op.splat(F32(2 ** -14)), ...op.fsub,
-  // inf/NaN exponent: o + (112 << 23) (exponent all ones)
-  ...op.get(5), ...op.splat(0x38000000), ...op.add,
-  ...op.get(5),
-  ...op.get(k), ...op.splat(0x7c00), ...op.and, ...op.splat(0x7c00), ...op.eq, // exponent 31?
+  ...op.get(k), ...op.splat(0x7fff), ...op.and, ...op.set(5),
+  ...op.splat(0x7fc00000), // NaN result (selected last)
+  // zero/subnormal: ((m << 13) + (113 << 23)) as float - 2^-14 renormalizes
+  ...op.get(5), ...op.i32(13), ...op.shl, ...op.splat(0x38800000), ...op.add, ...op.splat(F32(2 ** -14)), ...op.fsub,
+  // normal: (m << 13) + (112 << 23); inf: + (112 << 23) more, exponent all ones
+  ...op.get(5), ...op.i32(13), ...op.shl, ...op.splat(0x38000000), ...op.add,
+  ...op.get(5), ...op.splat(0x7c00), ...op.geU, ...op.splat(0x38000000), ...op.and, ...op.add,
+  ...op.get(5), ...op.splat(0x0400), ...op.ltU, // exponent 0?
   ...op.bitselect,
-  ...op.get(k), ...op.splat(0x7c00), ...op.and, ...op.splat(0), ...op.eq, // exponent 0?
-  ...op.bitselect,
-  ...op.get(k), ...op.splat(0x8000), ...op.and, ...op.i32(16), ...op.shl, ...op.or, // sign
-  ...op.set(5),
-  ...op.splat(0x7fc00000), ...op.get(5), // NaN -> the canonical NaN
-  ...op.get(5), ...op.splat(0x7fffffff), ...op.and, ...op.splat(0x7f800000), ...op.gtU,
+  ...op.get(k), ...op.i32(16), ...op.shl, ...op.splat(0x80000000 | 0), ...op.and, ...op.or, // sign
+  ...op.get(5), ...op.splat(0x7c00), ...op.gtU, // NaN?
   ...op.bitselect,
 ];
 const f16ToF32 = loop(16, 32, [
