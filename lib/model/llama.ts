@@ -127,10 +127,15 @@ export async function blockWeightsToArrays(c: LlamaConfig, layer: number, b: Blo
   const read = async (t: tf.Tensor): Promise<Float32Array> => (await t.data()) as Float32Array;
   out.set(normTensorName(layer, 'inputNorm'), await read(b.inputNorm));
   out.set(normTensorName(layer, 'postNorm'), await read(b.postNorm));
+  // The wasm backend's tensor data can be read in place (a view of its heap, valid until its next allocation): no
+  // copy of each weight before the transpose.
+  const wasm = tf.getBackend() === 'wasm' ? (tf.backend() as { typedArrayFromHeap?: (t: tf.TensorInfo) => unknown }) : null;
+  const inPlace = (t: tf.Tensor): Float32Array | null => (t.dtype === 'float32' && wasm?.typedArrayFromHeap ? (wasm.typedArrayFromHeap(t) as Float32Array) : null);
   for (const n of LINEAR_NAMES) {
     // [in, out] as kept -> [out, in] in JS while copying (a backend transpose pass costs several times more)
     const [rows, cols] = linearShape(c, n);
-    out.set(linearTensorName(layer, n), transposeFloat32(await read(b.linears[n].wT), cols, rows));
+    const wT = b.linears[n].wT;
+    out.set(linearTensorName(layer, n), transposeFloat32(inPlace(wT) ?? (await read(wT)), cols, rows));
     const bias = b.linears[n].bias;
     if (bias) out.set(linearTensorName(layer, n, 'bias'), await read(bias));
   }
