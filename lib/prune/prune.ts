@@ -259,7 +259,7 @@ function openResume(
   const store = new ResumeStore(staged.tmp, resumeFingerprint(inputs), storage);
   let start: (LoopStart & { allocation: StoredAllocation | null }) | null = null;
   if (r.resume && store.exists()) {
-    start = store.load(c);
+    start = store.load(c, r.name('resume'));
     cfg.onNote?.(`resuming ${staged.tmp} at block ${start.nextLayer + 1} of ${c.numLayers}`);
   } else if (r.resume) {
     cfg.onNote?.(`${r.name('resume')}: no resume state in ${staged.tmp}; starting at block 1`);
