@@ -236,7 +236,7 @@ const optionShape = Object.fromEntries(
 
 const pruneShape = {
   method: oneOrMany(z.enum(METHOD_NAMES as [MethodName, ...MethodName[]])), // one method or a list to sweep
-  structure: oneOrMany(structureValue()).default(['unstructured']), // 'unstructured' or 'N:M', or a list
+  structure: oneOrMany(structureValue()).default([PRUNE_DEFAULTS.structure]), // 'unstructured' or 'N:M', or a list
   sparsity: oneOrMany(sparsityValue()).optional(), // target zero fraction; optional for N:M (must be N/M)
   useVariant: z.boolean().default(false), // Wanda's alpha-bisection variant (unstructured only)
   layerwise: z.enum(LAYERWISE_NAMES as [LayerwiseName, ...LayerwiseName[]]).optional(), // per-block sparsities (owl)

@@ -164,7 +164,7 @@ function checkOutputOptions(cfg: PruneConfig, name: OptionName, compressed: bool
 function resolveOptions(cfg: PruneConfig): Resolved {
   const name = cfg.optionName ?? cliFlag;
   const method = getMethod(cfg.method, name('method'));
-  const structure = cfg.structure ?? { kind: 'unstructured' };
+  const structure = cfg.structure ?? parseStructure(PRUNE_DEFAULTS.structure);
   const sparsity = structure.kind === 'nm' && cfg.sparsity === undefined ? structure.n / structure.m : cfg.sparsity;
   const compressed = (cfg.format ?? PRUNE_DEFAULTS.format) !== 'dense';
   checkOutputOptions(cfg, name, compressed);
