@@ -2,20 +2,20 @@
  * Pruning cost per phase and peak RSS.
  *   npx tsx bench/prune.ts [--model DIR] [--calibration FILE] [--nsamples 128] [--seqlen 256] [--methods wanda,magnitude,sparsegpt]
  *                          [--synthetic-samples 8] [--synthetic-seqlen 128] [--synthetic-sparsegpt]
+ *                          [--skip-model] [--skip-synthetic] [--io-mb 1024] [--io-block]
  * Part 1: full prune() runs of c4-llama-7m (times per phase from the run report).
  * Part 2: one synthetic decoder block of LLaMA-7B shape (hidden 4096, intermediate 11008, 32 heads): statistics
  *   accumulation and metric+mask time per method, extrapolated to 32 blocks, to compare with the paper's claim
  *   (Wanda metric + masks for all of LLaMA-7B: about 0.5 s on a GPU; SparseGPT about 200 s).
- * Part 3 (--io-mb 1024, 0 skips it): the memory-bound I/O of every block. A BF16 (then F16) safetensors file of
- *   that size, read into float32 by SafetensorsFile.readFloat32 and written from float32 by SafetensorsWriter,
- *   on the same bytes: cold (the file dropped from the page cache, as a model larger than RAM is read) against
- *   `cat file > /dev/null`, wall seconds; warm (page cache) against `dd if=file of=/dev/null bs=4M` (cat to
- *   /dev/null splices without copying the bytes into memory) and writing against `dd if=file of=copy bs=4M`, in
- *   CPU seconds of the process doing it (best of 3; CPU time is what a loaded machine distorts least).
+ * Part 3 (--io-mb 1024, 0 skips it): the memory-bound I/O of every block (bench/io.ts says the protocol). A BF16
+ *   (then F16) safetensors file of that size, read into float32 by SafetensorsFile.readFloat32 and written from
+ *   float32 by SafetensorsWriter, against cat, dd and a plain memcpy of the same bytes measured in the same run:
+ *   warm page cache in CPU and wall seconds, cold (file dropped from the page cache) in wall seconds.
+ *   --io-block: also the block load + save path of the layer loop on one LLaMA-7B-shaped block (about 1 GB of disk
+ *   and 3 GB of memory while it runs).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,8 +25,7 @@ import { getMethod, type MethodName } from '../lib/prune/registry.js';
 import { createStats } from '../lib/prune/stats.js';
 import { LINEAR_NAMES, type LinearName } from '../lib/prune/method.js';
 import { benchModelPath, benchSharedPath } from './common.js';
-import { SafetensorsFile, SafetensorsWriter, type DType } from '../lib/model/safetensors.js';
-import { syntheticValues } from '../scripts/make-synthetic-llama.js';
+import { blockBench, ioBench } from './io.js';
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +41,7 @@ const { values } = parseArgs({
     'skip-model': { type: 'boolean', default: false },
     'skip-synthetic': { type: 'boolean', default: false },
     'io-mb': { type: 'string', default: '1024' },
+    'io-block': { type: 'boolean', default: false },
   },
 });
 const backend = await initBackend(values.backend as BackendName);
@@ -125,102 +125,6 @@ for (const method of values['skip-synthetic'] ? [] : methods) {
 }
 if (!values['skip-synthetic']) out['syntheticLlama7BBlock'] = synth;
 if (Number(values['io-mb']) > 0) out['io'] = { F16: ioBench('F16', Number(values['io-mb'])), BF16: ioBench('BF16', Number(values['io-mb'])) };
+if (values['io-block']) out['ioBlock7B'] = { BF16: await blockBench('BF16'), F16: await blockBench('F16') };
 out['peakRssMB'] = Math.round(process.resourceUsage().maxRSS / 1024);
 console.log(JSON.stringify(out, null, 2));
-
-/** Best of `n` runs of `f`: wall seconds and CPU seconds (user + system) of this process. */
-function best(n: number, f: () => void): { wall: number; cpu: number } {
-  let b = { wall: Infinity, cpu: Infinity };
-  for (let i = 0; i < n; i++) {
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    f();
-    const c = process.cpuUsage(c0);
-    const r = { wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6 };
-    if (r.cpu < b.cpu) b = r;
-  }
-  return b;
-}
-
-/** Best of `n` runs of a shell command under /usr/bin/time: wall and CPU seconds of the command. */
-function bestShell(n: number, cmd: string): { wall: number; cpu: number } {
-  let b = { wall: Infinity, cpu: Infinity };
-  for (let i = 0; i < n; i++) {
-    const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S', 'sh', '-c', cmd], { encoding: 'utf8' });
-    const [e, u, sy] = r.stderr.trim().split('\n').pop()!.split(' ').map(Number);
-    if (u! + sy! < b.cpu) b = { wall: e!, cpu: u! + sy! };
-  }
-  return b;
-}
-
-/**
- * Part 3: reading `dtype` safetensors into float32 and writing float32 out as `dtype`, against cat on the same
- * bytes. Both in wall seconds and in CPU seconds of the process doing it (CPU time is what a loaded machine does
- * not distort: cat's short bursts get the CPU sooner than a long loop).
- */
-function ioBench(dtype: DType, mb: number): Record<string, number> {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-io-'));
-  try {
-    const rows = 4096;
-    const cols = 11008; // a LLaMA-7B MLP matrix: 45M values, 90 MB in 16 bits
-    const count = Math.max(1, Math.round((mb * 1e6) / (rows * cols * 2)));
-    const plan = Array.from({ length: count }, (_, i) => ({ name: `w${i}`, shape: [rows, cols], dtype }));
-    const values = syntheticValues(rows * cols, 0, 'bench', 'weight');
-    const file = join(dir, 'a.safetensors');
-    const write = best(3, () => {
-      const w = new SafetensorsWriter(file, plan);
-      for (const t of plan) w.write(t.name, values);
-      w.finish();
-    });
-    const bytes = statSync(file).size;
-    const reps = 10; // dd runs `reps` times per timing: /usr/bin/time counts CPU in 10 ms steps
-    const per = (r: { wall: number; cpu: number }): { wall: number; cpu: number } => ({ wall: r.wall / reps, cpu: r.cpu / reps });
-    const loop = (cmd: string): string => `for i in $(seq ${reps}); do ${cmd}; done`;
-    const evict = (): void => {
-      spawnSync('sync', [file]); // dirty pages cannot be dropped
-      spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']); // drop this file from the page cache
-    };
-    const f = SafetensorsFile.open(file);
-    const readAll = (): void => {
-      for (const t of plan) f.readFloat32(t.name);
-    };
-    let read: { wall: number; cpu: number };
-    let cold: { cat: number; ours: number };
-    try {
-      // cold: from the disk (the case of a model larger than RAM), wall seconds
-      evict();
-      const catCold = bestShell(1, `cat '${file}' > /dev/null`).wall;
-      evict();
-      const oursCold = best(1, readAll).wall;
-      cold = { cat: catCold, ours: oursCold };
-      // warm: from the page cache, CPU seconds. `cat > /dev/null` splices without copying the bytes into memory
-      // (~0 CPU), so the warm baseline is dd's read() into a buffer
-      bestShell(1, `cat '${file}' > /dev/null`);
-      read = best(3, readAll);
-    } finally {
-      f.close();
-    }
-    const catRead = per(bestShell(3, loop(`dd if='${file}' of=/dev/null bs=4M status=none`)));
-    const catWrite = per(bestShell(3, loop(`dd if='${file}' of='${join(dir, 'copy')}' bs=4M status=none`)));
-    const gbps = (s: number): number => +(bytes / 1e9 / s).toFixed(2);
-    const ratio = (a: number, b: number): number => +(a / b).toFixed(2);
-    process.stderr.write(
-      `io ${dtype}: cold read ${gbps(cold.ours)} GB/s (cat ${gbps(cold.cat)}); warm read ${gbps(read.cpu)} GB per CPU-s (dd ${gbps(catRead.cpu)}), write ${gbps(write.cpu)} (dd copy ${gbps(catWrite.cpu)})\n`,
-    );
-    return {
-      fileMB: Math.round(bytes / 1e6),
-      readGBperCpuSecond: gbps(read.cpu),
-      ddReadGBperCpuSecond: gbps(catRead.cpu),
-      readVsDdCpu: ratio(read.cpu, catRead.cpu),
-      coldReadGBps: gbps(cold.ours),
-      coldCatGBps: gbps(cold.cat),
-      coldReadVsCat: ratio(cold.ours, cold.cat),
-      writeGBperCpuSecond: gbps(write.cpu),
-      ddCopyGBperCpuSecond: gbps(catWrite.cpu),
-      writeVsDdCopyCpu: ratio(write.cpu, catWrite.cpu),
-      writeVsDdCopyWall: ratio(write.wall, catWrite.wall),
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}

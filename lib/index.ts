@@ -3,10 +3,10 @@
  * fine-tune LLaMA-family checkpoints.
  */
 // errors
-export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError } from './errors.js';
+export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, cliFlag, keyPath, type OptionName } from './errors.js';
 // backend
 export { initBackend, activeBackend, defaultThreads, BACKEND_NAMES, type BackendName, type BackendInfo, type BackendOptions } from './model/backend.js';
-export { kernels, kernelsFor, overrideKernels, type Kernels } from './model/backend.js';
+export { kernels, kernelsFor, type Kernels } from './model/backend.js';
 export { adapterLine, type AdapterInfo } from './model/webgpu.js';
 // model: config, checkpoints, weights I/O, decoder, tokenizer
 export { parseConfig, readConfig, parameterCount, SUPPORTED_ARCHITECTURES, type LlamaConfig, type RopeScaling } from './model/config.js';
@@ -154,7 +154,7 @@ export { evaluate, EvaluationIdsCache, evaluationIdsCache, type EvaluateConfig, 
 export { defaultDataDir, perplexitySetFile, type DataDirEnv } from './eval/datasets.js';
 export { tokenCacheDir, type TokenCacheEnv } from './eval/token-cache.js';
 // experiments
-export { loadExperiment, parseExperiment, expandSettings, type Experiment, type PruneSetting } from './experiment/schema.js';
+export { loadExperiment, parseExperiment, expandSettings, pruneOptionName, type Experiment, type PruneSetting } from './experiment/schema.js';
 export { mergeResults, parseShard, shardOf, type Shard, type MergeResult } from './experiment/shard.js';
 export { writeReport, markdownTable, type SettingResult, type ResultsInput, type FinetuneResult } from './experiment/report.js';
 // progress

@@ -100,7 +100,7 @@ async function allLosses(model: LlamaModel, windows: number[][], batch: number, 
   const batches: number[][][] = [];
   for (let i = 0; i < windows.length; i += batch) batches.push(windows.slice(i, i + batch));
   const done = (k: number): number => Math.min((k + 1) * batch, windows.length);
-  const wanted = options.workers ?? (kernels().windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
+  const wanted = options.workers ?? ((model.kernels ?? kernels()).windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
   const workers = options.forward ? 0 : poolWorkers(model, batches.length, wanted); // adapters stay in-process
   if (workers === 0) {
     const out: number[] = [];

@@ -22,7 +22,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from '../errors.js';
+import { ConfigError, keyPath, type OptionName } from '../errors.js';
 import { expandPathVars, type PathVars } from '../paths.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from '../eval/perplexity.js';
 import { TASKS } from '../eval/tasks.js';
@@ -194,6 +194,22 @@ function taskRef(c: SchemaContext) {
 // ---------------------------------------------------------------------------------------------------------------
 // The schema
 
+/**
+ * How `prune()` names its options in messages when an experiment file runs it: by the keys written in the file
+ * (`calibration.nsamples`, `prune.targets`, `output.format`), not by the CLI's flags.
+ */
+export function pruneOptionName(settingId: string): OptionName {
+  return keyPath('prune', {
+    calibration: 'calibration.source',
+    nsamples: 'calibration.nsamples',
+    seqlen: 'calibration.seqlen',
+    seed: 'calibration.seed',
+    batchSize: 'calibration.batchSize',
+    format: 'output.format',
+    out: `the checkpoint folder of ${settingId}`,
+  });
+}
+
 function calibrationSchema(c: SchemaContext) {
   return z.strictObject({
     source: filePath(c, 'calibration file'), // jsonl / json.gz / parquet / text file of documents
@@ -220,7 +236,7 @@ const optionShape = Object.fromEntries(
 
 const pruneShape = {
   method: oneOrMany(z.enum(METHOD_NAMES as [MethodName, ...MethodName[]])), // one method or a list to sweep
-  structure: oneOrMany(structureValue()).default(['unstructured']), // 'unstructured' or 'N:M', or a list
+  structure: oneOrMany(structureValue()).default([PRUNE_DEFAULTS.structure]), // 'unstructured' or 'N:M', or a list
   sparsity: oneOrMany(sparsityValue()).optional(), // target zero fraction; optional for N:M (must be N/M)
   useVariant: z.boolean().default(false), // Wanda's alpha-bisection variant (unstructured only)
   layerwise: z.enum(LAYERWISE_NAMES as [LayerwiseName, ...LayerwiseName[]]).optional(), // per-block sparsities (owl)
@@ -255,9 +271,9 @@ function checkEntryPlan(p: z.output<z.ZodObject<typeof pruneShape>>, structures:
     for (const structure of structures) {
       for (const sparsity of structure.kind === 'nm' ? [structure.n / structure.m] : (p.sparsity ?? [])) {
         try {
-          method.check?.({ sparsity, structure }, opts.data);
+          method.check?.({ sparsity, structure }, opts.data, (key) => key); // reported under the key path prune[i].<method>
         } catch (e) {
-          ctx.addIssue({ code: 'custom', path: [m], message: (e as Error).message });
+          ctx.addIssue({ code: 'custom', path: [m], message: (e as Error).message.replace(new RegExp(`^${m}: `), '') });
         }
       }
     }

@@ -24,7 +24,7 @@ import { loadModel, type LoadedModel } from '../model/load.js';
 import { prune } from '../prune/prune.js';
 import { ResumeMismatchError } from '../prune/resume.js';
 import { finetuneLabel, type FinetuneResult, type SettingResult } from './report.js';
-import { planTag, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
+import { planTag, pruneOptionName, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
 import { definedOnly, type RunContext } from './context.js';
 
 /** What a pruning returns (its report). */
@@ -127,6 +127,7 @@ function pruneOnce(ctx: RunContext, s: PruneSetting, out: string, resume: boolea
     overwrite: true,
     resume,
     resumeHint: 'the same command continues it',
+    optionName: pruneOptionName(s.id),
     onNote: (line) => (line.startsWith('resuming') ? note(`${s.id}: ${line}`) : undefined),
     onProgress: (p) => progress(p.pass === 'owl' ? `${s.id}: OWL outlier pass` : `${s.id}: prune`, p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : undefined),
   });

@@ -23,15 +23,22 @@ export interface BackendInfo {
  * - `hostReads`: 'sync' lets a kernel read a value back in the middle of its work (`dataSync`, cheap on CPU
  *   backends: the mask's no-tie fast path); 'none' avoids it (WebGPU in Node has no synchronous read at all, and a
  *   read stalls the GPU queue), taking the branch-free path that gives the same result.
- * - `windows`: how independent evaluation windows use several cores. 'workers' shards them over a pool of worker
- *   threads with one single-threaded backend each (lib/model/forward-pool.ts; on wasm faster than XNNPACK's threads,
- *   which leave a quarter of the forward on one core); 'backend' runs them in-process on the backend's own threads.
+ * - `park`: where the layer loop keeps what waits between its steps (each block's seven linears while one is being
+ *   pruned, the calibration activations while the next block loads). 'js-memory' copies them to JS arrays and frees
+ *   them on the backend: wasm's heap is 4 GB, a 13B block and its pruning transients nearly fill it, and small
+ *   leftovers fragment it. 'none' leaves them on the backend: on a GPU a copy would be a device-to-host round trip
+ *   per linear per block, and cpu / tensorflow have no such heap. Masks and weights are identical either way.
+ * - `windows`: how independent forwards (perplexity windows, the layer loop's calibration windows) use several
+ *   cores. 'workers' shards them over a pool of worker threads with one single-threaded backend each
+ *   (lib/model/forward-pool.ts; on wasm faster than XNNPACK's threads, which leave a quarter of the forward on one
+ *   core); 'backend' runs them in-process on the backend's own threads. Results are identical either way.
  * Linear weights are kept in one layout on every backend (wasm's matMul needs it; the WebGPU matMul shader reads
  * either layout, so no choice is made there).
  */
 export interface Kernels {
   attention: 'per-head' | 'batched';
   hostReads: 'sync' | 'none';
+  park: 'js-memory' | 'none';
   windows: 'workers' | 'backend';
 }
 
@@ -40,24 +47,19 @@ export function kernelsFor(backend: string): Kernels {
   return {
     attention: cpu ? 'per-head' : 'batched',
     hostReads: backend === 'webgpu' ? 'none' : 'sync',
+    park: backend === 'wasm' ? 'js-memory' : 'none',
     windows: backend === 'wasm' ? 'workers' : 'backend',
   };
 }
 
-let override: Partial<Kernels> | null = null;
-
-/** The kernels of the active tfjs backend (with `overrideKernels` applied). */
-export function kernels(): Kernels {
-  return { ...kernelsFor(tf.getBackend()), ...override };
-}
-
 /**
- * Force some choices on whatever backend is active (tests compare both attentions on wasm; experiments can try
- * batched attention on a CPU backend). `null` goes back to the backend's own choices. Results differ only by float
- * rounding between the two attentions, and not at all between the two `hostReads` settings.
+ * The kernels of the active tfjs backend (tfjs has one global backend): the default of the callers that take a
+ * `kernels` option (prune, runLayerLoop, loadModel, LlamaModel; the mask functions take `hostReads`). To try other
+ * choices on a backend, pass them there: results differ only by float rounding between the two attentions, and not
+ * at all between the two `hostReads` or the two `park` settings.
  */
-export function overrideKernels(k: Partial<Kernels> | null): void {
-  override = k;
+export function kernels(): Kernels {
+  return kernelsFor(tf.getBackend());
 }
 
 /**

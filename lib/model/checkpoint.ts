@@ -29,6 +29,7 @@ import {
   type SparseFormat,
   type SparsityInfo,
 } from './compressed-tensors.js';
+import { transposeFloat32 } from './dtype-convert.js';
 import { EMBED_TOKENS, LINEAR_NAMES, LM_HEAD, expectedTensors, linearShape, linearTensorName, type LinearName } from './architecture.js';
 
 const INDEX_FILE = 'model.safetensors.index.json';
@@ -222,8 +223,11 @@ export class Checkpoint {
     return (['F32', 'F16', 'BF16'].includes(best) ? best : 'F32') as DType;
   }
 
-  /** Read one tensor as float32 (lazily, from the file bytes). */
-  read(name: string): Float32Array {
+  /**
+   * Read one tensor as float32 (lazily, from the file bytes), into `out` when given (its length must be the
+   * tensor's size: a caller that reuses one array saves allocating and page-faulting a fresh one per tensor).
+   */
+  read(name: string, out?: Float32Array): Float32Array {
     const packed = this.compressed.get(name);
     if (packed) {
       const { parts, format } = packed;
@@ -232,16 +236,34 @@ export class Checkpoint {
       const values = decodeToFloat32(bytes('compressed'), this.dtypeOf(name), where);
       const shape = packed.shape;
       if (!shape) throw new CheckpointError(`${where}: config.json implies no such weight`);
-      return decompressWeight(where, format, {
+      const dense = decompressWeight(where, format, {
         shape: bytes('shape'),
         compressed: values,
         bitmask: bytes('bitmask'),
         ...(format === 'sparse-bitmask' ? { rowOffsets: bytes('row_offsets') } : {}),
       }, shape);
+      if (!out) return dense;
+      if (out.length !== dense.length) throw new CheckpointError(`${where}: holds ${dense.length} values, the array given has ${out.length}`);
+      out.set(dense);
+      return out;
     }
     const loc = this.where.get(name);
     if (!loc) throw new CheckpointError(`${this.dir}: no tensor '${name}'`);
-    return loc.file.readFloat32(loc.entry);
+    return loc.file.readFloat32(loc.entry, out);
+  }
+
+  /**
+   * Read a 2-D tensor [rows, cols] as float32 transposed ([cols, rows]), into `out` when given (as for `read`). A
+   * dense 16-bit tensor is transposed chunk by chunk as it is decoded.
+   */
+  readTransposed(name: string, out?: Float32Array): Float32Array {
+    const loc = this.compressed.has(name) ? undefined : this.where.get(name);
+    if (loc) return loc.file.readFloat32Transposed(loc.entry, out);
+    const shape = this.compressed.get(name)?.shape;
+    if (!shape || shape.length !== 2) throw new CheckpointError(`${this.dir}: no 2-D tensor '${name}'`);
+    const [rows, cols] = shape as [number, number];
+    if (out && out.length !== rows * cols) throw new CheckpointError(`${this.dir}: tensor '${name}' holds ${rows * cols} values, the array given has ${out.length}`);
+    return transposeFloat32(this.read(name), rows, cols, out);
   }
 
   /** Total bytes of the safetensors files' data. */

@@ -29,6 +29,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName } from './architecture.js';
+import type { Kernels } from './backend.js';
 import type { LlamaConfig } from './config.js';
 import { LlamaModel, disposeBlock, type BlockWeights, type Linear } from './llama.js';
 import type { reduceSamples, SampleReductions, StatName } from '../prune/stats.js';
@@ -64,7 +65,7 @@ interface BlockRequest {
   outputs: boolean;
 }
 type Request =
-  | { kind: 'init'; config: LlamaConfig; snapshot: ModelSnapshot | null }
+  | { kind: 'init'; config: LlamaConfig; snapshot: ModelSnapshot | null; kernels: Kernels | null }
   | { kind: 'batch'; windows: number[][] }
   | BlockRequest;
 type BlockReply = { kind: 'block'; outputs: ArrayOf[] | null; reductions: Record<string, SampleReductions[]>[] | null };
@@ -164,12 +165,15 @@ export class ForwardPool {
   /** Start `n` workers holding the model's weights, for `losses` (resolves once every worker has built it). */
   static async forModel(model: LlamaModel, n: number): Promise<ForwardPool> {
     const snapshot = await snapshotModel(model);
-    return ForwardPool.start(n, { kind: 'init', config: model.config, snapshot });
+    return ForwardPool.start(n, { kind: 'init', config: model.config, snapshot, kernels: model.kernels });
   }
 
-  /** Start `n` workers that run blocks of a model of config `c` handed to them per pass, for `blockPass`. */
-  static async forBlocks(c: LlamaConfig, n: number): Promise<ForwardPool> {
-    return ForwardPool.start(n, { kind: 'init', config: c, snapshot: null });
+  /**
+   * Start `n` workers that run blocks of a model of config `c` handed to them per pass, for `blockPass`, with the
+   * caller's kernel choices (the attention must be the caller's for identical results).
+   */
+  static async forBlocks(c: LlamaConfig, n: number, kernels: Kernels | null = null): Promise<ForwardPool> {
+    return ForwardPool.start(n, { kind: 'init', config: c, snapshot: null, kernels });
   }
 
   private static async start(n: number, init: Request): Promise<ForwardPool> {
@@ -291,14 +295,14 @@ function blockFromSnapshot(b: BlockSnapshot): BlockWeights {
   return { inputNorm: tensorOf<tf.Tensor1D>(b.inputNorm), postNorm: tensorOf<tf.Tensor1D>(b.postNorm), linears };
 }
 
-function modelFromSnapshot(s: ModelSnapshot): LlamaModel {
+function modelFromSnapshot(s: ModelSnapshot, kernels: Kernels | null): LlamaModel {
   const blocks = s.blocks.map(blockFromSnapshot);
-  return new LlamaModel(s.config, tensorOf<tf.Tensor2D>(s.embed), tensorOf<tf.Tensor1D>(s.finalNorm), tensorOf<tf.Tensor2D>(s.lmHeadT), blocks);
+  return new LlamaModel(s.config, tensorOf<tf.Tensor2D>(s.embed), tensorOf<tf.Tensor1D>(s.finalNorm), tensorOf<tf.Tensor2D>(s.lmHeadT), blocks, kernels);
 }
 
 /** A model without weights of its own, to run blocks handed to it (RoPE tables and causal mask only). */
-function blockRunner(c: LlamaConfig): LlamaModel {
-  return new LlamaModel(c, tf.zeros([1, c.hiddenSize]), tf.ones([c.hiddenSize]), null, new Array<null>(c.numLayers).fill(null));
+function blockRunner(c: LlamaConfig, kernels: Kernels | null): LlamaModel {
+  return new LlamaModel(c, tf.zeros([1, c.hiddenSize]), tf.ones([c.hiddenSize]), null, new Array<null>(c.numLayers).fill(null), kernels);
 }
 
 /** One calibration pass in a worker (see BlockRequest). */
@@ -344,7 +348,7 @@ async function serve(): Promise<void> {
     void (async (): Promise<Reply> => {
       try {
         if (req.kind === 'init') {
-          model = req.snapshot ? modelFromSnapshot(req.snapshot) : blockRunner(req.config);
+          model = req.snapshot ? modelFromSnapshot(req.snapshot, req.kernels) : blockRunner(req.config, req.kernels);
           return { kind: 'ready', backend: info.note };
         }
         if (!model) throw new Error(`${req.kind} before init`);

@@ -25,7 +25,8 @@ import {
   normTensorName,
   type LinearName,
 } from './architecture.js';
-import { kernels } from './backend.js';
+import { kernels as activeKernels, type Kernels } from './backend.js';
+import { transposeFloat32 } from './dtype-convert.js';
 
 /** One linear layer: y = x wT + bias. */
 export interface Linear {
@@ -87,18 +88,22 @@ function disposeBlock(b: BlockWeights): void {
 }
 
 /**
- * Read block `layer` from a checkpoint into tensors (float32, linear weights transposed to [in, out]). When a read
- * fails halfway, the tensors already made are freed before the error propagates.
+ * Read block `layer` from a checkpoint into tensors (float32, linear weights transposed to [in, out] as they are
+ * decoded). When a read fails halfway, the tensors already made are freed before the error propagates. The wasm
+ * backend copies an array into its heap when a tensor is made from it, so there one array serves all seven weights
+ * (no fresh weight-sized allocation per weight); other backends may keep the array as the tensor's storage.
  */
 export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights {
   const c = ckpt.config;
   const made: tf.Tensor[] = [];
   const vec = (name: string): tf.Tensor1D => tf.tensor1d(ckpt.read(name));
+  const sizes = LINEAR_NAMES.map((n) => linearShape(c, n)[0] * linearShape(c, n)[1]);
+  const scratch = tf.getBackend() === 'wasm' ? new Float32Array(Math.max(...sizes)) : null;
   try {
     const linears = {} as Record<LinearName, Linear>;
     for (const n of LINEAR_NAMES) {
       const [out, inp] = linearShape(c, n);
-      const wT = tf.tidy(() => tf.transpose(tf.tensor2d(ckpt.read(linearTensorName(layer, n)), [out, inp])) as tf.Tensor2D);
+      const wT = tf.tensor2d(ckpt.readTransposed(linearTensorName(layer, n), scratch?.subarray(0, out * inp)), [inp, out]);
       made.push(wT);
       const bias = hasBias(c, n) ? vec(linearTensorName(layer, n, 'bias')) : null;
       if (bias) made.push(bias);
@@ -122,13 +127,15 @@ export async function blockWeightsToArrays(c: LlamaConfig, layer: number, b: Blo
   const read = async (t: tf.Tensor): Promise<Float32Array> => (await t.data()) as Float32Array;
   out.set(normTensorName(layer, 'inputNorm'), await read(b.inputNorm));
   out.set(normTensorName(layer, 'postNorm'), await read(b.postNorm));
+  // The wasm backend's tensor data can be read in place (a view of its heap, valid until its next allocation): no
+  // copy of each weight before the transpose.
+  const wasm = tf.getBackend() === 'wasm' ? (tf.backend() as { typedArrayFromHeap?: (t: tf.TensorInfo) => unknown }) : null;
+  const inPlace = (t: tf.Tensor): Float32Array | null => (t.dtype === 'float32' && wasm?.typedArrayFromHeap ? (wasm.typedArrayFromHeap(t) as Float32Array) : null);
   for (const n of LINEAR_NAMES) {
-    const w = linearWeight(b, n);
-    try {
-      out.set(linearTensorName(layer, n), await read(w));
-    } finally {
-      w.dispose();
-    }
+    // [in, out] as kept -> [out, in] in JS while copying (a backend transpose pass costs several times more)
+    const [rows, cols] = linearShape(c, n);
+    const wT = b.linears[n].wT;
+    out.set(linearTensorName(layer, n), transposeFloat32(inPlace(wT) ?? (await read(wT)), cols, rows));
     const bias = b.linears[n].bias;
     if (bias) out.set(linearTensorName(layer, n, 'bias'), await read(bias));
   }
@@ -187,19 +194,30 @@ export class LlamaModel {
   private mask: tf.Tensor2D | null = null; // causal mask of the last sequence length
   private rotation: tf.Tensor2D | null = null; // rotate_half as a matrix [headDim, headDim]
 
-  constructor(config: LlamaConfig, embedTable: tf.Tensor2D, finalNorm: tf.Tensor1D, lmHeadT: tf.Tensor2D | null, blocks: (BlockWeights | null)[]) {
+  /** The backend's kernel choices (attention): given by the caller, else those of the backend active at each call. */
+  readonly kernels: Kernels | null;
+
+  constructor(
+    config: LlamaConfig,
+    embedTable: tf.Tensor2D,
+    finalNorm: tf.Tensor1D,
+    lmHeadT: tf.Tensor2D | null,
+    blocks: (BlockWeights | null)[],
+    kernels: Kernels | null = null,
+  ) {
     this.config = config;
     this.embedTable = embedTable;
     this.finalNorm = finalNorm;
     this.lmHeadT = lmHeadT;
     this.blocks = blocks;
+    this.kernels = kernels;
   }
 
   /**
    * Load from an open checkpoint. `blocks: false` leaves every block unloaded (the pruning pipeline streams them);
-   * `head: false` skips lm_head (the pipeline never computes logits).
+   * `head: false` skips lm_head (the pipeline never computes logits); `kernels`: see the constructor.
    */
-  static fromCheckpoint(ckpt: Checkpoint, options: { blocks?: boolean; head?: boolean } = {}): LlamaModel {
+  static fromCheckpoint(ckpt: Checkpoint, options: { blocks?: boolean; head?: boolean; kernels?: Kernels } = {}): LlamaModel {
     const c = ckpt.config;
     const made: tf.Tensor[] = []; // freed when a read fails halfway
     const blocks: (BlockWeights | null)[] = [];
@@ -215,7 +233,7 @@ export class LlamaModel {
       const finalNorm = tf.tensor1d(ckpt.read(FINAL_NORM));
       made.push(finalNorm);
       for (let i = 0; i < c.numLayers; i++) blocks.push(options.blocks === false ? null : loadBlockWeights(ckpt, i));
-      return new LlamaModel(c, embedTable, finalNorm, lmHeadT, blocks);
+      return new LlamaModel(c, embedTable, finalNorm, lmHeadT, blocks, options.kernels ?? null);
     } catch (e) {
       tf.dispose(made);
       for (const b of blocks) if (b) disposeBlock(b);
@@ -376,7 +394,7 @@ export class LlamaModel {
       const k = this.applyRope(heads(this.linear(layer, 'k_proj', h1, w.linears.k_proj, opts), kvh), s, kv.offset);
       const v = heads(this.linear(layer, 'v_proj', h1, w.linears.v_proj, opts), kvh);
       const mask = this.causalMask(s, kv.past ? kv.offset : 0); // [s, past + s]
-      const attend = kernels().attention === 'batched' ? attendBatched : attendPerHead;
+      const attend = (this.kernels ?? activeKernels()).attention === 'batched' ? attendBatched : attendPerHead;
       const ctx = attend(tf.mul(q, 1 / Math.sqrt(d)) as tf.Tensor4D, k, v, mask, kv); // [b*h, s, d], from q / sqrt(d)
       return tf.reshape(tf.transpose(tf.reshape(ctx, [b, h, s, d]), [0, 2, 1, 3]), [b, s, h * d]) as tf.Tensor3D;
     }));

@@ -5,6 +5,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
+import { decodeStream, decodeStreamTransposed, encodeStream, transposeFloat32 } from './dtype-convert.js';
 
 export type DType = 'F32' | 'F16' | 'BF16';
 export const DTYPES: readonly DType[] = ['F32', 'F16', 'BF16'];
@@ -23,101 +24,47 @@ export interface TensorEntry {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// dtype conversion (float32 compute; files may be F16 or BF16)
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** IEEE half -> float32. */
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** float32 -> IEEE half, round to nearest even (as torch's .half()). */
-function floatToHalf(x: number): number {
-  f32[0] = x;
-  const b = u32[0]!;
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let r = mant >> shift;
-    const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && r & 1)) r++;
-    return sign | r;
-  }
-  let r = (e << 10) | (mant >> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r++;
-  return sign | r;
-}
-
-/** Every IEEE half as float32 (built on first use): F16 decoding is one table lookup per value. */
-let halfTable: Float32Array | null = null;
-
-/** 16-bit little-endian words of `bytes` (a view when aligned, else a copy; hosts are little-endian). */
-function words(bytes: Uint8Array): Uint16Array {
-  const b = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
-  return new Uint16Array(b.buffer, b.byteOffset, b.byteLength >> 1);
-}
+// dtype conversion (float32 compute; files may be F16 or BF16): lib/model/dtype-convert.ts
 
 /** Decode raw little-endian bytes of a tensor to float32. */
 export function decodeToFloat32(bytes: Uint8Array, dtype: string, where: string): Float32Array {
-  const n = bytes.byteLength;
   if (dtype === 'F32') {
-    const out = new Float32Array(n / 4);
+    const out = new Float32Array(bytes.byteLength / 4);
     new Uint8Array(out.buffer).set(bytes);
     return out;
   }
-  if (dtype === 'BF16') {
-    const w = words(bytes);
-    const out = new Float32Array(w.length);
-    const o32 = new Uint32Array(out.buffer);
-    for (let i = 0; i < w.length; i++) o32[i] = w[i]! << 16;
-    return out;
-  }
-  if (dtype === 'F16') {
-    if (!halfTable) {
-      halfTable = new Float32Array(65536);
-      for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
-    }
-    const table = halfTable;
-    const w = words(bytes);
-    const out = new Float32Array(w.length);
-    for (let i = 0; i < w.length; i++) out[i] = table[w[i]!]!;
-    return out;
-  }
-  throw new CheckpointError(`${where}: dtype ${dtype} cannot be read as floating point (supported: F32, F16, BF16)`);
+  if (dtype !== 'BF16' && dtype !== 'F16') throw notFloat(where, dtype);
+  const out = new Float32Array(bytes.byteLength >> 1);
+  decodeStream(dtype, out.length * 2, out, (buf, off) => buf.set(bytes.subarray(off, off + buf.length)));
+  return out;
+}
+
+function notFloat(where: string, dtype: string): CheckpointError {
+  return new CheckpointError(`${where}: dtype ${dtype} cannot be read as floating point (supported: F32, F16, BF16)`);
 }
 
 /** Encode float32 values in `dtype` (little-endian). BF16 and F16 round to nearest even. */
 export function encodeFromFloat32(values: Float32Array, dtype: DType): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint8Array(values.length * 2);
-  const o16 = new Uint16Array(out.buffer); // little-endian hosts
-  if (dtype === 'BF16') {
-    const v32 = new Uint32Array(values.buffer, values.byteOffset, values.length);
-    for (let i = 0; i < values.length; i++) {
-      const b = v32[i]!;
-      if ((b & 0x7f800000) === 0x7f800000 && b & 0x7fffff) o16[i] = (b >>> 16) | 0x40; // NaN stays NaN
-      else o16[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-    }
-    return out;
-  }
-  for (let i = 0; i < values.length; i++) o16[i] = floatToHalf(values[i]!);
+  encodeStream(values, dtype, (bytes, off) => out.set(bytes, off));
   return out;
+}
+
+/** Read exactly `buf.length` bytes of `fd` at `pos`; `what` names the data in the error when the file ends early. */
+function readExact(fd: number, buf: Uint8Array, pos: number, what: () => string): void {
+  let done = 0;
+  while (done < buf.length) {
+    const got = readSync(fd, buf, done, buf.length - done, pos + done);
+    if (got === 0) throw new CheckpointError(what());
+    done += got;
+  }
+}
+
+/** Write all of `buf` to `fd` at `pos`. */
+function writeExact(fd: number, buf: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, pos + done);
 }
 
 export function dtypeSize(dtype: DType): number {
@@ -197,24 +144,69 @@ export class SafetensorsFile {
 
   /** Raw bytes of a tensor (a fresh copy). */
   readBytes(name: string): Uint8Array {
-    const e = this.entries.get(name);
-    if (!e) throw new CheckpointError(`${this.path}: no tensor '${name}'`);
-    if (this.fd === null) throw new CheckpointError(`${this.path}: file already closed`);
+    const e = this.entry(name);
     const buf = new Uint8Array(e.end - e.begin);
-    let done = 0;
-    while (done < buf.length) {
-      const got = readSync(this.fd, buf, done, buf.length - done, this.dataStart + e.begin + done);
-      if (got === 0) throw new CheckpointError(`${this.path}: tensor '${name}' ends past the end of the file`);
-      done += got;
-    }
+    readExact(this.openFd(), buf, this.dataStart + e.begin, () => this.pastEnd(name));
     return buf;
   }
 
-  /** A tensor's values as float32 (F16/BF16 widened exactly). */
-  readFloat32(name: string): Float32Array {
+  /**
+   * A tensor's values as float32 (F16/BF16 widened exactly). Into `out` when given (its length must be the
+   * tensor's size; a caller that reuses one array across tensors saves allocating and page-faulting a fresh one
+   * each time), else into a new array. F32 is read straight into the array; 16-bit data goes through one reused
+   * cache-sized chunk (lib/model/dtype-convert.ts).
+   */
+  readFloat32(name: string, out?: Float32Array): Float32Array {
+    const e = this.entry(name);
+    const where = `${this.path}: tensor '${name}'`;
+    if (e.dtype !== 'F32' && e.dtype !== 'BF16' && e.dtype !== 'F16') throw notFloat(where, e.dtype);
+    const fd = this.openFd();
+    const bytes = e.end - e.begin;
+    const n = bytes / DTYPE_SIZE[e.dtype]!;
+    if (out && out.length !== n) throw new CheckpointError(`${where}: holds ${n} values, the array given has ${out.length}`);
+    const dst = out ?? new Float32Array(n);
+    const pastEnd = (): string => this.pastEnd(name);
+    if (e.dtype === 'F32') {
+      readExact(fd, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), this.dataStart + e.begin, pastEnd);
+      return dst;
+    }
+    decodeStream(e.dtype, bytes, dst, (buf, off) => readExact(fd, buf, this.dataStart + e.begin + off, pastEnd));
+    return dst;
+  }
+
+  /**
+   * A 2-D tensor [rows, cols] as float32 transposed ([cols, rows] row-major), into `out` when given (as for
+   * readFloat32): the transpose happens chunk by chunk as the data are decoded, instead of as a separate pass.
+   */
+  readFloat32Transposed(name: string, out?: Float32Array): Float32Array {
+    const e = this.entry(name);
+    const where = `${this.path}: tensor '${name}'`;
+    if (e.shape.length !== 2) throw new CheckpointError(`${where}: has shape [${e.shape.join(', ')}]; only a 2-D tensor can be read transposed`);
+    const [rows, cols] = e.shape as [number, number];
+    if (e.dtype !== 'BF16' && e.dtype !== 'F16') {
+      if (out && out.length !== rows * cols) throw new CheckpointError(`${where}: holds ${rows * cols} values, the array given has ${out.length}`);
+      return transposeFloat32(this.readFloat32(name), rows, cols, out);
+    }
+    if (out && out.length !== rows * cols) throw new CheckpointError(`${where}: holds ${rows * cols} values, the array given has ${out.length}`);
+    const dst = out ?? new Float32Array(rows * cols);
+    const fd = this.openFd();
+    decodeStreamTransposed(e.dtype, rows, cols, dst, (buf, off) => readExact(fd, buf, this.dataStart + e.begin + off, () => this.pastEnd(name)));
+    return dst;
+  }
+
+  private entry(name: string): TensorEntry {
     const e = this.entries.get(name);
     if (!e) throw new CheckpointError(`${this.path}: no tensor '${name}'`);
-    return decodeToFloat32(this.readBytes(name), e.dtype, `${this.path}: tensor '${name}'`);
+    return e;
+  }
+
+  private openFd(): number {
+    if (this.fd === null) throw new CheckpointError(`${this.path}: file already closed`);
+    return this.fd;
+  }
+
+  private pastEnd(name: string): string {
+    return `${this.path}: tensor '${name}' ends past the end of the file`;
   }
 
   close(): void {
@@ -335,19 +327,27 @@ export class SafetensorsWriter {
     return this.offsets.has(name);
   }
 
-  /** Write a planned tensor's float32 values (converted to its planned dtype). */
+  /**
+   * Write a planned tensor's float32 values (converted to its planned dtype): F32 straight from the array, 16-bit
+   * dtypes encoded chunk by chunk into one reused buffer (lib/model/dtype-convert.ts).
+   */
   write(name: string, values: Float32Array): void {
     const o = this.offsets.get(name);
     if (!o) throw new CheckpointError(`${this.path}: tensor '${name}' is not in the planned header`);
     if (this.fd === null) throw new CheckpointError(`${this.path}: writer already finished`);
-    const bytes = encodeFromFloat32(values, o.dtype);
-    if (bytes.length !== o.end - o.begin) {
+    const size = dtypeSize(o.dtype);
+    if (values.length * size !== o.end - o.begin) {
       throw new CheckpointError(
-        `${this.path}: tensor '${name}' got ${values.length} values, its planned shape needs ${(o.end - o.begin) / dtypeSize(o.dtype)}`,
+        `${this.path}: tensor '${name}' got ${values.length} values, its planned shape needs ${(o.end - o.begin) / size}`,
       );
     }
-    let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.dataStart + o.begin + done);
+    const at = this.dataStart + o.begin;
+    if (o.dtype === 'F32') {
+      writeExact(this.fd, new Uint8Array(values.buffer, values.byteOffset, values.byteLength), at);
+    } else {
+      const fd = this.fd;
+      encodeStream(values, o.dtype, (bytes, off) => writeExact(fd, bytes, at + off));
+    }
     this.written.add(name);
   }
 

@@ -1,7 +1,7 @@
 /** Output folders: written under a temporary name and renamed into place only when complete. */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ConfigError } from '../errors.js';
+import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
@@ -28,10 +28,14 @@ export class StagedFolder {
    * one there instead of emptying it. A resumable folder that holds a resume state (`resume/state.json`, see
    * lib/prune/resume.ts; `protect()` once one is written) is not removed by llm-prune's signal cleanup.
    */
-  constructor(out: string, options: { overwrite?: boolean; resumable?: boolean; keep?: boolean; onNote?: (line: string) => void } = {}) {
+  constructor(
+    out: string,
+    options: { overwrite?: boolean; resumable?: boolean; keep?: boolean; onNote?: (line: string) => void; optionName?: OptionName } = {},
+  ) {
     this.out = resolve(out);
     if (existsSync(this.out) && readdirSync(this.out).length > 0 && !options.overwrite) {
-      throw new ConfigError(`--out ${out}: folder exists and is not empty (pass --overwrite to replace it)`);
+      const name = options.optionName ?? cliFlag;
+      throw new ConfigError(`${name('out')} ${out}: folder exists and is not empty (pass ${name('overwrite')} to replace it)`);
     }
     const stale = removeStaleStaged(this.out);
     if (stale.length) options.onNote?.(`removed ${stale.join(', ')} (left by interrupted runs whose process is gone)`);

@@ -3,6 +3,7 @@
  * `prune()` applies them, the CLI's prune flags show them, the experiment schema fills them in: one value each.
  */
 export const PRUNE_DEFAULTS = {
+  structure: 'unstructured', // or 'N:M' (2:4, 4:8)
   sparsity: 0.5, // when neither given nor implied by N:M (the CLI's default; an experiment lists its own)
   nsamples: 128,
   seed: 0,

@@ -8,7 +8,7 @@
  * specify; we apply the same lower-index-first rule there.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { kernels } from '../model/backend.js';
+import { kernels, type Kernels } from '../model/backend.js';
 import { ConfigError } from '../errors.js';
 import type { PruneOptions, Structure } from './method.js';
 
@@ -56,9 +56,15 @@ const ROW_CHUNK_ELEMENTS = 1 << 24;
 
 /**
  * Mask of the `k` smallest values of each row of `metric` ([rows, cols]), ties: lower column index first.
- * The caller owns the result ([rows, cols], float32 0/1). `metric` is not consumed.
+ * The caller owns the result ([rows, cols], float32 0/1). `metric` is not consumed. `hostReads` 'sync' takes a
+ * fast path when no tie crosses the cut (one host read); 'none' never reads back (same mask). Default: the backend's.
  */
-export function smallestPerRowMask(metric: tf.Tensor2D, k: number, chunkElements = ROW_CHUNK_ELEMENTS): tf.Tensor2D {
+export function smallestPerRowMask(
+  metric: tf.Tensor2D,
+  k: number,
+  chunkElements = ROW_CHUNK_ELEMENTS,
+  hostReads: Kernels['hostReads'] = kernels().hostReads,
+): tf.Tensor2D {
   const [rows, cols] = metric.shape;
   if (!Number.isInteger(k) || k < 0 || k > cols) {
     throw new ConfigError(`cannot remove ${k} of ${cols} values per row`);
@@ -71,7 +77,7 @@ export function smallestPerRowMask(metric: tf.Tensor2D, k: number, chunkElements
     const parts: tf.Tensor2D[] = [];
     try {
       for (let r = 0; r < rows; r += chunk) {
-        parts.push(tf.tidy(() => smallestPerRowMask(tf.slice(metric, [r, 0], [Math.min(chunk, rows - r), cols]), k, Infinity)));
+        parts.push(tf.tidy(() => smallestPerRowMask(tf.slice(metric, [r, 0], [Math.min(chunk, rows - r), cols]), k, Infinity, hostReads)));
       }
       return tf.concat(parts, 0);
     } finally {
@@ -91,7 +97,7 @@ export function smallestPerRowMask(metric: tf.Tensor2D, k: number, chunkElements
     const atMost = tf.cast(tf.lessEqual(diff, tf.scalar(0)), 'float32'); // [rows, cols]
     const counts = tf.sum(atMost, 1); // [rows]
     // (on backends without cheap host reads the check is skipped: the general path below gives the same mask)
-    if (kernels().hostReads === 'sync' && tf.max(counts).dataSync()[0] === k) return atMost as tf.Tensor2D;
+    if (hostReads === 'sync' && tf.max(counts).dataSync()[0] === k) return atMost as tf.Tensor2D;
     // Ties at the cut: all values below it are removed, then the first `need` tied ones by column index.
     const less = tf.less(diff, tf.scalar(0)); // [rows, cols], all of these are removed
     const tie = tf.equal(diff, tf.scalar(0)); // [rows, cols], the first `need` of these are removed
@@ -142,11 +148,11 @@ export function sortedValueAt(values: tf.Tensor, index: number): number {
 }
 
 /**
- * `sortedValueAt` as a scalar tensor. On backends with cheap host reads (wasm, cpu) it is `sortedValueAt`; elsewhere
+ * `sortedValueAt` as a scalar tensor. With host reads (`hostReads` 'sync': wasm, cpu) it is `sortedValueAt`; without
  * (webgpu) it stays on the device: the largest of the index + 1 smallest values (topk), the same order statistic.
  */
-export function sortedValueTensor(values: tf.Tensor, index: number): tf.Scalar {
-  if (kernels().hostReads === 'sync') return tf.scalar(sortedValueAt(values, index));
+export function sortedValueTensor(values: tf.Tensor, index: number, hostReads: Kernels['hostReads'] = kernels().hostReads): tf.Scalar {
+  if (hostReads === 'sync') return tf.scalar(sortedValueAt(values, index));
   if (!Number.isInteger(index) || index < 0 || index >= values.size) {
     throw new ConfigError(`sorted index ${index} is outside a tensor of ${values.size} values`);
   }

@@ -2,6 +2,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
 import type { LinearName } from '../model/architecture.js';
 import type { ActivationStats, StatName } from './stats.js';
+import type { OptionName } from '../errors.js';
 
 /** Which weights are compared with each other when choosing what to remove. */
 export type Structure =
@@ -47,8 +48,11 @@ export interface PruneMethod<O = Record<string, unknown>> {
   readonly stats: readonly StatName[];
   /** Its options: parse({}) gives the defaults. */
   readonly options: OptionsSchema<O>;
-  /** Throws a ConfigError when `options` cannot be used with `target` (checked when the plan is built). */
-  check?(target: PruneOptions, options: O): void;
+  /**
+   * Throws a ConfigError when `options` cannot be used with `target` (checked when the plan is built). Messages name
+   * the method's options as `name` does (default `optionFlagName(this.options)`: their CLI flags, `--permute`).
+   */
+  check?(target: PruneOptions, options: O, name?: OptionName): void;
   /** true when the method changes the weights it keeps (SparseGPT): a refiner cannot then re-choose the mask. */
   readonly updatesWeights: boolean;
   /**
@@ -79,3 +83,9 @@ export interface LayerwiseAllocator<O = Record<string, unknown>> {
 
 /** Backwards-compatible name of the statistics every method receives. */
 export type LayerStats = ActivationStats;
+
+/** How the CLI names a method's options: `--` and the flag in each field's `.meta({ flag })` (else the key). */
+export function optionFlagName(schema: unknown): OptionName {
+  const shape = (schema as { shape?: Record<string, { meta?(): Record<string, unknown> | undefined }> }).shape ?? {};
+  return (key) => `--${String(shape[key]?.meta?.()?.['flag'] ?? key)}`;
+}

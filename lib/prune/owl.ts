@@ -6,7 +6,7 @@
  * (OWL's "layerwise outlier distribution"), whatever method prunes in pass 2.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { requireSyncReads } from '../model/backend.js';
+import { requireSyncReads, type Kernels } from '../model/backend.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
@@ -74,6 +74,7 @@ export interface OwlAllocation {
 /**
  * Run OWL's pass 1 over the unpruned model (nothing is pruned or written) and allocate block sparsities around
  * `sparsity`. Only the linears in `selected` (module names) count towards a block's ratio (all seven by default).
+ * `kernels`: the layer loop's (default: those of the active backend).
  */
 export async function owlAllocate(
   checkpoint: Checkpoint,
@@ -83,6 +84,7 @@ export async function owlAllocate(
   options: OwlOptions,
   selected?: ReadonlySet<string>,
   onProgress?: (layer: number, layers: number) => void,
+  kernels?: Kernels,
 ): Promise<OwlAllocation> {
   const o = parseOptions('owl', owlOptions, options) as OwlOptions;
   requireSyncReads('owl (outlier ratios are counted on the host)');
@@ -94,6 +96,7 @@ export async function owlAllocate(
     calibration,
     batchSize,
     writer: null,
+    ...(kernels ? { kernels } : {}),
     inspect: {
       needs: ['scaler'],
       fn: (layer, block, stats) => {

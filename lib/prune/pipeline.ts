@@ -6,28 +6,36 @@
  *     3. run it again pruned: its outputs are the next block's inputs,
  *     4. write it to the output checkpoint and free it.
  * Only the current block's weights and the calibration activations are resident; blocks are read lazily from the
- * input safetensors and streamed into the output, so peak memory does not grow with the number of layers.
+ * input safetensors and streamed into the output, so peak memory does not grow with the number of layers. On wasm
+ * (Kernels.park 'js-memory') what waits between steps waits in JS memory; elsewhere it stays on the backend. With
+ * Kernels.windows 'workers' (wasm, --threads > 1) the forwards of steps 1 and 3 run in a pool of worker threads
+ * (lib/model/forward-pool.ts), with bit-identical results.
+ * Each step is a function below (runBlock: collectStatistics, pruneLinearsInPlace / pruneLinearsParked,
+ * blockSparsity, reforward, writeBlock); runLayerLoop sets up, runs the blocks, saves resume checkpoints.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../errors.js';
+import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
 import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
 import { tensorZeros } from '../model/sparsity.js';
+import { activeBackend, kernels as activeKernels, type Kernels } from '../model/backend.js';
+import { ForwardPool, calibrationWorkers } from '../model/forward-pool.js';
+import type { LlamaConfig } from '../model/config.js';
 import {
   LlamaModel,
   blockWeightsToArrays,
   disposeBlock,
+  linearWeight,
   loadBlockWeights,
+  setLinearWeight,
   type BlockWeights,
 } from '../model/llama.js';
 import type { CalibrationSet } from '../data/calibration.js';
 import { type PruneMethod, type PruneOptions } from './method.js';
 import { applyMask, describeStructure } from './mask.js';
-import { buildPlan, type LinearPlan, type PrunePlan } from './plan.js';
+import { buildPlan, type BlockPlan, type LinearPlan, type PrunePlan } from './plan.js';
 import { ActivationStats, type StatName } from './stats.js';
 import { failpoint } from './resume.js';
-import { activeBackend, kernels } from '../model/backend.js';
-import { ForwardPool, calibrationWorkers } from '../model/forward-pool.js';
 
 /** Zero fraction of one block's matrices (the reference's check_sparsity). */
 export interface BlockSparsity {
@@ -81,9 +89,13 @@ export interface LayerLoopOptions {
   start?: LoopStart;
   /** Called when blocks < nextLayer are written (before block 0 too), with the next block's inputs (not consumed). */
   onCheckpoint?: (cp: LoopCheckpoint) => void | Promise<void>;
+  /** The backend's kernel choices (attention, parking; lib/model/backend.ts). Default: those of the active backend. */
+  kernels?: Kernels;
+  /** How messages name the options (default the CLI's flags: --batch-size; experiment files pass key paths). */
+  optionName?: OptionName;
   /**
    * Worker threads for the calibration forwards (lib/model/forward-pool.ts); 1 runs them in-process. Default: the
-   * active backend's threads when its kernels say `windows: 'workers'` (wasm). Masks do not depend on it.
+   * active backend's threads when the kernels say `windows: 'workers'` (wasm). Masks do not depend on it.
    */
   workers?: number;
 }
@@ -125,9 +137,12 @@ function now(): number {
   return performance.now() / 1000;
 }
 
+/** Activations parked in JS memory (Kernels.park 'js-memory'). */
+type ParkedInputs = { values: Float32Array; shape: [number, number, number] }[];
+
 /** Copy activations to JS memory and free them on the backend. */
-async function parkInputs(inputs: tf.Tensor3D[]): Promise<{ values: Float32Array; shape: [number, number, number] }[]> {
-  const host: { values: Float32Array; shape: [number, number, number] }[] = [];
+async function parkInputs(inputs: tf.Tensor3D[]): Promise<ParkedInputs> {
+  const host: ParkedInputs = [];
   for (const x of inputs) host.push({ values: (await x.data()) as Float32Array, shape: x.shape });
   tf.dispose(inputs);
   return host;
@@ -142,8 +157,8 @@ async function parkLinears(block: BlockWeights): Promise<Map<LinearName, Float32
 }
 
 /** A LlamaModel holding no weights (1-row placeholders): for `block(i, x, tap, weights)` only. */
-function blockRunner(c: Checkpoint['config']): LlamaModel {
-  return new LlamaModel(c, tf.zeros([1, c.hiddenSize]), tf.ones([c.hiddenSize]), null, new Array(c.numLayers).fill(null));
+function blockRunner(c: LlamaConfig, kernels: Kernels): LlamaModel {
+  return new LlamaModel(c, tf.zeros([1, c.hiddenSize]), tf.ones([c.hiddenSize]), null, new Array(c.numLayers).fill(null), kernels);
 }
 
 /**
@@ -166,12 +181,11 @@ function embedWindows(ckpt: Checkpoint, calibration: CalibrationSet, batchSize: 
   }
 }
 
-
 /** The plan of `o`: given, or one method and target for every linear. */
 function planOf(o: LayerLoopOptions): PrunePlan {
   if (o.plan) return o.plan;
   if (!o.method || !o.prune) throw new ConfigError('runLayerLoop: give a plan, or a method and prune options');
-  return buildPlan(o.checkpoint.config, { method: o.method, target: o.prune });
+  return buildPlan(o.checkpoint.config, { method: o.method, target: o.prune, ...(o.optionName ? { optionName: o.optionName } : {}) });
 }
 
 /** What each input group's statistics must collect, over the block's planned linears (and `inspect`). */
@@ -193,18 +207,30 @@ function statNeeds(plan: PrunePlan, extra: readonly StatName[]): Map<string, Set
 }
 
 /** Check N:M shapes of every planned linear before any work. */
-function checkShapes(ckpt: Checkpoint, plan: PrunePlan): void {
+function checkShapes(c: LlamaConfig, plan: PrunePlan, name: OptionName): void {
   for (const b of plan.blocks) {
     for (const n of LINEAR_NAMES) {
       const e = b.linears[n];
       if (!e || e.target.structure.kind !== 'nm') continue;
-      const inp = linearShape(ckpt.config, n)[1];
+      const inp = linearShape(c, n)[1];
       const { m } = e.target.structure;
       if (inp % m !== 0) {
-        throw new ConfigError(`--structure ${describeStructure(e.target.structure)}: ${n} has ${inp} inputs, not a multiple of ${m}`);
+        throw new ConfigError(`${name('structure')} ${describeStructure(e.target.structure)}: ${n} has ${inp} inputs, not a multiple of ${m}`);
       }
     }
   }
+}
+
+/** The loop's options checked before any work: calibration data when some statistic needs it, batch size, N:M shapes. */
+function checkLoopOptions(o: LayerLoopOptions, plan: PrunePlan, useData: boolean, name: OptionName): void {
+  if (useData && !o.calibration) {
+    const who = o.method?.name ?? plan.blocks.flatMap((b) => Object.values(b.linears)).find((e) => e && e.method.stats.length > 0)?.method.name ?? 'this plan';
+    throw new ConfigError(`method ${who} needs calibration data (${name('calibration')})`);
+  }
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) {
+    throw new ConfigError(`${name('batchSize')} must be a positive integer, got ${o.batchSize}`);
+  }
+  checkShapes(o.checkpoint.config, plan, name);
 }
 
 /** Prune one linear by its plan entry: the method, then the refiner. Returns the new [out, in] weight. */
@@ -228,13 +254,239 @@ function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | nul
   }
 }
 
+/** One run of the loop: its fixed inputs and the state that goes from block to block (what a resume state stores). */
+interface Loop {
+  o: LayerLoopOptions;
+  plan: PrunePlan;
+  c: LlamaConfig;
+  needs: Map<string, Set<StatName>>; // per `${layer}/${input group}`
+  model: LlamaModel | null; // runs blocks; null when no statistic is needed (magnitude)
+  pool: ForwardPool | null; // runs the blocks' forwards instead, in worker threads (null: in-process)
+  park: boolean; // Kernels.park === 'js-memory'
+  fp: typeof failpoint; // resume.ts's test hooks (a no-op in a loop that writes nothing)
+  started: number; // now() when this attempt started
+  first: number; // the first block of this attempt
+  inputs: tf.Tensor3D[]; // the current block's inputs, owned by the loop
+  blocks: BlockSparsity[];
+  times: PhaseTimes;
+  forwardTokens: number;
+  permutations: Record<string, number[]>;
+}
+
+/** Call onCheckpoint: blocks < nextLayer are written; the resume state it stores counts as writing time. */
+async function checkpointLoop(s: Loop, nextLayer: number): Promise<void> {
+  if (!s.o.onCheckpoint) return;
+  const t = now();
+  const { inputs, blocks, times, forwardTokens, permutations } = s;
+  await s.o.onCheckpoint({ nextLayer, layers: s.c.numLayers, inputs, blocks, times, forwardTokens, permutations, seconds: t - s.started });
+  s.times.write += now() - t;
+}
+
+/**
+ * Step 1: run the unpruned block over the inputs while the taps feed each input group's statistics. Returns the
+ * statistics by input group (the caller's to free; freed here when the forward throws).
+ */
+async function collectStatistics(s: Loop, layer: number, block: BlockWeights): Promise<Map<string, ActivationStats>> {
+  const stats = new Map<string, ActivationStats>();
+  if (!s.model) return stats;
+  const model = s.model;
+  try {
+    for (const n of LINEAR_NAMES) {
+      const g = INPUT_GROUP[n];
+      const want = s.needs.get(`${layer}/${g}`);
+      if (!stats.has(g) && want && want.size > 0) stats.set(g, new ActivationStats(linearShape(s.c, n)[1], want));
+    }
+    let statTime = 0;
+    const t = now();
+    if (s.pool) {
+      // the workers reduce each sample's statistics; they are folded here in input order, as in-process
+      const r = await s.pool.blockPass(layer, block, s.inputs, new Map([...stats].map(([g, st]) => [g, st.needs])), false);
+      const s0 = now();
+      r.reductions!.forEach((m, i) => {
+        for (const [g, samples] of m) stats.get(g)!.addReduced(samples, s.inputs[i]!.shape[1]);
+      });
+      statTime += now() - s0;
+    }
+    for (const x of s.pool ? [] : s.inputs) {
+      const seen = new Set<string>();
+      const out = model.block(layer, x, (name, input) => {
+        const g = INPUT_GROUP[name];
+        if (seen.has(g)) return; // q/k/v and gate/up share their input
+        seen.add(g);
+        const s0 = now();
+        stats.get(g)?.add(input);
+        statTime += now() - s0;
+      }, block);
+      out.dispose();
+    }
+    for (const x of s.inputs) s.forwardTokens += x.shape[0] * x.shape[1];
+    s.times.calibrationForward += now() - t - statTime;
+    s.times.statistics += statTime;
+    return stats;
+  } catch (e) {
+    for (const st of stats.values()) st.dispose();
+    throw e;
+  }
+}
+
+/** The [out, in] weight of linear `n` pruned by its plan entry `e` (the weight `w` is not consumed). */
+function prunedWeight(s: Loop, n: LinearName, e: LinearPlan, w: tf.Tensor2D, stats: Map<string, ActivationStats>): tf.Tensor2D {
+  try {
+    return pruneLinear(w, e, stats.get(INPUT_GROUP[n]) ?? null, s.permutations);
+  } finally {
+    w.dispose();
+  }
+}
+
+/** Step 2, weights kept on the backend (Kernels.park 'none'): each planned linear replaced by its pruned weight. */
+function pruneLinearsInPlace(s: Loop, bp: BlockPlan, block: BlockWeights, stats: Map<string, ActivationStats>): void {
+  for (const n of LINEAR_NAMES) {
+    const e = bp.linears[n];
+    if (!e) continue;
+    const pruned = prunedWeight(s, n, e, linearWeight(block, n), stats);
+    try {
+      setLinearWeight(block, n, pruned);
+    } finally {
+      pruned.dispose();
+    }
+  }
+}
+
+/**
+ * Step 2 on wasm (Kernels.park 'js-memory'): the planned linears pruned one resident at a time, the others waiting
+ * in JS memory (wasm's heap is 4 GB; a 13B block is 1.27 GB in float32 and pruning one linear takes several
+ * transient copies of it). The block is whole again when this returns or throws.
+ */
+async function pruneLinearsParked(s: Loop, bp: BlockPlan, block: BlockWeights, stats: Map<string, ActivationStats>): Promise<void> {
+  const parked = await parkLinears(block);
+  try {
+    for (const n of LINEAR_NAMES) {
+      const e = bp.linears[n];
+      if (!e) continue;
+      const [out, inp] = linearShape(s.c, n);
+      const w = tf.tidy(() => tf.transpose(tf.tensor2d(parked.get(n)!, [inp, out]))) as tf.Tensor2D; // [out, in]
+      const pruned = prunedWeight(s, n, e, w, stats);
+      try {
+        const wT = tf.transpose(pruned); // back to [in, out], parked until the block is rebuilt
+        parked.set(n, (await wT.data()) as Float32Array);
+        wT.dispose();
+      } finally {
+        pruned.dispose();
+      }
+    }
+  } finally {
+    for (const n of LINEAR_NAMES) {
+      const [out, inp] = linearShape(s.c, n);
+      block.linears[n].wT = tf.tensor2d(parked.get(n)!, [inp, out]);
+    }
+  }
+}
+
+/** Zero fraction of a block's seven matrices, counted on the backend and read in one go (no sync per linear). */
+async function blockSparsity(bp: BlockPlan, block: BlockWeights): Promise<BlockSparsity> {
+  const zeroCounts: tf.Scalar[] = [];
+  try {
+    for (const n of LINEAR_NAMES) zeroCounts.push(tensorZeros(block.linears[n].wT)); // a zero count needs no layout
+    const counts = await readScalars(zeroCounts);
+    const matrices = {} as Record<LinearName, number>;
+    let zeros = 0;
+    let params = 0;
+    LINEAR_NAMES.forEach((n, i) => {
+      const size = block.linears[n].wT.size;
+      matrices[n] = counts[i]! / size;
+      zeros += counts[i]!;
+      params += size;
+    });
+    return { layer: bp.layer, allocated: bp.sparsity, matrices, zeros, params, sparsity: zeros / params };
+  } finally {
+    tf.dispose(zeroCounts);
+  }
+}
+
+/** Steps 1 and 2: statistics from the unpruned block (and `inspect`), then its planned linears pruned. */
+async function pruneBlock(s: Loop, bp: BlockPlan, block: BlockWeights): Promise<BlockSparsity> {
+  const layer = bp.layer;
+  const stats = await collectStatistics(s, layer, block);
+  try {
+    s.o.inspect?.fn(layer, block, (n) => stats.get(INPUT_GROUP[n])!);
+    s.fp('mid-block', layer);
+    const t = now();
+    if (s.park) await pruneLinearsParked(s, bp, block, stats);
+    else pruneLinearsInPlace(s, bp, block, stats);
+    const sparsity = await blockSparsity(bp, block);
+    s.times.prune += now() - t;
+    return sparsity;
+  } finally {
+    for (const st of stats.values()) st.dispose();
+  }
+}
+
+/** Step 3: the pruned block's outputs become the next block's inputs. */
+async function reforward(s: Loop, layer: number, block: BlockWeights): Promise<void> {
+  const t = now();
+  const next = s.pool
+    ? (await s.pool.blockPass(layer, block, s.inputs, null, true)).outputs!
+    : s.inputs.map((x) => s.model!.block(layer, x, undefined, block));
+  for (const x of s.inputs) x.dispose();
+  s.inputs = next;
+  for (const x of s.inputs) s.forwardTokens += x.shape[0] * x.shape[1];
+  s.times.reforward += now() - t;
+}
+
+/** Step 4: the block's tensors to the output checkpoint. */
+async function writeBlock(s: Loop, layer: number, block: BlockWeights, writer: CheckpointWriter): Promise<void> {
+  const t = now();
+  const arrays = [...(await blockWeightsToArrays(s.c, layer, block))];
+  arrays.forEach(([name, values], i) => {
+    writer.write(name, values);
+    if (i === Math.floor(arrays.length / 2)) s.fp('writing', layer);
+  });
+  s.times.write += now() - t;
+}
+
+/**
+ * Load block `layer`, run the four steps on it, free it. With parking, the inputs wait in JS memory while the block
+ * loads: nothing small stays on the backend between blocks to fragment wasm's heap.
+ */
+async function runBlock(s: Loop, layer: number): Promise<void> {
+  const bp = s.plan.blocks[layer];
+  if (!bp || bp.layer !== layer) throw new ConfigError(`plan: no entry for block ${layer}`);
+  const waiting = s.park ? await parkInputs(s.inputs) : null;
+  if (waiting) s.inputs = [];
+  const t = now();
+  const block = loadBlockWeights(s.o.checkpoint, layer);
+  s.times.load += now() - t;
+  try {
+    if (waiting) s.inputs = waiting.map((h) => tf.tensor3d(h.values, h.shape));
+    s.blocks.push(await pruneBlock(s, bp, block));
+    if (s.model && layer < s.c.numLayers - 1) await reforward(s, layer, block);
+    s.o.onBlock?.(layer, block);
+    if (s.o.writer) await writeBlock(s, layer, block, s.o.writer);
+  } finally {
+    disposeBlock(block);
+  }
+}
+
+/** The progress event after block `layer`. */
+function reportProgress(s: Loop, layer: number): void {
+  const elapsed = now() - s.started;
+  s.o.onProgress?.({
+    layer,
+    layers: s.c.numLayers,
+    elapsed,
+    eta: (elapsed / (layer + 1 - s.first)) * (s.c.numLayers - layer - 1),
+    tokensPerSecond: elapsed > 0 ? s.forwardTokens / elapsed : 0,
+    ...(s.o.inspect ? {} : { times: { ...s.times } }),
+  });
+}
+
 /** The calibration forwards' worker pool, or null to run them in-process (see LayerLoopOptions.workers). */
-async function calibrationPool(o: LayerLoopOptions, c: Checkpoint['config'], needs: Map<string, Set<StatName>>, inputs: tf.Tensor3D[]): Promise<ForwardPool | null> {
-  const wanted = o.workers ?? (kernels().windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
-  const n = calibrationWorkers(c, inputs, needs.values(), wanted);
+async function calibrationPool(o: LayerLoopOptions, kernels: Kernels, needs: Map<string, Set<StatName>>, inputs: tf.Tensor3D[]): Promise<ForwardPool | null> {
+  const wanted = o.workers ?? (kernels.windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
+  const n = calibrationWorkers(o.checkpoint.config, inputs, needs.values(), wanted);
   if (n === 0) return null;
   try {
-    return await ForwardPool.forBlocks(c, n);
+    return await ForwardPool.forBlocks(o.checkpoint.config, n, kernels);
   } catch (e) {
     process.emitWarning(`prune: calibration worker pool unavailable (${(e as Error).message}); running in-process`);
     return null;
@@ -247,184 +499,49 @@ async function calibrationPool(o: LayerLoopOptions, c: Checkpoint['config'], nee
  */
 export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult> {
   const plan = planOf(o);
-  const ckpt = o.checkpoint;
-  const c = ckpt.config;
+  const c = o.checkpoint.config;
   const needs = statNeeds(plan, o.inspect?.needs ?? []);
-  const useData = [...needs.values()].some((s) => s.size > 0);
-  if (useData && !o.calibration) {
-    const who = o.method?.name ?? plan.blocks.flatMap((b) => Object.values(b.linears)).find((e) => e && e.method.stats.length > 0)?.method.name ?? 'this plan';
-    throw new ConfigError(`method ${who} needs calibration data (--calibration FILE)`);
-  }
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) {
-    throw new ConfigError(`--batch-size must be a positive integer, got ${o.batchSize}`);
-  }
-  checkShapes(ckpt, plan);
-  const first = o.start?.nextLayer ?? 0;
+  const useData = [...needs.values()].some((x) => x.size > 0);
+  checkLoopOptions(o, plan, useData, o.optionName ?? cliFlag);
+  const kernels = o.kernels ?? activeKernels();
   // Non-block tensors go out unchanged (a resumed run wrote them before its first block).
   if (o.writer && !o.start) {
-    for (const t of expectedTensors(c)) if (!t.name.startsWith('model.layers.')) o.writer.write(t.name, ckpt.read(t.name));
+    for (const t of expectedTensors(c)) if (!t.name.startsWith('model.layers.')) o.writer.write(t.name, o.checkpoint.read(t.name));
   }
-  const times: PhaseTimes = o.start ? { ...o.start.times } : { load: 0, calibrationForward: 0, statistics: 0, prune: 0, reforward: 0, write: 0 };
-  const blocks: BlockSparsity[] = o.start ? [...o.start.blocks] : [];
-  const permutations: Record<string, number[]> = o.start ? { ...o.start.permutations } : {};
-  // A model without weights of its own: block() with the caller-supplied block (RoPE tables and causal mask only).
-  const model = useData ? blockRunner(c) : null;
-  let inputs: tf.Tensor3D[] = o.start ? o.start.inputs : [];
-  let forwardTokens = o.start?.forwardTokens ?? 0;
-  let pool: ForwardPool | null = null;
-  const start = now();
-  // the test hooks of lib/prune/resume.ts fire in a loop that writes (not in OWL's first pass)
-  const fp = o.writer ? failpoint : (): void => undefined;
-  const checkpoint = async (nextLayer: number): Promise<void> => {
-    if (!o.onCheckpoint) return;
-    const t = now();
-    await o.onCheckpoint({ nextLayer, layers: c.numLayers, inputs, blocks, times, forwardTokens, permutations, seconds: t - start });
-    times.write += now() - t; // the resume state (shards synced, activations stored) counts as writing
+  const s: Loop = {
+    o,
+    plan,
+    c,
+    needs,
+    // A model without weights of its own: block() with the caller-supplied block (RoPE tables and causal mask only).
+    model: useData ? blockRunner(c, kernels) : null,
+    pool: null,
+    park: kernels.park === 'js-memory',
+    // the test hooks of lib/prune/resume.ts fire in a loop that writes (not in OWL's first pass)
+    fp: o.writer ? failpoint : (): void => undefined,
+    started: now(),
+    first: o.start?.nextLayer ?? 0,
+    inputs: o.start ? o.start.inputs : [],
+    blocks: o.start ? [...o.start.blocks] : [],
+    times: o.start ? { ...o.start.times } : { load: 0, calibrationForward: 0, statistics: 0, prune: 0, reforward: 0, write: 0 },
+    forwardTokens: o.start?.forwardTokens ?? 0,
+    permutations: o.start ? { ...o.start.permutations } : {},
   };
   try {
-    if (model && o.calibration && !o.start) inputs = embedWindows(ckpt, o.calibration, o.batchSize);
-    if (model) pool = await calibrationPool(o, c, needs, inputs);
-    fp('after-setup', 0);
-    if (!o.start) await checkpoint(0);
-    for (let layer = first; layer < c.numLayers; layer++) {
-      const bp = plan.blocks[layer];
-      if (!bp || bp.layer !== layer) throw new ConfigError(`plan: no entry for block ${layer}`);
-      // The activations wait in JS memory while the block loads: nothing small stays on the backend between blocks
-      // to fragment wasm's heap (at 13B a block and its pruning transients take most of the 4 GB).
-      const waiting = await parkInputs(inputs);
-      inputs = [];
-      let t = now();
-      const block = loadBlockWeights(ckpt, layer);
-      times.load += now() - t;
-      try {
-        inputs = waiting.map((h) => tf.tensor3d(h.values, h.shape));
-        // 1. statistics from the unpruned block (freed in the `finally` below, also when the forward throws)
-        const stats = new Map<string, ActivationStats>();
-        const matrices = {} as Record<LinearName, number>;
-        let zeros = 0;
-        let params = 0;
-        const zeroCounts: tf.Scalar[] = []; // one per linear, read together after the block (no sync per op)
-        try {
-          if (model) {
-            for (const n of LINEAR_NAMES) {
-              const g = INPUT_GROUP[n];
-              const want = needs.get(`${layer}/${g}`);
-              if (!stats.has(g) && want && want.size > 0) stats.set(g, new ActivationStats(linearShape(c, n)[1], want));
-            }
-            let statTime = 0;
-            t = now();
-            if (pool) {
-              // the workers reduce each sample's statistics; they are folded here in input order, as in-process
-              const r = await pool.blockPass(layer, block, inputs, new Map([...stats].map(([g, st]) => [g, st.needs])), false);
-              const s0 = now();
-              r.reductions!.forEach((m, i) => {
-                for (const [g, samples] of m) stats.get(g)!.addReduced(samples, inputs[i]!.shape[1]);
-              });
-              statTime += now() - s0;
-            }
-            for (const x of pool ? [] : inputs) {
-              const seen = new Set<string>();
-              const out = model.block(layer, x, (name, input) => {
-                const g = INPUT_GROUP[name];
-                if (seen.has(g)) return; // q/k/v and gate/up share their input
-                seen.add(g);
-                const s0 = now();
-                stats.get(g)?.add(input);
-                statTime += now() - s0;
-              }, block);
-              out.dispose();
-            }
-            for (const x of inputs) forwardTokens += x.shape[0] * x.shape[1];
-            times.calibrationForward += now() - t - statTime;
-            times.statistics += statTime;
-          }
-          o.inspect?.fn(layer, block, (n) => stats.get(INPUT_GROUP[n])!);
-          fp('mid-block', layer);
-          // 2. prune the planned linears, one resident at a time: the others wait in JS memory (wasm's heap is 4 GB; a
-          //    13B block is 1.27 GB in float32 and pruning one linear takes several transient copies of it)
-          t = now();
-          const parked = await parkLinears(block);
-          try {
-            for (const n of LINEAR_NAMES) {
-              const e = bp.linears[n];
-              if (!e) continue;
-              const [out, inp] = linearShape(c, n);
-              const w = tf.tidy(() => tf.transpose(tf.tensor2d(parked.get(n)!, [inp, out]))) as tf.Tensor2D; // [out, in]
-              let pruned: tf.Tensor2D;
-              try {
-                pruned = pruneLinear(w, e, stats.get(INPUT_GROUP[n]) ?? null, permutations);
-              } finally {
-                w.dispose();
-              }
-              try {
-                const wT = tf.transpose(pruned); // back to [in, out], parked until the block is rebuilt
-                parked.set(n, (await wT.data()) as Float32Array);
-                wT.dispose();
-              } finally {
-                pruned.dispose();
-              }
-            }
-          } finally {
-            for (const n of LINEAR_NAMES) {
-              const [out, inp] = linearShape(c, n);
-              block.linears[n].wT = tf.tensor2d(parked.get(n)!, [inp, out]);
-            }
-          }
-          for (const n of LINEAR_NAMES) {
-            zeroCounts.push(tensorZeros(block.linears[n].wT)); // zeros counted in the stored [in, out] layout
-          }
-          const counts = await readScalars(zeroCounts);
-          LINEAR_NAMES.forEach((n, i) => {
-            const size = block.linears[n].wT.size;
-            matrices[n] = counts[i]! / size;
-            zeros += counts[i]!;
-            params += size;
-          });
-        } finally {
-          for (const s of stats.values()) s.dispose();
-          tf.dispose(zeroCounts);
-        }
-        times.prune += now() - t;
-        blocks.push({ layer, allocated: bp.sparsity, matrices, zeros, params, sparsity: zeros / params });
-        // 3. pruned block -> next block's inputs
-        if (model && layer < c.numLayers - 1) {
-          t = now();
-          const next = pool ? (await pool.blockPass(layer, block, inputs, null, true)).outputs! : inputs.map((x) => model.block(layer, x, undefined, block));
-          for (const x of inputs) x.dispose();
-          inputs = next;
-          for (const x of inputs) forwardTokens += x.shape[0] * x.shape[1];
-          times.reforward += now() - t;
-        }
-        // 4. write out
-        o.onBlock?.(layer, block);
-        if (o.writer) {
-          t = now();
-          const arrays = [...(await blockWeightsToArrays(c, layer, block))];
-          arrays.forEach(([name, values], i) => {
-            o.writer!.write(name, values);
-            if (i === Math.floor(arrays.length / 2)) fp('writing', layer);
-          });
-          times.write += now() - t;
-        }
-      } finally {
-        disposeBlock(block);
-      }
-      await checkpoint(layer + 1);
-      fp('between-blocks', layer);
-      const elapsed = now() - start;
-      o.onProgress?.({
-        layer,
-        layers: c.numLayers,
-        elapsed,
-        eta: (elapsed / (layer + 1 - first)) * (c.numLayers - layer - 1),
-        tokensPerSecond: elapsed > 0 ? forwardTokens / elapsed : 0,
-        ...(o.inspect ? {} : { times: { ...times } }),
-      });
+    if (s.model && o.calibration && !o.start) s.inputs = embedWindows(o.checkpoint, o.calibration, o.batchSize);
+    if (s.model) s.pool = await calibrationPool(o, kernels, needs, s.inputs);
+    s.fp('after-setup', 0);
+    if (!o.start) await checkpointLoop(s, 0);
+    for (let layer = s.first; layer < c.numLayers; layer++) {
+      await runBlock(s, layer);
+      await checkpointLoop(s, layer + 1);
+      s.fp('between-blocks', layer);
+      reportProgress(s, layer);
     }
   } finally {
-    for (const x of inputs) x.dispose();
-    model?.dispose();
-    await pool?.close();
+    for (const x of s.inputs) x.dispose();
+    s.model?.dispose();
+    await s.pool?.close();
   }
-  return { blocks, times, permutations };
+  return { blocks: s.blocks, times: s.times, permutations: s.permutations };
 }

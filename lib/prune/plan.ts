@@ -3,7 +3,7 @@
  * sparsity and structure, and the refiner (or nothing: the linear is left as it is). Layerwise allocators (OWL) give
  * per-block sparsities; `targets` / `ignore` choose linears by name (llm-compressor's convention).
  */
-import { ConfigError } from '../errors.js';
+import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from '../model/config.js';
 import { linearTensorName } from '../model/checkpoint.js';
 import { validateOptions } from './mask.js';
@@ -56,21 +56,27 @@ function compilePattern(pattern: string): RegExp {
 
 /**
  * The linears selected by `targets` (default: every linear) minus those matched by `ignore`. Every pattern must match
- * at least one linear (a typo would otherwise silently prune everything, or nothing).
+ * at least one linear (a typo would otherwise silently prune everything, or nothing). Messages name the two options
+ * as `optionName` does (default the CLI's flags).
  */
-export function selectLinears(c: LlamaConfig, targets: readonly string[], ignore: readonly string[]): { selected: Set<string>; skipped: string[] } {
+export function selectLinears(
+  c: LlamaConfig,
+  targets: readonly string[],
+  ignore: readonly string[],
+  optionName: OptionName = cliFlag,
+): { selected: Set<string>; skipped: string[] } {
   const all: string[] = [];
   for (let layer = 0; layer < c.numLayers; layer++) for (const n of LINEAR_NAMES) all.push(linearModuleName(layer, n));
-  for (const [flag, list] of [['--targets', targets], ['--ignore', ignore]] as const) {
+  for (const [option, list] of [['targets', targets], ['ignore', ignore]] as const) {
     for (const p of list) {
       if (!all.some((name) => matchesLinear(p, name))) {
-        throw new ConfigError(`${flag} '${p}' matches no linear layer (names look like ${all[0]}; use 're:' for a pattern)`);
+        throw new ConfigError(`${optionName(option)} '${p}' matches no linear layer (names look like ${all[0]}; use 're:' for a pattern)`);
       }
     }
   }
   const tgt = targets.length === 0 ? ['Linear'] : targets;
   const selected = new Set(all.filter((name) => tgt.some((p) => matchesLinear(p, name)) && !ignore.some((p) => matchesLinear(p, name))));
-  if (selected.size === 0) throw new ConfigError('--targets / --ignore: no linear layer is left to prune');
+  if (selected.size === 0) throw new ConfigError(`${optionName('targets')} / ${optionName('ignore')}: no linear layer is left to prune`);
   return { selected, skipped: all.filter((n) => !selected.has(n)) };
 }
 
@@ -84,25 +90,28 @@ export interface PlanSpec {
   refinerOptions?: unknown;
   targets?: readonly string[];
   ignore?: readonly string[];
+  optionName?: OptionName; // how messages name the options (default the CLI's flags: --refine, --targets)
 }
 
 /** The plan of a run. Validates every option before any work. */
 export function buildPlan(c: LlamaConfig, spec: PlanSpec): PrunePlan {
+  const name = spec.optionName ?? cliFlag;
   validateOptions(spec.target);
-  const options = parseOptions(`method ${spec.method.name}`, spec.method.options, spec.methodOptions);
-  spec.method.check?.(spec.target, options);
+  const options = parseOptions(`${name('method')} ${spec.method.name}`, spec.method.options, spec.methodOptions);
+  spec.method.check?.(spec.target, options, methodOptionName(spec.optionName, spec.method.name));
   const refiner = spec.refiner ?? null;
   if (refiner && spec.target.structure.kind !== 'unstructured') {
-    throw new ConfigError(`--refine ${refiner.name}: unstructured sparsity only (as the reference), got ${spec.target.structure.n}:${spec.target.structure.m}`);
+    const { n, m } = spec.target.structure;
+    throw new ConfigError(`${name('refine')} ${refiner.name}: unstructured sparsity only (as the reference), got ${name('structure')} ${n}:${m}`);
   }
-  const refinerOptions = refiner ? parseOptions(`refine ${refiner.name}`, refiner.options, spec.refinerOptions) : null;
+  const refinerOptions = refiner ? parseOptions(`${name('refine')} ${refiner.name}`, refiner.options, spec.refinerOptions) : null;
   if (refiner && spec.method.updatesWeights) {
-    throw new ConfigError(`--refine ${refiner.name}: ${spec.method.name} updates the weights it keeps; refine a method that only masks (wanda, magnitude, ria)`);
+    throw new ConfigError(`${name('refine')} ${refiner.name}: ${spec.method.name} updates the weights it keeps; refine a method that only masks (wanda, magnitude, ria)`);
   }
   if (spec.blockSparsities && spec.blockSparsities.length !== c.numLayers) {
     throw new ConfigError(`block sparsities: ${spec.blockSparsities.length} values for ${c.numLayers} blocks`);
   }
-  const { selected, skipped } = selectLinears(c, spec.targets ?? [], spec.ignore ?? []);
+  const { selected, skipped } = selectLinears(c, spec.targets ?? [], spec.ignore ?? [], name);
   const blocks: BlockPlan[] = [];
   for (let layer = 0; layer < c.numLayers; layer++) {
     const sparsity = spec.blockSparsities?.[layer] ?? spec.target.sparsity;
@@ -119,6 +128,14 @@ export function buildPlan(c: LlamaConfig, spec: PlanSpec): PrunePlan {
     blocks.push({ layer, sparsity, linears });
   }
   return { blocks, skipped };
+}
+
+/**
+ * How messages name a method's own options: by the method's CLI flags when the caller gave no naming (the CLI), else
+ * the caller's name of `<method>.<key>` (an experiment file: `prune.ria.permute`).
+ */
+export function methodOptionName(optionName: OptionName | undefined, method: string): OptionName | undefined {
+  return optionName ? (key) => optionName(`${method}.${key}`) : undefined;
 }
 
 /** `schema.parse(raw ?? {})` with a ConfigError naming `what` and each bad key. */

@@ -39,17 +39,20 @@ function lookup<T>(kind: string, table: Record<string, T>, name: string): T {
   return table[name] as T;
 }
 
-/** The method called `name`; a ConfigError listing the valid names for anything else. Methods are stateless. */
-export function getMethod(name: string): PruneMethod<unknown> {
-  return lookup('method', METHODS as Record<string, PruneMethod<unknown>>, name);
+/**
+ * The method called `name`; a ConfigError listing the valid names for anything else, naming the option as `option`
+ * (how the caller names it: `--method` for the CLI, `prune.method` in an experiment file). Methods are stateless.
+ */
+export function getMethod(name: string, option = 'method'): PruneMethod<unknown> {
+  return lookup(option, METHODS as Record<string, PruneMethod<unknown>>, name);
 }
 
-export function getLayerwise(name: string): LayerwiseAllocator<unknown> {
-  return lookup('layerwise', LAYERWISE as Record<string, LayerwiseAllocator<unknown>>, name);
+export function getLayerwise(name: string, option = 'layerwise'): LayerwiseAllocator<unknown> {
+  return lookup(option, LAYERWISE as Record<string, LayerwiseAllocator<unknown>>, name);
 }
 
-export function getRefiner(name: string): MaskRefiner<unknown> {
-  return lookup('refine', REFINERS as Record<string, MaskRefiner<unknown>>, name);
+export function getRefiner(name: string, option = 'refine'): MaskRefiner<unknown> {
+  return lookup(option, REFINERS as Record<string, MaskRefiner<unknown>>, name);
 }
 
 /** One option of a method, allocator or refiner as a CLI flag. */

@@ -111,20 +111,21 @@ export class ResumeStore {
 
   /**
    * Read the committed state: the loop's starting point (tensors owned by the caller). Throws ConfigError when the
-   * state was made from other inputs, CheckpointError when it is unreadable.
+   * state was made from other inputs, CheckpointError when it is unreadable. `resumeName` names the resume option
+   * in those messages as the caller spells it (default the CLI flag).
    */
-  load(config: LlamaConfig): LoopStart & { allocation: StoredAllocation | null } {
+  load(config: LlamaConfig, resumeName = '--resume'): LoopStart & { allocation: StoredAllocation | null } {
     const file = join(this.dir, 'state.json');
     let s: StoredState;
     try {
       s = JSON.parse(readFileSync(file, 'utf8')) as StoredState;
     } catch (e) {
-      throw new CheckpointError(`${file}: unreadable resume state (${(e as Error).message}); rerun without --resume to start over`);
+      throw new CheckpointError(`${file}: unreadable resume state (${(e as Error).message}); rerun without ${resumeName} to start over`);
     }
     if (s.version !== STATE_VERSION || s.fingerprint !== this.fingerprint) {
       throw new ResumeMismatchError(
         `${file}: this partial run was made from other inputs (model files, method, options, layerwise allocation options, targets, calibration, dtype, sharding or batch size differ); ` +
-          'rerun with the same options, or without --resume to start over',
+          `rerun with the same options, or without ${resumeName} to start over`,
       );
     }
     if (s.layers !== config.numLayers) throw new CheckpointError(`${file}: state for ${s.layers} layers, the model has ${config.numLayers}`);

@@ -11,10 +11,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { requireSyncReads } from '../model/backend.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, type OptionName } from '../errors.js';
 import { linearSumAssignment } from './lsa.js';
 import { applyMask, checkNmShape, nmMask, smallestPerRowMask, sortedValueTensor, validateOptions } from './mask.js';
-import type { PruneMethod, PruneOptions, PruneResult } from './method.js';
+import { optionFlagName, type PruneMethod, type PruneOptions, type PruneResult } from './method.js';
 import type { ActivationStats } from './stats.js';
 import { checkStats } from './wanda.js';
 
@@ -138,9 +138,11 @@ export const ria: PruneMethod<RiaOptions> = {
   stats: ['scaler'],
   options: riaOptions,
   updatesWeights: false,
-  check(target: PruneOptions, o: RiaOptions): void {
-    if (o.permute && target.structure.kind !== 'nm') throw new ConfigError('ria: --permute applies to N:M structures only');
-    if (o.perOutneuron && target.structure.kind !== 'unstructured') throw new ConfigError('ria: --ria-per-outneuron applies to unstructured sparsity only');
+  check(target: PruneOptions, o: RiaOptions, name: OptionName = optionFlagName(riaOptions)): void {
+    if (o.permute && target.structure.kind !== 'nm') throw new ConfigError(`ria: ${name('permute')} applies to N:M structures only`);
+    if (o.perOutneuron && target.structure.kind !== 'unstructured') {
+      throw new ConfigError(`ria: ${name('perOutneuron')} applies to unstructured sparsity only`);
+    }
   },
   prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: RiaOptions): PruneResult {
     validateOptions(target);

@@ -134,101 +134,26 @@ export function sparseGptSweep(
   options: PruneOptions,
   blocksize = SPARSEGPT_BLOCK,
 ): PruneResult {
-  const [out, inF] = weight.shape;
-  const { structure } = options;
-  // W^T with dead input columns zeroed
-  let rest: tf.Tensor2D = tf.tidy(() => {
-    const wt = tf.transpose(tf.cast(weight, 'float32')) as tf.Tensor2D; // [in, out]
-    if (!dead.includes(true)) return wt;
-    const deadCol = tf.tensor2d(dead.map((d) => (d ? 1 : 0)), [inF, 1], 'int32'); // [in, 1]
-    return tf.where(tf.cast(tf.broadcastTo(deadCol, [inF, out]), 'bool'), tf.zerosLike(wt), wt) as tf.Tensor2D;
-  });
+  const inF = weight.shape[1];
+  let rest = transposedLiveInputs(weight, dead); // [in - i1, out]: the columns not swept yet, updated
   const qBlocks: tf.Tensor2D[] = [];
   const maskBlocks: tf.Tensor2D[] = [];
   try {
     for (let i1 = 0; i1 < inF; i1 += blocksize) {
-      const i2 = Math.min(i1 + blocksize, inF);
-      const count = i2 - i1;
-      const diag = new Float32Array(count); // diag(Hinv1)
-      for (let i = 0; i < count; i++) diag[i] = hinv[(i1 + i) * inF + i1 + i] as number;
-      const [w1, tail] = tf.tidy(() => {
-        const head = tf.slice(rest, [0, 0], [count, out]) as tf.Tensor2D; // [count, out] = W1^T
-        const t = i2 < inF ? (tf.slice(rest, [count, 0], [inF - i2, out]) as tf.Tensor2D) : null; // [in - i2, out]
-        return t ? [head, t] : [head];
-      }) as [tf.Tensor2D, tf.Tensor2D | undefined];
+      const cols: BlockColumns = { hinv, inF, i1, i2: Math.min(i1 + blocksize, inF) };
+      const [w1, tail] = splitRows(rest, cols.i2 - i1);
       rest.dispose();
-      // block metric w^2 / d^2 of the block's columns (rows of W1^T)
-      const blockMetric = (rows: tf.Tensor2D, from: number, len: number): tf.Tensor2D =>
-        tf.tidy(() => {
-          const d = tf.tensor2d(diag.subarray(from, from + len), [len, 1]); // [len, 1]
-          return tf.div(tf.square(rows), tf.square(d)) as tf.Tensor2D; // [len, out]
-        });
-      let mask1: tf.Tensor2D | null = null; // unstructured: [count, out]
-      if (structure.kind === 'unstructured') {
-        const metric = blockMetric(w1, 0, count);
-        try {
-          const thresh = sortedValueAt(metric, Math.floor(metric.size * options.sparsity));
-          mask1 = tf.tidy(() => tf.cast(tf.lessEqual(metric, tf.scalar(thresh)), 'float32') as tf.Tensor2D);
-        } finally {
-          metric.dispose();
-        }
-      }
-      const qs: tf.Tensor2D[] = [];
-      const errs: tf.Tensor2D[] = [];
-      const maskRows: tf.Tensor2D[] = [];
-      let remaining: tf.Tensor2D | null = w1; // [count - i, out]: current values of the block's columns i..count-1
-      let group: tf.Tensor2D | null = null; // N:M: mask of the current group of M columns, [M, out]
       try {
-        for (let i = 0; i < count; i++) {
-          const cur: tf.Tensor2D = remaining as tf.Tensor2D;
-          if (structure.kind === 'nm' && i % structure.m === 0) {
-            const { n, m } = structure;
-            group?.dispose();
-            group = tf.tidy(() => {
-              const rows = tf.slice(cur, [0, 0], [m, out]) as tf.Tensor2D; // [M, out], current values
-              const metric = tf.transpose(blockMetric(rows, i, m)) as tf.Tensor2D; // [out, M]
-              return tf.transpose(smallestPerRowMask(metric, n)) as tf.Tensor2D; // [M, out]
-            });
-          }
-          // this column's mask row: from the N:M group, or from the block's unstructured mask
-          const [maskSource, maskIndex] = group && structure.kind === 'nm' ? [group, i % structure.m] : [mask1, i];
-          const step = tf.tidy(() => {
-            const maskRow = tf.slice(maskSource as tf.Tensor2D, [maskIndex, 0], [1, out]) as tf.Tensor2D; // [1, out]
-            const w = tf.slice(cur, [0, 0], [1, out]) as tf.Tensor2D; // [1, out]
-            const q = tf.where(tf.cast(maskRow, 'bool'), tf.zerosLike(w), w) as tf.Tensor2D; // [1, out]
-            const err = tf.div(tf.sub(w, q), tf.scalar(diag[i] as number)) as tf.Tensor2D; // [1, out]
-            if (i + 1 === count) return { maskRow, q, err };
-            const row = (i1 + i) * inF;
-            const h = tf.tensor2d(hinv.subarray(row + i1 + i + 1, row + i2), [count - i - 1, 1]); // Hinv1[i, i+1:]^T
-            const next = tf.sub(tf.slice(cur, [1, 0], [count - i - 1, out]), tf.mul(h, err)) as tf.Tensor2D;
-            return { maskRow, q, err, next };
-          }) as { maskRow: tf.Tensor2D; q: tf.Tensor2D; err: tf.Tensor2D; next?: tf.Tensor2D };
-          maskRows.push(step.maskRow);
-          qs.push(step.q);
-          errs.push(step.err);
-          cur.dispose();
-          remaining = step.next ?? null;
-        }
-        qBlocks.push(tf.concat(qs, 0) as tf.Tensor2D); // [count, out]
-        maskBlocks.push(tf.concat(maskRows, 0) as tf.Tensor2D);
-        if (tail) {
-          // W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:], transposed: W^T[i2:] -= Hinv[i1:i2, i2:]^T @ Err1^T
-          const hT = new Float32Array((inF - i2) * count); // [in - i2, count]
-          for (let r = 0; r < count; r++) {
-            const src = (i1 + r) * inF;
-            for (let c = i2; c < inF; c++) hT[(c - i2) * count + r] = hinv[src + c] as number;
-          }
-          rest = tf.tidy(() => {
-            const err1 = tf.concat(errs, 0); // [count, out]
-            return tf.sub(tail, tf.matMul(tf.tensor2d(hT, [inF - i2, count]), err1)) as tf.Tensor2D;
-          });
+        const swept = sweepBlock(w1, cols, options); // consumes w1
+        qBlocks.push(swept.q);
+        maskBlocks.push(swept.mask);
+        try {
+          if (tail) rest = propagateBlockError(tail, swept.err, cols);
+        } finally {
+          swept.err.dispose();
         }
       } finally {
-        remaining?.dispose();
         tail?.dispose();
-        group?.dispose();
-        mask1?.dispose();
-        for (const t of [...qs, ...errs, ...maskRows]) t.dispose();
       }
     }
     return tf.tidy(() => ({
@@ -239,6 +164,154 @@ export function sparseGptSweep(
     if (!rest.isDisposed) rest.dispose();
     for (const t of [...qBlocks, ...maskBlocks]) t.dispose();
   }
+}
+
+/** One block of the sweep: columns i1..i2 of the [in, in] row-major `hinv`. */
+interface BlockColumns {
+  hinv: Float32Array;
+  inF: number;
+  i1: number;
+  i2: number;
+}
+
+/** W^T ([in, out], float32) with the dead input columns zeroed: a column of W is a contiguous row. */
+function transposedLiveInputs(weight: tf.Tensor2D, dead: readonly boolean[]): tf.Tensor2D {
+  const [out, inF] = weight.shape;
+  return tf.tidy(() => {
+    const wt = tf.transpose(tf.cast(weight, 'float32')) as tf.Tensor2D; // [in, out]
+    if (!dead.includes(true)) return wt;
+    const deadCol = tf.tensor2d(dead.map((d) => (d ? 1 : 0)), [inF, 1], 'int32'); // [in, 1]
+    return tf.where(tf.cast(tf.broadcastTo(deadCol, [inF, out]), 'bool'), tf.zerosLike(wt), wt) as tf.Tensor2D;
+  });
+}
+
+/** The first `count` rows of `t` and the rest (null when none); `t` stays the caller's. */
+function splitRows(t: tf.Tensor2D, count: number): [tf.Tensor2D, tf.Tensor2D | null] {
+  const [rows, out] = t.shape;
+  const [head, tail] = tf.tidy(() => {
+    const h = tf.slice(t, [0, 0], [count, out]) as tf.Tensor2D;
+    return count < rows ? [h, tf.slice(t, [count, 0], [rows - count, out]) as tf.Tensor2D] : [h];
+  }) as [tf.Tensor2D, tf.Tensor2D | undefined];
+  return [head, tail ?? null];
+}
+
+/** diag(Hinv) over the block's columns. */
+function blockDiag(b: BlockColumns): Float32Array {
+  const diag = new Float32Array(b.i2 - b.i1);
+  for (let i = 0; i < diag.length; i++) diag[i] = b.hinv[(b.i1 + i) * b.inF + b.i1 + i] as number;
+  return diag;
+}
+
+/** The pruning metric w^2 / d^2 of `rows` ([len, out]: the block's columns from..from+len, as rows of W^T). */
+function blockMetric(rows: tf.Tensor2D, diag: Float32Array, from: number, len: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const d = tf.tensor2d(diag.subarray(from, from + len), [len, 1]); // [len, 1]
+    return tf.div(tf.square(rows), tf.square(d)) as tf.Tensor2D; // [len, out]
+  });
+}
+
+/** Unstructured: the block's mask ([count, out], 1 = removed) by one threshold over the whole block. */
+function unstructuredBlockMask(w1: tf.Tensor2D, diag: Float32Array, sparsity: number): tf.Tensor2D {
+  const metric = blockMetric(w1, diag, 0, w1.shape[0]);
+  try {
+    const thresh = sortedValueAt(metric, Math.floor(metric.size * sparsity));
+    return tf.tidy(() => tf.cast(tf.lessEqual(metric, tf.scalar(thresh)), 'float32') as tf.Tensor2D);
+  } finally {
+    metric.dispose();
+  }
+}
+
+/** N:M: the mask ([M, out]) of the group of M columns at the head of `cur`, from their current values. */
+function groupMask(cur: tf.Tensor2D, diag: Float32Array, i: number, n: number, m: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const rows = tf.slice(cur, [0, 0], [m, cur.shape[1]]) as tf.Tensor2D; // [M, out], current values
+    const metric = tf.transpose(blockMetric(rows, diag, i, m)) as tf.Tensor2D; // [out, M]
+    return tf.transpose(smallestPerRowMask(metric, n)) as tf.Tensor2D; // [M, out]
+  });
+}
+
+/**
+ * Column i of a block: its masked weights zeroed (q), err = (w - q) / Hinv_ii, and the block's later columns
+ * (the rest of `cur`) updated by err times Hinv[i, i+1:] (`next`; absent after the last column).
+ */
+function sweepColumn(
+  cur: tf.Tensor2D,
+  maskRowOf: () => tf.Tensor2D,
+  diag: Float32Array,
+  i: number,
+  b: BlockColumns,
+): { maskRow: tf.Tensor2D; q: tf.Tensor2D; err: tf.Tensor2D; next?: tf.Tensor2D } {
+  const count = b.i2 - b.i1;
+  const out = cur.shape[1];
+  return tf.tidy(() => {
+    const maskRow = maskRowOf(); // [1, out]
+    const w = tf.slice(cur, [0, 0], [1, out]) as tf.Tensor2D; // [1, out]
+    const q = tf.where(tf.cast(maskRow, 'bool'), tf.zerosLike(w), w) as tf.Tensor2D; // [1, out]
+    const err = tf.div(tf.sub(w, q), tf.scalar(diag[i] as number)) as tf.Tensor2D; // [1, out]
+    if (i + 1 === count) return { maskRow, q, err };
+    const row = (b.i1 + i) * b.inF;
+    const h = tf.tensor2d(b.hinv.subarray(row + b.i1 + i + 1, row + b.i2), [count - i - 1, 1]); // Hinv1[i, i+1:]^T
+    const next = tf.sub(tf.slice(cur, [1, 0], [count - i - 1, out]), tf.mul(h, err)) as tf.Tensor2D;
+    return { maskRow, q, err, next };
+  }) as { maskRow: tf.Tensor2D; q: tf.Tensor2D; err: tf.Tensor2D; next?: tf.Tensor2D };
+}
+
+/**
+ * The OBS sweep over one block's columns (`w1`: [count, out], rows of W^T; consumed). The mask is chosen per block
+ * (unstructured) or per group of M columns when the sweep reaches it (N:M). Returns the swept values, the mask and
+ * the errors ([count, out] each, the caller's).
+ */
+function sweepBlock(w1: tf.Tensor2D, b: BlockColumns, options: PruneOptions): { q: tf.Tensor2D; mask: tf.Tensor2D; err: tf.Tensor2D } {
+  const { structure } = options;
+  const count = b.i2 - b.i1;
+  const out = w1.shape[1];
+  const diag = blockDiag(b);
+  const qs: tf.Tensor2D[] = [];
+  const errs: tf.Tensor2D[] = [];
+  const maskRows: tf.Tensor2D[] = [];
+  let remaining: tf.Tensor2D | null = w1; // [count - i, out]: current values of the block's columns i..count-1
+  let blockMask: tf.Tensor2D | null = null; // unstructured: [count, out]
+  let group: tf.Tensor2D | null = null; // N:M: mask of the current group of M columns, [M, out]
+  try {
+    if (structure.kind === 'unstructured') blockMask = unstructuredBlockMask(w1, diag, options.sparsity);
+    for (let i = 0; i < count; i++) {
+      const cur: tf.Tensor2D = remaining as tf.Tensor2D;
+      if (structure.kind === 'nm' && i % structure.m === 0) {
+        group?.dispose();
+        group = groupMask(cur, diag, i, structure.n, structure.m);
+      }
+      // this column's mask row: from the N:M group, or from the block's unstructured mask
+      const [source, index] = group && structure.kind === 'nm' ? [group, i % structure.m] : [blockMask as tf.Tensor2D, i];
+      const step = sweepColumn(cur, () => tf.slice(source, [index, 0], [1, out]) as tf.Tensor2D, diag, i, b);
+      maskRows.push(step.maskRow);
+      qs.push(step.q);
+      errs.push(step.err);
+      cur.dispose();
+      remaining = step.next ?? null;
+    }
+    return tf.tidy(() => ({
+      q: tf.concat(qs, 0) as tf.Tensor2D,
+      mask: tf.concat(maskRows, 0) as tf.Tensor2D,
+      err: tf.concat(errs, 0) as tf.Tensor2D,
+    }));
+  } finally {
+    remaining?.dispose();
+    group?.dispose();
+    blockMask?.dispose();
+    for (const t of [...qs, ...errs, ...maskRows]) t.dispose();
+  }
+}
+
+/** After a block: W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:], transposed: W^T[i2:] -= Hinv[i1:i2, i2:]^T @ Err1^T. */
+function propagateBlockError(tail: tf.Tensor2D, err1: tf.Tensor2D, b: BlockColumns): tf.Tensor2D {
+  const count = b.i2 - b.i1;
+  const later = b.inF - b.i2;
+  const hT = new Float32Array(later * count); // [in - i2, count]
+  for (let r = 0; r < count; r++) {
+    const src = (b.i1 + r) * b.inF;
+    for (let c = b.i2; c < b.inF; c++) hT[(c - b.i2) * count + r] = b.hinv[src + c] as number;
+  }
+  return tf.tidy(() => tf.sub(tail, tf.matMul(tf.tensor2d(hT, [later, count]), err1)) as tf.Tensor2D);
 }
 
 const sparsegptOptions = z.strictObject({

@@ -5,11 +5,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireSyncReads } from '../model/backend.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, type OptionName } from '../errors.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
 import { applyMask, structureMask, validateOptions } from './mask.js';
-import type { LinearRef, PruneMethod, PruneOptions, PruneResult } from './method.js';
+import { optionFlagName, type LinearRef, type PruneMethod, type PruneOptions, type PruneResult } from './method.js';
 import { ActivationStats, checkLayerInput } from './stats.js';
 
 export { checkLayerInput };
@@ -115,9 +115,9 @@ export const wanda: PruneMethod<WandaOptions> = {
   stats: ['scaler'],
   options: wandaOptions,
   updatesWeights: false,
-  check(target: PruneOptions, options: WandaOptions): void {
+  check(target: PruneOptions, options: WandaOptions, name: OptionName = optionFlagName(wandaOptions)): void {
     if (options.variant && target.structure.kind !== 'unstructured') {
-      throw new ConfigError('wanda: the variant (--use-variant) applies to unstructured sparsity only');
+      throw new ConfigError(`wanda: the variant (${name('variant')}) applies to unstructured sparsity only`);
     }
   },
   prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: WandaOptions, _where?: LinearRef): PruneResult {

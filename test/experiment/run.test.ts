@@ -229,4 +229,18 @@ describe('runExperiment', () => {
       `eval.seqlen: 256 exceeds the model context (max_position_embeddings = 128 in ${join(tmp, 'model')})`,
     );
   });
+
+  test("pruning errors name the experiment file's keys, not the CLI's flags", async () => {
+    const refused = async (prune: unknown[]): Promise<string> => {
+      const e = await runExperiment(load(join(tmp, `out-keys-${Math.random().toString(36).slice(2)}`), { dense: false, prune })).then(
+        () => null,
+        (x: unknown) => x as Error,
+      );
+      expect(e).toBeInstanceOf(Error);
+      expect(e!.message).not.toMatch(/--[a-z]/);
+      return e!.message;
+    };
+    expect(await refused([{ method: 'wanda', sparsity: 0.5, targets: ['model.layers.99'] }])).toContain("prune.targets 'model.layers.99' matches no linear layer");
+    expect(await refused([{ method: 'wanda', structure: '1:3' }])).toContain('prune.structure 1:3: q_proj has 64 inputs, not a multiple of 3');
+  });
 });

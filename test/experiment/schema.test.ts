@@ -385,6 +385,15 @@ describe('expandSettings', () => {
     expect(e.issues.find((i) => i.path === 'prune[0].ria')?.message).toBe('options for ria, which this entry does not use');
   });
 
+  test("a method option that does not fit the structure is named by its key under the method's key path, not by its CLI flag", () => {
+    const e = errorOf(BASE.replace(/prune:[\s\S]*$/, `prune:
+  - method: ria
+    sparsity: 0.5
+    ria: { permute: true }
+`));
+    expect(e.issues).toEqual([{ path: 'prune[0].ria', message: 'permute applies to N:M structures only' }]);
+  });
+
   test('N:M without sparsity takes N/M; unquoted 2:4 in YAML is the string 2:4', () => {
     const exp = loadExperiment(write('nm.yaml', BASE.replace('structure: unstructured', 'structure: 2:4').replace('    sparsity: 0.5\n', '')));
     expect(expandSettings(exp)).toEqual([{ id: 'wanda-2of4', method: 'wanda', structure: { kind: 'nm', n: 2, m: 4 }, sparsity: 0.5, useVariant: false, methodOptions: {}, layerwise: null, refine: null, targets: [], ignore: [] }]);

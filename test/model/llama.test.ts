@@ -214,10 +214,15 @@ describe('tap, memory, architectures', () => {
     const ckpt = Checkpoint.open(t.dir);
     try {
       const read = ckpt.read.bind(ckpt);
+      const readTransposed = ckpt.readTransposed.bind(ckpt); // linear weights are read transposed
       const failAt = (tensor: string): void => {
-        ckpt.read = (name: string): Float32Array => {
+        ckpt.read = (name: string, out?: Float32Array): Float32Array => {
           if (name === tensor) throw new CheckpointError(`cannot read ${name}`);
-          return read(name);
+          return read(name, out);
+        };
+        ckpt.readTransposed = (name: string, out?: Float32Array): Float32Array => {
+          if (name === tensor) throw new CheckpointError(`cannot read ${name}`);
+          return readTransposed(name, out);
         };
       };
       const before = tf.memory().numTensors;

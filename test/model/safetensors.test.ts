@@ -115,6 +115,26 @@ describe('write and read back', () => {
       // an independent reader sees the same numbers
       expect([...readSafetensorsFile(path).tensors.get('a')!]).toEqual(want(values));
       expect(() => f.readFloat32('nope')).toThrow(new RegExp(`^${esc(path)}: no tensor 'nope'$`));
+      // into a caller's array (reused), and transposed as decoded
+      const into = new Float32Array(24).fill(7);
+      expect(f.readFloat32('a', into)).toBe(into);
+      expect([...into]).toEqual(want(values));
+      expect(() => f.readFloat32('b', into)).toThrow(new RegExp(`^${esc(path)}: tensor 'b': holds 5 values, the array given has 24$`));
+      const m = join(tmp, `t-${dtype}.safetensors`);
+      const wm = new SafetensorsWriter(m, [{ name: 'm', shape: [4, 6], dtype }]);
+      wm.write('m', values);
+      wm.finish();
+      const fm = SafetensorsFile.open(m);
+      try {
+        const t = fm.readFloat32Transposed('m');
+        const r = want(values);
+        for (let i = 0; i < 4; i++) for (let j = 0; j < 6; j++) expect(t[j * 4 + i]).toBe(r[i * 6 + j]);
+        expect(fm.readFloat32Transposed('m', into)).toBe(into);
+        expect([...into]).toEqual([...t]);
+      } finally {
+        fm.close();
+      }
+      expect(() => f.readFloat32Transposed('a')).toThrow(new RegExp(`^${esc(path)}: tensor 'a': has shape \\[2, 3, 4\\]; only a 2-D tensor can be read transposed$`));
     } finally {
       f.close();
     }

@@ -181,10 +181,10 @@ describe('webgpu: what still needs synchronous reads is refused with a clear err
   });
 
   test('kernels per backend: per-head attention and host reads on wasm/cpu, batched and none on webgpu', () => {
-    expect(kernelsFor('wasm')).toEqual({ attention: 'per-head', hostReads: 'sync', windows: 'workers' });
-    expect(kernelsFor('cpu')).toEqual({ attention: 'per-head', hostReads: 'sync', windows: 'backend' });
-    expect(kernelsFor('webgpu')).toEqual({ attention: 'batched', hostReads: 'none', windows: 'backend' });
-    expect(kernelsFor('tensorflow')).toEqual({ attention: 'batched', hostReads: 'sync', windows: 'backend' });
+    expect(kernelsFor('wasm')).toEqual({ attention: 'per-head', hostReads: 'sync', park: 'js-memory', windows: 'workers' });
+    expect(kernelsFor('cpu')).toEqual({ attention: 'per-head', hostReads: 'sync', park: 'none', windows: 'backend' });
+    expect(kernelsFor('webgpu')).toEqual({ attention: 'batched', hostReads: 'none', park: 'none', windows: 'backend' });
+    expect(kernelsFor('tensorflow')).toEqual({ attention: 'batched', hostReads: 'sync', park: 'none', windows: 'backend' });
   });
 
   test('a software adapter is refused when software is not allowed (what --backend auto asks)', async () => {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { CalibrationSet } from '../../lib/data/calibration.js';
 import { CheckpointError, ConfigError } from '../../lib/errors.js';
 import { Checkpoint, linearShape, linearTensorName } from '../../lib/model/checkpoint.js';
+import { kernels as activeKernels, type Kernels } from '../../lib/model/backend.js';
 import type { BlockWeights } from '../../lib/model/llama.js';
 import { LINEAR_NAMES, type PruneOptions, type Structure } from '../../lib/prune/method.js';
 import { runLayerLoop, type LayerLoopOptions, type LayerLoopResult } from '../../lib/prune/pipeline.js';
@@ -74,7 +75,7 @@ async function runLibrary(
   method: MethodName,
   prune: TestOptions,
   batchSize = 1,
-  extra: Partial<LayerLoopOptions> = {},
+  extra: Partial<LayerLoopOptions> = {}, // kernels, workers
 ): Promise<{ pruned: Pruned; result: LayerLoopResult }> {
   const pruned: Pruned = new Map();
   const { useVariant, ...target } = prune;
@@ -242,6 +243,74 @@ describe('whole-pipeline parity with the independent reference replay (float64 f
       for (const n of LINEAR_NAMES) expect(block0(unprunedNext, n)).toBe(0);
     },
   );
+});
+
+describe('parking in JS memory (Kernels.park)', () => {
+  // wasm parks each block's linears and the activations in JS memory (its 4 GB heap); other backends keep them on
+  // the backend. The two routes must give bit-identical weights, statistics and reports.
+  test.each([
+    ['wanda', opts(UNSTRUCTURED)],
+    ['sparsegpt', opts(NM24)],
+    ['ria', opts(NM24)],
+  ] as [MethodName, TestOptions][])('%s %j: park js-memory and none give bit-identical pruned weights', async (method, p) => {
+    const base = activeKernels();
+    const before = tf.memory().numTensors;
+    const parked = await runLibrary(method, p, 3, { kernels: { ...base, park: 'js-memory' } });
+    const kept = await runLibrary(method, p, 3, { kernels: { ...base, park: 'none' } });
+    expect(tf.memory().numTensors).toBe(before);
+    expect([...kept.pruned.keys()]).toEqual([...parked.pruned.keys()]);
+    for (const [name, w] of parked.pruned) {
+      const other = kept.pruned.get(name)!;
+      let diff = 0;
+      w.forEach((v, i) => {
+        if (!Object.is(v, other[i])) diff++;
+      });
+      expect({ name, diff }).toEqual({ name, diff: 0 });
+    }
+    expect(kept.result.blocks).toEqual(parked.result.blocks);
+    expect(kept.result.permutations).toEqual(parked.result.permutations);
+  });
+
+  test('park none reads nothing back but the zero counts (one read per block); js-memory also reads each linear twice and each input batch', async () => {
+    const reads = async (park: Kernels['park']): Promise<number> => {
+      const proto = tf.Tensor.prototype as { data: (...a: unknown[]) => unknown };
+      const data = proto.data;
+      let count = 0;
+      proto.data = function (this: unknown, ...a: unknown[]) {
+        count++;
+        return data.apply(this, a);
+      };
+      try {
+        await runLibrary('wanda', opts(NM24), 3, { kernels: { ...activeKernels(), park } });
+        return count;
+      } finally {
+        proto.data = data;
+      }
+    };
+    const layers = tiny.config.numLayers;
+    const batches = Math.ceil(WINDOWS / 3);
+    expect(await reads('none')).toBe(layers); // on a GPU: no device-to-host round trip per linear
+    expect(await reads('js-memory')).toBe(layers * (1 + batches + 2 * LINEAR_NAMES.length));
+  });
+
+  test('park none: tfjs memory unchanged when a method throws mid-block', async () => {
+    const before = tf.memory().numTensors;
+    const wanda = getMethod('wanda');
+    let calls = 0;
+    const failing = { ...wanda, prune: (...a: Parameters<typeof wanda.prune>) => (++calls === 3 ? (() => { throw new Error('boom'); })() : wanda.prune(...a)) };
+    await expect(
+      runLayerLoop({
+        checkpoint: ckpt,
+        plan: buildPlan(ckpt.config, { method: failing, target: opts(UNSTRUCTURED) }),
+        calibration,
+        batchSize: 2,
+        writer: null,
+        kernels: { ...activeKernels(), park: 'none' },
+      }),
+    ).rejects.toThrow('boom');
+    expect(calls).toBe(3);
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
 
 describe('batch size', () => {

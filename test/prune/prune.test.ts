@@ -12,10 +12,12 @@ import { ConfigError } from '../../lib/errors.js';
 import { generate } from '../../lib/generate.js';
 import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
 import { loadModel } from '../../lib/model/load.js';
+import { kernels, type Kernels } from '../../lib/model/backend.js';
 import type { DType } from '../../lib/model/safetensors.js';
 import { LINEAR_NAMES } from '../../lib/prune/method.js';
 import type { MethodName } from '../../lib/prune/registry.js';
 import { parseStructure, prune, type PruneConfig, type PruneReport } from '../../lib/prune/prune.js';
+import { pruneOptionName } from '../../lib/experiment/schema.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { readSafetensorsFolder } from '../helpers/reference-llama.js';
 import { sharedPath } from '../helpers/shared.js';
@@ -289,7 +291,7 @@ describe('staging: the output appears only when complete', () => {
     const before = tf.memory().numTensors;
     // the Wanda variant with SparseGPT is refused before any folder is made
     await expect(pruneTiny(input, { out, method: 'sparsegpt', useVariant: true })).rejects.toThrow(
-      /useVariant: applies to wanda only, not sparsegpt/,
+      /--use-variant: applies to wanda only, not sparsegpt/,
     );
     expect(existsSync(dirname(out)) ? outsOf(out) : []).toEqual([]);
     expect(existsSync(out)).toBe(false);
@@ -349,4 +351,63 @@ test('bad pruning options are refused before the model or the data are read', as
     "method: 'obs' is not one of magnitude, wanda, sparsegpt, ria",
   );
   expect(existsSync(cfg.out)).toBe(false);
+});
+
+describe("messages name the caller's options: the CLI's flags by default, an experiment file's key paths when given", () => {
+  const asExperiment = { optionName: pruneOptionName('wanda-unstructured-0.5') };
+  const cases: [string, (m: TinyCheckpoint) => Partial<PruneConfig>, string, string][] = [
+    ['seqlen beyond the model context', () => ({ seqlen: 99999 }), '--seqlen 99999: must be an integer in 1..', 'calibration.seqlen 99999: must be an integer in 1..'],
+    ['a targets pattern that matches nothing', () => ({ targets: ['model.layers.99'] }), "--targets 'model.layers.99' matches no linear layer", "prune.targets 'model.layers.99' matches no linear layer"],
+    ['no calibration file', () => ({ calibration: '' }), '--calibration: --method wanda needs a calibration data file', 'calibration.source: prune.method wanda needs a calibration data file'],
+    ['batch size 0', () => ({ batchSize: 0 }), '--batch-size must be a positive integer, got 0', 'calibration.batchSize must be a positive integer, got 0'],
+    ['nsamples 0', () => ({ nsamples: 0 }), '--nsamples must be a positive integer, got 0', 'calibration.nsamples must be a positive integer, got 0'],
+    ['an unknown method', () => ({ method: 'obs' as MethodName }), "--method: 'obs' is not one of", "prune.method: 'obs' is not one of"],
+    ['the variant of another method', () => ({ method: 'sparsegpt', useVariant: true }), '--use-variant: applies to wanda only', 'prune.useVariant: applies to wanda only'],
+    ['a method option that does not fit the structure', () => ({ method: 'ria', methodOptions: { permute: true } }), 'ria: --permute applies to N:M structures only', 'ria: prune.ria.permute applies to N:M structures only'],
+    ['N:M whose M does not divide the inputs', () => ({ sparsity: 1 / 3, structure: parseStructure('1:3') }), '--structure 1:3: q_proj has 64 inputs, not a multiple of 3', 'prune.structure 1:3: q_proj has 64 inputs, not a multiple of 3'],
+  ];
+  /** The message of the ConfigError that `p` rejects with. */
+  async function configError(p: Promise<unknown>): Promise<string> {
+    const e = await p.then(
+      () => null,
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  test.each(cases)('%s', async (_label, extra, cli, experiment) => {
+    const input = tinyModel({});
+    const out = join(tmp, `named-${counter++}`);
+    expect(await configError(pruneTiny(input, { out, ...extra(input) }))).toContain(cli);
+    const fromFile = await configError(pruneTiny(input, { out, ...extra(input), ...asExperiment }));
+    expect(fromFile).toContain(experiment);
+    expect(fromFile).not.toMatch(/--[a-z]/); // no CLI flag in what an experiment-file user reads
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+test("kernels from the caller: park 'none' writes the same bytes as wasm's parking in JS memory, with 15 fewer host reads per block (the tiny model, one input batch)", async () => {
+  const input = tinyModel({});
+  const run = async (park: Kernels['park']): Promise<{ report: PruneReport; reads: number }> => {
+    const proto = tf.Tensor.prototype as { data: (...a: unknown[]) => unknown };
+    const data = proto.data;
+    let reads = 0;
+    proto.data = function (this: unknown, ...a: unknown[]) {
+      reads++;
+      return data.apply(this, a);
+    };
+    try {
+      const report = await pruneTiny(input, { batchSize: 4, kernels: { ...kernels(), park } }); // 4 windows: one input batch
+      return { report, reads };
+    } finally {
+      proto.data = data;
+    }
+  };
+  const parked = await run('js-memory');
+  const kept = await run('none');
+  const bytes = (dir: string): Buffer => readFileSync(join(dir, 'model.safetensors'));
+  expect(bytes(kept.report.out).equals(bytes(parked.report.out))).toBe(true);
+  expect(kept.report.sparsity).toEqual(parked.report.sparsity);
+  // per block: the input batch parked, seven linears parked and seven pruned ones read back
+  expect(parked.reads - kept.reads).toBe(input.config.numLayers * (1 + 2 * LINEAR_NAMES.length));
 });

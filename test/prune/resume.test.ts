@@ -6,9 +6,11 @@
  * exactly by the LLM_PRUNE_FAILPOINT hook.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { LlamaConfig } from '../../lib/model/config.js';
+import { ResumeStore } from '../../lib/prune/resume.js';
 import { makeSyntheticLlama } from '../../scripts/make-synthetic-llama.js';
 import { sharedPath } from '../helpers/shared.js';
 
@@ -122,6 +124,7 @@ test('a state made from other options is refused and kept; without --resume the 
   const refused = prune(out, ['--max-shard-size', '200KB', '--resume', '--structure', '2:4']);
   expect(refused.status).not.toBe(0);
   expect(refused.stderr).toContain('made from other inputs');
+  expect(refused.stderr).toContain('or without --resume to start over');
   expect(existsSync(join(`${out}.partial`, 'resume', 'state.json'))).toBe(true);
   expect(prune(out, ['--max-shard-size', '200KB'])).toMatchObject({ status: 0 });
   expectSameFolder(reference, out);
@@ -175,4 +178,16 @@ test.each([
   expect(report.resumedAt).toEqual([2]);
   if (plan[0] === '--layerwise') expect(report.plan.layerwise).toMatchObject({ name: 'owl', sparsities: expect.any(Array) });
   else expect(Object.keys(report.permutations ?? {}).length).toBe(4 * 7);
+});
+
+test("the resume state's refusals name the resume option as the caller spells it", () => {
+  const staged = join(tmp, 'named.partial');
+  const store = new ResumeStore(staged, 'fingerprint-a', 'F32');
+  mkdirSync(store.dir, { recursive: true });
+  const config = { numLayers: 2 } as LlamaConfig;
+  writeFileSync(join(store.dir, 'state.json'), '{ not json');
+  expect(() => store.load(config)).toThrow('rerun without --resume to start over');
+  expect(() => store.load(config, 'prune.resume')).toThrow('rerun without prune.resume to start over');
+  writeFileSync(join(store.dir, 'state.json'), JSON.stringify({ version: 0, fingerprint: 'fingerprint-b' }));
+  expect(() => store.load(config, 'prune.resume')).toThrow('or without prune.resume to start over');
 });

@@ -20,7 +20,7 @@ function pruneFlags(y: Argv<Globals>) {
       .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' })
       .option('method', { choices: METHOD_NAMES as unknown as string[], demandOption: true, describe: 'pruning method' })
       .option('sparsity', { type: 'number', describe: `zero fraction in [0, 1) (default ${PRUNE_DEFAULTS.sparsity}; N:M implies N/M)` })
-      .option('structure', { type: 'string', default: 'unstructured', describe: 'unstructured or N:M (2:4, 4:8)' })
+      .option('structure', { type: 'string', default: PRUNE_DEFAULTS.structure, describe: 'unstructured or N:M (2:4, 4:8)' })
       .option('layerwise', { choices: LAYERWISE_NAMES as string[], describe: 'per-block sparsities around --sparsity (owl)' })
       .option('refine', { choices: REFINER_NAMES as string[], describe: 'refine each mask after the method (dsnot)' })
       .option('targets', { type: 'string', array: true, describe: "linears to prune: names, parents or 're:' patterns (default all)" })
