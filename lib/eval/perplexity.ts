@@ -115,7 +115,7 @@ async function allLosses(model: LlamaModel, windows: number[][], batch: number, 
     pool = await ForwardPool.forModel(model, workers);
   } catch (e) {
     // the environment cannot start the workers (a bundled build, a missing loader): the in-process loop still works
-    process.emitWarning(`perplexity: window pool unavailable (${(e as Error).message}); evaluating in-process`);
+    process.emitWarning(`perplexity: worker pool unavailable (${(e as Error).message}); evaluating in-process`);
     return allLosses(model, windows, batch, { ...options, workers: 1 });
   }
   try {

@@ -36,7 +36,7 @@ function randomIds(n: number, seed: number): number[] {
   return Array.from({ length: n }, () => Math.floor(rng.uniform() * 2048));
 }
 
-describe('window pool', () => {
+describe('forward pool', () => {
   const seqlen = 32;
   const ids = randomIds(7 * seqlen + 5, 3); // 7 windows
 
