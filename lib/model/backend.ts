@@ -68,7 +68,10 @@ export function kernels(): Kernels {
  */
 export function requireSyncReads(what: string): void {
   if (kernels().hostReads === 'none') {
-    throw new ConfigError(`${what} reads tensors synchronously and does not run on --backend ${tf.getBackend()} yet; use --backend wasm`);
+    // said for both routes: the caller may be the CLI (--backend) or an experiment file (backend:)
+    throw new ConfigError(
+      `${what} reads tensors synchronously and does not run on the ${tf.getBackend()} backend yet; use the wasm backend (--backend wasm, or backend: wasm in an experiment file)`,
+    );
   }
 }
 

@@ -168,13 +168,13 @@ describe('webgpu: what still needs synchronous reads is refused with a clear err
     const m = await loadModel(MODEL);
     try {
       expect(() => generateIds(m.model, [1, 2, 3], 2)).toThrow(ConfigError);
-      expect(() => generateIds(m.model, [1, 2, 3], 2)).toThrow(/generate .* does not run on --backend webgpu yet; use --backend wasm/);
+      expect(() => generateIds(m.model, [1, 2, 3], 2)).toThrow(/generate .* does not run on the webgpu backend yet; use the wasm backend \(--backend wasm, or backend: wasm in an experiment file\)/);
     } finally {
       m.dispose();
     }
     const w = tf.ones([4, 8]) as tf.Tensor2D;
     try {
-      expect(() => wandaVariantMask(w, 0.5)).toThrow(/--use-variant.*--backend webgpu/);
+      expect(() => wandaVariantMask(w, 0.5)).toThrow(/--use-variant.*the webgpu backend/);
     } finally {
       w.dispose();
     }
