@@ -20,7 +20,7 @@ import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { ReferenceLlama } from '../helpers/reference-llama.js';
 import { sharedPath } from '../helpers/shared.js';
-import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
+import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint, randomIds } from '../helpers/tiny-checkpoint.js';
 
 const CONTEXT = 64; // max_position_embeddings of the tiny checkpoint
 
@@ -41,11 +41,6 @@ afterAll(() => {
   loaded?.dispose();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
-
-function randomIds(n: number, seed: number): number[] {
-  const rng = new TinyRandom(seed);
-  return Array.from({ length: n }, () => Math.floor(rng.uniform() * 2048));
-}
 
 /** Log-softmax of one row of float64 logits. */
 function logSoftmax(row: Float64Array): Float64Array {

@@ -14,7 +14,7 @@ import type { TextTokenizer } from '../../lib/model/tokenizer-types.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { ReferenceLlama } from '../helpers/reference-llama.js';
 import { sharedPath } from '../helpers/shared.js';
-import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
+import { writeTinyCheckpoint, type TinyCheckpoint, randomIds } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
 let tiny: TinyCheckpoint;
@@ -36,11 +36,6 @@ afterAll(() => {
 });
 
 /** `n` token ids drawn uniformly from the 2048-token vocabulary (seeded). */
-function randomIds(n: number, seed: number): number[] {
-  const rng = new TinyRandom(seed);
-  return Array.from({ length: n }, () => Math.floor(rng.uniform() * 2048));
-}
-
 /** Float64 mean next-token cross-entropy of one window from the reference forward. */
 function refWindowLoss(ids: number[]): number {
   const v = ref.c.vocab;

@@ -248,3 +248,9 @@ function shardOf(dir: string, tensor: string): string {
   if (!f) throw new Error(`writeTinyCheckpoint: index of ${dir} does not list '${tensor}'`);
   return f;
 }
+
+/** `n` token ids drawn uniformly from the tiny checkpoints' vocabulary (seeded). */
+export function randomIds(n: number, seed: number): number[] {
+  const rng = new TinyRandom(seed);
+  return Array.from({ length: n }, () => Math.floor(rng.uniform() * VOCAB));
+}

@@ -13,7 +13,7 @@ import { ForwardPool, calibrationWorkers, modelBytes, poolWorkers } from '../../
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { applyLinear } from '../../lib/model/llama.js';
 import { useTestBackend } from '../helpers/backend.js';
-import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
+import { writeTinyCheckpoint, randomIds } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
 let loaded: LoadedModel;
@@ -30,11 +30,6 @@ afterAll(() => {
   loaded?.dispose();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
-
-function randomIds(n: number, seed: number): number[] {
-  const rng = new TinyRandom(seed);
-  return Array.from({ length: n }, () => Math.floor(rng.uniform() * 2048));
-}
 
 describe('forward pool', () => {
   const seqlen = 32;
