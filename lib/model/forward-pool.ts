@@ -20,7 +20,7 @@
  * The worker is this same module started as a worker thread (from dist/ as .js; from the TypeScript sources through
  * tsx's loader, which tests and benchmarks use). For evaluation it receives the model's weights once (float32
  * copies) and each worker holds a full copy: `poolWorkers` uses the pool only when the copies fit in a quarter of
- * the free memory. For calibration it receives one block per pass.
+ * the free memory (affordableWorkers: about 4 bytes of worker memory per byte of weights sent). For calibration it receives one block per pass.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
@@ -115,14 +115,33 @@ export function modelBytes(model: LlamaModel): number {
 }
 
 /**
- * How many workers to use for `batches` batches of this model with `threads` cores available: min(threads, batches),
- * or 0 (evaluate in-process) when that is below 2, when a block or the head is not resident, or when the workers'
- * copies of the weights would take more than a quarter of the free memory.
+ * Memory a worker takes per byte of float32 weights it is sent: the structured-clone copy in its JS heap, the copy
+ * in its wasm heap (which never shrinks) and the working copies of a block's forward. Measured on the 13B shape
+ * (bench/scale.ts, 4 layers, 2 workers): peak RSS 14.8 GB with the pool against 5.6 GB in-process, about 3.6 bytes
+ * per byte of the 1.27 GB block per worker; 4 keeps a margin.
  */
-export function poolWorkers(model: LlamaModel, batches: number, threads: number): number {
+const WORKER_COPIES = 4;
+
+/**
+ * The most workers (at most `wanted`) whose memory fits in a quarter of the free memory (`freeBytes`, default the
+ * system's) beside `sharedBytes`; 0 (run in-process) below 2. The pool must never be what makes a model too large
+ * for the machine: in-process, memory is bounded by one block (README, "Larger than RAM").
+ */
+export function affordableWorkers(wanted: number, weightBytesPerWorker: number, sharedBytes = 0, freeBytes = os.freemem()): number {
+  const budget = freeBytes / 4 - sharedBytes;
+  const n = Math.min(wanted, Math.floor(budget / (WORKER_COPIES * Math.max(1, weightBytesPerWorker))));
+  return n >= 2 ? n : 0;
+}
+
+/**
+ * How many workers to use for `batches` batches of this model with `threads` cores available: min(threads, batches),
+ * or 0 (evaluate in-process) when that is below 2, when a block or the head is not resident, or fewer when the
+ * workers' copies of the weights would not fit (affordableWorkers).
+ */
+export function poolWorkers(model: LlamaModel, batches: number, threads: number, freeBytes = os.freemem()): number {
   const n = Math.min(threads, batches);
   if (n < 2 || !model.lmHeadT || model.blocks.some((b) => b === null)) return 0;
-  return n * modelBytes(model) <= os.freemem() / 4 ? n : 0;
+  return affordableWorkers(n, modelBytes(model), 0, freeBytes);
 }
 
 /**
@@ -142,17 +161,23 @@ function startWorker(): Worker {
 
 /**
  * How many workers the layer loop's calibration forwards should use: min(threads, inputs), or 0 (in-process) below
- * 2, when a statistic cannot be folded from reductions (SparseGPT's Hessian), or when a worker's copy of a block and
- * its share of the inputs would not fit in a quarter of the free memory.
+ * 2, when a statistic cannot be folded from reductions (SparseGPT's Hessian), or fewer when the workers' copies of a
+ * block beside the inputs (sent and returned) would not fit (affordableWorkers).
  */
-export function calibrationWorkers(c: LlamaConfig, inputs: readonly tf.Tensor3D[], needs: Iterable<ReadonlySet<StatName>>, threads: number): number {
+export function calibrationWorkers(
+  c: LlamaConfig,
+  inputs: readonly tf.Tensor3D[],
+  needs: Iterable<ReadonlySet<StatName>>,
+  threads: number,
+  freeBytes = os.freemem(),
+): number {
   const n = Math.min(threads, inputs.length);
   if (n < 2) return 0;
   for (const s of needs) if (s.has('hessian')) return 0;
   let blockValues = 0;
   for (const name of LINEAR_NAMES) blockValues += linearShape(c, name)[0] * linearShape(c, name)[1];
   const inputBytes = inputs.reduce((a, x) => a + 4 * x.size, 0);
-  return n * 4 * blockValues + 2 * inputBytes <= os.freemem() / 4 ? n : 0;
+  return affordableWorkers(n, 4 * blockValues, 2 * inputBytes, freeBytes);
 }
 
 /** A started pool (always `close` it). */

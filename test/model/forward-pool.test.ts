@@ -9,7 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { perplexityOfIds, windowLosses, makeWindows } from '../../lib/eval/perplexity.js';
-import { ForwardPool, calibrationWorkers, modelBytes, poolWorkers } from '../../lib/model/forward-pool.js';
+import { ForwardPool, affordableWorkers, calibrationWorkers, modelBytes, poolWorkers } from '../../lib/model/forward-pool.js';
+import { parseConfig } from '../../lib/model/config.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { applyLinear } from '../../lib/model/llama.js';
 import { useTestBackend } from '../helpers/backend.js';
@@ -111,6 +112,29 @@ describe('forward pool', () => {
       expect(calibrationWorkers(c, inputs, wanda, 1)).toBe(0);
       expect(calibrationWorkers(c, inputs.slice(0, 1), wanda, 2)).toBe(0);
       expect(calibrationWorkers(c, inputs, [new Set(['scaler', 'hessian'] as const)], 2)).toBe(0);
+    } finally {
+      tf.dispose(inputs);
+    }
+  });
+
+  test('the pool never makes a model too large for the machine: workers only as many as fit a quarter of the free memory', () => {
+    const GB = 1e9;
+    expect(affordableWorkers(8, 1 * GB, 0, 64 * GB)).toBe(4); // 16 GB budget / 4 GB per worker
+    expect(affordableWorkers(8, 1 * GB, 4 * GB, 64 * GB)).toBe(3); // the inputs take their share first
+    expect(affordableWorkers(8, 1 * GB, 0, 24 * GB)).toBe(0); // one worker would fit: not worth a pool
+    expect(affordableWorkers(2, 1e3, 0, 24 * GB)).toBe(2);
+    // LLaMA-13B's block (1.27 GB in float32) on this 24 GB machine: in-process, as README "Larger than RAM" measures
+    const c13 = parseConfig({
+      architectures: ['LlamaForCausalLM'], hidden_size: 5120, intermediate_size: 13824, num_hidden_layers: 40,
+      num_attention_heads: 40, num_key_value_heads: 40, vocab_size: 32000, max_position_embeddings: 4096,
+      rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+    });
+    const inputs = [0, 1, 2, 3].map(() => tf.zeros([1, 4, 8]) as tf.Tensor3D); // only their size is read
+    try {
+      const wanda = [new Set(['scaler'] as const)];
+      expect(calibrationWorkers(c13, inputs, wanda, 2, 19 * GB)).toBe(0);
+      expect(calibrationWorkers(c13, inputs, wanda, 2, 128 * GB)).toBe(2);
+      expect(calibrationWorkers(c13, inputs, wanda, 16, 128 * GB)).toBe(4); // min(inputs, what fits: 6)
     } finally {
       tf.dispose(inputs);
     }
