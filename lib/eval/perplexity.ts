@@ -10,8 +10,8 @@ import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { readTexts } from '../data/sources.js';
 import { EVAL_DEFAULTS } from './defaults.js';
 import type { WindowPerplexity } from './results.js';
-import { activeBackend, kernels } from '../model/backend.js';
-import { ForwardPool, poolWorkers } from '../model/forward-pool.js';
+import { kernels } from '../model/backend.js';
+import { ForwardPool, poolWorkers, wantedWorkers } from '../model/forward-pool.js';
 
 export interface PerplexityOptions {
   seqlen: number; // window length; the reference uses the model context
@@ -100,7 +100,7 @@ async function allLosses(model: LlamaModel, windows: number[][], batch: number, 
   const batches: number[][][] = [];
   for (let i = 0; i < windows.length; i += batch) batches.push(windows.slice(i, i + batch));
   const done = (k: number): number => Math.min((k + 1) * batch, windows.length);
-  const wanted = options.workers ?? ((model.kernels ?? kernels()).windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
+  const wanted = wantedWorkers(model.kernels ?? kernels(), options.workers);
   const workers = options.forward ? 0 : poolWorkers(model, batches.length, wanted); // adapters stay in-process
   if (workers === 0) {
     const out: number[] = [];

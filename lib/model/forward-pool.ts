@@ -29,7 +29,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName } from './architecture.js';
-import type { Kernels } from './backend.js';
+import { activeBackend, type Kernels } from './backend.js';
 import type { LlamaConfig } from './config.js';
 import { LlamaModel, disposeBlock, type BlockWeights, type Linear } from './llama.js';
 import type { reduceSamples, SampleReductions, StatName } from '../prune/stats.js';
@@ -112,6 +112,14 @@ export function modelBytes(model: LlamaModel): number {
     for (const name of LINEAR_NAMES) n += b.linears[name].wT.size + (b.linears[name].bias?.size ?? 0);
   }
   return 4 * n;
+}
+
+/**
+ * The workers a caller asks for: `explicit` when given, else the started backend's thread count where the kernels
+ * shard windows over workers (`Kernels.windows` 'workers': wasm), else 1 (in-process).
+ */
+export function wantedWorkers(k: Kernels, explicit?: number): number {
+  return explicit ?? (k.windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
 }
 
 /**

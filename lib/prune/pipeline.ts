@@ -18,8 +18,8 @@ import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
 import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
 import { tensorZeros } from '../model/sparsity.js';
-import { activeBackend, kernels as activeKernels, type Kernels } from '../model/backend.js';
-import { ForwardPool, calibrationWorkers } from '../model/forward-pool.js';
+import { kernels as activeKernels, type Kernels } from '../model/backend.js';
+import { ForwardPool, calibrationWorkers, wantedWorkers } from '../model/forward-pool.js';
 import type { LlamaConfig } from '../model/config.js';
 import {
   LlamaModel,
@@ -482,8 +482,7 @@ function reportProgress(s: Loop, layer: number): void {
 
 /** The calibration forwards' worker pool, or null to run them in-process (see LayerLoopOptions.workers). */
 async function calibrationPool(o: LayerLoopOptions, kernels: Kernels, needs: Map<string, Set<StatName>>, inputs: tf.Tensor3D[]): Promise<ForwardPool | null> {
-  const wanted = o.workers ?? (kernels.windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
-  const n = calibrationWorkers(o.checkpoint.config, inputs, needs.values(), wanted);
+  const n = calibrationWorkers(o.checkpoint.config, inputs, needs.values(), wantedWorkers(kernels, o.workers));
   if (n === 0) return null;
   try {
     return await ForwardPool.forBlocks(o.checkpoint.config, n, kernels);
