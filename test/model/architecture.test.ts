@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ARCHITECTURES,
-  BLOCK_NORMS,
+  blockNorms,
   INPUT_GROUP,
   LINEARS,
   LINEAR_NAMES,
@@ -98,10 +98,11 @@ describe('block', () => {
   });
 
   test('the two RMSNorms, each before the first linear reading it', () => {
-    expect(BLOCK_NORMS.map((n) => [n.key, normTensorName(2, n.key), n.before])).toEqual([
-      ['inputNorm', 'model.layers.2.input_layernorm.weight', 'q_proj'],
-      ['postNorm', 'model.layers.2.post_attention_layernorm.weight', 'gate_proj'],
+    expect(blockNorms(c).map((n) => [n.key, normTensorName(c, 2, n.key), n.size, n.before])).toEqual([
+      ['inputNorm', 'model.layers.2.input_layernorm.weight', 64, 'q_proj'],
+      ['postNorm', 'model.layers.2.post_attention_layernorm.weight', 64, 'gate_proj'],
     ]);
+    expect(() => normTensorName(c, 2, 'qNorm')).toThrow('LlamaForCausalLM blocks have no qNorm');
   });
 
   test('blockTensors: Hugging Face order, shapes, biases', () => {
