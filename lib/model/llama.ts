@@ -215,7 +215,8 @@ export class LlamaModel {
   readonly lmHeadT: tf.Tensor2D | null; // [hidden, vocab]; null when loaded without the head (layer-wise pruning)
   readonly blocks: (BlockWeights | null)[]; // null = not loaded
   private readonly ropes = new Map<RopeTable, { cos: tf.Tensor2D; sin: tf.Tensor2D }>(); // [positions, headDim], grown on demand
-  private readonly masks = new Map<string, tf.Tensor2D>(); // attention masks of the last shapes used
+  private readonly masks = new Map<number | null, tf.Tensor2D>(); // attention masks of the last shape, by window (null: full)
+  private maskShape = ''; // `${s},${past}` of those masks
   private rotation: tf.Tensor2D | null = null; // rotate_half as a matrix [headDim, headDim]
 
   /** The backend's kernel choices (attention): given by the caller, else those of the backend active at each call. */
@@ -332,22 +333,22 @@ export class LlamaModel {
    * Additive attention mask [s, past + s]: token i (position past + i) sees the cached positions and new tokens
    * 0..i, and with a sliding `window` only the last `window` positions up to itself (transformers'
    * sliding_window_overlay: kv > q - window); 0 where visible, float32 min elsewhere (as transformers). Built in JS
-   * (wasm's broadcast `greater` is slow) and cached for the last shapes used; do not dispose the result.
+   * (wasm's broadcast `greater` is slow) and cached for the last shape used; do not dispose the result.
    */
   private causalMask(s: number, past = 0, window: number | null = null): tf.Tensor2D {
     const n = past + s;
     const w = window !== null && window < n ? window : null; // a window covering every position changes nothing
-    const key = `${s},${past},${w}`;
-    let mask = this.masks.get(key);
+    if (this.maskShape !== `${s},${past}`) this.disposeMasks(); // only the last shape's masks are kept
+    this.maskShape = `${s},${past}`;
+    let mask = this.masks.get(w);
     if (!mask) {
       const v = new Float32Array(s * n);
       for (let i = 0; i < s; i++) {
         v.fill(-3.4028234663852886e38, i * n + past + i + 1, (i + 1) * n);
         if (w !== null) v.fill(-3.4028234663852886e38, i * n, i * n + Math.max(0, past + i - w + 1));
       }
-      if (this.masks.size >= 4) this.disposeMasks(); // the shapes of one forward (full and sliding) are kept
       mask = tf.keep(tf.tensor2d(v, [s, n]));
-      this.masks.set(key, mask);
+      this.masks.set(w, mask);
     }
     return mask;
   }
