@@ -1,8 +1,10 @@
 /**
- * THE architecture spec of the LLaMA family, read by everything else (config parsing, the checkpoint reader and
- * writer, the model, the pruning pipeline, experiments, fine-tuning): which architectures are supported and how
- * their config.json differs, the linear layers of a decoder block (Hugging Face tensor name, shape from the config,
- * bias, which linears read the same input), the block's norms, and the tensors outside the blocks.
+ * THE architecture spec of the LLaMA family and its relatives (Mistral, Qwen2, Qwen3, Gemma 3, Phi-3), read by
+ * everything else (config parsing, the checkpoint reader and writer, the model, the pruning pipeline, experiments,
+ * fine-tuning): which architectures are supported and what each reads from config.json and computes differently
+ * (norm form and placement, q/k norms, activation, embedding scale, attention pattern, RoPE layout, fused storage),
+ * the linear layers of a decoder block (Hugging Face tensor name, shape from the config, bias, which linears read the
+ * same input), the block's norms, the tensors outside the blocks, and how fused tensors map to the seven linears.
  *
  * Adding an architecture option or a linear layer is a change here (and in test/model/architecture.test.ts); the
  * forward in llama.ts is the only other place that knows what a block computes.
