@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Checkpoint } from '../../lib/model/checkpoint.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
+import { kernelsFor } from '../../lib/model/backend.js';
 import { saveCheckpoint } from '../../lib/model/save.js';
 import { linearTensorName, LINEAR_NAMES, storedTensors } from '../../lib/model/architecture.js';
 import { useTestBackend } from '../helpers/backend.js';
@@ -115,7 +116,7 @@ describe('Qwen3 / Gemma 3 / Phi-3 against the float64 Hugging Face reference', (
   });
 });
 
-describe('sliding windows', () => {
+describe('sliding windows and kernels', () => {
   test('a cached prefix then continuations give the one-pass logits past the window (Gemma 3, window 8, 20 tokens)', async () => {
     const t = writeFamilyCheckpoint(join(tmp, 'gemma-cache'), 'Gemma3ForCausalLM', { seed: 11 });
     const loaded = await loadModel(t.dir);
@@ -134,6 +135,42 @@ describe('sliding windows', () => {
       expect(tf.memory().numTensors).toBe(before);
     } finally {
       loaded.dispose();
+    }
+  });
+
+  test('Gemma 3: a tap that throws at any linear leaves tf.memory().numTensors unchanged', async () => {
+    const t = writeFamilyCheckpoint(join(tmp, 'gemma-throw'), 'Gemma3ForCausalLM', { seed: 16 });
+    const loaded = await loadModel(t.dir);
+    try {
+      const ids = [familyIds(12, 1)];
+      loaded.model.logits(ids).dispose(); // warm-up: RoPE tables and masks
+      const x = loaded.model.embed(ids);
+      const before = tf.memory().numTensors;
+      for (const at of LINEAR_NAMES) {
+        expect(() => loaded.model.block(0, x, (name) => {
+          if (name === at) throw new Error(`tap failed at ${at}`);
+        })).toThrow(`tap failed at ${at}`);
+        expect([at, tf.memory().numTensors]).toEqual([at, before]);
+      }
+      x.dispose();
+    } finally {
+      loaded.dispose();
+    }
+  });
+
+  test('the GPU kernels (batched attention) give the reference logits too (Gemma 3 past the window, Phi-3 longrope)', async () => {
+    for (const [family, options] of [['Gemma3ForCausalLM', { seed: 14 }], ['Phi3ForCausalLM', { seed: 15, longrope: true, partialRotaryFactor: 0.5 }]] as const) {
+      const t = writeFamilyCheckpoint(join(tmp, `batched-${family}`), family, options);
+      const loaded = await loadModel(t.dir, { kernels: { ...kernelsFor('webgpu'), hostReads: 'sync' } });
+      try {
+        expect(loaded.model.kernels?.attention).toBe('batched');
+        const ids = [familyIds(20, 7), familyIds(20, 8)];
+        const lib = libLogits(loaded, ids);
+        const ref = new ReferenceFamily(t.raw, t.tensors);
+        ids.forEach((row, b) => expect([family, b, relError(lib[b]!, ref.logits(row)).err < TOL]).toEqual([family, b, true]));
+      } finally {
+        loaded.dispose();
+      }
     }
   });
 });
