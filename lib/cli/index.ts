@@ -32,7 +32,7 @@ function commands(ctx: CliContext): CommandModule<Globals, object>[] {
   return all as unknown as CommandModule<Globals, object>[];
 }
 
-/** The yargs definition: exported so tests and the CLI reference generator can read it. */
+/** The yargs definition: exported so a test can check the README's CLI reference against it. */
 export function buildCli(args: string[], env: Env = processEnv()): Argv {
   let cli: Argv<Globals> = globalOptions(
     yargs(args)
