@@ -27,6 +27,15 @@ function files(dir: string, extensions: string[]): string[] {
   );
 }
 
+/** The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens. */
+function headingSlugs(markdown: string): Set<string> {
+  const slugs = new Set<string>();
+  for (const [, title] of markdown.matchAll(/^#{1,6} (.+)$/gm)) {
+    slugs.add(title!.toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-'));
+  }
+  return slugs;
+}
+
 describe('README', () => {
   test('at most 300 lines, not on the registry yet (says so), ESM stated for the library example', () => {
     expect(README.split('\n').length).toBeLessThanOrEqual(300);
@@ -67,14 +76,16 @@ describe('README', () => {
 });
 
 describe('README and docs/', () => {
-  test('every relative link names a file of the repository', () => {
+  test('every relative link names a file of the repository, and a heading of it when it has an anchor', () => {
     const broken: string[] = [];
     for (const page of ['README.md', 'CHANGELOG.md', ...DOCS]) {
       const text = readFileSync(page, 'utf8');
-      for (const [, target] of text.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
+      for (const [, target, anchor] of text.matchAll(/\]\(([^)#\s]*)(?:#([^)\s]*))?\)/g)) {
         if (/^[a-z]+:/.test(target!)) continue; // https:, mailto:
-        const path = relative('.', join(dirname(page), target!));
-        if (!existsSync(path) && !PENDING.has(path)) broken.push(`${page}: ${target}`);
+        const path = target ? relative('.', join(dirname(page), target)) : page;
+        if (PENDING.has(path)) continue;
+        if (!existsSync(path)) broken.push(`${page}: ${target}`);
+        else if (anchor && !headingSlugs(readFileSync(path, 'utf8')).has(anchor)) broken.push(`${page}: ${target}#${anchor}`);
       }
     }
     expect(broken).toEqual([]);
