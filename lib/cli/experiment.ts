@@ -6,6 +6,7 @@ import type { Experiment } from '../experiment/schema.js';
 import type { Shard } from '../experiment/shard.js';
 import { keepOnInterrupt, shown } from '../interrupt.js';
 import { fromEnv, type Env } from './env.js';
+import { localModel } from './hub.js';
 import { print, progress } from './output.js';
 
 /** --threads, when given, overrides the experiment file's `threads:`. */
@@ -15,6 +16,7 @@ export function withThreads(exp: Experiment, threads: number | undefined): Exper
 
 /** Run an experiment, or with `dryRun` print its plan without computing anything. */
 export async function runOrPlan(exp: Experiment, argv: { hfToken?: string | undefined }, env: Env, dryRun: boolean, shard?: Shard): Promise<void> {
+  exp = { ...exp, model: await localModel(exp.model, argv, env) };
   const callbacks = {
     ...(shard ? { shard } : {}),
     ...fromEnv(argv, env),

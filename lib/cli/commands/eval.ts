@@ -12,6 +12,7 @@ import { defineCommand, useBackend, type CliContext, type Globals } from '../com
 import { fromEnv } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { list } from '../values.js';
+import { hubAccessOf, localModel } from '../hub.js';
 
 function evalFlags(y: Argv<Globals>) {
   return y
@@ -42,7 +43,7 @@ export function evalCommand(ctx: CliContext) {
       if (ppl.length === 0) warnIgnored(ctx.args, ['--seqlen', '--max-windows', '--batch-size'], 'no --ppl set is evaluated');
       if (tasks.length === 0) warnIgnored(ctx.args, ['--limit', '--add-bos'], 'no --tasks are evaluated');
       const env = fromEnv(argv, ctx.env);
-      const m = await loadModel(argv.model, { hubToken: env.hubToken });
+      const m = await loadModel(await localModel(argv.model, argv, ctx.env), { hubToken: env.hubToken });
       let adapters: ReturnType<typeof loadAdapters> | null = null;
       try {
         adapters = argv.adapter !== undefined ? loadAdapters(argv.adapter, m.model) : null;
@@ -59,6 +60,7 @@ export function evalCommand(ctx: CliContext) {
           addBos: argv.addBos,
           download: argv.download,
           hubToken: env.hubToken,
+          hub: hubAccessOf(argv, ctx.env),
           tokenCacheDir: env.tokenCacheDir,
           onProgress: (what, d, t, e) => progress.update(what, d, t, e),
         });
