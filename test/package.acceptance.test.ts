@@ -93,10 +93,12 @@ test('npx llm-prune inspect --model <shared c4-llama-7m>', () => {
   expect(JSON.parse(r.stdout)).toMatchObject({ architecture: expect.any(String) });
 });
 
-test('without a shared folder the demo names the variable and flag to set', () => {
-  const r = npx(['demo']);
+test('without a shared folder and offline the demo says in one line what to do', () => {
+  const r = npx(['demo'], { HF_ENDPOINT: 'http://127.0.0.1:9', HF_HUB_CACHE: join(tmp, 'hub') }); // port 9: nothing listens
   expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/^error: demo: the shared data folder .* was not found: set LLM_PRUNE_SHARED=.*--shared DIR/m);
+  const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+  expect(errors).toEqual([expect.stringMatching(/^error: demo: .*the Hugging Face hub at http:\/\/127\.0\.0\.1:9 cannot be reached \(ECONNREFUSED\); connect to the network once .* set LLM_PRUNE_SHARED=.*--shared DIR/)]);
+  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
 });
 
 test('npx llm-prune demo with LLM_PRUNE_SHARED writes ./runs/demo in the project, nothing in the package', () => {

@@ -219,7 +219,13 @@ async function fetchBlob(repo: HubRepo, path: string, info: HubFileInfo, blob: s
     const res = await request(access, url, { headers: headers(access, have > 0 ? { Range: `bytes=${have}-` } : {}) }, describe(repo, path));
     if (res.status !== 200 && res.status !== 206) throw httpError(res, repo, path, access);
     if (res.status === 200) have = 0; // the server ignored the range: start over
-    await writeBody(res, partial, have, info.size, label, access);
+    try {
+      await writeBody(res, partial, have, info.size, label, access);
+    } catch (e) {
+      const got = existsSync(partial) ? statSync(partial).size : 0;
+      const why = masked((e as { cause?: Error }).cause?.message ?? (e as Error).message, access.token);
+      throw new DataError(`${describe(repo, path)}: the download stopped at ${got} of ${info.size} bytes (${why}); run again to resume from there`);
+    }
   }
   const got = statSync(partial).size;
   if (got !== info.size) throw new DataError(`${describe(repo, path)}: download ended at ${got} of ${info.size} bytes; run again to resume`);

@@ -80,6 +80,6 @@ export async function resolveModelPath(model: string, options: HubOptions = {}):
     }
     return dirname(first);
   } catch (e) {
-    throw new CheckpointError(offlineMessage(model, (e as Error).message, options));
+    throw new CheckpointError(offlineMessage(model, (e as Error).message, options), { cause: e });
   }
 }
