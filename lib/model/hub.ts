@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CheckpointError } from '../errors.js';
-import { DEFAULT_HUB_ENDPOINT, downloadHubFile, HubUnreachableError, type HubAccess } from '../hub/download.js';
+import { DEFAULT_HUB_ENDPOINT, downloadHubFile, type HubAccess } from '../hub/download.js';
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 const REQUIRED = ['config.json', 'tokenizer.json'];
@@ -62,11 +62,8 @@ export async function resolveModelPath(model: string, options: HubOptions = {}):
   }
   const repo = { type: 'model' as const, name: model };
   const get = (path: string): Promise<string> => downloadHubFile(repo, path, options);
-  const optional = (path: string): Promise<string | null> =>
-    get(path).catch((e: unknown) => {
-      if (e instanceof HubUnreachableError) throw e;
-      return null;
-    });
+  // an optional file the repository lacks, or (offline) one not in the cache, is absent
+  const optional = (path: string): Promise<string | null> => get(path).catch(() => null);
   try {
     const first = await get(REQUIRED[0]!);
     for (const f of REQUIRED.slice(1)) await get(f);
