@@ -164,3 +164,13 @@ export function writeSyntheticData(dir: string, options: { docs?: number; articl
   }
   return dir;
 }
+
+/**
+ * A stand-in for the shared folder in `dir`: models/<name>/ for each name (written by `writeModel`, e.g. a tiny
+ * checkpoint) and data/ from writeSyntheticData. Returns `dir`.
+ */
+export function writeStandInShared(dir: string, models: string[], writeModel: (dir: string) => void): string {
+  for (const m of models) writeModel(join(dir, 'models', m));
+  writeSyntheticData(join(dir, 'data'), { docs: 20, articles: 2, items: 5 });
+  return dir;
+}
