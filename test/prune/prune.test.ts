@@ -20,7 +20,7 @@ import { parseStructure, prune, type PruneConfig, type PruneReport } from '../..
 import { pruneOptionName } from '../../lib/experiment/schema.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { readSafetensorsFolder } from '../helpers/reference-llama.js';
-import { sharedPath } from '../helpers/shared.js';
+import { jsonl, syntheticDocs } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint, type TinyCheckpoint, type TinyCheckpointOptions } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
@@ -29,7 +29,8 @@ let c4: string; // C4 train documents (calibration source)
 beforeAll(async () => {
   await useTestBackend();
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-e2e-'));
-  c4 = sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl');
+  c4 = join(tmp, 'c4-train.jsonl'); // seeded C4-like documents
+  writeFileSync(c4, jsonl(syntheticDocs(200, 2)));
 });
 
 afterAll(() => {
@@ -208,8 +209,8 @@ describe('prune() output folder (tiny checkpoints)', () => {
   });
 });
 
-test('TinyStories-656K (tied embeddings stored only as lm_head.weight): the output stores them once and reloads', async () => {
-  const dir = sharedPath('models', 'TinyStories-656K');
+test('tied embeddings stored only as lm_head.weight (as TinyStories-656K): the output stores them once and reloads', async () => {
+  const dir = writeTinyCheckpoint(join(tmp, 'tied-input'), { seed: 12, tie: 'lm_head', numHeads: 4, numKvHeads: 2 }).dir;
   const report = await prune({ model: dir, out: join(tmp, 'tinystories'), method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });
   expect(report.sparsity.overall).toBe(0.5);
   expect(report.dtype).toBe('F32');
