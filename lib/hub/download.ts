@@ -51,7 +51,7 @@ export interface HubRepo {
 /** How to reach the hub. */
 export interface HubAccess {
   endpoint?: string | undefined; // default https://huggingface.co (the CLI: $HF_ENDPOINT)
-  cacheDir?: string | undefined; // default hubCacheDir() (the CLI: hubCacheDir(process.env))
+  cacheDir?: string | undefined; // default hubCacheDir() (the CLI passes the one of its environment)
   token?: string | undefined; // sent to the hub only, never written into a message
   fetch?: typeof fetch | undefined; // tests
   /** Bytes done of a file being downloaded (`total` 0 when unknown); called at most every 64 KiB and at the end. */
