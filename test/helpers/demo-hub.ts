@@ -15,7 +15,7 @@ type Row = Record<string, unknown>;
 /** Rows of each demo data file, by its folder under data/ (`wikitext-2-raw-v1/...`, `c4/...`, `tasks/boolq/...`). */
 export interface DemoRows {
   wikitext: Row[];
-  c4: Row[]; // served gzipped as JSON lines, in this order
+  c4: string; // JSON lines, served gzipped
   boolq: Row[];
   arcEasy: Row[];
 }
@@ -25,7 +25,7 @@ export function demoRepos(modelDir: string, rows: DemoRows): ServedRepo[] {
   for (const f of readdirSync(modelDir)) model.files[f] = { file: join(modelDir, f) };
   const content = (into: string): Buffer => {
     if (into.startsWith('wikitext-2-raw-v1/')) return parquetOf(rows.wikitext);
-    if (into.startsWith('c4/')) return gzipSync(rows.c4.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    if (into.startsWith('c4/')) return gzipSync(rows.c4);
     if (into.startsWith('tasks/boolq/')) return parquetOf(rows.boolq);
     if (into.startsWith('tasks/arc_easy/')) return parquetOf(rows.arcEasy);
     throw new Error(`demoRepos: no rows for ${into}`);

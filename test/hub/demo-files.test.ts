@@ -14,7 +14,7 @@ import { repoCacheDir } from '../../lib/hub/download.js';
 import { runCli, type CliRun } from '../helpers/cli.js';
 import { demoRepos, type DemoRows } from '../helpers/demo-hub.js';
 import { deadEndpoint, startHubServer, type HubServer } from '../helpers/hub-server.js';
-import { syntheticDocs, syntheticTaskRows, syntheticWikiRows } from '../helpers/synthetic-text.js';
+import { jsonl, syntheticDocs, syntheticTaskRows, syntheticWikiRows } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
@@ -30,7 +30,7 @@ beforeAll(async () => {
   const tasks = syntheticTaskRows(12, 5);
   rows = {
     wikitext: syntheticWikiRows(8, 4),
-    c4: syntheticDocs(1100, 6), // more than the 1,000 the demo keeps
+    c4: jsonl(syntheticDocs(1100, 6)), // more than the 1,000 documents the demo keeps
     boolq: tasks['tasks/boolq/validation.jsonl']!,
     arcEasy: tasks['tasks/arc_easy/test.jsonl']!,
   };
@@ -62,11 +62,10 @@ test('without a shared folder the demo downloads the model and data, says where 
   // the model is the served one; the data are the served rows in the shared layout
   expect(readFileSync(join(snapshot, 'model.safetensors')).equals(readFileSync(join(modelDir, 'model.safetensors')))).toBe(true);
   const c4 = readFileSync(join(dataDir, 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), 'utf8');
-  expect(c4).toBe(rows.c4.slice(0, 1000).map((d) => JSON.stringify(d)).join('\n') + '\n');
+  expect(c4).toBe(rows.c4.split('\n').slice(0, 1000).join('\n') + '\n');
   expect(await readRows(join(dataDir, 'wikitext-2-raw-v1', 'test-00000-of-00001.parquet'))).toEqual(rows.wikitext);
   expect(await readRows(join(dataDir, 'tasks', 'boolq', 'validation.jsonl'))).toEqual(rows.boolq);
   expect(await readRows(join(dataDir, 'tasks', 'arc_easy', 'test.jsonl'))).toEqual(rows.arcEasy);
-  // only the start of the C4 shard was needed
   const results = JSON.parse(r.stdout) as { output: string; computed: string[] };
   expect(results.output).toBe(join(cwd, 'runs', 'demo'));
   expect(results.computed).toEqual(['dense', 'wanda-unstructured-0.5', 'magnitude-unstructured-0.5']);
