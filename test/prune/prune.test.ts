@@ -244,13 +244,18 @@ describe('staging: the output appears only when complete', () => {
       stdout: 'block 0\nblock 1\n',
     });
     expect(existsSync(out)).toBe(false);
-    expect(outsOf(out)).toEqual([`pruned.partial-${child.pid}`]);
+    // the killed run's output lock stays until a later run takes it over (lib/output-lock.ts)
+    expect(outsOf(out).sort()).toEqual(['pruned.lock', `pruned.partial-${child.pid}`]);
     expect(readdirSync(`${out}.partial-${child.pid}`)).toContain('model.safetensors'); // it was writing
     // a second run completes, and removes the stale partial folder of the dead process (lib/interrupt.ts)
     const notes: string[] = [];
     const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4, resumable: false, onNote: (l) => notes.push(l) });
     await expectCompleteOutput(report, input, 'F32', []);
-    expect(notes).toEqual([`removed pruned.partial-${child.pid} (left by interrupted runs whose process is gone)`]);
+    expect(notes).toEqual([
+      expect.stringMatching(/^took over \S*pruned\.lock from .*: its process is gone$/),
+      `removed pruned.partial-${child.pid} (left by interrupted runs whose process is gone)`,
+    ]);
+    expect(outsOf(out)).toEqual(['pruned']); // the lock released
   }, 240_000);
 
   test('a run SIGKILLed after block 1 leaves no output folder (only its resumable .partial); a second run completes', async () => {
@@ -267,7 +272,7 @@ describe('staging: the output appears only when complete', () => {
       stdout: 'block 0\nblock 1\n',
     });
     expect(existsSync(out)).toBe(false);
-    expect(outsOf(out)).toEqual(['pruned.partial']);
+    expect(outsOf(out).sort()).toEqual(['pruned.lock', 'pruned.partial']); // the lock: taken over by the next run
     expect(readdirSync(`${out}.partial`).sort()).toEqual(['model.safetensors', 'resume']); // it was writing; test/prune/resume.test.ts resumes such runs
     // a second run without --resume starts over in the same staging folder and completes
     const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });
