@@ -11,6 +11,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { deadEndpoint } from './helpers/hub-server.js';
 import { SHARED_DIR, sharedPath } from './helpers/shared.js';
 
 interface Lock {
@@ -93,11 +94,13 @@ test('npx llm-prune inspect --model <shared c4-llama-7m>', () => {
   expect(JSON.parse(r.stdout)).toMatchObject({ architecture: expect.any(String) });
 });
 
-test('without a shared folder and offline the demo says in one line what to do', () => {
-  const r = npx(['demo'], { HF_ENDPOINT: 'http://127.0.0.1:9', HF_HUB_CACHE: join(tmp, 'hub') }); // port 9: nothing listens
+test('without a shared folder and offline the demo says in one line what to do', async () => {
+  const dead = await deadEndpoint(); // a local port where nothing listens
+  const r = npx(['demo'], { HF_ENDPOINT: dead, HF_HUB_CACHE: join(tmp, 'hub') });
   expect(r.code).toBe(1);
   const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
-  expect(errors).toEqual([expect.stringMatching(/^error: demo: .*the Hugging Face hub at http:\/\/127\.0\.0\.1:9 cannot be reached \(ECONNREFUSED\); connect to the network once .* set LLM_PRUNE_SHARED=.*--shared DIR/)]);
+  expect(errors).toEqual([expect.stringContaining(`the Hugging Face hub at ${dead} cannot be reached (ECONNREFUSED); connect to the network once`)]);
+  expect(errors[0]).toMatch(/^error: demo: .* set LLM_PRUNE_SHARED=.*--shared DIR/);
   expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
 });
 
