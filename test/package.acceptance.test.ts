@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { deadEndpoint } from './helpers/hub-server.js';
 import { installPackedPackage, PKG as pkg } from './helpers/packed-package.js';
 import { SHARED_DIR, sharedPath } from './helpers/shared.js';
 
@@ -56,10 +57,14 @@ test('npx llm-prune inspect --model <shared c4-llama-7m>', () => {
   expect(JSON.parse(r.stdout)).toMatchObject({ architecture: expect.any(String) });
 });
 
-test('without a shared folder the demo names the variable and flag to set', () => {
-  const r = npx(['demo']);
+test('without a shared folder and offline the demo says in one line what to do', async () => {
+  const dead = await deadEndpoint(); // a local port where nothing listens
+  const r = npx(['demo'], { HF_ENDPOINT: dead, HF_HUB_CACHE: join(tmp, 'hub') });
   expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/^error: demo: the shared data folder .* was not found: set LLM_PRUNE_SHARED=.*--shared DIR/m);
+  const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+  expect(errors).toEqual([expect.stringContaining(`the Hugging Face hub at ${dead} cannot be reached (ECONNREFUSED); connect to the network once`)]);
+  expect(errors[0]).toMatch(/^error: demo: .* set LLM_PRUNE_SHARED=.*--shared DIR/);
+  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
 });
 
 test('npx llm-prune demo with LLM_PRUNE_SHARED writes ./runs/demo in the project, nothing in the package', () => {

@@ -6,6 +6,7 @@ import type { Experiment } from '../experiment/schema.js';
 import type { Shard } from '../experiment/shard.js';
 import { keepOnInterrupt, shown } from '../interrupt.js';
 import { fromEnv, type Env } from './env.js';
+import { localModel } from './hub.js';
 import { print, progress } from './output.js';
 
 /** --threads, when given, overrides the experiment file's `threads:`. */
@@ -27,7 +28,8 @@ export async function runOrPlan(
   dryRun: boolean,
   shard?: Shard,
 ): Promise<void> {
-  const exp = argv.reuseAnyVersion ? { ...given, reuseAnyVersion: true } : given;
+  const versioned = argv.reuseAnyVersion ? { ...given, reuseAnyVersion: true } : given;
+  const exp = { ...versioned, model: await localModel(versioned.model, argv, env) };
   const callbacks = {
     ...(shard ? { shard } : {}),
     forceUnlock: argv.forceUnlock ?? false,

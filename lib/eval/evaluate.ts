@@ -1,4 +1,5 @@
 /** `evaluate(...)`: perplexity sets and zero-shot tasks on one loaded model, the same graph that pruning uses. */
+import type { HubAccess } from '../hub/download.js';
 import { statSync } from 'node:fs';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { HfTokenizer } from '../model/tokenizer.js';
@@ -27,6 +28,7 @@ export interface EvaluateConfig {
   meanMetric?: AccuracyMetric;
   download?: boolean; // fetch missing sets from the hub when online (default EVAL_DEFAULTS.download: off)
   hubToken?: string | undefined; // hub token for --download (the CLI: --hf-token, else $HF_TOKEN)
+  hub?: HubAccess | undefined; // hub endpoint and cache for --download (the CLI: $HF_ENDPOINT, $HF_HUB_CACHE)
   tokenCacheDir?: string | undefined; // disk cache of tokenized sets (default tokenCacheDir(): no environment read)
   forward?: ForwardOptions; // e.g. LoRA adapters
   idsCache?: EvaluationIdsCache; // token ids of the perplexity sets (default: the process-wide one)
@@ -99,7 +101,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
     if (!PERPLEXITY_SETS.includes(set)) {
       throw new ConfigError(`${optionName('ppl')}: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
     }
-    const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? EVAL_DEFAULTS.download, hubToken: cfg.hubToken }));
+    const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? EVAL_DEFAULTS.download, hubToken: cfg.hubToken, hub: cfg.hub }));
     const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen, cfg.onProgress, cfg.tokenCacheDir);
     const r = await perplexityOfIds(m.model, ids, {
       seqlen,

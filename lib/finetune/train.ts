@@ -15,7 +15,8 @@
  *
  * Memory ownership: everything created here is disposed before `finetune` returns or throws.
  */
-import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { acquireOutputLock } from '../output-lock.js';
@@ -249,6 +250,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
   await ensureGradients();
   const out = resolve(r.out);
   const held = new Held();
+  mkdirSync(dirname(out), { recursive: true }); // the lock file sits beside the output (an experiment's finetune/ may not exist yet)
   const lock = acquireOutputLock(`${out}.lock`, { command: 'llm-prune finetune', forceUnlock: o.forceUnlock ?? false, forceOption: r.optionName('forceUnlock') });
   try {
     const loaded = (held.loaded = await loadModel(r.model, { hubToken: r.hubToken ?? undefined }));

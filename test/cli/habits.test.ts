@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, type CliRun } from '../helpers/cli.js';
-import { sharedPath } from '../helpers/shared.js';
+import { writeStandInShared } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 /** The `llm-prune` command (lib/bin.ts) with a token cache of its own and these variables added. */
@@ -32,9 +32,10 @@ test('--version is the package version', async () => {
 });
 
 test('run CONFIG --dry-run prints the plan (settings, actions, estimate) and writes nothing', async () => {
-  sharedPath('models', 'c4-llama-7m');
+  // a stand-in for the shared folder: a tiny checkpoint named c4-llama-7m and seeded data
+  const shared = writeStandInShared(join(tmp, 'stand-in-shared'), ['c4-llama-7m'], (d) => void writeTinyCheckpoint(d, { maxPositions: 512 }));
   const out = join(tmp, 'demo-plan');
-  const r = await cli(['run', join('configs', 'demo.yaml'), '--dry-run', '--set', `output=${out}`]);
+  const r = await cli(['run', join('configs', 'demo.yaml'), '--dry-run', '--set', `output=${out}`, '--shared', shared]);
   expect({ code: r.code, stderr: r.stderr.slice(-800) }).toEqual({ code: 0, stderr: expect.stringContaining('estimated time: ~') });
   const plan = JSON.parse(r.stdout) as { output: string; settings: { id: string; action: string; estimatedSeconds: number }[]; estimatedSeconds: number };
   expect(plan.output).toBe(out);
@@ -78,7 +79,7 @@ test('--hf-token reaches the hub request path but is never printed', async () =>
 });
 
 test('eval --adapter labels its row and its JSON with the adapter', async () => {
-  const model = sharedPath('models', 'TinyStories-656K');
+  const model = tiny.dir;
   const data = join(tmp, 'train.jsonl');
   writeFileSync(data, Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `Once upon a time there was a cat number ${i}. It liked to play in the sun with its friends every day.` })).join('\n') + '\n');
   const ft = join(tmp, 'ft');

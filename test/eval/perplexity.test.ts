@@ -13,7 +13,6 @@ import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import type { TextTokenizer } from '../../lib/model/tokenizer-types.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { ReferenceLlama } from '../helpers/reference-llama.js';
-import { sharedPath } from '../helpers/shared.js';
 import { writeTinyCheckpoint, type TinyCheckpoint, randomIds } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;

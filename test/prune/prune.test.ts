@@ -20,7 +20,7 @@ import { parseStructure, prune, type PruneConfig, type PruneReport } from '../..
 import { pruneOptionName } from '../../lib/experiment/schema.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { readSafetensorsFolder } from '../helpers/reference-llama.js';
-import { sharedPath } from '../helpers/shared.js';
+import { jsonl, syntheticDocs } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint, type TinyCheckpoint, type TinyCheckpointOptions } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
@@ -29,7 +29,8 @@ let c4: string; // C4 train documents (calibration source)
 beforeAll(async () => {
   await useTestBackend();
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-e2e-'));
-  c4 = sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl');
+  c4 = join(tmp, 'c4-train.jsonl'); // seeded C4-like documents
+  writeFileSync(c4, jsonl(syntheticDocs(200, 2)));
 });
 
 afterAll(() => {
@@ -208,8 +209,8 @@ describe('prune() output folder (tiny checkpoints)', () => {
   });
 });
 
-test('TinyStories-656K (tied embeddings stored only as lm_head.weight): the output stores them once and reloads', async () => {
-  const dir = sharedPath('models', 'TinyStories-656K');
+test('tied embeddings stored only as lm_head.weight (as TinyStories-656K): the output stores them once and reloads', async () => {
+  const dir = writeTinyCheckpoint(join(tmp, 'tied-input'), { seed: 12, tie: 'lm_head', numHeads: 4, numKvHeads: 2 }).dir;
   const report = await prune({ model: dir, out: join(tmp, 'tinystories'), method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });
   expect(report.sparsity.overall).toBe(0.5);
   expect(report.dtype).toBe('F32');
@@ -243,13 +244,18 @@ describe('staging: the output appears only when complete', () => {
       stdout: 'block 0\nblock 1\n',
     });
     expect(existsSync(out)).toBe(false);
-    expect(outsOf(out)).toEqual([`pruned.partial-${child.pid}`]);
+    // the killed run's output lock stays until a later run takes it over (lib/output-lock.ts)
+    expect(outsOf(out).sort()).toEqual(['pruned.lock', `pruned.partial-${child.pid}`]);
     expect(readdirSync(`${out}.partial-${child.pid}`)).toContain('model.safetensors'); // it was writing
     // a second run completes, and removes the stale partial folder of the dead process (lib/interrupt.ts)
     const notes: string[] = [];
     const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4, resumable: false, onNote: (l) => notes.push(l) });
     await expectCompleteOutput(report, input, 'F32', []);
-    expect(notes).toEqual([`removed pruned.partial-${child.pid} (left by interrupted runs whose process is gone)`]);
+    expect(notes).toEqual([
+      expect.stringMatching(/^took over \S*pruned\.lock from .*: its process is gone$/),
+      `removed pruned.partial-${child.pid} (left by interrupted runs whose process is gone)`,
+    ]);
+    expect(outsOf(out)).toEqual(['pruned']); // the lock released
   }, 240_000);
 
   test('a run SIGKILLed after block 1 leaves no output folder (only its resumable .partial); a second run completes', async () => {
@@ -266,7 +272,7 @@ describe('staging: the output appears only when complete', () => {
       stdout: 'block 0\nblock 1\n',
     });
     expect(existsSync(out)).toBe(false);
-    expect(outsOf(out)).toEqual(['pruned.partial']);
+    expect(outsOf(out).sort()).toEqual(['pruned.lock', 'pruned.partial']); // the lock: taken over by the next run
     expect(readdirSync(`${out}.partial`).sort()).toEqual(['model.safetensors', 'resume']); // it was writing; test/prune/resume.test.ts resumes such runs
     // a second run without --resume starts over in the same staging folder and completes
     const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });

@@ -2,12 +2,11 @@
 import { resolve } from 'node:path';
 import { Checkpoint } from '../../model/checkpoint.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
-import { resolveModelPath } from '../../model/hub.js';
 import { DTYPES, type DType } from '../../model/safetensors.js';
 import { saveCheckpoint } from '../../model/save.js';
 import { parseStructure } from '../../prune/prune.js';
 import { defineCommand, FORCE_UNLOCK, type CliContext } from '../command.js';
-import { hubTokenOf } from '../env.js';
+import { localModel } from '../hub.js';
 import { print } from '../output.js';
 import { parseSize } from '../values.js';
 
@@ -27,7 +26,7 @@ export function convertCommand(ctx: CliContext) {
         .option('force-unlock', FORCE_UNLOCK),
     handler: async (argv) => {
       if (argv.structure !== undefined) parseStructure(argv.structure); // 'unstructured' or N:M, before any work
-      const ckpt = Checkpoint.open(await resolveModelPath(argv.model, { token: hubTokenOf(argv, ctx.env) }));
+      const ckpt = Checkpoint.open(await localModel(argv.model, argv, ctx.env));
       try {
         const storage = saveCheckpoint(ckpt, {
           out: argv.out,

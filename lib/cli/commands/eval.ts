@@ -14,6 +14,7 @@ import { defineCommand, FORCE_UNLOCK, useBackend, type CliContext, type Globals 
 import { fromEnv } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { list } from '../values.js';
+import { hubAccessOf, localModel } from '../hub.js';
 
 function evalFlags(y: Argv<Globals>) {
   return y
@@ -49,7 +50,7 @@ export function evalCommand(ctx: CliContext) {
       let m: Awaited<ReturnType<typeof loadModel>> | null = null;
       let adapters: ReturnType<typeof loadAdapters> | null = null;
       try {
-        m = await loadModel(argv.model, { hubToken: env.hubToken });
+        m = await loadModel(await localModel(argv.model, argv, ctx.env), { hubToken: env.hubToken });
         adapters = argv.adapter !== undefined ? loadAdapters(argv.adapter, m.model) : null;
         const forward = adapters?.forward;
         const r = await evaluate(m, {
@@ -64,6 +65,7 @@ export function evalCommand(ctx: CliContext) {
           addBos: argv.addBos,
           download: argv.download,
           hubToken: env.hubToken,
+          hub: hubAccessOf(argv, ctx.env),
           tokenCacheDir: env.tokenCacheDir,
           onProgress: (what, d, t, e) => progress.update(what, d, t, e),
         });

@@ -11,6 +11,7 @@ import { defineCommand, FORCE_UNLOCK, useBackend, type CliContext, type Globals 
 import { hubTokenOf } from '../env.js';
 import { print, progress } from '../output.js';
 import { list } from '../values.js';
+import { localModel } from '../hub.js';
 
 function finetuneFlags(y: Argv<Globals>) {
   return y
@@ -63,7 +64,7 @@ export function finetuneCommand(ctx: CliContext) {
         `no trainer checkpoint was saved yet (one every ${argv.checkpointEvery} steps)`,
       );
       const report = await finetune({
-        model: argv.model,
+        model: await localModel(argv.model, argv, ctx.env),
         hubToken: hubTokenOf(argv, ctx.env),
         tokenCacheDir: tokenCacheDir(ctx.env),
         data: argv.data,

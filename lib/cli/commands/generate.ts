@@ -4,6 +4,7 @@ import { loadModel } from '../../model/load.js';
 import { defineCommand, useBackend, type CliContext } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print } from '../output.js';
+import { localModel } from '../hub.js';
 
 export function generateCommand(ctx: CliContext) {
   return defineCommand({
@@ -17,7 +18,7 @@ export function generateCommand(ctx: CliContext) {
         .option('stop-at-eos', { type: 'boolean', default: false, describe: 'stop at the EOS token' }),
     handler: async (argv) => {
       await useBackend(argv);
-      const m = await loadModel(argv.model, { hubToken: hubTokenOf(argv, ctx.env) });
+      const m = await loadModel(await localModel(argv.model, argv, ctx.env), { hubToken: hubTokenOf(argv, ctx.env) });
       try {
         print(generate(m, argv.prompt, argv.maxNewTokens, { stopAtEos: argv.stopAtEos }));
       } finally {

@@ -4,6 +4,7 @@ import { loadModel } from '../../model/load.js';
 import { defineCommand, useBackend, type CliContext } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print } from '../output.js';
+import { localModel } from '../hub.js';
 
 export function inspectCommand(ctx: CliContext) {
   return defineCommand({
@@ -12,7 +13,7 @@ export function inspectCommand(ctx: CliContext) {
     builder: (y) => y.option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' }),
     handler: async (argv) => {
       await useBackend(argv);
-      const m = await loadModel(argv.model, { hubToken: hubTokenOf(argv, ctx.env) });
+      const m = await loadModel(await localModel(argv.model, argv, ctx.env), { hubToken: hubTokenOf(argv, ctx.env) });
       try {
         print(inspectModel(m));
       } finally {

@@ -10,6 +10,7 @@ import { hubTokenOf } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { ownerOptions, withOwnerFlags } from '../owner-flags.js';
 import { parseSize } from '../values.js';
+import { localModel } from '../hub.js';
 
 /** Flags that only feed calibration data (ignored by methods without it). */
 const CALIBRATION_FLAGS = ['--calibration', '--calibration-field', '--nsamples', '--seqlen', '--seed', '--batch-size'];
@@ -69,7 +70,7 @@ export function pruneCommand(ctx: CliContext) {
       });
       const sparsity = argv.sparsity ?? (structure.kind === 'nm' ? structure.n / structure.m : PRUNE_DEFAULTS.sparsity);
       const report = await prune({
-        model: argv.model,
+        model: await localModel(argv.model, argv, ctx.env),
         hubToken: hubTokenOf(argv, ctx.env),
         out: argv.out,
         method: argv.method as MethodName,
