@@ -43,7 +43,7 @@ export class LoraTrainer {
   }
 
   /** One optimizer step over `microBatches` (each ids [batch][seqlen]). Leaves no tensors behind. */
-  trainStep(microBatches: number[][][]): StepResult {
+  async trainStep(microBatches: number[][][]): Promise<StepResult> {
     if (microBatches.length === 0) throw new ConfigError('trainStep: no micro-batches');
     const vars = this.optimizer.vars;
     const forward = this.adapters.trainingForward(this.rng);
@@ -51,8 +51,15 @@ export class LoraTrainer {
     let lossSum = 0;
     for (const mb of microBatches) {
       const { value, grads } = tf.variableGrads(() => causalLmLoss(this.model, mb, forward), vars);
-      lossSum += value.dataSync()[0]!;
-      value.dispose();
+      try {
+        lossSum += (await value.data())[0]!;
+      } catch (e) {
+        tf.dispose(Object.values(grads));
+        tf.dispose(acc ?? []);
+        throw e;
+      } finally {
+        value.dispose();
+      }
       const g = vars.map((v) => grads[v.name]!);
       if (acc === null) acc = g;
       else {
@@ -71,8 +78,11 @@ export class LoraTrainer {
       tf.dispose(grads);
       grads.splice(0, grads.length, ...scaled);
       const sumSq = tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))));
-      gradNorm = Math.sqrt(sumSq.dataSync()[0]!);
-      sumSq.dispose();
+      try {
+        gradNorm = Math.sqrt((await sumSq.data())[0]!);
+      } finally {
+        sumSq.dispose();
+      }
       if (this.options.maxGradNorm > 0) {
         // torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6))
         const coef = Math.min(1, this.options.maxGradNorm / (gradNorm + 1e-6));

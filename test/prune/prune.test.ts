@@ -220,7 +220,7 @@ test('TinyStories-656K (tied embeddings stored only as lm_head.weight): the outp
   const m = await loadModel(report.out);
   try {
     expect(m.model.config.tieWordEmbeddings).toBe(true);
-    expect(generate(m, 'Once upon a time', 5).ids).toHaveLength(m.tokenizer.encode('Once upon a time').length + 5);
+    expect((await generate(m, 'Once upon a time', 5)).ids).toHaveLength(m.tokenizer.encode('Once upon a time').length + 5);
   } finally {
     m.dispose();
   }

@@ -19,7 +19,7 @@ export function generateCommand(ctx: CliContext) {
       await useBackend(argv);
       const m = await loadModel(argv.model, { hubToken: hubTokenOf(argv, ctx.env) });
       try {
-        print(generate(m, argv.prompt, argv.maxNewTokens, { stopAtEos: argv.stopAtEos }));
+        print(await generate(m, argv.prompt, argv.maxNewTokens, { stopAtEos: argv.stopAtEos }));
       } finally {
         m.dispose();
       }
