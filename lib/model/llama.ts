@@ -598,8 +598,20 @@ function attendBatched(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.
   const rep = h / kvh;
   const kvOf = tf.tensor1d(Array.from({ length: h }, (_, j) => Math.floor(j / rep)), 'int32'); // kv head of query head j
   const repeat = (t: tf.Tensor4D): tf.Tensor4D => (rep === 1 ? t : (tf.gather(t, kvOf, 1) as tf.Tensor4D)); // [b, h, ., .]
-  const scores = tf.add(tf.matMul(tf.reshape(q, [b * h, s, d]), tf.reshape(repeat(kT), [b * h, d, n])), mask); // [b*h, s, n]
-  return tf.matMul(tf.softmax(scores), tf.reshape(repeat(vv), [b * h, n, d])) as tf.Tensor3D; // [b*h, s, d]
+  const qs = tf.reshape(q, [b * h, s, d]) as tf.Tensor3D;
+  const ks = tf.reshape(repeat(kT), [b * h, d, n]) as tf.Tensor3D;
+  const vs = tf.reshape(repeat(vv), [b * h, n, d]) as tf.Tensor3D;
+  // The scores [b*h, s, n] are the largest tensor of a forward (537 MB at 7B, seqlen 2048): over the WebGPU binding
+  // limit they are computed for groups of (sequence, head) pairs, each independent of the others (binding.ts).
+  const group = Math.max(1, Math.min(b * h, Math.floor(bindingLimitBytes() / (4 * s * n))));
+  const outs: tf.Tensor3D[] = [];
+  for (let g = 0; g < b * h; g += group) {
+    const m = Math.min(group, b * h - g);
+    const part = (t: tf.Tensor3D): tf.Tensor3D => (m === b * h ? t : (tf.slice(t, [g, 0, 0], [m, -1, -1]) as tf.Tensor3D));
+    const scores = tf.add(tf.matMul(part(qs), part(ks)), mask); // [m, s, n]
+    outs.push(tf.matMul(tf.softmax(scores), part(vs)) as tf.Tensor3D); // [m, s, d]
+  }
+  return outs.length === 1 ? outs[0]! : (tf.concat(outs, 0) as tf.Tensor3D); // [b*h, s, d]
 }
 
 /** y = x wT + bias for x [b, s, in] -> [b, s, out]. */

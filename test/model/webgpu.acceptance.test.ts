@@ -182,8 +182,8 @@ describe('webgpu: host reads are awaited, the binding limit is kept', () => {
     }
   });
 
-  test('a binding limit forced small: embedding and lm_head in chunks give the same logits; a linear over it is refused by name', async () => {
-    const ids = [wiki.slice(0, 40), wiki.slice(40, 80)];
+  test('a binding limit forced small: embedding, lm_head and attention scores in chunks give the same logits; a linear over it is refused by name', async () => {
+    const ids = [wiki.slice(0, 256), wiki.slice(256, 512)]; // scores 2 x 8 heads x 256 x 256: 4 groups of 4 pairs at 1 MiB
     const logitsWith = async (limit: string | null): Promise<{ values: Float32Array; chunks: number }> => {
       if (limit === null) delete process.env[BINDING_ENV];
       else process.env[BINDING_ENV] = limit;
