@@ -22,6 +22,17 @@ export interface StepResult {
 }
 
 /**
+ * `tf.addN(ts)`. On webgpu in groups: one shader binds at most maxStorageBuffersPerShaderStage buffers (8 unless the
+ * device asks for more, and tfjs does not), the output one of them; tfjs's AddN does not split its inputs.
+ */
+function addAll(ts: tf.Tensor[]): tf.Tensor {
+  if (tf.getBackend() !== 'webgpu' || ts.length <= 7) return tf.addN(ts);
+  let acc = tf.addN(ts.slice(0, 7));
+  for (let i = 7; i < ts.length; i += 6) acc = tf.addN([acc, ...ts.slice(i, i + 6)]);
+  return acc;
+}
+
+/**
  * Trains LoRA adapters on a resident model: gradients by tf.variableGrads over the adapter variables, summed over
  * micro-batches and averaged, clipped to a global norm, applied by AdamW. Dropout masks come from `rng`.
  * Needs tfjs's gradient functions: await ensureGradients() (loss.ts) before constructing one.
@@ -77,7 +88,7 @@ export class LoraTrainer {
       const scaled = tf.tidy(() => grads.map((g) => (k === 1 ? tf.clone(g) : tf.div(g, k))));
       tf.dispose(grads);
       grads.splice(0, grads.length, ...scaled);
-      const sumSq = tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))));
+      const sumSq = tf.tidy(() => addAll(grads.map((g) => tf.sum(tf.square(g)))));
       try {
         gradNorm = Math.sqrt((await sumSq.data())[0]!);
       } finally {
