@@ -195,7 +195,7 @@ describe('every method on webgpu against wasm', () => {
     expect(gpu.generated).toEqual(wasm.generated);
   });
 
-  test('finetune: losses, held-out perplexities within 1e-4; adapters saved (close: AdamW moves each weight by about lr at first) and merged', () => {
+  test('finetune: losses, held-out perplexities within 1e-4; adapters saved (within 1e-4) and merged', () => {
     const [w, g] = [wasm.finetune, gpu.finetune];
     expect(g.backend).toBe('webgpu');
     expect(g.training.losses).toHaveLength(3);
@@ -213,7 +213,7 @@ describe('every method on webgpu against wasm', () => {
       `finetune: losses wasm ${w.training.losses.join(', ')} webgpu ${g.training.losses.join(', ')}; adapters max |diff| ${d.toExponential(2)}, ` +
         `relative L2 ${relL2.toExponential(2)}; ppl before / after / merged wasm ${w.eval!.before} / ${w.eval!.after} / ${w.eval!.merged} webgpu ${g.eval!.before} / ${g.eval!.after} / ${g.eval!.merged}\n`,
     );
-    // AdamW divides by sqrt(v): where a gradient is near zero the float rounding of either backend decides its sign
-    expect(relL2).toBeLessThan(1e-2);
+    expect(d).toBeLessThan(1e-4);
+    expect(relL2).toBeLessThan(1e-4);
   });
 });
