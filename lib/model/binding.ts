@@ -8,13 +8,11 @@
  *   (the logits are the concatenation of the chunks' matMuls: each output is the same dot product, so the same value);
  * - every other weight is checked before it is uploaded (`checkBinding`): a clear error instead of wrong numbers.
  * Other backends have no such limit (`bindingLimitBytes()` is Infinity): nothing is chunked there.
- * `LLM_PRUNE_WEBGPU_MAX_BINDING_BYTES` lowers the limit (tests of the chunked path on a small model).
+ * `forceBindingLimit(bytes)` lowers the limit (tests of the chunked paths on a small model).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, UnsupportedError } from '../errors.js';
 import { transposeFloat32 } from './dtype-convert.js';
-
-export const BINDING_ENV = 'LLM_PRUNE_WEBGPU_MAX_BINDING_BYTES';
 
 /** The adapter's limits as tfjs requested them for its device (bytes). */
 export interface DeviceLimits {
@@ -29,13 +27,12 @@ export function deviceLimits(): DeviceLimits | null {
   return { maxStorageBufferBindingSize: limits?.maxStorageBufferBindingSize ?? 2 ** 27, maxBufferSize: limits?.maxBufferSize ?? 2 ** 28 };
 }
 
-/** The forced limit of `LLM_PRUNE_WEBGPU_MAX_BINDING_BYTES`, or null when unset. */
-function forcedLimit(): number | null {
-  const raw = process.env[BINDING_ENV];
-  if (raw === undefined || raw === '') return null;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1024) throw new ConfigError(`${BINDING_ENV}='${raw}': expected a whole number of bytes >= 1024`);
-  return v;
+let forced: number | null = null;
+
+/** Bind at most `bytes` per tensor on webgpu (below the adapter's own limit; null: the adapter's limit again). */
+export function forceBindingLimit(bytes: number | null): void {
+  if (bytes !== null && (!Number.isInteger(bytes) || bytes < 1024)) throw new ConfigError(`forceBindingLimit: expected a whole number of bytes >= 1024, got ${bytes}`);
+  forced = bytes;
 }
 
 /** The most bytes one tensor may have on the active backend: Infinity off webgpu. */
@@ -43,7 +40,6 @@ export function bindingLimitBytes(): number {
   const d = deviceLimits();
   if (!d) return Infinity;
   const limit = Math.min(d.maxStorageBufferBindingSize, d.maxBufferSize);
-  const forced = forcedLimit();
   return forced === null ? limit : Math.min(limit, forced);
 }
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BINDING_ENV, bindingLimitBytes, checkBinding, gatherRows, matMulColumns, rowsPerChunk, uploadRowChunks } from '../../lib/model/binding.js';
+import { bindingLimitBytes, forceBindingLimit, checkBinding, gatherRows, matMulColumns, rowsPerChunk, uploadRowChunks } from '../../lib/model/binding.js';
 import { UnsupportedError } from '../../lib/errors.js';
 import { useTestBackend } from '../helpers/backend.js';
 
@@ -19,8 +19,9 @@ function values(n: number, seed: number): Float32Array {
 }
 
 describe('WebGPU binding limits: row-chunked tables', () => {
-  test('off webgpu there is no limit: one chunk, nothing checked (the env override applies to webgpu only)', () => {
-    process.env[BINDING_ENV] = '4096';
+  test('off webgpu there is no limit: one chunk, nothing checked (a forced limit applies to webgpu only)', () => {
+    forceBindingLimit(4096);
+    expect(() => forceBindingLimit(10)).toThrow(/forceBindingLimit: expected a whole number of bytes >= 1024, got 10/);
     try {
       expect(bindingLimitBytes()).toBe(Infinity);
       expect(() => checkBinding([1 << 20, 1 << 10], 'x')).not.toThrow();
@@ -28,7 +29,7 @@ describe('WebGPU binding limits: row-chunked tables', () => {
       expect(parts.map((p) => p.shape)).toEqual([[4, 3]]);
       tf.dispose(parts);
     } finally {
-      delete process.env[BINDING_ENV];
+      forceBindingLimit(null);
     }
   });
 

@@ -16,7 +16,7 @@ import { initBackend, kernelsFor, type BackendInfo } from '../../lib/model/backe
 import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
 import { loadModel } from '../../lib/model/load.js';
 import { adapterLine, setupWebgpu } from '../../lib/model/webgpu.js';
-import { BINDING_ENV } from '../../lib/model/binding.js';
+import { forceBindingLimit } from '../../lib/model/binding.js';
 import { LINEAR_NAMES, type PruneOptions } from '../../lib/prune/method.js';
 import { runLayerLoop } from '../../lib/prune/pipeline.js';
 import { wandaVariantMask } from '../../lib/prune/wanda.js';
@@ -185,9 +185,8 @@ describe('webgpu: host reads are awaited, the binding limit is kept', () => {
   test('a binding limit forced small: embedding, lm_head and attention scores in chunks give the same values; a linear over it is refused by name', async () => {
     const long = [wiki.slice(0, 256), wiki.slice(256, 512)]; // scores 2 x 8 heads x 256 x 256: 4 groups of 4 pairs at 1 MiB
     const short = [wiki.slice(0, 24), wiki.slice(24, 48)]; // logits 48 x 4096 (768 KiB) fit 1 MiB
-    const run = async (limit: string | null): Promise<{ hidden: Float32Array; logits: Float32Array; chunks: number }> => {
-      if (limit === null) delete process.env[BINDING_ENV];
-      else process.env[BINDING_ENV] = limit;
+    const run = async (limit: number | null): Promise<{ hidden: Float32Array; logits: Float32Array; chunks: number }> => {
+      forceBindingLimit(limit);
       const m = await loadModel(MODEL);
       try {
         const h = m.model.hidden(long);
@@ -202,16 +201,16 @@ describe('webgpu: host reads are awaited, the binding limit is kept', () => {
     try {
       const whole = await run(null);
       // c4-llama-7m: the table and the head are 4096 x 256 float32 (4 MiB); its largest linear is 768 x 256 (768 KiB)
-      const chunked = await run(String(1 << 20));
+      const chunked = await run(1 << 20);
       expect([whole.chunks, chunked.chunks]).toEqual([2, 8]);
       expect(maxAbsDiff(chunked.hidden, whole.hidden)).toBe(0);
       expect(maxAbsDiff(chunked.logits, whole.logits)).toBe(0);
-      process.env[BINDING_ENV] = String(1 << 19);
+      forceBindingLimit(1 << 19);
       await expect(loadModel(MODEL)).rejects.toThrow(
         /model\.layers\.0\.mlp\.gate_proj\.weight \[768, 256\] is 0\.8 MiB, over the 0\.5 MiB this WebGPU adapter binds per tensor/,
       );
     } finally {
-      delete process.env[BINDING_ENV];
+      forceBindingLimit(null);
     }
   });
 
