@@ -107,7 +107,7 @@ for (const method of values['skip-synthetic'] ? [] : methods) {
       }
     }
     const t0 = performance.now();
-    const r = m.prune(w, stats, { sparsity: 0.5, structure: { kind: 'unstructured' } });
+    const r = await m.prune(w, stats, { sparsity: 0.5, structure: { kind: 'unstructured' } });
     r.weight.dataSync();
     pruneSeconds += (performance.now() - t0) / 1000;
     r.weight.dispose();

@@ -14,8 +14,8 @@ beforeAll(async () => {
 afterAll(() => tiny.dispose());
 
 describe('greedy generation', () => {
-  test('TinyStories-656K from BOS: the known 30 tokens and story opening', () => {
-    const out = generate(tiny, '', 30);
+  test('TinyStories-656K from BOS: the known 30 tokens and story opening', async () => {
+    const out = await generate(tiny, '', 30);
     expect(out.ids).toEqual([
       1, 147, 201, 282, 215, 286, 598, 1662, 356, 499, 826, 1363, 1145, 1652, 615, 242, 1482, 951, 628, 499, 826, 872, 921, 318,
       385, 628, 499, 826, 617, 242, 198,
@@ -26,29 +26,29 @@ describe('greedy generation', () => {
     expect(out.text.startsWith('<|start_story|>')).toBe(true); // special tokens kept in `text`
   });
 
-  test('a prompt is kept as the prefix, no tensors leak; zero new tokens returns the prompt; bad counts are refused', () => {
+  test('a prompt is kept as the prefix, no tensors leak; zero new tokens returns the prompt; bad counts are refused', async () => {
     const prompt = tiny.tokenizer.encode('Once upon a time', { addSpecialTokens: true });
-    generate(tiny, '', 1); // warm-up: the model caches its RoPE table
+    await generate(tiny, '', 1); // warm-up: the model caches its RoPE table
     const before = tf.memory().numTensors;
-    const out = generate(tiny, 'Once upon a time', 5);
+    const out = await generate(tiny, 'Once upon a time', 5);
     expect(tf.memory().numTensors).toBe(before);
     expect(out.ids.slice(0, prompt.length)).toEqual(prompt);
     expect(out.ids).toHaveLength(prompt.length + 5);
-    expect(generateIds(tiny.model, prompt, 0)).toEqual(prompt);
-    expect(() => generateIds(tiny.model, prompt, -1)).toThrow(ConfigError);
-    expect(() => generateIds(tiny.model, prompt, 1.5)).toThrow(/--max-new-tokens must be a non-negative integer, got 1\.5/);
-    expect(() => generateIds(tiny.model, [], 3)).toThrow(/the prompt has no tokens/);
+    expect(await generateIds(tiny.model, prompt, 0)).toEqual(prompt);
+    await expect(async () => generateIds(tiny.model, prompt, -1)).rejects.toThrow(ConfigError);
+    await expect(async () => generateIds(tiny.model, prompt, 1.5)).rejects.toThrow(/--max-new-tokens must be a non-negative integer, got 1\.5/);
+    await expect(async () => generateIds(tiny.model, [], 3)).rejects.toThrow(/the prompt has no tokens/);
   });
 
-  test('stopAtEos stops right after the EOS token', () => {
+  test('stopAtEos stops right after the EOS token', async () => {
     const eos = tiny.tokenizer.eosId!;
     const prompt = 'And they were best friends forever.'; // greedy continuation ends the story within 20 tokens
-    const free = generate(tiny, prompt, 20);
+    const free = await generate(tiny, prompt, 20);
     const n = tiny.tokenizer.encode(prompt, { addSpecialTokens: true }).length;
     const at = free.ids.indexOf(eos, n);
     expect(at).toBeGreaterThanOrEqual(n);
     expect(at).toBeLessThan(free.ids.length - 1); // it would go on generating after EOS
-    const stopped = generate(tiny, prompt, 20, { stopAtEos: true });
+    const stopped = await generate(tiny, prompt, 20, { stopAtEos: true });
     expect(stopped.ids).toEqual(free.ids.slice(0, at + 1));
     // newText skips special tokens (the model also spells '<|end_story|>' with ordinary pieces before the real EOS)
     expect(stopped.newText).toBe(tiny.tokenizer.decode(stopped.ids.slice(n, -1), { skipSpecialTokens: true }));

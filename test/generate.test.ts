@@ -44,30 +44,30 @@ function referenceGreedy(dir: string, prompt: number[], n: number): number[] {
 }
 
 describe('greedy generation', () => {
-  test('from BOS: the reference argmax loop\'s 12 tokens; text keeps the special tokens, newText drops them', () => {
-    const out = generate(tiny, '', 12);
+  test('from BOS: the reference argmax loop\'s 12 tokens; text keeps the special tokens, newText drops them', async () => {
+    const out = await generate(tiny, '', 12);
     expect(out.ids).toEqual(referenceGreedy(written.dir, [tiny.tokenizer.bosId!], 12));
     expect(out.text.startsWith('<s>')).toBe(true); // special tokens kept in `text`
     expect(out.newText).toBe(tiny.tokenizer.decode(out.ids.slice(1), { skipSpecialTokens: true }));
   });
 
-  test('a prompt is kept as the prefix, no tensors leak; zero new tokens returns the prompt; bad counts are refused', () => {
+  test('a prompt is kept as the prefix, no tensors leak; zero new tokens returns the prompt; bad counts are refused', async () => {
     const prompt = tiny.tokenizer.encode('Once upon a time', { addSpecialTokens: true });
-    generate(tiny, '', 1); // warm-up: the model caches its RoPE table
+    await generate(tiny, '', 1); // warm-up: the model caches its RoPE table
     const before = tf.memory().numTensors;
-    const out = generate(tiny, 'Once upon a time', 5);
+    const out = await generate(tiny, 'Once upon a time', 5);
     expect(tf.memory().numTensors).toBe(before);
     expect(out.ids.slice(0, prompt.length)).toEqual(prompt);
     expect(out.ids).toHaveLength(prompt.length + 5);
-    expect(generateIds(tiny.model, prompt, 0)).toEqual(prompt);
-    expect(() => generateIds(tiny.model, prompt, -1)).toThrow(ConfigError);
-    expect(() => generateIds(tiny.model, prompt, 1.5)).toThrow(/--max-new-tokens must be a non-negative integer, got 1\.5/);
-    expect(() => generateIds(tiny.model, [], 3)).toThrow(/the prompt has no tokens/);
+    expect(await generateIds(tiny.model, prompt, 0)).toEqual(prompt);
+    await expect(async () => generateIds(tiny.model, prompt, -1)).rejects.toThrow(ConfigError);
+    await expect(async () => generateIds(tiny.model, prompt, 1.5)).rejects.toThrow(/--max-new-tokens must be a non-negative integer, got 1\.5/);
+    await expect(async () => generateIds(tiny.model, [], 3)).rejects.toThrow(/the prompt has no tokens/);
   });
 
   test('stopAtEos stops right after the EOS token (an EOS chosen from a free run: its first new token not in the prompt)', async () => {
     const prompt = 'And they were best friends forever.';
-    const free = generate(tiny, prompt, 20);
+    const free = await generate(tiny, prompt, 20);
     const n = tiny.tokenizer.encode(prompt, { addSpecialTokens: true }).length;
     const at = free.ids.findIndex((id, i) => i >= n && free.ids.indexOf(id) === i && i < free.ids.length - 1);
     expect(at).toBeGreaterThanOrEqual(n);
@@ -81,9 +81,9 @@ describe('greedy generation', () => {
     writeFileSync(cfgFile, saved);
     try {
       expect(other.tokenizer.eosId).toBe(free.ids[at]);
-      const stopped = generate(other, prompt, 20, { stopAtEos: true });
+      const stopped = await generate(other, prompt, 20, { stopAtEos: true });
       expect(stopped.ids).toEqual(free.ids.slice(0, at + 1));
-      expect(generate(other, prompt, 20).ids).toEqual(free.ids); // without stopAtEos it goes on
+      expect((await generate(other, prompt, 20)).ids).toEqual(free.ids); // without stopAtEos it goes on
     } finally {
       other.dispose();
     }

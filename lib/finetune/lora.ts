@@ -204,12 +204,12 @@ export class LoraAdapters {
   }
 
   /** The values of every pair in the PEFT layout (A [r, in], B [out, r]), keyed `${layer}.${name}`. */
-  toArrays(): Map<string, LoraArrays> {
+  async toArrays(): Promise<Map<string, LoraArrays>> {
     const out = new Map<string, LoraArrays>();
     const r = this.config.rank;
     for (const p of this.pairs) {
-      const a = transposeArray(p.aT.dataSync() as Float32Array, p.inFeatures, r);
-      const b = transposeArray(p.bT.dataSync() as Float32Array, r, p.outFeatures);
+      const a = transposeArray((await p.aT.data()) as Float32Array, p.inFeatures, r);
+      const b = transposeArray((await p.bT.data()) as Float32Array, r, p.outFeatures);
       out.set(key(p.layer, p.name), { a, b });
     }
     return out;

@@ -22,7 +22,9 @@ export interface BackendInfo {
  *   'batched' runs one matMul over every head, what a GPU wants (thousands of tiny dispatches otherwise).
  * - `hostReads`: 'sync' lets a kernel read a value back in the middle of its work (`dataSync`, cheap on CPU
  *   backends: the mask's no-tie fast path); 'none' avoids it (WebGPU in Node has no synchronous read at all, and a
- *   read stalls the GPU queue), taking the branch-free path that gives the same result.
+ *   read stalls the GPU queue), taking the branch-free path that gives the same result. What must read values on
+ *   the host (SparseGPT's Hessian, the Wanda variant's bisection, RIA's permutation, OWL's ratios, DSnoT's cycle,
+ *   generate, the LoRA step) reads them with `await t.data()` on every backend.
  * - `park`: where the layer loop keeps what waits between its steps (each block's seven linears while one is being
  *   pruned, the calibration activations while the next block loads). 'js-memory' copies them to JS arrays and frees
  *   them on the backend: wasm's heap is 4 GB, a 13B block and its pruning transients nearly fill it, and small
@@ -60,19 +62,6 @@ export function kernelsFor(backend: string): Kernels {
  */
 export function kernels(): Kernels {
   return kernelsFor(tf.getBackend());
-}
-
-/**
- * Throws a ConfigError when the active backend cannot read tensors synchronously (webgpu): for the few features
- * that still do (`what` names it for the message).
- */
-export function requireSyncReads(what: string): void {
-  if (kernels().hostReads === 'none') {
-    // said for both routes: the caller may be the CLI (--backend) or an experiment file (backend:)
-    throw new ConfigError(
-      `${what} reads tensors synchronously and does not run on the ${tf.getBackend()} backend yet; use the wasm backend (--backend wasm, or backend: wasm in an experiment file)`,
-    );
-  }
 }
 
 /** Options of `initBackend`. */

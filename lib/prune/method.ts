@@ -63,8 +63,10 @@ export interface PruneMethod<O = Record<string, unknown>> {
   /**
    * Prune `weight` ([out, in], not consumed) to `target` using `stats` (not consumed; null when `stats` is empty).
    * `options` is what `this.options` parsed (default: its defaults); `where` names the linear (for messages and per-linear choices).
+   * A method that reads values back to the host (SparseGPT's Hessian, the Wanda variant's bisection, RIA's
+   * permutation) returns a promise: reads are `await t.data()`, the only kind WebGPU has.
    */
-  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: O, where?: LinearRef): PruneResult;
+  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: O, where?: LinearRef): PruneResult | Promise<PruneResult>;
 }
 
 /** A mask refiner (DSnoT): re-chooses a mask after the method chose it, at the same per-row sparsity. */
@@ -78,7 +80,7 @@ export interface MaskRefiner<O = Record<string, unknown>> {
   /** Whether this linear is refined at all (DSnoT skips the MLP linears by default). */
   applies(where: LinearRef, options: O): boolean;
   /** A new mask ([out, in], 1 = removed; the caller owns it) from `weight` (the unpruned weight) and `mask`. */
-  refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: O): tf.Tensor2D;
+  refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: O): tf.Tensor2D | Promise<tf.Tensor2D>;
 }
 
 /** Per-block sparsities chosen before the layer loop (OWL). `mean` of the result is the global target. */

@@ -6,7 +6,7 @@
  * (OWL's "layerwise outlier distribution"), whatever method prunes in pass 2.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { requireSyncReads, type Kernels } from '../model/backend.js';
+import type { Kernels } from '../model/backend.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
@@ -88,7 +88,6 @@ export async function owlAllocate(
   kernels?: Kernels,
 ): Promise<OwlAllocation> {
   const o = parseOptions('owl', owlOptions, options) as OwlOptions;
-  requireSyncReads('owl (outlier ratios are counted on the host)');
   const c = checkpoint.config;
   const ratios: number[] = [];
   await runLayerLoop({
@@ -100,13 +99,16 @@ export async function owlAllocate(
     ...(kernels ? { kernels } : {}),
     inspect: {
       needs: ['scaler'],
-      fn: (layer, block, stats) => {
+      fn: async (layer, block, stats) => {
         const parts: Float32Array[] = [];
         for (const n of LINEAR_NAMES) {
           if (selected && !selected.has(linearModuleName(layer, n))) continue;
           const values = tf.tidy(() => wandaMetric(tf.transpose(block.linears[n].wT) as tf.Tensor2D, stats(n).scalerRow));
-          parts.push(values.dataSync() as Float32Array);
-          values.dispose();
+          try {
+            parts.push((await values.data()) as Float32Array); // the ratio is counted on the host
+          } finally {
+            values.dispose();
+          }
         }
         if (parts.length === 0) throw new ConfigError(`OWL: block ${layer} has no linear to measure`);
         ratios.push(outlierRatio(parts, o.m));

@@ -23,7 +23,7 @@ describe('shared real checkpoints', () => {
       const ref = new ReferenceLlama(readJson(join(dir, 'config.json')), readSafetensorsFolder(dir));
       const { err, scale } = logitError(libLogits(loaded, [ids]), ref, [ids]);
       expect(err).toBeLessThan(TOL * scale);
-      const out = generate(loaded, 'The city council met on', 10);
+      const out = await generate(loaded, 'The city council met on', 10);
       expect(out.ids.slice(0, ids.length)).toEqual(ids);
       expect(out.ids).toHaveLength(ids.length + 10);
       for (const id of out.ids) expect(id >= 0 && id < 4096).toBe(true);

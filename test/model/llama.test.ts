@@ -107,7 +107,7 @@ describe('tap, memory, architectures', () => {
   });
   afterAll(() => loaded.dispose());
 
-  test('the tap sees the 7 linear inputs of each block, [b, s, in], with the reference values', () => {
+  test('the tap sees the 7 linear inputs of each block, [b, s, in], with the reference values', async () => {
     const ref = new ReferenceLlama(t.raw, t.tensors);
     const [b, s, h] = [IDS.length, IDS[0]!.length, t.config.hiddenSize];
     const widths: Record<LinearName, number> = { q_proj: 64, k_proj: 64, v_proj: 64, o_proj: 96, gate_proj: 64, up_proj: 64, down_proj: 80 };
@@ -135,7 +135,7 @@ describe('tap, memory, architectures', () => {
     expect(h).toBe(64);
   });
 
-  test('a forward and a tapped block leave tf.memory().numTensors unchanged', () => {
+  test('a forward and a tapped block leave tf.memory().numTensors unchanged', async () => {
     loaded.model.logits(IDS).dispose(); // warm-up: builds the cached RoPE table
     const before = tf.memory().numTensors;
     loaded.model.logits(IDS).dispose();
@@ -149,7 +149,7 @@ describe('tap, memory, architectures', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  test('a tap or a linear override that throws mid-block leaves tf.memory().numTensors unchanged', () => {
+  test('a tap or a linear override that throws mid-block leaves tf.memory().numTensors unchanged', async () => {
     const m = loaded.model;
     m.logits(IDS).dispose(); // warm-up: builds the cached RoPE table and causal mask
     const x = m.embed(IDS);
@@ -171,7 +171,7 @@ describe('tap, memory, architectures', () => {
     x.dispose();
   });
 
-  test('a block or a model whose reads fail halfway frees what it had read', () => {
+  test('a block or a model whose reads fail halfway frees what it had read', async () => {
     const ckpt = Checkpoint.open(t.dir);
     try {
       const read = ckpt.read.bind(ckpt);
@@ -211,7 +211,7 @@ describe('tap, memory, architectures', () => {
     }
   });
 
-  test('a safetensors file truncated after it was opened: loading fails naming the file, no tensor left behind', () => {
+  test('a safetensors file truncated after it was opened: loading fails naming the file, no tensor left behind', async () => {
     const dir = join(tmp, 'truncated-later');
     writeTinyCheckpoint(dir, { seed: 33 });
     const ckpt = Checkpoint.open(dir);
@@ -259,7 +259,7 @@ describe('tap, memory, architectures', () => {
     }
   });
 
-  test('bad token ids, ragged batches and over-long sequences are refused', () => {
+  test('bad token ids, ragged batches and over-long sequences are refused', async () => {
     const m = loaded.model;
     expect(() => m.embed([[1, 2048]])).toThrow(CheckpointError);
     expect(() => m.embed([[1, 2048]])).toThrow(/^embed: token id 2048 at \[0, 1\] is outside the vocabulary \(0\.\.2047\)$/);
@@ -293,7 +293,7 @@ describe('tiny checkpoints shaped like the shared real ones', () => {
       const ref = new ReferenceLlama(readJson(join(dir, 'config.json')), readSafetensorsFolder(dir));
       const { err, scale } = logitError(libLogits(loaded, [ids]), ref, [ids]);
       expect(err).toBeLessThan(TOL * scale);
-      const out = generate(loaded, 'The city council met on', 10);
+      const out = await generate(loaded, 'The city council met on', 10);
       expect(out.ids.slice(0, ids.length)).toEqual(ids);
       expect(out.ids).toHaveLength(ids.length + 10);
       for (const id of out.ids) expect(id >= 0 && id < 2048).toBe(true);

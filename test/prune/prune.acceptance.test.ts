@@ -125,9 +125,9 @@ describe('c4-llama-7m (real BF16 model): small runs that reload and generate', (
           }
         }
       }
-      generate(m, '', 1); // warm-up: the model caches its RoPE table
+      await generate(m, '', 1); // warm-up: the model caches its RoPE table
       const before = tf.memory().numTensors;
-      const g = generate(m, 'The city council met on', 10);
+      const g = await generate(m, 'The city council met on', 10);
       expect(tf.memory().numTensors).toBe(before);
       const promptLen = m.tokenizer.encode('The city council met on', { addSpecialTokens: true }).length;
       expect(g.ids).toHaveLength(promptLen + 10);

@@ -221,7 +221,7 @@ test('tied embeddings stored only as lm_head.weight (as TinyStories-656K): the o
   const m = await loadModel(report.out);
   try {
     expect(m.model.config.tieWordEmbeddings).toBe(true);
-    expect(generate(m, 'Once upon a time', 5).ids).toHaveLength(m.tokenizer.encode('Once upon a time').length + 5);
+    expect((await generate(m, 'Once upon a time', 5)).ids).toHaveLength(m.tokenizer.encode('Once upon a time').length + 5);
   } finally {
     m.dispose();
   }

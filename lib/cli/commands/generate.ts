@@ -20,7 +20,7 @@ export function generateCommand(ctx: CliContext) {
       await useBackend(argv);
       const m = await loadModel(await localModel(argv.model, argv, ctx.env), { hubToken: hubTokenOf(argv, ctx.env) });
       try {
-        print(generate(m, argv.prompt, argv.maxNewTokens, { stopAtEos: argv.stopAtEos }));
+        print(await generate(m, argv.prompt, argv.maxNewTokens, { stopAtEos: argv.stopAtEos }));
       } finally {
         m.dispose();
       }
