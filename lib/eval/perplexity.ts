@@ -1,5 +1,5 @@
 /**
- * Perplexity, REFERENCE.md section 4: text tokenized once (one BOS at the start), non-overlapping windows of
+ * Perplexity, docs/methods.md section 4: text tokenized once (one BOS at the start), non-overlapping windows of
  * `seqlen` tokens (tail dropped), per window the mean cross-entropy of tokens 1..seqlen-1 given their prefix,
  * ppl = exp(mean over windows).
  */

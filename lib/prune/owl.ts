@@ -1,5 +1,5 @@
 /**
- * OWL, outlier-weighted layerwise sparsity (Yin et al. 2024; REFERENCE.md section 7.1). Reference: luuyin/OWL
+ * OWL, outlier-weighted layerwise sparsity (Yin et al. 2024; docs/methods.md section 7.1). Reference: luuyin/OWL
  * lib/prune_all.py `prune_wanda_outlier`. Pass 1 runs the block loop on the UNPRUNED model and measures each block's
  * outlier ratio of the Wanda metric; the ratios map to per-block sparsities that average the target; pass 2 (the
  * ordinary layer loop) prunes block i at s_i with any method. The outlier ratios always come from the Wanda metric

@@ -1,5 +1,5 @@
 /**
- * THE layer loop (REFERENCE.md section 2), written once for every method:
+ * THE layer loop (docs/methods.md section 2), written once for every method:
  *   embed the calibration windows; then for each decoder block:
  *     1. run it unpruned while the taps feed each linear's input to the method's statistics,
  *     2. prune its seven linears,
