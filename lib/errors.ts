@@ -4,6 +4,19 @@
  */
 export class LlmPruneError extends Error {
   override name = 'LlmPruneError';
+  /** The library option that the message starts with (`model`, `dataDir`), when it is about one. */
+  readonly option: string | undefined;
+
+  constructor(message: string, options: { option?: string; cause?: unknown } = {}) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.option = options.option;
+  }
+
+  /** The message with its leading option named the caller's way: the CLI passes `cliFlag` (`dataDir` -> `--data-dir`). */
+  messageAs(name: OptionName): string {
+    const o = this.option;
+    return o !== undefined && this.message.startsWith(o) ? name(o) + this.message.slice(o.length) : this.message;
+  }
 }
 
 /** A checkpoint folder, config.json, safetensors file or index is missing or malformed. */

@@ -45,7 +45,7 @@ export interface HubOptions {
 function offlineMessage(id: string, why: string, token: string | undefined): string {
   why = redactToken(why, token);
   return (
-    `--model ${id}: not a local folder, and fetching it from the Hugging Face hub failed (${why}). ` +
+    `model '${id}': not a local folder, and fetching it from the Hugging Face hub failed (${why}). ` +
     `Offline, download config.json, tokenizer.json, tokenizer_config.json and model.safetensors ` +
     `(or model.safetensors.index.json with its model-0000x-of-0000y.safetensors shards) from https://huggingface.co/${id} ` +
     `into one folder and pass --model FOLDER` +
@@ -58,13 +58,13 @@ export async function resolveModelPath(model: string, options: HubOptions = {}):
   const { cacheDir, fetch: fetchImpl, token } = options;
   if (existsSync(model)) return model;
   if (!looksLikeHubId(model)) {
-    throw new CheckpointError(`--model ${model}: folder does not exist (and it is not a hub id of the form owner/name)`);
+    throw new CheckpointError(`model '${model}': folder does not exist (and it is not a hub id of the form owner/name)`, { option: 'model' });
   }
   let hub: typeof import('@huggingface/hub');
   try {
     hub = await import('@huggingface/hub');
   } catch (e) {
-    throw new CheckpointError(offlineMessage(model, `@huggingface/hub could not be loaded: ${(e as Error).message}`, token));
+    throw new CheckpointError(offlineMessage(model, `@huggingface/hub could not be loaded: ${(e as Error).message}`, token), { option: 'model' });
   }
   const get = async (path: string): Promise<string> =>
     hub.downloadFileToCacheDir({
@@ -88,6 +88,6 @@ export async function resolveModelPath(model: string, options: HubOptions = {}):
     }
     return dirname(first);
   } catch (e) {
-    throw new CheckpointError(offlineMessage(model, (e as Error).message, token));
+    throw new CheckpointError(offlineMessage(model, (e as Error).message, token), { option: 'model' });
   }
 }

@@ -73,7 +73,7 @@ test('--hf-token reaches the hub request path but is never printed', async () =>
   const secret = 'hf_NotARealTokenButSecret123';
   const r = await cli(['inspect', '--model', 'meta-llama/Llama-3.2-1B', '--hf-token', secret], { HF_HUB_CACHE: join(tmp, 'hub'), HF_TOKEN: '' });
   expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/^error: --model meta-llama\/Llama-3\.2-1B: not a local folder, and fetching it from the Hugging Face hub failed/m);
+  expect(r.stderr).toMatch(/^error: --model 'meta-llama\/Llama-3\.2-1B': not a local folder, and fetching it from the Hugging Face hub failed/m);
   expect(r.stderr + r.stdout).not.toContain(secret);
 });
 

@@ -336,7 +336,7 @@ describe('hub ids', () => {
     const p = resolveModelPath('someone/some-model', { cacheDir, fetch: fetchThatThrows });
     await expect(p).rejects.toThrow(CheckpointError);
     await expect(resolveModelPath('someone/some-model', { cacheDir, fetch: fetchThatThrows })).rejects.toThrow(
-      /^--model someone\/some-model: not a local folder, and fetching it from the Hugging Face hub failed \(.*ENOTFOUND.*\)\. Offline, download config\.json, tokenizer\.json, tokenizer_config\.json and model\.safetensors \(or model\.safetensors\.index\.json with its model-0000x-of-0000y\.safetensors shards\) from https:\/\/huggingface\.co\/someone\/some-model into one folder and pass --model FOLDER \(gated models such as Llama also need a token: set HF_TOKEN or pass --hf-token\)$/,
+      /^model 'someone\/some-model': not a local folder, and fetching it from the Hugging Face hub failed \(.*ENOTFOUND.*\)\. Offline, download config\.json, tokenizer\.json, tokenizer_config\.json and model\.safetensors \(or model\.safetensors\.index\.json with its model-0000x-of-0000y\.safetensors shards\) from https:\/\/huggingface\.co\/someone\/some-model into one folder and pass --model FOLDER \(gated models such as Llama also need a token: set HF_TOKEN or pass --hf-token\)$/,
     );
   });
 
@@ -345,7 +345,7 @@ describe('hub ids', () => {
     await expect(resolveModelPath(t.dir)).resolves.toBe(t.dir);
     const missing = join(tmp, 'missing', 'model');
     await expect(resolveModelPath(missing)).rejects.toThrow(
-      new RegExp(`^--model ${esc(missing)}: folder does not exist \\(and it is not a hub id of the form owner/name\\)$`),
+      new RegExp(`^model '${esc(missing)}': folder does not exist \\(and it is not a hub id of the form owner/name\\)$`),
     );
   });
 });
