@@ -3,14 +3,19 @@ import { join } from 'node:path';
 import { formatPlan, planExperiment } from '../experiment/plan.js';
 import { runExperiment } from '../experiment/run.js';
 import type { Experiment } from '../experiment/schema.js';
+import type { BackendName } from '../model/backend.js';
 import type { Shard } from '../experiment/shard.js';
 import { keepOnInterrupt, shown } from '../interrupt.js';
 import { fromEnv, type Env } from './env.js';
 import { print, progress } from './output.js';
 
-/** --threads, when given, overrides the experiment file's `threads:`. */
-export function withThreads(exp: Experiment, threads: number | undefined): Experiment {
-  return threads === undefined ? exp : { ...exp, threads };
+/** --backend and --threads, when given, override the experiment file's `backend:` and `threads:`. */
+export function withBackendFlags(exp: Experiment, flags: { backend?: string | undefined; threads?: number | undefined }): Experiment {
+  return {
+    ...exp,
+    ...(flags.backend !== undefined ? { backend: flags.backend as BackendName } : {}),
+    ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+  };
 }
 
 /** Run an experiment, or with `dryRun` print its plan without computing anything. */

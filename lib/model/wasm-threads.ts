@@ -280,12 +280,13 @@ const GLUE_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
  * and tsx prints the glue's minified source. Without them, an uncaught error ends the process as Node ends any.
  */
 export async function withoutProcessHandlers<T>(init: () => Promise<T>): Promise<T> {
-  const before = new Map(GLUE_EVENTS.map((e) => [e, new Set(process.listeners(e))]));
+  const emitter: NodeJS.EventEmitter = process;
+  const before = new Map(GLUE_EVENTS.map((e) => [e, new Set(emitter.listeners(e))]));
   try {
     return await init();
   } finally {
     for (const e of GLUE_EVENTS) {
-      for (const l of process.listeners(e)) if (!before.get(e)!.has(l)) process.removeListener(e, l as (...a: unknown[]) => void);
+      for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as (...a: unknown[]) => void);
     }
   }
 }

@@ -4,9 +4,9 @@ import { join, resolve } from 'node:path';
 import { ConfigError } from '../../errors.js';
 import { loadExperiment } from '../../experiment/schema.js';
 import { findSharedDir, packageRoot, SHARED_HINT } from '../../paths.js';
-import { defineCommand, type CliContext } from '../command.js';
+import { defineCommand, experimentBackendOptions, hubOptions, type CliContext } from '../command.js';
 import { sharedFolder, type Env } from '../env.js';
-import { runOrPlan, withThreads } from '../experiment.js';
+import { runOrPlan, withBackendFlags } from '../experiment.js';
 import { progress } from '../output.js';
 import { parseOverrides } from '../values.js';
 
@@ -27,10 +27,14 @@ export function demoCommand(ctx: CliContext) {
     command: 'demo',
     describe: 'Run configs/demo.yaml (model: $LLM_PRUNE_MODEL, else shared c4-llama-7m, else a hub model)',
     builder: (y) =>
-      y
+      hubOptions(experimentBackendOptions(y))
         .option('set', { type: 'string', array: true, default: [], describe: 'override a key of configs/demo.yaml' })
         .option('shared', { type: 'string', describe: 'the shared folder with models/ and data/ (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and compute nothing' }),
+    examples: [
+      ['llm-prune demo', 'prune and evaluate the demo model (results in ./runs/demo)'],
+      ['llm-prune demo --dry-run', 'the plan only'],
+    ],
     handler: async (argv) => {
       const overrides = parseOverrides(argv.set as string[]);
       const shared = findSharedDir(sharedFolder(argv.shared, ctx.env));
@@ -42,7 +46,7 @@ export function demoCommand(ctx: CliContext) {
       }
       const model = demoModel(shared, ctx.env);
       progress.note(`demo model: ${model.path} (${model.why}); data: ${join(shared, 'data')}`);
-      const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }, { shared }), argv.threads);
+      const exp = withBackendFlags(loadExperiment(DEMO_CONFIG, { model: model.path, ...overrides }, { shared }), argv);
       await runOrPlan(exp, argv, ctx.env, argv.dryRun);
     },
   });
