@@ -10,11 +10,6 @@ import { fileURLToPath } from 'node:url';
 import { hideBin } from 'yargs/helpers';
 import { main } from './cli/main.js';
 
-export { buildCli } from './cli/index.js';
-export { main } from './cli/main.js';
-export { ownerOptions } from './cli/owner-flags.js';
-export { parseSize } from './cli/values.js';
-
 /** Whether this file is the program (not imported). */
 function isMain(): boolean {
   try {

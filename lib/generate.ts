@@ -3,7 +3,7 @@ import { ConfigError } from './errors.js';
 import { requireSyncReads } from './model/backend.js';
 import type { LlamaModel } from './model/llama.js';
 import type { LoadedModel } from './model/load.js';
-import { parameterCount } from './model/config.js';
+import { parameterCount } from './model/architecture.js';
 
 /**
  * Greedy decoding: append the argmax token `maxNewTokens` times (stops early at EOS when `stopAtEos`).

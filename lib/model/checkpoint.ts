@@ -35,8 +35,6 @@ import { EMBED_TOKENS, LINEAR_NAMES, LM_HEAD, expectedTensors, linearShape, line
 const INDEX_FILE = 'model.safetensors.index.json';
 const SINGLE_FILE = 'model.safetensors';
 
-// The tensor names and shapes are the architecture spec's; re-exported here for existing importers.
-export { blockTensors, expectedTensors, hasBias, linearShape, linearTensorName } from './architecture.js';
 
 function readJsonObject(file: string): Record<string, unknown> {
   let v: unknown;

@@ -4,7 +4,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
-import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
+import { Checkpoint, CheckpointWriter, compressOptions, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
+import { expectedTensors } from './architecture.js';
 import type { CheckpointFormat } from './compressed-tensors.js';
 import { removeStaleStaged, stagedDone, stagedStarted } from '../interrupt.js';
 

@@ -5,9 +5,10 @@
  */
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from '../model/config.js';
-import { linearTensorName } from '../model/checkpoint.js';
+import { linearTensorName } from '../model/architecture.js';
 import { validateOptions } from './mask.js';
-import { LINEAR_NAMES, type LinearName, type LinearRef, type MaskRefiner, type PruneMethod, type PruneOptions } from './method.js';
+import { type LinearRef, type MaskRefiner, type PruneMethod, type PruneOptions } from './method.js';
+import { LINEAR_NAMES, type LinearName } from '../model/architecture.js';
 
 /** One linear's entry of the plan. */
 export interface LinearPlan {

@@ -2,13 +2,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
-import {
-  expandSettings,
-  ExperimentConfigError,
-  loadExperiment,
-  parseStructure,
-  settingId,
-} from '../../lib/experiment/schema.js';
+import { expandSettings, ExperimentConfigError, loadExperiment, settingId } from '../../lib/experiment/schema.js';
+import { parseStructure } from '../../lib/prune/structure.js';
 import { EVAL_DEFAULTS } from '../../lib/eval/defaults.js';
 import { FINETUNE_DEFAULTS } from '../../lib/finetune/defaults.js';
 import { PRUNE_DEFAULTS } from '../../lib/prune/defaults.js';

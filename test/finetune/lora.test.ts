@@ -8,10 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError, ConfigError, UnsupportedError } from '../../lib/errors.js';
-import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { linearTensorName } from '../../lib/model/architecture.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { SafetensorsFile } from '../../lib/model/safetensors.js';
-import { LINEAR_NAMES, type LinearName } from '../../lib/prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../../lib/model/architecture.js';
 import { prune } from '../../lib/prune/prune.js';
 import { LoraAdapters, SeededRandom, dropoutMask, frozenMatMul, validateLoraConfig } from '../../lib/finetune/lora.js';
 import {
@@ -22,7 +23,7 @@ import {
   saveAdapters,
   writeMergedCheckpoint,
 } from '../../lib/finetune/peft.js';
-import { causalLmLoss, ensureGradients } from '../../lib/finetune/train.js';
+import { causalLmLoss, ensureGradients } from '../../lib/finetune/loss.js';
 import { windowLosses } from '../../lib/eval/perplexity.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';

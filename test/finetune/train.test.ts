@@ -13,19 +13,12 @@ import { FINETUNE_DEFAULTS } from '../../lib/finetune/defaults.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { LoraAdapters } from '../../lib/finetune/lora.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapters } from '../../lib/finetune/peft.js';
-import {
-  AdamW,
-  LoraTrainer,
-  causalLmLoss,
-  ensureGradients,
-  finetune,
-  learningRate,
-  resolveFinetuneOptions,
-  trainingWindows,
-  type FinetuneOptions,
-  type FinetuneProgress,
-  type TrainerOptions,
-} from '../../lib/finetune/train.js';
+import { finetune, type FinetuneProgress } from '../../lib/finetune/train.js';
+import { AdamW, learningRate } from '../../lib/finetune/optim.js';
+import { LoraTrainer, type TrainerOptions } from '../../lib/finetune/trainer.js';
+import { causalLmLoss, ensureGradients } from '../../lib/finetune/loss.js';
+import { resolveFinetuneOptions, type FinetuneOptions } from '../../lib/finetune/options.js';
+import { trainingWindows } from '../../lib/finetune/data.js';
 import { perplexityOfIds, evaluationIds } from '../../lib/eval/perplexity.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';

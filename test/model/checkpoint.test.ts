@@ -2,8 +2,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError, UnsupportedError } from '../../lib/errors.js';
-import { Checkpoint, CheckpointWriter, blockTensors, expectedTensors } from '../../lib/model/checkpoint.js';
-import { parameterCount, parseConfig, SUPPORTED_ARCHITECTURES } from '../../lib/model/config.js';
+import { Checkpoint, CheckpointWriter } from '../../lib/model/checkpoint.js';
+import { blockTensors, expectedTensors } from '../../lib/model/architecture.js';
+import { parseConfig, SUPPORTED_ARCHITECTURES } from '../../lib/model/config.js';
+import { parameterCount } from '../../lib/model/architecture.js';
 import { resolveModelPath } from '../../lib/model/hub.js';
 import { SafetensorsFile, SafetensorsWriter } from '../../lib/model/safetensors.js';
 import { readSafetensorsFolder } from '../helpers/reference-llama.js';

@@ -9,7 +9,7 @@ import { buildPlan, matchesLinear, selectLinears } from '../../lib/prune/plan.js
 import { LAYERWISE_NAMES, REFINER_NAMES, getMethod, optionFlags } from '../../lib/prune/registry.js';
 import { ria } from '../../lib/prune/ria.js';
 import type { LlamaConfig } from '../../lib/model/config.js';
-import { ownerOptions } from '../../lib/cli.js';
+import { ownerOptions } from '../../lib/cli/owner-flags.js';
 import { useTestBackend } from '../helpers/backend.js';
 
 beforeAll(async () => {

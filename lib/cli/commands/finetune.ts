@@ -6,7 +6,7 @@ import { FINETUNE_DEFAULTS } from '../../finetune/defaults.js';
 import { finetune, type FinetuneProgress } from '../../finetune/train.js';
 import { keepOnInterrupt } from '../../interrupt.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
-import { LINEAR_NAMES, type LinearName } from '../../prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../../model/architecture.js';
 import { backendOptions, defineCommand, hubOptions, useBackend, type CliContext } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print, progress } from '../output.js';
