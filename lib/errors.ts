@@ -40,11 +40,14 @@ export class ConfigError extends LlmPruneError {
 }
 
 /**
- * How the caller names an option in messages: the CLI by its flag (`--max-steps`), an experiment file by its key
- * path (`finetune.maxSteps`). Library functions that validate options take one (default `cliFlag`), so a message
- * names what the user wrote.
+ * How the caller names an option in messages: the library by its own name (`maxSteps`, the default), the CLI by its
+ * flag (`--max-steps`), an experiment file by its key path (`finetune.maxSteps`). Library functions that validate
+ * options take one, so a message names what the user wrote.
  */
 export type OptionName = (option: string) => string;
+
+/** The library's own option names, unchanged: the default of every function that takes an `OptionName`. */
+export const optionKey: OptionName = (option) => option;
 
 /** `maxSteps` -> `--max-steps`. */
 export const cliFlag: OptionName = (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -51,7 +51,9 @@ export async function perplexitySetFile(
   if (!src) throw new DataError(`perplexity set '${String(set)}': unknown (known: ${Object.keys(SETS).join(', ')})`);
   for (const f of src.files) if (existsSync(join(dataDir, f))) return join(dataDir, f);
   const expected = `put one of ${src.files.map((f) => join(dataDir, f)).join(', ')} in place (from the hub dataset ${src.hub.repo}, file ${src.hub.path})`;
-  if (!options.download) throw new DataError(`perplexity set '${set}': no file found; ${expected}, or pass --download when online`);
+  if (!options.download) {
+    throw new DataError(`dataDir '${dataDir}': no file of perplexity set '${set}'; ${expected}, or turn download on (--download) when online`, { option: 'dataDir' });
+  }
   try {
     const hub = await import('@huggingface/hub');
     return await hub.downloadFileToCacheDir({

@@ -1,7 +1,7 @@
 /** Output folders: written under a temporary name and renamed into place only when complete. */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
 import { Checkpoint, CheckpointWriter, compressOptions, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
@@ -35,7 +35,7 @@ export class StagedFolder {
   ) {
     this.out = resolve(out);
     if (existsSync(this.out) && readdirSync(this.out).length > 0 && !options.overwrite) {
-      const name = options.optionName ?? cliFlag;
+      const name = options.optionName ?? optionKey;
       throw new ConfigError(`${name('out')} ${out}: folder exists and is not empty (pass ${name('overwrite')} to replace it)`);
     }
     const stale = removeStaleStaged(this.out);
@@ -133,6 +133,7 @@ export interface SaveOptions {
   structure?: string; // sparsity structure for the compressed format (default: the checkpoint's, see sparsityStructureOf)
   dtype?: DType; // default: the checkpoint's main dtype
   overwrite?: boolean;
+  optionName?: OptionName; // how messages name the options (default the library's names; the CLI passes its flags)
   maxShardBytes?: number;
 }
 
@@ -145,7 +146,7 @@ export function saveCheckpoint(ckpt: Checkpoint, o: SaveOptions): StorageReport 
   const dtype = o.dtype ?? ckpt.mainDtype();
   const format = o.format ?? 'dense';
   const compress = compressOptions(c, format, format === 'compressed' ? (o.structure ?? sparsityStructureOf(ckpt)) : 'unstructured');
-  const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false });
+  const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false, ...(o.optionName ? { optionName: o.optionName } : {}) });
   let writer: CheckpointWriter | null = null;
   try {
     writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {

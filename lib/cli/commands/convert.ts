@@ -1,6 +1,7 @@
 /** `llm-prune convert`: write a checkpoint again, dense or compressed (compressed-tensors), resharded or recast. */
 import { resolve } from 'node:path';
 import { Checkpoint } from '../../model/checkpoint.js';
+import { cliFlag } from '../../errors.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
 import { resolveModelPath } from '../../model/hub.js';
 import { DTYPES, type DType } from '../../model/safetensors.js';
@@ -39,6 +40,7 @@ export function convertCommand(ctx: CliContext) {
           ...(argv.dtype !== undefined ? { dtype: argv.dtype as DType } : {}),
           ...(argv.maxShardSize !== undefined ? { maxShardBytes: parseSize('--max-shard-size', argv.maxShardSize) } : {}),
           overwrite: argv.overwrite,
+          optionName: cliFlag,
         });
         print({ model: ckpt.dir, out: resolve(argv.out), storage });
       } finally {

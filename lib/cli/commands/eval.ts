@@ -5,7 +5,7 @@ import { evaluate } from '../../eval/evaluate.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from '../../eval/perplexity.js';
 import { PAPER_TASKS } from '../../eval/tasks.js';
 import { resultsTable } from '../../eval/results.js';
-import { ConfigError } from '../../errors.js';
+import { cliFlag, ConfigError } from '../../errors.js';
 import { loadAdapters } from '../../finetune/peft.js';
 import { loadModel } from '../../model/load.js';
 import { writeJsonAtomic } from '../../model/save.js';
@@ -66,6 +66,7 @@ export function evalCommand(ctx: CliContext) {
           hubToken: env.hubToken,
           tokenCacheDir: env.tokenCacheDir,
           onProgress: (what, d, t, e) => progress.update(what, d, t, e),
+          optionName: cliFlag,
         });
         progress.done();
         const result = { model: m.dir, ...(argv.adapter !== undefined ? { adapter: argv.adapter } : {}), ...r };

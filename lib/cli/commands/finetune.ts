@@ -1,6 +1,7 @@
 /** `llm-prune finetune`: LoRA adapters trained on a (pruned) checkpoint; PEFT adapters and optionally a merged model. */
 import { join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
+import { cliFlag } from '../../errors.js';
 import { tokenCacheDir } from '../../eval/token-cache.js';
 import { FINETUNE_DEFAULTS } from '../../finetune/defaults.js';
 import { finetune, type FinetuneProgress } from '../../finetune/train.js';
@@ -93,6 +94,7 @@ export function finetuneCommand(ctx: CliContext) {
         merge: argv.merge as 'none' | 'masked' | 'dense',
         mergeFormat: argv.format as CheckpointFormat,
         onProgress: showProgress,
+        optionName: (o) => (o === 'mergeFormat' ? '--format' : cliFlag(o)), // --format: the merged checkpoint's
       });
       progress.done();
       print(report);

@@ -1,5 +1,6 @@
 /** `llm-prune prune`: prune layer by layer and write a Hugging Face checkpoint folder with report.json. */
 import type { Argv } from 'yargs';
+import { cliFlag } from '../../errors.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
 import { DTYPES, type DType } from '../../model/safetensors.js';
 import { PRUNE_DEFAULTS } from '../../prune/defaults.js';
@@ -96,6 +97,7 @@ export function pruneCommand(ctx: CliContext) {
         resume: argv.resume,
         resumable: argv.resumable,
         resumeActivations: argv.resumeActivations as 'F32' | 'input',
+        optionName: cliFlag,
         onProgress: (p) =>
           progress.update(p.pass === 'owl' ? 'OWL outlier pass, blocks' : 'prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
         onNote: (line) => progress.note(line),
