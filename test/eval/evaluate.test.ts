@@ -314,7 +314,7 @@ describe('malformed task files through evaluate()', () => {
   test('unknown task name and unknown perplexity set', async () => {
     await expect(evaluate(loaded, { tasks: ['nosuchtask'], dataDir: tmp })).rejects.toThrow(ConfigError);
     await expect(evaluate(loaded, { tasks: ['nosuchtask'], dataDir: tmp })).rejects.toThrow(/task "nosuchtask": unknown; known tasks are boolq, rte/);
-    await expect(evaluate(loaded, { ppl: ['ptb' as 'c4'] })).rejects.toThrow(new ConfigError(`--ppl: 'ptb' is not one of wikitext2, c4`));
+    await expect(evaluate(loaded, { ppl: ['ptb' as 'c4'] })).rejects.toThrow(new ConfigError(`ppl: 'ptb' is not one of wikitext2, c4`));
   });
 });
 
