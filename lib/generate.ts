@@ -12,7 +12,7 @@ import { parameterCount } from './model/architecture.js';
 export function generateIds(model: LlamaModel, prompt: number[], maxNewTokens: number, eosId: number | null = null): number[] {
   if (prompt.length === 0) throw new ConfigError('generate: the prompt has no tokens (give text, or a model whose tokenizer adds BOS)');
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
-    throw new ConfigError(`--max-new-tokens must be a non-negative integer, got ${maxNewTokens}`);
+    throw new ConfigError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`, { option: 'maxNewTokens' });
   }
   requireSyncReads('generate (greedy decoding reads each token back)');
   const ids = [...prompt];

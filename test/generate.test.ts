@@ -35,7 +35,7 @@ describe('greedy generation', () => {
     expect(out.ids).toHaveLength(prompt.length + 5);
     expect(generateIds(tiny.model, prompt, 0)).toEqual(prompt);
     expect(() => generateIds(tiny.model, prompt, -1)).toThrow(ConfigError);
-    expect(() => generateIds(tiny.model, prompt, 1.5)).toThrow(/--max-new-tokens must be a non-negative integer, got 1\.5/);
+    expect(() => generateIds(tiny.model, prompt, 1.5)).toThrow(/^maxNewTokens must be a non-negative integer, got 1\.5/);
     expect(() => generateIds(tiny.model, [], 3)).toThrow(/the prompt has no tokens/);
   });
 
