@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { hideBin } from 'yargs/helpers';
 import { main } from './cli/main.js';
 
+export { main }; // lib/bin.ts imports the program and runs it
+
 /** Whether this file is the program (not imported). */
 function isMain(): boolean {
   try {

@@ -27,14 +27,14 @@ export function shippedConfigs(): string[] {
 
 /**
  * The experiment file that `config` names: an existing file, else a shipped config by name (its file name without
- * extension, or the one file name that starts with `<config>-`). `option` names the option in errors.
+ * extension, or the one file name that starts with `<config>-`). Anything else is returned as it is (a path that
+ * loadExperiment then reads). `option` names the option in errors.
  */
 export function experimentFile(config: string, option = 'config'): string {
-  if (existsSync(config)) return config;
-  const names = shippedConfigs();
   const isName = !/[\\/]/.test(config) && !EXTENSIONS.includes(extname(config).toLowerCase());
+  if (existsSync(config) || !isName) return config; // a path: reading it says what is wrong with it
+  const names = shippedConfigs();
   const known = `shipped configs: ${names.join(', ') || 'none'}`;
-  if (!isName) throw new ConfigError(`${option}: '${config}': no such file (or give a shipped config by name; ${known})`);
   const matches = names.includes(config) ? [config] : names.filter((n) => n.startsWith(`${config}-`));
   if (matches.length !== 1) {
     const why = matches.length === 0 ? 'is neither a file nor a shipped config' : `names several shipped configs (${matches.join(', ')})`;

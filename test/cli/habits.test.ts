@@ -50,7 +50,7 @@ test('run CONFIG --dry-run prints the plan (settings, actions, estimate) and wri
 
 test('run without a file says how to give it; --config is still accepted', async () => {
   const none = await cli(['run']);
-  expect({ code: none.code, err: none.stderr.trim() }).toEqual({ code: 1, err: 'error: run: give the experiment file: llm-prune run CONFIG (.yaml or .json)' });
+  expect({ code: none.code, err: none.stderr.trim() }).toEqual({ code: 1, err: 'error: run: give the experiment file: llm-prune run CONFIG (.yaml or .json, or a shipped config by name such as demo)' });
   const flag = await cli(['run', '--config', join(tmp, 'missing.yaml'), '--dry-run']);
   expect({ code: flag.code, err: flag.stderr.trim() }).toEqual({ code: 1, err: `error: ${join(tmp, 'missing.yaml')}: cannot read experiment file (ENOENT)` });
 });
