@@ -3,7 +3,7 @@
  * sparsity and structure, and the refiner (or nothing: the linear is left as it is). Layerwise allocators (OWL) give
  * per-block sparsities; `targets` / `ignore` choose linears by name (llm-compressor's convention).
  */
-import { ConfigError, optionKey, type OptionName } from '../errors.js';
+import { cliFlag, ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { LlamaConfig } from '../model/config.js';
 import { linearTensorName } from '../model/architecture.js';
 import { validateOptions } from './mask.js';
@@ -132,11 +132,12 @@ export function buildPlan(c: LlamaConfig, spec: PlanSpec): PrunePlan {
 }
 
 /**
- * How messages name a method's own options: by the method's CLI flags when the caller gave no naming (the CLI), else
- * the caller's name of `<method>.<key>` (an experiment file: `prune.ria.permute`).
+ * How messages name a method's own options: by the method's CLI flags (`--permute`, its schema's flag names) when the
+ * caller gave no naming or the CLI's (`cliFlag`), else the caller's name of `<method>.<key>` (an experiment file:
+ * `prune.ria.permute`).
  */
 export function methodOptionName(optionName: OptionName | undefined, method: string): OptionName | undefined {
-  return optionName ? (key) => optionName(`${method}.${key}`) : undefined;
+  return optionName && optionName !== cliFlag ? (key) => optionName(`${method}.${key}`) : undefined;
 }
 
 /** `schema.parse(raw ?? {})` with a ConfigError naming `what` and each bad key. */

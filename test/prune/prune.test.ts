@@ -327,7 +327,7 @@ describe('staging: the output appears only when complete', () => {
     await expect(run()).rejects.toThrow(ConfigError);
     await expect(run(false)).rejects.toThrow(new ConfigError(`out ${out}: folder exists and is not empty (pass overwrite to replace it)`));
     // refused before any data is read: a missing calibration file is not even looked at
-    await expect(pruneTiny(input, { out, calibration: join(tmp, 'no-such-file.jsonl') })).rejects.toThrow(/^--out .*folder exists/);
+    await expect(pruneTiny(input, { out, calibration: join(tmp, 'no-such-file.jsonl') })).rejects.toThrow(/^out .*folder exists/);
     expect(readdirSync(out)).toEqual(['keep.txt']);
     expect(outsOf(out)).toEqual(['existing']);
     const report = await run(true);
