@@ -4,7 +4,7 @@
  * in docs/api.md; everything else is internal (a test or a notebook may import internal modules by path).
  */
 // errors
-export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, cliFlag, type OptionName } from './errors.js';
+export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, OutputLockedError, cliFlag, type OptionName } from './errors.js';
 // backend
 export { initBackend, activeBackend, defaultThreads, BACKEND_NAMES, type BackendName, type BackendInfo, type BackendOptions } from './model/backend.js';
 // models: load, inspect, generate, save

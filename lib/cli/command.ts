@@ -9,6 +9,13 @@ import { BACKEND_NAMES, initBackend, type BackendName } from '../model/backend.j
 import type { Env } from './env.js';
 import { progress } from './output.js';
 
+/** --force-unlock, for every command that writes an output (lib/output-lock.ts). */
+export const FORCE_UNLOCK = {
+  type: 'boolean',
+  default: false,
+  describe: 'take over the output\'s lock even though the process named in it looks alive (it is gone, e.g. on another host)',
+} as const;
+
 const BACKEND_HELP = 'tfjs backend (auto: tensorflow if installed, else webgpu on a GPU, else wasm)';
 const THREADS_HELP = 'wasm compute threads (default: every logical core; at most 8)';
 

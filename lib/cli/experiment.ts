@@ -19,9 +19,16 @@ export function withBackendFlags(exp: Experiment, flags: { backend?: string | un
 }
 
 /** Run an experiment, or with `dryRun` print its plan without computing anything. */
-export async function runOrPlan(exp: Experiment, argv: { hfToken?: string | undefined }, env: Env, dryRun: boolean, shard?: Shard): Promise<void> {
+export async function runOrPlan(
+  exp: Experiment,
+  argv: { hfToken?: string | undefined; forceUnlock?: boolean | undefined },
+  env: Env,
+  dryRun: boolean,
+  shard?: Shard,
+): Promise<void> {
   const callbacks = {
     ...(shard ? { shard } : {}),
+    forceUnlock: argv.forceUnlock ?? false,
     ...fromEnv(argv, env),
     onProgress: (l: string, d: number, t: number, e?: string) => progress.update(l, d, t, e),
     onNote: (line: string) => progress.note(line),

@@ -7,7 +7,7 @@ import { resolveModelPath } from '../../model/hub.js';
 import { DTYPES, type DType } from '../../model/safetensors.js';
 import { saveCheckpoint } from '../../model/save.js';
 import { parseStructure } from '../../prune/prune.js';
-import { defineCommand, hubOptions, type CliContext } from '../command.js';
+import { defineCommand, FORCE_UNLOCK, hubOptions, type CliContext } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print } from '../output.js';
 import { parseSize } from '../values.js';
@@ -24,7 +24,8 @@ export function convertCommand(ctx: CliContext) {
         .option('structure', { type: 'string', describe: 'sparsity structure for compressed (default: detected; 2:4 gets sparse-24-bitmask)' })
         .option('dtype', { choices: DTYPES as unknown as string[], describe: 'output dtype (default: the input one)' })
         .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
-        .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing --out folder' }),
+        .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing --out folder' })
+        .option('force-unlock', FORCE_UNLOCK),
     examples: [
       ['llm-prune convert --model runs/wanda-2of4 --out runs/wanda-2of4-compressed --format compressed', 'store a 2:4 model as sparse-24-bitmask'],
       ['llm-prune convert --model runs/wanda-50 --out runs/wanda-50-bf16 --format dense --dtype BF16', 'recast to BF16'],
@@ -41,6 +42,7 @@ export function convertCommand(ctx: CliContext) {
           ...(argv.maxShardSize !== undefined ? { maxShardBytes: parseSize('--max-shard-size', argv.maxShardSize) } : {}),
           overwrite: argv.overwrite,
           optionName: cliFlag,
+          forceUnlock: argv.forceUnlock,
         });
         print({ model: ckpt.dir, out: resolve(argv.out), storage });
       } finally {

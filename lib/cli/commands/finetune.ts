@@ -8,7 +8,7 @@ import { finetune, type FinetuneProgress } from '../../finetune/train.js';
 import { keepOnInterrupt } from '../../interrupt.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
 import { LINEAR_NAMES, type LinearName } from '../../model/architecture.js';
-import { backendOptions, defineCommand, hubOptions, useBackend, type CliContext } from '../command.js';
+import { backendOptions, defineCommand, FORCE_UNLOCK, hubOptions, useBackend, type CliContext } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print, progress } from '../output.js';
 import { list } from '../values.js';
@@ -36,6 +36,7 @@ function finetuneFlags(y: Argv) {
     .option('checkpoint-every', { type: 'number', default: FINETUNE_DEFAULTS.checkpointEvery, describe: 'steps between resumable checkpoints' })
     .option('resume', { type: 'boolean', default: FINETUNE_DEFAULTS.resume, describe: 'continue from <out>/checkpoint when present' })
     .option('overwrite', { type: 'boolean', default: FINETUNE_DEFAULTS.overwrite, describe: 'start over in a non-empty --out' })
+    .option('force-unlock', FORCE_UNLOCK)
     .option('eval-file', { type: 'string', describe: 'held-out text for perplexity before/after (e.g. WikiText-2 test)' })
     .option('eval-windows', { type: 'number', describe: 'perplexity windows scored before and after' })
     .option('merge', { choices: ['none', 'masked', 'dense'], default: FINETUNE_DEFAULTS.merge, describe: 'also write a merged checkpoint (masked keeps the sparsity)' })
@@ -90,6 +91,7 @@ export function finetuneCommand(ctx: CliContext) {
         checkpointEvery: argv.checkpointEvery,
         resume: argv.resume,
         overwrite: argv.overwrite,
+        forceUnlock: argv.forceUnlock,
         ...(argv.evalFile !== undefined ? { eval: { file: argv.evalFile, ...(argv.evalWindows !== undefined ? { maxWindows: argv.evalWindows } : {}) } } : {}),
         merge: argv.merge as 'none' | 'masked' | 'dense',
         mergeFormat: argv.format as CheckpointFormat,

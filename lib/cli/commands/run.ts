@@ -3,7 +3,7 @@ import { ConfigError } from '../../errors.js';
 import { experimentFile } from '../../experiment/configs.js';
 import { loadExperiment } from '../../experiment/schema.js';
 import { parseShard } from '../../experiment/shard.js';
-import { defineCommand, experimentBackendOptions, hubOptions, type CliContext } from '../command.js';
+import { defineCommand, experimentBackendOptions, FORCE_UNLOCK, hubOptions, type CliContext } from '../command.js';
 import { sharedFolder } from '../env.js';
 import { runOrPlan, withBackendFlags } from '../experiment.js';
 import { parseOverrides } from '../values.js';
@@ -21,7 +21,8 @@ export function runCommand(ctx: CliContext) {
         .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' })
         .option('shared', { type: 'string', describe: 'the folder that ${shared} names in experiment files (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (settings, what is reused, estimated time) and compute nothing' })
-        .option('shard', { type: 'string', describe: 'K/N: run only the settings whose id hashes to K of N (0-based); merge with `report`' }),
+        .option('shard', { type: 'string', describe: 'K/N: run only the settings whose id hashes to K of N (0-based); merge with `report`' })
+        .option('force-unlock', FORCE_UNLOCK),
     examples: [
       ['llm-prune run paper-grid --dry-run', 'the plan of a shipped config (by name), computing nothing'],
       ['llm-prune run my-grid.yaml --set calibration.nsamples=16', 'an experiment file of your own, one key overridden'],
