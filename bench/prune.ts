@@ -23,7 +23,7 @@ import { initBackend, type BackendName } from '../lib/model/backend.js';
 import { prune } from '../lib/prune/prune.js';
 import { getMethod, type MethodName } from '../lib/prune/registry.js';
 import { createStats } from '../lib/prune/stats.js';
-import { LINEAR_NAMES, type LinearName } from '../lib/prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../lib/model/architecture.js';
 import { benchModelPath, benchSharedPath } from './common.js';
 import { blockBench, ioBench } from './io.js';
 

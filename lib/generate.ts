@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors.js';
 import type { LlamaModel } from './model/llama.js';
 import type { LoadedModel } from './model/load.js';
-import { parameterCount, type LlamaConfig } from './model/config.js';
-import { blockNorms } from './model/architecture.js';
+import { blockNorms, parameterCount } from './model/architecture.js';
+import type { LlamaConfig } from './model/config.js';
 
 /**
  * Greedy decoding: append the argmax token `maxNewTokens` times (stops early at EOS when `stopAtEos`).
@@ -13,7 +13,7 @@ import { blockNorms } from './model/architecture.js';
 export async function generateIds(model: LlamaModel, prompt: number[], maxNewTokens: number, eosId: number | null = null): Promise<number[]> {
   if (prompt.length === 0) throw new ConfigError('generate: the prompt has no tokens (give text, or a model whose tokenizer adds BOS)');
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
-    throw new ConfigError(`--max-new-tokens must be a non-negative integer, got ${maxNewTokens}`);
+    throw new ConfigError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`, { option: 'maxNewTokens' });
   }
   const ids = [...prompt];
   const limit = Math.min(prompt.length + maxNewTokens, model.config.maxPositions);

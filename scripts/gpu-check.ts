@@ -29,7 +29,7 @@ import { initBackend } from '../lib/model/backend.js';
 import { loadModel } from '../lib/model/load.js';
 import { setupWebgpu, webgpuLoaders } from '../lib/model/webgpu.js';
 import { structureMask } from '../lib/prune/mask.js';
-import { LINEAR_NAMES, type LinearName } from '../lib/prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../lib/model/architecture.js';
 import { prune } from '../lib/prune/prune.js';
 import { wandaMetric } from '../lib/prune/wanda.js';
 

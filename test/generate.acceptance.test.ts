@@ -36,7 +36,7 @@ describe('greedy generation', () => {
     expect(out.ids).toHaveLength(prompt.length + 5);
     expect(await generateIds(tiny.model, prompt, 0)).toEqual(prompt);
     await expect(async () => generateIds(tiny.model, prompt, -1)).rejects.toThrow(ConfigError);
-    await expect(async () => generateIds(tiny.model, prompt, 1.5)).rejects.toThrow(/--max-new-tokens must be a non-negative integer, got 1\.5/);
+    await expect(async () => generateIds(tiny.model, prompt, 1.5)).rejects.toThrow(/^maxNewTokens must be a non-negative integer, got 1\.5/);
     await expect(async () => generateIds(tiny.model, [], 3)).rejects.toThrow(/the prompt has no tokens/);
   });
 

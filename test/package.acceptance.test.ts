@@ -5,11 +5,11 @@
  * the project's ./runs/demo and nothing in the installed package folder.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { deadEndpoint } from './helpers/hub-server.js';
-import { installPackedPackage, PKG as pkg } from './helpers/packed-package.js';
+import { installPackedPackage, PKG as pkg, ROOT } from './helpers/packed-package.js';
 import { SHARED_DIR, sharedPath } from './helpers/shared.js';
 
 let tmp: string;
@@ -42,7 +42,9 @@ test('the tarball holds the built library, the configs, README and LICENSE, and 
     expect([f, existsSync(join(installed, f))]).toEqual([f, true]);
   }
   expect(existsSync(join(installed, 'test'))).toBe(false);
-  expect(existsSync(join(installed, 'dist', 'test'))).toBe(false);
+  expect(readdirSync(join(installed, 'dist'))).toEqual(['lib']); // no tests, benchmarks or scripts compiled
+  expect(existsSync(join(installed, 'dist', 'lib', 'finetune', 'tfjs-gradients.js'))).toBe(true); // LoRA's gradients
+  expect(existsSync(join(project, 'node_modules', '@tensorflow', 'tfjs'))).toBe(false); // tfjs-core and backends only
   expect(readFileSync(join(installed, 'LICENSE'), 'utf8')).toContain('MIT License');
 });
 
@@ -79,4 +81,28 @@ test('npx llm-prune demo with LLM_PRUNE_SHARED writes ./runs/demo in the project
   expect(res.computed).toEqual(['dense', 'wanda-unstructured-0.5']);
   expect(readdirSync(join(project, 'runs', 'demo')).sort()).toEqual(expect.arrayContaining(['results.json', 'results.md', 'settings']));
   expect(existsSync(join(project, 'node_modules', pkg.name, 'runs'))).toBe(false);
+});
+
+test('shipped configs by name from the installed package: run paper-grid --dry-run, run demo --dry-run', () => {
+  for (const name of ['paper-grid', 'demo']) {
+    const r = npx(['run', name, '--dry-run'], { LLM_PRUNE_SHARED: resolve(SHARED_DIR) });
+    expect({ name, code: r.code, stderr: r.stderr.slice(-800) }).toEqual({ name, code: 0, stderr: expect.any(String) });
+    expect(JSON.parse(r.stdout)).toMatchObject({ settings: expect.any(Array) });
+  }
+  const unknown = npx(['run', 'no-such-config']);
+  expect(unknown.stderr).toMatch(/^error: --config: 'no-such-config' is neither a file nor a shipped config; shipped configs: .*demo.*paper-grid-c4-llama-7m/m);
+});
+
+describe('an uncaught library error in a user ESM script ends the process as Node does (exit 1, message first)', () => {
+  const script = "import { initBackend, loadModel } from 'tfjs-llm-prune';\nawait initBackend('wasm');\nawait loadModel('/missing');\n";
+  test.each([
+    ['node', 'user.mjs', (f: string) => [f]],
+    ['tsx', 'user.mts', (f: string) => [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), f]],
+  ])('under %s', (_name, file, argv) => {
+    writeFileSync(join(project, file), script);
+    const r = spawnSync(process.execPath, argv(file), { cwd: project, encoding: 'utf8', timeout: 120_000 });
+    expect({ code: r.status, short: r.stderr.length < 700 }).toEqual({ code: 1, short: true });
+    expect(r.stderr).toMatch(/^CheckpointError: model '\/missing': folder does not exist/m);
+    expect(r.stderr).not.toMatch(/tf-backend-wasm|tfjs-backend-wasm\.js/);
+  });
 });

@@ -52,7 +52,9 @@ export async function perplexitySetFile(
   if (!src) throw new DataError(`perplexity set '${String(set)}': unknown (known: ${Object.keys(SETS).join(', ')})`);
   for (const f of src.files) if (existsSync(join(dataDir, f))) return join(dataDir, f);
   const expected = `put one of ${src.files.map((f) => join(dataDir, f)).join(', ')} in place (from the hub dataset ${src.hub.repo}, file ${src.hub.path})`;
-  if (!options.download) throw new DataError(`perplexity set '${set}': no file found; ${expected}, or pass --download when online`);
+  if (!options.download) {
+    throw new DataError(`dataDir '${dataDir}': no file of perplexity set '${set}'; ${expected}, or turn download on (--download) when online`, { option: 'dataDir' });
+  }
   try {
     const access: HubAccess = { ...options.hub, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.hubToken !== undefined ? { token: options.hubToken } : {}) };
     return await downloadHubFile({ type: 'dataset', name: src.hub.repo }, src.hub.path, access);

@@ -28,7 +28,8 @@ import { canonicalJson, canonicalSha256 } from '../canonical.js';
 import { packageVersion } from '../paths.js';
 import { getLayerwise, getMethod, getRefiner } from '../prune/registry.js';
 import type { ResolvedFinetune } from './context.js';
-import { DENSE_ID, structureLabel, type PruneSetting } from './schema.js';
+import { DENSE_ID, type PruneSetting } from './schema.js';
+import { structureLabel } from '../prune/structure.js';
 
 /** Name, size and modification time of an input file: a changed file changes the fingerprint. */
 export interface FileStamp {

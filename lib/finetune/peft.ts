@@ -215,8 +215,6 @@ export function loadAdapters(dir: string, model: LlamaModel): LoadedAdapters {
   };
 }
 
-// Zero counts: lib/model/sparsity.ts (re-exported for existing importers).
-export { linearZeros, type MatrixZeros } from '../model/sparsity.js';
 
 /** What a merge did to the sparsity (counted in the files written, after dtype rounding). */
 export interface MergeReport {

@@ -33,12 +33,6 @@ import { prepareOutputFolder, readCheckpoint, writeCheckpoint, type TrainerState
 import { resolveFinetuneOptions, windowLengths, type FinetuneOptions, type ResolvedFinetuneOptions } from './options.js';
 import { buildReport, type FinetuneProgress, type FinetuneReport } from './report.js';
 
-// The steps of fine-tuning live in their own files; re-exported here for existing importers.
-export { ensureGradients, causalLmLoss } from './loss.js';
-export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions } from './optim.js';
-export { LoraTrainer, type StepResult, type TrainerOptions } from './trainer.js';
-export { trainingWindows, type TrainingData, type TrainingDataOptions } from './data.js';
-export { resolveFinetuneOptions, windowLengths, type FinetuneOptions, type FinetuneEvalOptions, type ResolvedFinetuneOptions } from './options.js';
 export type { FinetuneProgress, FinetuneReport } from './report.js';
 
 // ---------------------------------------------------------------------------------------------------------------

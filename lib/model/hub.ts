@@ -43,7 +43,7 @@ function offlineMessage(id: string, why: string, options: HubOptions): string {
   why = redactToken(why, options.token);
   const endpoint = options.endpoint ?? DEFAULT_HUB_ENDPOINT;
   return (
-    `--model ${id}: not a local folder, and fetching it from the Hugging Face hub failed (${why}). ` +
+    `model '${id}': not a local folder, and fetching it from the Hugging Face hub failed (${why}). ` +
     `Offline, download config.json, tokenizer.json, tokenizer_config.json and model.safetensors ` +
     `(or model.safetensors.index.json with its model-0000x-of-0000y.safetensors shards) from ${endpoint}/${id} ` +
     `into one folder and pass --model FOLDER` +
@@ -58,7 +58,7 @@ function offlineMessage(id: string, why: string, options: HubOptions): string {
 export async function resolveModelPath(model: string, options: HubOptions = {}): Promise<string> {
   if (existsSync(model)) return model;
   if (!looksLikeHubId(model)) {
-    throw new CheckpointError(`--model ${model}: folder does not exist (and it is not a hub id of the form owner/name)`);
+    throw new CheckpointError(`model '${model}': folder does not exist (and it is not a hub id of the form owner/name)`, { option: 'model' });
   }
   const repo = { type: 'model' as const, name: model };
   const get = (path: string): Promise<string> => downloadHubFile(repo, path, options);

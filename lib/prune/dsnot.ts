@@ -1,5 +1,5 @@
 /**
- * DSnoT, training-free prune-and-grow refinement of a mask (Zhang et al. 2024; REFERENCE.md section 7.3). Reference:
+ * DSnoT, training-free prune-and-grow refinement of a mask (Zhang et al. 2024; docs/methods.md section 7.3). Reference:
  * zyxxmu/DSnoT lib/prune.py `prune_DSnoT` (unstructured branch) and lib/layerwrapper.py `WrappedGPT`.
  * Defaults are the reference README's LLaMA command and main.py: 50 cycles, update threshold 0.1, variance power 1,
  * skip_layer "mlp" (only the attention linears are refined), no sign check (`without_same_sign`, which the

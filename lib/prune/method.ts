@@ -9,8 +9,6 @@ export type Structure =
   | { kind: 'unstructured' } // ratio p of every comparison group
   | { kind: 'nm'; n: number; m: number }; // N zeros in every group of M consecutive input columns
 
-/** The linear layers of a block come from the architecture spec (re-exported for existing importers). */
-export { LINEAR_NAMES, type LinearName } from '../model/architecture.js';
 
 /** What one linear layer is pruned to: its target sparsity and structure (the same for every method). */
 export interface PruneOptions {

@@ -1,5 +1,5 @@
 /**
- * OWL, outlier-weighted layerwise sparsity (Yin et al. 2024; REFERENCE.md section 7.1). Reference: luuyin/OWL
+ * OWL, outlier-weighted layerwise sparsity (Yin et al. 2024; docs/methods.md section 7.1). Reference: luuyin/OWL
  * lib/prune_all.py `prune_wanda_outlier`. Pass 1 runs the block loop on the UNPRUNED model and measures each block's
  * outlier ratio of the Wanda metric; the ratios map to per-block sparsities that average the target; pass 2 (the
  * ordinary layer loop) prunes block i at s_i with any method. The outlier ratios always come from the Wanda metric
@@ -11,7 +11,8 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { CalibrationSet } from '../data/calibration.js';
-import { LINEAR_NAMES, type LayerwiseAllocator } from './method.js';
+import { type LayerwiseAllocator } from './method.js';
+import { LINEAR_NAMES } from '../model/architecture.js';
 import { runLayerLoop } from './pipeline.js';
 import { linearModuleName, parseOptions } from './plan.js';
 import { wandaMetric } from './wanda.js';

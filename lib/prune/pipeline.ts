@@ -1,5 +1,5 @@
 /**
- * THE layer loop (REFERENCE.md section 2), written once for every method:
+ * THE layer loop (docs/methods.md section 2), written once for every method:
  *   embed the calibration windows; then for each decoder block:
  *     1. run it unpruned while the taps feed each linear's input to the method's statistics,
  *     2. prune its seven linears,
@@ -14,7 +14,7 @@
  * blockSparsity, reforward, writeBlock); runLayerLoop sets up, runs the blocks, saves resume checkpoints.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
 import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
 import { tensorZeros } from '../model/sparsity.js';
@@ -91,7 +91,7 @@ export interface LayerLoopOptions {
   onCheckpoint?: (cp: LoopCheckpoint) => void | Promise<void>;
   /** The backend's kernel choices (attention, parking; lib/model/backend.ts). Default: those of the active backend. */
   kernels?: Kernels;
-  /** How messages name the options (default the CLI's flags: --batch-size; experiment files pass key paths). */
+  /** How messages name the options (default the library's names: batchSize; the CLI passes its flags, experiment files key paths). */
   optionName?: OptionName;
   /**
    * Worker threads for the calibration forwards (lib/model/forward-pool.ts); 1 runs them in-process. Default: the
@@ -501,7 +501,7 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
   const c = o.checkpoint.config;
   const needs = statNeeds(plan, o.inspect?.needs ?? []);
   const useData = [...needs.values()].some((x) => x.size > 0);
-  checkLoopOptions(o, plan, useData, o.optionName ?? cliFlag);
+  checkLoopOptions(o, plan, useData, o.optionName ?? optionKey);
   const kernels = o.kernels ?? activeKernels();
   // Non-block tensors go out unchanged (a resumed run wrote them before its first block).
   if (o.writer && !o.start) {

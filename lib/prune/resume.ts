@@ -17,10 +17,11 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, CheckpointError } from '../errors.js';
-import { blockTensors, linearShape, type Checkpoint } from '../model/checkpoint.js';
+import { type Checkpoint } from '../model/checkpoint.js';
+import { blockTensors, linearShape } from '../model/architecture.js';
 import type { LlamaConfig } from '../model/config.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
-import { LINEAR_NAMES } from './method.js';
+import { LINEAR_NAMES } from '../model/architecture.js';
 import type { BlockSparsity, LoopCheckpoint, LoopStart, PhaseTimes } from './pipeline.js';
 
 const STATE_VERSION = 2; // 2: permutations (RIA --permute) and OWL's allocation in the state

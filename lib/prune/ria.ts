@@ -1,5 +1,5 @@
 /**
- * RIA, relative importance and activations (Zhang et al. 2024; REFERENCE.md section 7.2). Reference:
+ * RIA, relative importance and activations (Zhang et al. 2024; docs/methods.md section 7.2). Reference:
  * biomedical-cybernetics/Relative-importance-and-activation-pruning lib/prune.py `prune_ria`.
  *   RIA_ij = (|W_ij| / sum_k |W_kj| + |W_ij| / sum_k |W_ik|) * sqrt(scaler_row_j) ** a
  * Unstructured: ONE threshold per matrix (t = sorted(RIA.flatten())[int(R*C*s)], remove RIA <= t), or per output

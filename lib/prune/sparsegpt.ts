@@ -1,5 +1,5 @@
 /**
- * SparseGPT (Frantar & Alistarh 2023; baseline, REFERENCE.md section 3). Reference: IST-DASLab/sparsegpt
+ * SparseGPT (Frantar & Alistarh 2023; baseline, docs/methods.md section 3). Reference: IST-DASLab/sparsegpt
  * sparsegpt.py, as vendored in locuslab/wanda lib/sparsegpt.py (add_batch, fasterprune with blocksize 128 and
  * percdamp 0.01). Unlike Wanda and magnitude it updates the weights that remain.
  */

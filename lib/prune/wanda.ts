@@ -1,5 +1,5 @@
 /**
- * Wanda (Sun et al. 2023, REFERENCE.md section 3): metric S = |W| * sqrt(s_j), s_j the running mean over samples of
+ * Wanda (Sun et al. 2023, docs/methods.md section 3): metric S = |W| * sqrt(s_j), s_j the running mean over samples of
  * the per-sample sum of squares of input feature j; per-row unstructured, N:M, or the alpha-bisection variant.
  * Reference: locuslab/wanda lib/layerwrapper.py (statistics) and lib/prune.py prune_wanda (masks).
  */

@@ -169,7 +169,7 @@ describe('errors: exit code 1 and one `error: ...` line, no stack trace', () => 
     const missing = join(tmp, 'no-such-model');
     const r = await cli('inspect', '--model', missing);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`error: --model ${missing}: folder does not exist`);
+    expect(r.stderr).toContain(`error: --model '${missing}': folder does not exist`);
     noStack(r.stderr);
     expect(r.stdout).toBe('');
   });

@@ -87,7 +87,7 @@ test('HF_TOKEN reaches the hub request of inspect (never printed); without it th
   const without = await cli(['inspect', '--model', 'meta-llama/Llama-3.2-1B'], { HF_HUB_CACHE: hub });
   for (const r of [withToken, without]) {
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: --model meta-llama\/Llama-3\.2-1B: not a local folder, and fetching it from the Hugging Face hub failed/m);
+    expect(r.stderr).toMatch(/^error: --model 'meta-llama\/Llama-3\.2-1B': not a local folder, and fetching it from the Hugging Face hub failed/m);
   }
   expect(withToken.stderr + withToken.stdout).not.toContain(secret);
   expect(withToken.stderr).not.toContain('set HF_TOKEN or pass --hf-token');

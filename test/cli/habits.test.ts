@@ -51,7 +51,7 @@ test('run CONFIG --dry-run prints the plan (settings, actions, estimate) and wri
 
 test('run without a file says how to give it; --config is still accepted', async () => {
   const none = await cli(['run']);
-  expect({ code: none.code, err: none.stderr.trim() }).toEqual({ code: 1, err: 'error: run: give the experiment file: llm-prune run CONFIG (.yaml or .json)' });
+  expect({ code: none.code, err: none.stderr.trim() }).toEqual({ code: 1, err: 'error: run: give the experiment file: llm-prune run CONFIG (.yaml or .json, or a shipped config by name such as demo)' });
   const flag = await cli(['run', '--config', join(tmp, 'missing.yaml'), '--dry-run']);
   expect({ code: flag.code, err: flag.stderr.trim() }).toEqual({ code: 1, err: `error: ${join(tmp, 'missing.yaml')}: cannot read experiment file (ENOENT)` });
 });
@@ -74,7 +74,7 @@ test('--hf-token reaches the hub request path but is never printed', async () =>
   const secret = 'hf_NotARealTokenButSecret123';
   const r = await cli(['inspect', '--model', 'meta-llama/Llama-3.2-1B', '--hf-token', secret], { HF_HUB_CACHE: join(tmp, 'hub'), HF_TOKEN: '' });
   expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/^error: --model meta-llama\/Llama-3\.2-1B: not a local folder, and fetching it from the Hugging Face hub failed/m);
+  expect(r.stderr).toMatch(/^error: --model 'meta-llama\/Llama-3\.2-1B': not a local folder, and fetching it from the Hugging Face hub failed/m);
   expect(r.stderr + r.stdout).not.toContain(secret);
 });
 

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DataError } from '../../lib/errors.js';
+import { cliFlag, ConfigError, DataError } from '../../lib/errors.js';
 import { defaultDataDir, perplexitySetFile } from '../../lib/eval/datasets.js';
 import { evaluate, EvaluationIdsCache, evaluationIdsCache } from '../../lib/eval/evaluate.js';
 import { encodePair, type Request, type Score } from '../../lib/eval/harness.js';
@@ -315,7 +315,7 @@ describe('malformed task files through evaluate()', () => {
   test('unknown task name and unknown perplexity set', async () => {
     await expect(evaluate(loaded, { tasks: ['nosuchtask'], dataDir: tmp })).rejects.toThrow(ConfigError);
     await expect(evaluate(loaded, { tasks: ['nosuchtask'], dataDir: tmp })).rejects.toThrow(/task "nosuchtask": unknown; known tasks are boolq, rte/);
-    await expect(evaluate(loaded, { ppl: ['ptb' as 'c4'] })).rejects.toThrow(new ConfigError(`--ppl: 'ptb' is not one of wikitext2, c4`));
+    await expect(evaluate(loaded, { ppl: ['ptb' as 'c4'] })).rejects.toThrow(new ConfigError(`ppl: 'ptb' is not one of wikitext2, c4`));
   });
 });
 
@@ -331,13 +331,16 @@ describe('perplexitySetFile', () => {
     const empty = join(tmp, 'no-data');
     mkdirSync(empty);
     const expected =
-      `perplexity set 'wikitext2': no file found; put one of ${join(empty, 'wikitext-2-raw-v1/test.jsonl')}, ` +
+      `dataDir '${empty}': no file of perplexity set 'wikitext2'; put one of ${join(empty, 'wikitext-2-raw-v1/test.jsonl')}, ` +
       `${join(empty, 'wikitext-2-raw-v1/test.parquet')}, ${join(empty, 'wikitext-2-raw-v1/test-00000-of-00001.parquet')} in place ` +
-      `(from the hub dataset Salesforce/wikitext, file wikitext-2-raw-v1/test-00000-of-00001.parquet), or pass --download when online`;
+      `(from the hub dataset Salesforce/wikitext, file wikitext-2-raw-v1/test-00000-of-00001.parquet), or turn download on (--download) when online`;
     await expect(perplexitySetFile('wikitext2', empty)).rejects.toThrow(new DataError(expected));
     // evaluate() passes it through unchanged
     await expect(evaluate(loaded, { ppl: ['wikitext2'], dataDir: empty })).rejects.toThrow(new DataError(expected));
     await expect(perplexitySetFile('c4', empty)).rejects.toThrow(/allenai\/c4, file en\/c4-validation\.00000-of-00008\.json\.gz/);
+    // the error names the library option; the CLI shows it as its flag
+    const e = (await perplexitySetFile('wikitext2', empty).catch((x: unknown) => x)) as DataError;
+    expect({ option: e.option, cli: e.messageAs(cliFlag).startsWith(`--data-dir '${empty}': no file of perplexity set`) }).toEqual({ option: 'dataDir', cli: true });
   });
 
   test('with download and a failing fetch: DataError naming the hub dataset and file', async () => {

@@ -2,13 +2,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
-import {
-  expandSettings,
-  ExperimentConfigError,
-  loadExperiment,
-  parseStructure,
-  settingId,
-} from '../../lib/experiment/schema.js';
+import { expandSettings, ExperimentConfigError, loadExperiment, settingId } from '../../lib/experiment/schema.js';
+import { parseStructure } from '../../lib/prune/structure.js';
 import { writeStandInShared } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 import { EVAL_DEFAULTS } from '../../lib/eval/defaults.js';

@@ -7,11 +7,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { CheckpointError, ConfigError, UnsupportedError } from '../../lib/errors.js';
-import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
+import { CheckpointError, cliFlag, ConfigError, UnsupportedError } from '../../lib/errors.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { linearTensorName } from '../../lib/model/architecture.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { SafetensorsFile } from '../../lib/model/safetensors.js';
-import { LINEAR_NAMES, type LinearName } from '../../lib/prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../../lib/model/architecture.js';
 import { prune } from '../../lib/prune/prune.js';
 import { LoraAdapters, SeededRandom, dropoutMask, frozenMatMul, validateLoraConfig } from '../../lib/finetune/lora.js';
 import {
@@ -22,7 +23,7 @@ import {
   saveAdapters,
   writeMergedCheckpoint,
 } from '../../lib/finetune/peft.js';
-import { causalLmLoss, ensureGradients } from '../../lib/finetune/train.js';
+import { causalLmLoss, ensureGradients } from '../../lib/finetune/loss.js';
 import { windowLosses } from '../../lib/eval/perplexity.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
@@ -222,11 +223,12 @@ describe('LoRA configuration and dropout', () => {
 
   test('invalid settings are refused with the option named', async () => {
     const ok = { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj'] as LinearName[] };
-    expect(() => validateLoraConfig({ ...ok, rank: 0 })).toThrow('--rank must be a positive integer, got 0');
-    expect(() => validateLoraConfig({ ...ok, alpha: -1 })).toThrow('--alpha must be a positive number, got -1');
-    expect(() => validateLoraConfig({ ...ok, dropout: 1 })).toThrow('--dropout must be in [0, 1), got 1');
+    expect(() => validateLoraConfig({ ...ok, rank: 0 })).toThrow(new ConfigError('rank must be a positive integer, got 0'));
+    expect(() => validateLoraConfig({ ...ok, alpha: -1 })).toThrow(new ConfigError('alpha must be a positive number, got -1'));
+    expect(() => validateLoraConfig({ ...ok, dropout: 1 })).toThrow(new ConfigError('dropout must be in [0, 1), got 1'));
+    expect(() => validateLoraConfig({ ...ok, rank: 0 }, cliFlag)).toThrow(new ConfigError('--rank must be a positive integer, got 0')); // the CLI's names
     expect(() => validateLoraConfig({ ...ok, targets: [] })).toThrow(ConfigError);
-    expect(() => validateLoraConfig({ ...ok, targets: ['qkv' as LinearName] })).toThrow("--targets: 'qkv' is not a linear layer");
+    expect(() => validateLoraConfig({ ...ok, targets: ['qkv' as LinearName] })).toThrow(/^targets: 'qkv' is not a linear layer/);
     expect(() => validateLoraConfig({ ...ok, targets: ['q_proj', 'q_proj'] })).toThrow('names a layer twice');
   });
 

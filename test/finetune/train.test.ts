@@ -13,19 +13,12 @@ import { FINETUNE_DEFAULTS } from '../../lib/finetune/defaults.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { LoraAdapters } from '../../lib/finetune/lora.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapters } from '../../lib/finetune/peft.js';
-import {
-  AdamW,
-  LoraTrainer,
-  causalLmLoss,
-  ensureGradients,
-  finetune,
-  learningRate,
-  resolveFinetuneOptions,
-  trainingWindows,
-  type FinetuneOptions,
-  type FinetuneProgress,
-  type TrainerOptions,
-} from '../../lib/finetune/train.js';
+import { finetune, type FinetuneProgress } from '../../lib/finetune/train.js';
+import { AdamW, learningRate } from '../../lib/finetune/optim.js';
+import { LoraTrainer, type TrainerOptions } from '../../lib/finetune/trainer.js';
+import { causalLmLoss, ensureGradients } from '../../lib/finetune/loss.js';
+import { resolveFinetuneOptions, type FinetuneOptions } from '../../lib/finetune/options.js';
+import { trainingWindows } from '../../lib/finetune/data.js';
 import { perplexityOfIds, evaluationIds } from '../../lib/eval/perplexity.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
@@ -254,7 +247,7 @@ describe('training windows', () => {
     const all = new Set(Array.from({ length: 40 }, (_, i) => i));
     await expect(
       trainingWindows({ file: dataFile, tokenizer: loaded.tokenizer, seqlen: 16, count: 3, seed: 0, excludeDocuments: all }),
-    ).rejects.toThrow(new DataError(`--data ${dataFile}: all 40 documents were used for calibration; nothing is left to train on`));
+    ).rejects.toThrow(new DataError(`data ${dataFile}: all 40 documents were used for calibration; nothing is left to train on`));
     await expect(
       trainingWindows({ file: evalFile, tokenizer: loaded.tokenizer, seqlen: 16, count: 3, seed: 0, excludeDocuments: new Set([0]) }),
     ).rejects.toThrow(ConfigError);
@@ -302,7 +295,7 @@ describe('resolveFinetuneOptions (the one place FINETUNE_DEFAULTS are applied)',
   test('absent and undefined keys both take FINETUNE_DEFAULTS (a config section can be passed as it is)', async () => {
     const { optionName, ...r } = resolveFinetuneOptions(required);
     expect(r).toEqual(defaults);
-    expect(optionName('maxSteps')).toBe('--max-steps');
+    expect(optionName('maxSteps')).toBe('maxSteps'); // the library's own names unless the caller passes others
     const allUndefined: FinetuneOptions = { ...required };
     for (const k of ['dataField', 'rank', 'alpha', 'dropout', 'targets', 'lr', 'schedule', 'warmupSteps', 'totalSteps', 'weightDecay', 'beta1',
       'beta2', 'eps', 'maxGradNorm', 'seqlen', 'batchSize', 'gradAccum', 'timeBudget', 'seed', 'checkpointEvery', 'resume', 'overwrite',
@@ -421,7 +414,7 @@ describe('finetune()', () => {
     expect(state.step).toBe(2);
     // a restart with resume off is refused
     await expect(finetune(base('killed', { resume: false }))).rejects.toThrow(
-      `--out ${join(tmp, 'killed')}: holds a training checkpoint at step 2; pass --resume to continue it or --overwrite to start over`,
+      `out ${join(tmp, 'killed')}: holds a training checkpoint at step 2; pass resume to continue it or overwrite to start over`,
     );
     // stopped by maxSteps at 4 (resuming is the default: FINETUNE_DEFAULTS.resume), then resumed to 6
     const r4 = await finetune(base('killed', { maxSteps: 4 }));
@@ -478,15 +471,15 @@ describe('finetune()', () => {
 
   test('refusals: evaluation text as training data, bad options, non-empty output folder', async () => {
     await expect(finetune(base('x', { eval: { file: dataFile } }))).rejects.toThrow(
-      `--data ${dataFile} is also the evaluation file: training on the evaluation text would make its perplexity meaningless`,
+      `data ${dataFile} is also the evaluation file: training on the evaluation text would make its perplexity meaningless`,
     );
-    await expect(finetune(base('x', { maxSteps: 0 }))).rejects.toThrow('--max-steps must be a positive integer, got 0');
-    await expect(finetune(base('x', { lr: 0 }))).rejects.toThrow('--lr must be in (0, 1], got 0');
-    await expect(finetune(base('x', { seqlen: 1000 }))).rejects.toThrow('--seqlen 1000: must be an integer in 2..128 (the model context)');
+    await expect(finetune(base('x', { maxSteps: 0 }))).rejects.toThrow(new ConfigError('maxSteps must be a positive integer, got 0'));
+    await expect(finetune(base('x', { lr: 0 }))).rejects.toThrow(new ConfigError('lr must be in (0, 1], got 0'));
+    await expect(finetune(base('x', { seqlen: 1000 }))).rejects.toThrow(new ConfigError('seqlen 1000: must be an integer in 2..128 (the model context)'));
     await expect(finetune(base('x', { merge: 'sparse' as 'masked' }))).rejects.toThrow(ConfigError);
     mkdirSync(join(tmp, 'busy'));
     writeFileSync(join(tmp, 'busy', 'keep.txt'), 'x');
-    await expect(finetune(base('busy'))).rejects.toThrow(`--out ${join(tmp, 'busy')}: folder exists and is not empty (pass --overwrite to replace it)`);
+    await expect(finetune(base('busy'))).rejects.toThrow(new ConfigError(`out ${join(tmp, 'busy')}: folder exists and is not empty (pass overwrite to replace it)`));
     expect(readFileSync(join(tmp, 'busy', 'keep.txt'), 'utf8')).toBe('x');
   });
 

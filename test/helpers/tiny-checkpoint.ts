@@ -13,7 +13,8 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CheckpointWriter, expectedTensors } from '../../lib/model/checkpoint.js';
+import { CheckpointWriter } from '../../lib/model/checkpoint.js';
+import { expectedTensors } from '../../lib/model/architecture.js';
 import { parseConfig, type LlamaConfig } from '../../lib/model/config.js';
 import type { DType } from '../../lib/model/safetensors.js';
 import { readSafetensorsFolder } from './reference-llama.js';

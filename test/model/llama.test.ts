@@ -7,7 +7,7 @@ import { Checkpoint } from '../../lib/model/checkpoint.js';
 import { LlamaModel, blockWeightsToArrays, disposeBlock, loadBlockWeights } from '../../lib/model/llama.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { generate, inspectModel } from '../../lib/generate.js';
-import { LINEAR_NAMES, type LinearName } from '../../lib/prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../../lib/model/architecture.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { ReferenceLlama, readSafetensorsFolder, type RefLinear } from '../helpers/reference-llama.js';
 import { libLogits, logitError, maxAbs, maxAbsDiff, readJson, TOL } from '../helpers/logit-check.js';

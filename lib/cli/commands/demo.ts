@@ -10,9 +10,9 @@ import { DEMO_HUB_MODEL, fetchDemoFiles } from '../../hub/demo-files.js';
 import { HubUnreachableError } from '../../hub/download.js';
 import { tokenCacheDir } from '../../eval/token-cache.js';
 import { findSharedDir, packageRoot, SHARED_HINT } from '../../paths.js';
-import { defineCommand, type CliContext } from '../command.js';
+import { defineCommand, experimentBackendOptions, hubOptions, type CliContext } from '../command.js';
 import { sharedFolder, type Env } from '../env.js';
-import { REUSE_ANY_VERSION, runOrPlan, withThreads } from '../experiment.js';
+import { REUSE_ANY_VERSION, runOrPlan, withBackendFlags } from '../experiment.js';
 import { hubAccessOf } from '../hub.js';
 import { progress } from '../output.js';
 import { parseOverrides } from '../values.js';
@@ -57,11 +57,15 @@ export function demoCommand(ctx: CliContext) {
     command: 'demo',
     describe: 'Run configs/demo.yaml (shared folder, else a small model and data downloaded from the hub)',
     builder: (y) =>
-      y
+      hubOptions(experimentBackendOptions(y))
         .option('set', { type: 'string', array: true, default: [], describe: 'override a key of configs/demo.yaml' })
         .option('shared', { type: 'string', describe: 'the shared folder with models/ and data/ (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and compute nothing' })
         .option('reuse-any-version', REUSE_ANY_VERSION),
+    examples: [
+      ['llm-prune demo', 'prune and evaluate the demo model (results in ./runs/demo)'],
+      ['llm-prune demo --dry-run', 'the plan only'],
+    ],
     handler: async (argv) => {
       const overrides = parseOverrides(argv.set as string[]);
       const explicit = sharedFolder(argv.shared, ctx.env);
@@ -77,7 +81,7 @@ export function demoCommand(ctx: CliContext) {
         const hint = `connect to the network once (the files are then cached), point HF_ENDPOINT at a hub mirror, or ${SHARED_HINT}`;
         run = await downloadedDemo(argv, ctx.env, hint);
       }
-      const exp = withThreads(loadExperiment(DEMO_CONFIG, { model: run.model, ...overrides }, { shared: run.shared }), argv.threads);
+      const exp = withBackendFlags(loadExperiment(DEMO_CONFIG, { model: run.model, ...overrides }, { shared: run.shared }), argv);
       await runOrPlan(exp, argv, ctx.env, argv.dryRun);
     },
   });
