@@ -231,7 +231,8 @@ function ownerSchema(name: string): z.ZodType<Record<string, unknown>> {
 
 /** `ria: { permute: true }`, `owl: { lambda: 0.1 }`, `dsnot: { cycles: 20 }`: options by owner name. */
 const optionShape = Object.fromEntries(
-  [...METHOD_NAMES, ...LAYERWISE_NAMES, ...REFINER_NAMES].map((n) => [n, ownerSchema(n).optional()]),
+  // a name that is both a method and a refiner (admm) has one key: the method's schema (the refiner parses its own)
+  [...new Set([...METHOD_NAMES, ...LAYERWISE_NAMES, ...REFINER_NAMES])].map((n) => [n, ownerSchema(n).optional()]),
 ) as Record<OptionOwner, OptionsValue>;
 
 const pruneShape = {
@@ -258,7 +259,7 @@ function checkEntryPlan(p: z.output<z.ZodObject<typeof pruneShape>>, structures:
   if (nm && nm.kind === 'nm' && p.layerwise) {
     ctx.addIssue({ code: 'custom', path: ['layerwise'], message: `${p.layerwise} allocates unstructured sparsities, got structure ${nm.n}:${nm.m}` });
   }
-  if (nm && nm.kind === 'nm' && p.refine) {
+  if (nm && nm.kind === 'nm' && p.refine && (getRefiner(p.refine).structures ?? 'unstructured') === 'unstructured') {
     ctx.addIssue({ code: 'custom', path: ['refine'], message: `${p.refine} refines unstructured masks only, got structure ${nm.n}:${nm.m}` });
   }
   for (const m of p.method) {
