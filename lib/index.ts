@@ -98,6 +98,7 @@ export {
   type PruneMethod,
   type PruneOptions,
   type PruneResult,
+  type Reconstruction,
   type LayerStats,
   type LinearRef,
   type MaskRefiner,
@@ -126,6 +127,7 @@ export { smallestPerRowMask, nmMask, structureMask, applyMask, validateOptions, 
 export { magnitude, magnitudeMask } from './prune/magnitude.js';
 export { wanda, WandaStats, wandaMetric, wandaVariantMask } from './prune/wanda.js';
 export { sparsegpt, SparseGptStats } from './prune/sparsegpt.js';
+export { admm, admmUpdate, admmPrune, reconstructionError, ADMM_DEFAULTS, type AdmmOptions, type AdmmUpdateOptions, type KeepRule } from './prune/admm.js';
 export {
   runLayerLoop,
   type LayerLoopOptions,

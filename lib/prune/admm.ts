@@ -134,7 +134,7 @@ function gradualKeep(v: tf.Tensor2D, n: number, m: number, cur: number): tf.Tens
 }
 
 /** How the kept set is chosen: at round `round` from W + U (null after the last round keeps the last one). */
-type KeepRule = (v: tf.Tensor2D, round: number) => tf.Tensor2D | null;
+export type KeepRule = (v: tf.Tensor2D, round: number) => tf.Tensor2D | null;
 
 /** The method's rule: per round as the reference's iterative_prune branch, or once from |W| when rounds = 0. */
 function methodKeepRule(target: PruneOptions, rounds: number): KeepRule {

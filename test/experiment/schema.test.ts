@@ -155,7 +155,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
     const e = errorOf(BASE.replace('    sparsity: 0.5', '    sparsty: 0.5'));
     expect(e.file).toBe(join(root, 'configs', 'bad.yaml'));
     expect(e.issues).toEqual([
-      { path: 'prune[0].sparsty', message: "unknown key 'sparsty' (did you mean 'sparsity'?); allowed: method, structure, sparsity, useVariant, layerwise, refine, targets, ignore, magnitude, wanda, sparsegpt, ria, owl, dsnot" },
+      { path: 'prune[0].sparsty', message: "unknown key 'sparsty' (did you mean 'sparsity'?); allowed: method, structure, sparsity, useVariant, layerwise, refine, targets, ignore, magnitude, wanda, sparsegpt, ria, admm, owl, dsnot" },
       { path: 'prune[0].sparsity', message: 'required for unstructured pruning (a number >= 0 and < 1)' },
     ]);
     expect(e.message).toContain(`${join(root, 'configs', 'bad.yaml')}: 2 problems:`);
@@ -236,7 +236,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
     const e = errorOf(BASE.replace('method: wanda', 'method: [wanda, obs]') + 'backend: gpu\n');
     expect(e.issues).toEqual([
       { path: 'backend', message: "must be one of auto, tensorflow, webgpu, wasm, cpu, got 'gpu'" },
-      { path: 'prune[0].method[1]', message: "must be one of magnitude, wanda, sparsegpt, ria, got 'obs'" },
+      { path: 'prune[0].method[1]', message: "must be one of magnitude, wanda, sparsegpt, ria, admm, got 'obs'" },
     ]);
   });
 
