@@ -385,6 +385,28 @@ describe('expandSettings', () => {
     expect(e.issues.find((i) => i.path === 'prune[0].ria')?.message).toBe('options for ria, which this entry does not use');
   });
 
+  test('admm: the method and the update share the key admm; the update takes N:M and refuses the method-only rounds', () => {
+    const exp = loadExperiment(write('admm.yaml', BASE.replace(/prune:[\s\S]*$/, `prune:
+  - method: admm
+    structure: '2:4'
+    admm: { rounds: 10 }
+  - method: wanda
+    structure: '2:4'
+    refine: admm
+    admm: { iters: 12 }
+`)));
+    const settings = expandSettings(exp);
+    expect(settings.map((s) => s.id)).toEqual(['admm-rounds10-2of4', 'wanda+admm-iters12-2of4']);
+    expect(settings[1]).toMatchObject({ refine: { name: 'admm', options: { iters: 12 } }, methodOptions: {} });
+    const e = errorOf(BASE.replace(/prune:[\s\S]*$/, `prune:
+  - method: wanda
+    sparsity: 0.5
+    refine: admm
+    admm: { rounds: 3 }
+`));
+    expect(e.issues).toEqual([{ path: 'prune[0].admm.rounds', message: 'an option of method admm, not of refine admm' }]);
+  });
+
   test("a method option that does not fit the structure is named by its key under the method's key path, not by its CLI flag", () => {
     const e = errorOf(BASE.replace(/prune:[\s\S]*$/, `prune:
   - method: ria
@@ -410,6 +432,7 @@ describe('shipped configs', () => {
   const dir = resolve('configs');
   const files = readdirSync(dir).filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
   const expected: Record<string, number> = {
+    'admm-c4-llama-7m.yaml': 20,
     'c4-llama-7m.yaml': 4,
     'demo.yaml': 2,
     'finetune-c4-llama-7m.yaml': 2,

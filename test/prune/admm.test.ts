@@ -22,6 +22,7 @@ import { useTestBackend } from '../helpers/backend.js';
 import { refAdmm, refGram, refInverse, type RefAdmmStructure } from '../helpers/reference-admm.js';
 import { referencePipeline, type RefPipelineOptions, type RefPipelineResult } from '../helpers/reference-pipeline.js';
 import { TestRng } from '../helpers/reference-prune.js';
+import { randomCalibration } from '../helpers/newer-layers.js';
 import { writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 const SEQ = 32;
@@ -36,13 +37,7 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-admm-'));
   tiny = writeTinyCheckpoint(join(tmp, 'tiny'), { seed: 5, numKvHeads: 2 });
   ckpt = Checkpoint.open(tiny.dir);
-  const rng = new TestRng(13);
-  const windows = Array.from({ length: WINDOWS }, (_, doc) => ({
-    doc,
-    offset: 0,
-    ids: Array.from({ length: SEQ }, () => Math.floor(rng.uniform() * tiny.config.vocabSize)),
-  }));
-  calibration = { windows, hash: 'synthetic' };
+  calibration = randomCalibration(13, WINDOWS, SEQ, tiny.config.vocabSize);
 });
 
 afterAll(() => {
@@ -187,6 +182,24 @@ describe('admm on one linear against the port of fasterprune', () => {
     } finally {
       weight.dispose();
       stats.dispose();
+    }
+  });
+});
+
+describe('the Gram statistic', () => {
+  test('XX = sum of x x^T over every token; merge sums; no folding from reductions', () => {
+    const { samples } = randomLinear(4, 6, 5, 2);
+    const a = gramStats([samples[0]!], 5, 6);
+    const b = gramStats([samples[1]!], 5, 6);
+    const both = gramStats(samples, 5, 6);
+    try {
+      a.merge(b);
+      const want = refGram(samples, 5, 6);
+      expect(relDiff(a.gram.dataSync(), want)).toBeLessThan(1e-6);
+      expect(relDiff(both.gram.dataSync(), want)).toBeLessThan(1e-6);
+      expect(() => both.addReduced([{}], 5)).toThrow(/Gram matrix cannot be folded/);
+    } finally {
+      [a, b, both].forEach((s) => s.dispose());
     }
   });
 });
