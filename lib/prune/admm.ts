@@ -248,6 +248,7 @@ export const admm: PruneMethod<AdmmOptions> = {
   name: 'admm',
   summary: 'ADMM weight update with the mask chosen in its iterations (Boža 2024)',
   stats: ['gram'],
+  version: 1, // bump when a change alters its masks or weights
   options: admmOptions,
   updatesWeights: true,
   check(target: PruneOptions, options: AdmmOptions, name: OptionName = optionFlagName(admmOptions)): void {
@@ -271,6 +272,7 @@ export const admmUpdate: MaskRefiner<AdmmUpdateOptions> = {
   name: 'admm',
   summary: "ADMM weight update of the kept weights, the method's mask kept (Boža 2024); N:M too",
   stats: ['gram'],
+  version: 1, // bump when a change alters its masks or weights
   options: admmUpdateOptions,
   structures: 'any',
   applies: () => true,

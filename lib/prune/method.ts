@@ -53,6 +53,11 @@ export type OptionsSchema<O> = z.ZodType<O, Record<string, unknown>>;
  */
 export interface PruneMethod<O = Record<string, unknown>> {
   readonly name: string;
+  /**
+   * The version of this module's numbers: bump it with any change that can change what it computes (masks, kept
+   * weights, statistics it reads). Stored experiment results record it, and a run redoes results made at another.
+   */
+  readonly version: number;
   /** One line for help texts. */
   readonly summary: string;
   /** What the method reads from the calibration data; empty for methods (magnitude) that use none. */
@@ -79,6 +84,8 @@ export interface PruneMethod<O = Record<string, unknown>> {
  */
 export interface MaskRefiner<O = Record<string, unknown>> {
   readonly name: string;
+  /** The version of its numbers (see PruneMethod.version). */
+  readonly version: number;
   readonly summary: string;
   readonly stats: readonly StatName[];
   readonly options: OptionsSchema<O>;
@@ -98,6 +105,8 @@ export interface MaskRefiner<O = Record<string, unknown>> {
 /** Per-block sparsities chosen before the layer loop (OWL). `mean` of the result is the global target. */
 export interface LayerwiseAllocator<O = Record<string, unknown>> {
   readonly name: string;
+  /** The version of its numbers (see PruneMethod.version). */
+  readonly version: number;
   readonly summary: string;
   readonly options: OptionsSchema<O>;
 }
