@@ -16,14 +16,18 @@ export function ownerOptions(argv: Record<string, unknown>, used: { method: stri
   refine: Record<string, unknown>;
 } {
   const out = { method: {} as Record<string, unknown>, layerwise: {} as Record<string, unknown>, refine: {} as Record<string, unknown> };
-  for (const f of optionFlags()) {
-    const v = argv[f.flag];
+  // a flag may belong to several owners (--admm-iters: method admm and --refine admm): it goes to each one in use
+  const owners = new Map<string, ReturnType<typeof optionFlags>>();
+  for (const f of optionFlags()) owners.set(f.flag, [...(owners.get(f.flag) ?? []), f]);
+  for (const [flag, fs] of owners) {
+    const v = argv[flag];
     if (v === undefined) continue;
-    if (used[f.owner.kind] !== f.owner.name) {
-      const what = f.owner.kind === 'method' ? `method ${f.owner.name}` : `--${f.owner.kind} ${f.owner.name}`;
-      throw new ConfigError(`--${f.flag}: an option of ${what}, which this run does not use`);
+    const inUse = fs.filter((f) => used[f.owner.kind] === f.owner.name);
+    if (inUse.length === 0) {
+      const what = fs.map((f) => (f.owner.kind === 'method' ? `method ${f.owner.name}` : `--${f.owner.kind} ${f.owner.name}`)).join(' or ');
+      throw new ConfigError(`--${flag}: an option of ${what}, which this run does not use`);
     }
-    out[f.owner.kind][f.key] = v;
+    for (const f of inUse) out[f.owner.kind][f.key] = v;
   }
   return out;
 }
@@ -31,7 +35,10 @@ export function ownerOptions(argv: Record<string, unknown>, used: { method: stri
 /** Adds the method / allocator / refiner option flags (from the registry's schemas) to a command. */
 export function withOwnerFlags<T>(y: Argv<T>): Argv<T> {
   let out = y;
+  const seen = new Set<string>();
   for (const f of optionFlags()) {
+    if (seen.has(f.flag)) continue; // shared by several owners: declared once
+    seen.add(f.flag);
     out = out.option(f.flag, { type: f.type, ...(f.choices ? { choices: f.choices } : {}), describe: f.description }) as unknown as Argv<T>;
   }
   return out;

@@ -230,7 +230,8 @@ function ownerSchema(name: string): z.ZodType<Record<string, unknown>> {
 
 /** `ria: { permute: true }`, `owl: { lambda: 0.1 }`, `dsnot: { cycles: 20 }`: options by owner name. */
 const optionShape = Object.fromEntries(
-  [...METHOD_NAMES, ...LAYERWISE_NAMES, ...REFINER_NAMES].map((n) => [n, ownerSchema(n).optional()]),
+  // a name that is both a method and a refiner (admm) has one key: the method's schema (the refiner parses its own)
+  [...new Set([...METHOD_NAMES, ...LAYERWISE_NAMES, ...REFINER_NAMES])].map((n) => [n, ownerSchema(n).optional()]),
 ) as Record<OptionOwner, OptionsValue>;
 
 const pruneShape = {
@@ -257,8 +258,18 @@ function checkEntryPlan(p: z.output<z.ZodObject<typeof pruneShape>>, structures:
   if (nm && nm.kind === 'nm' && p.layerwise) {
     ctx.addIssue({ code: 'custom', path: ['layerwise'], message: `${p.layerwise} allocates unstructured sparsities, got structure ${nm.n}:${nm.m}` });
   }
-  if (nm && nm.kind === 'nm' && p.refine) {
+  if (nm && nm.kind === 'nm' && p.refine && (getRefiner(p.refine).structures ?? 'unstructured') === 'unstructured') {
     ctx.addIssue({ code: 'custom', path: ['refine'], message: `${p.refine} refines unstructured masks only, got structure ${nm.n}:${nm.m}` });
+  }
+  // a refiner sharing its key with a method (admm): the key holds the method's options, defaults filled in; a value
+  // set for an option the refiner does not have (the method's admm.rounds) is an error
+  const shared = p.refine && !p.method.includes(p.refine as MethodName) ? (p[p.refine] as Record<string, unknown> | undefined) : undefined;
+  if (shared && (METHOD_NAMES as string[]).includes(p.refine!)) {
+    const own = Object.keys((getRefiner(p.refine!).options as unknown as { shape: Record<string, unknown> }).shape);
+    const defaults = getMethod(p.refine!).options.parse({}) as Record<string, unknown>;
+    for (const k of Object.keys(shared)) {
+      if (!own.includes(k) && shared[k] !== defaults[k]) ctx.addIssue({ code: 'custom', path: [p.refine!, k], message: `an option of method ${p.refine}, not of refine ${p.refine}` });
+    }
   }
   for (const m of p.method) {
     const method = getMethod(m);

@@ -169,7 +169,7 @@ function startWorker(): Worker {
 
 /**
  * How many workers the layer loop's calibration forwards should use: min(threads, inputs), or 0 (in-process) below
- * 2, when a statistic cannot be folded from reductions (SparseGPT's Hessian), or fewer when the workers' copies of a
+ * 2, when a statistic cannot be folded from reductions (SparseGPT's Hessian, the ADMM update's Gram matrix), or fewer when the workers' copies of a
  * block beside the inputs (sent and returned) would not fit (affordableWorkers).
  */
 export function calibrationWorkers(
@@ -181,7 +181,7 @@ export function calibrationWorkers(
 ): number {
   const n = Math.min(threads, inputs.length);
   if (n < 2) return 0;
-  for (const s of needs) if (s.has('hessian')) return 0;
+  for (const s of needs) if (s.has('hessian') || s.has('gram')) return 0; // stats.ts MATRIX_STATS
   let blockValues = 0;
   for (const name of LINEAR_NAMES) blockValues += linearShape(c, name)[0] * linearShape(c, name)[1];
   const inputBytes = inputs.reduce((a, x) => a + 4 * x.size, 0);

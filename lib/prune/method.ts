@@ -23,12 +23,23 @@ export interface LinearRef {
   name: string; // 'model.layers.3.self_attn.q_proj'
 }
 
+/**
+ * Output error of a pruned linear on the calibration inputs, as a fraction of the dense output's:
+ * ||(W - W') X||^2 / ||W X||^2, with W' the weight masked without an update (`before`) and as returned (`after`).
+ */
+export interface Reconstruction {
+  before: number;
+  after: number;
+}
+
 /** Result of pruning one weight matrix. The caller owns both tensors. */
 export interface PruneResult {
   weight: tf.Tensor2D; // [out, in], pruned (and, for SparseGPT, updated)
   mask: tf.Tensor2D; // [out, in], 1 = removed, 0 = kept (bool stored as float32 0/1)
   /** RIA --permute: the column order in which the mask is N:M (mask[:, permutation[k]] = mask in slot k). */
   permutation?: number[];
+  /** Methods that update the kept weights (ADMM) report the output error before and after their update. */
+  reconstruction?: Reconstruction;
 }
 
 /** The method's own options: a zod schema whose fields carry `.meta({ flag, description })` for the CLI. */
@@ -67,7 +78,10 @@ export interface PruneMethod<O = Record<string, unknown>> {
   prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: O, where?: LinearRef): PruneResult | Promise<PruneResult>;
 }
 
-/** A mask refiner (DSnoT): re-chooses a mask after the method chose it, at the same per-row sparsity. */
+/**
+ * A mask refiner (DSnoT): re-chooses a mask after the method chose it, at the same per-row sparsity. A refiner with
+ * `update` (the ADMM update) keeps the mask and updates the kept weights instead.
+ */
 export interface MaskRefiner<O = Record<string, unknown>> {
   readonly name: string;
   /** The version of its numbers (see PruneMethod.version). */
@@ -75,10 +89,17 @@ export interface MaskRefiner<O = Record<string, unknown>> {
   readonly summary: string;
   readonly stats: readonly StatName[];
   readonly options: OptionsSchema<O>;
+  /** The structures it takes: 'unstructured' (DSnoT, the default) or 'any' (N:M masks too). */
+  readonly structures?: 'unstructured' | 'any';
   /** Whether this linear is refined at all (DSnoT skips the MLP linears by default). */
   applies(where: LinearRef, options: O): boolean;
   /** A new mask ([out, in], 1 = removed; the caller owns it) from `weight` (the unpruned weight) and `mask`. */
   refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: O): tf.Tensor2D | Promise<tf.Tensor2D>;
+  /**
+   * Weight updaters only: the weight ([out, in]) that keeps `mask` and updates the rest, from `weight` (unpruned);
+   * the pipeline calls it instead of `refine`. The caller owns the result's tensors.
+   */
+  update?(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: O): PruneResult | Promise<PruneResult>;
 }
 
 /** Per-block sparsities chosen before the layer loop (OWL). `mean` of the result is the global target. */

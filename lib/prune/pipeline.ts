@@ -31,7 +31,7 @@ import {
   type BlockWeights,
 } from '../model/llama.js';
 import type { CalibrationSet } from '../data/calibration.js';
-import { type PruneMethod, type PruneOptions } from './method.js';
+import { type PruneMethod, type PruneOptions, type Reconstruction } from './method.js';
 import { applyMask, describeStructure } from './mask.js';
 import { buildPlan, type BlockPlan, type LinearPlan, type PrunePlan } from './plan.js';
 import { ActivationStats, type StatName } from './stats.js';
@@ -45,6 +45,8 @@ export interface BlockSparsity {
   zeros: number; // zeros over the seven matrices
   params: number; // weights in the seven matrices
   sparsity: number; // zeros / params
+  /** Methods that update weights (ADMM): each linear's output error before and after the update (method.ts). */
+  reconstruction?: Partial<Record<LinearName, Reconstruction>>;
 }
 
 /** Seconds spent in each phase, summed over blocks. */
@@ -233,16 +235,30 @@ function checkLoopOptions(o: LayerLoopOptions, plan: PrunePlan, useData: boolean
   checkShapes(o.checkpoint.config, plan, name);
 }
 
+/** What pruning a linear leaves beside its weight: RIA's permutations (by module name), ADMM's reconstruction errors. */
+interface LinearNotes {
+  permutations: Record<string, number[]>;
+  reconstruction: Partial<Record<LinearName, Reconstruction>>; // the current block's
+}
+
 /** Prune one linear by its plan entry: the method, then the refiner. Returns the new [out, in] weight. */
-async function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | null, permutations: Record<string, number[]>): Promise<tf.Tensor2D> {
+async function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | null, notes: LinearNotes): Promise<tf.Tensor2D> {
   const result = await e.method.prune(w, e.method.stats.length > 0 ? stats : null, e.target, e.options, e.ref);
-  if (result.permutation) permutations[e.ref.name] = result.permutation;
+  if (result.permutation) notes.permutations[e.ref.name] = result.permutation;
+  if (result.reconstruction) notes.reconstruction[e.ref.linear] = result.reconstruction;
   if (!e.refine) {
     result.mask.dispose();
     return result.weight;
   }
   try {
-    const mask = await e.refine.refiner.refine(w, result.mask, stats!, e.target, e.refine.options);
+    const refiner = e.refine.refiner;
+    if (refiner.update) {
+      const updated = await refiner.update(w, result.mask, stats!, e.target, e.refine.options);
+      updated.mask.dispose();
+      if (updated.reconstruction) notes.reconstruction[e.ref.linear] = updated.reconstruction;
+      return updated.weight;
+    }
+    const mask = await refiner.refine(w, result.mask, stats!, e.target, e.refine.options);
     try {
       return applyMask(w, mask);
     } finally {
@@ -271,6 +287,7 @@ interface Loop {
   times: PhaseTimes;
   forwardTokens: number;
   permutations: Record<string, number[]>;
+  reconstruction: Partial<Record<LinearName, Reconstruction>>; // the current block's (ADMM), reset per block
 }
 
 /** Call onCheckpoint: blocks < nextLayer are written; the resume state it stores counts as writing time. */
@@ -332,7 +349,7 @@ async function collectStatistics(s: Loop, layer: number, block: BlockWeights): P
 /** The [out, in] weight of linear `n` pruned by its plan entry `e` (the weight `w` is not consumed). */
 async function prunedWeight(s: Loop, n: LinearName, e: LinearPlan, w: tf.Tensor2D, stats: Map<string, ActivationStats>): Promise<tf.Tensor2D> {
   try {
-    return await pruneLinear(w, e, stats.get(INPUT_GROUP[n]) ?? null, s.permutations);
+    return await pruneLinear(w, e, stats.get(INPUT_GROUP[n]) ?? null, { permutations: s.permutations, reconstruction: s.reconstruction });
   } finally {
     w.dispose();
   }
@@ -383,7 +400,7 @@ async function pruneLinearsParked(s: Loop, bp: BlockPlan, block: BlockWeights, s
 }
 
 /** Zero fraction of a block's seven matrices, counted on the backend and read in one go (no sync per linear). */
-async function blockSparsity(bp: BlockPlan, block: BlockWeights): Promise<BlockSparsity> {
+async function blockSparsity(bp: BlockPlan, block: BlockWeights, reconstruction: Partial<Record<LinearName, Reconstruction>>): Promise<BlockSparsity> {
   const zeroCounts: tf.Scalar[] = [];
   try {
     for (const n of LINEAR_NAMES) zeroCounts.push(tensorZeros(block.linears[n].wT)); // a zero count needs no layout
@@ -397,7 +414,8 @@ async function blockSparsity(bp: BlockPlan, block: BlockWeights): Promise<BlockS
       zeros += counts[i]!;
       params += size;
     });
-    return { layer: bp.layer, allocated: bp.sparsity, matrices, zeros, params, sparsity: zeros / params };
+    const errors = Object.keys(reconstruction).length > 0 ? { reconstruction: { ...reconstruction } } : {};
+    return { layer: bp.layer, allocated: bp.sparsity, matrices, zeros, params, sparsity: zeros / params, ...errors };
   } finally {
     tf.dispose(zeroCounts);
   }
@@ -411,9 +429,10 @@ async function pruneBlock(s: Loop, bp: BlockPlan, block: BlockWeights): Promise<
     await s.o.inspect?.fn(layer, block, (n) => stats.get(INPUT_GROUP[n])!);
     s.fp('mid-block', layer);
     const t = now();
+    s.reconstruction = {};
     if (s.park) await pruneLinearsParked(s, bp, block, stats);
     else await pruneLinearsInPlace(s, bp, block, stats);
-    const sparsity = await blockSparsity(bp, block);
+    const sparsity = await blockSparsity(bp, block, s.reconstruction);
     s.times.prune += now() - t;
     return sparsity;
   } finally {
@@ -525,6 +544,7 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
     times: o.start ? { ...o.start.times } : { load: 0, calibrationForward: 0, statistics: 0, prune: 0, reforward: 0, write: 0 },
     forwardTokens: o.start?.forwardTokens ?? 0,
     permutations: o.start ? { ...o.start.permutations } : {},
+    reconstruction: {},
   };
   try {
     if (s.model && o.calibration && !o.start) s.inputs = embedWindows(o.checkpoint, o.calibration, o.batchSize);

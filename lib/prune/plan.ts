@@ -101,7 +101,7 @@ export function buildPlan(c: LlamaConfig, spec: PlanSpec): PrunePlan {
   const options = parseOptions(`${name('method')} ${spec.method.name}`, spec.method.options, spec.methodOptions);
   spec.method.check?.(spec.target, options, methodOptionName(spec.optionName, spec.method.name));
   const refiner = spec.refiner ?? null;
-  if (refiner && spec.target.structure.kind !== 'unstructured') {
+  if (refiner && (refiner.structures ?? 'unstructured') === 'unstructured' && spec.target.structure.kind !== 'unstructured') {
     const { n, m } = spec.target.structure;
     throw new ConfigError(`${name('refine')} ${refiner.name}: unstructured sparsity only (as the reference), got ${name('structure')} ${n}:${m}`);
   }

@@ -3,6 +3,7 @@
  * schema; the CLI flags (`optionFlags`) and the experiment-file keys are derived from these schemas.
  */
 import { ConfigError } from '../errors.js';
+import { admm, admmUpdate } from './admm.js';
 import { dsnot } from './dsnot.js';
 import { magnitude } from './magnitude.js';
 import type { LayerwiseAllocator, MaskRefiner, PruneMethod } from './method.js';
@@ -16,11 +17,12 @@ const METHODS = {
   wanda,
   sparsegpt,
   ria,
+  admm,
 } as const;
 
 const LAYERWISE = { owl } as const;
 
-const REFINERS = { dsnot } as const;
+const REFINERS = { dsnot, admm: admmUpdate } as const;
 
 /** A method name as users write it (`--method`, experiment files). */
 export type MethodName = keyof typeof METHODS;

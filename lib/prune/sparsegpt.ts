@@ -26,9 +26,9 @@ export class SparseGptStats extends ActivationStats {
 
 /**
  * In-place lower Cholesky factor of the symmetric positive definite `a` ([n, n] row-major; only the lower triangle
- * is read). The strict upper triangle is set to 0. Throws a DataError naming the column where it is not positive.
+ * is read). The strict upper triangle is set to 0. Throws a DataError naming `what` and the column where it is not positive.
  */
-export function choleskyLowerInPlace(a: Float64Array, n: number): void {
+export function choleskyLowerInPlace(a: Float64Array, n: number, what = 'SparseGPT: the damped Hessian'): void {
   for (let j = 0; j < n; j++) {
     const rj = j * n;
     let d = a[rj + j] as number;
@@ -38,7 +38,7 @@ export function choleskyLowerInPlace(a: Float64Array, n: number): void {
     }
     if (!(d > 0)) {
       throw new DataError(
-        `SparseGPT: the damped Hessian is not positive definite (pivot ${d} at column ${j} of ${n}); ` +
+        `${what} is not positive definite (pivot ${d} at column ${j} of ${n}); ` +
           'the calibration inputs of this layer are degenerate or not finite',
       );
     }

@@ -6,14 +6,17 @@
  *   sum      DSnoT's `sum_metric_row`: running mean over samples of sum_t x_tj (a sum over tokens, not a mean)
  *   variance DSnoT's `var`: token-weighted running average of each sample's population variance over its tokens
  *   hessian  SparseGPT's H = (2/n) sum x x^T over all rows
+ *   gram     the ADMM update's XX = sum x x^T over all rows (a plain sum, no scaling: lib/prune/admm.ts)
  * `merge(other)` folds another accumulator of the same layer in (for calibration split over processes): the
  * result equals one pass over both sets of samples up to float32 rounding.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 
-export type StatName = 'scaler' | 'sum' | 'variance' | 'hessian';
-export const STAT_NAMES: readonly StatName[] = ['scaler', 'sum', 'variance', 'hessian'];
+export type StatName = 'scaler' | 'sum' | 'variance' | 'hessian' | 'gram';
+export const STAT_NAMES: readonly StatName[] = ['scaler', 'sum', 'variance', 'hessian', 'gram'];
+/** The [in, in] statistics: they need each sample itself, so they cannot be folded from per-sample reductions. */
+export const MATRIX_STATS: readonly StatName[] = ['hessian', 'gram'];
 
 /** Check that x is [batch, seq, inFeatures]; the message names the statistics' owner. */
 export function checkLayerInput(x: tf.Tensor, inFeatures: number, owner: string): void {
@@ -84,7 +87,7 @@ export class ActivationStats {
     this.inFeatures = inFeatures;
     this.needs = new Set(needs);
     for (const n of this.needs) {
-      const shape = n === 'hessian' ? [inFeatures, inFeatures] : [inFeatures];
+      const shape = MATRIX_STATS.includes(n) ? [inFeatures, inFeatures] : [inFeatures];
       this.t.set(n, tf.keep(tf.zeros(shape, 'float32')));
     }
   }
@@ -120,6 +123,10 @@ export class ActivationStats {
   get hessian(): tf.Tensor2D {
     return this.get('hessian') as tf.Tensor2D;
   }
+  /** The ADMM update's XX = sum of x x^T over every token [in, in]. */
+  get gram(): tf.Tensor2D {
+    return this.get('gram') as tf.Tensor2D;
+  }
 
   private replace(n: StatName, next: tf.Tensor): void {
     this.t.get(n)?.dispose();
@@ -146,11 +153,11 @@ export class ActivationStats {
   /**
    * Fold in samples already reduced elsewhere (a worker thread: lib/model/forward-pool.ts) by `sampleReductions`, one
    * entry per sample of `seq` tokens, in order: the same operations as `add`, so the same result bit for bit. The
-   * Hessian cannot be folded this way (it needs the sample itself).
+   * [in, in] statistics (MATRIX_STATS) cannot be folded this way (they need the sample itself).
    */
   addReduced(samples: readonly SampleReductions[], seq: number): void {
     if (this.disposed) throw new ConfigError('statistics: used after dispose()');
-    if (this.needs.has('hessian')) throw new ConfigError('statistics: the Hessian cannot be folded from reductions');
+    for (const m of MATRIX_STATS) if (this.needs.has(m)) throw new ConfigError(`statistics: the ${m === 'hessian' ? 'Hessian' : 'Gram matrix'} cannot be folded from reductions`);
     for (const r of samples) {
       const t = tf.tidy(() => {
         const out: Partial<Record<ReducedStat, tf.Tensor1D>> = {};
@@ -190,6 +197,8 @@ export class ActivationStats {
         // transposing first: matMul(a, b, transposeA) is far slower on wasm
         out.hessian = tf.add(tf.mul(this.get('hessian'), tf.scalar(n / (n + 1))), tf.matMul(tf.transpose(scaled), scaled));
       }
+      // the reference's add_batch: XX += X^T X, one sample at a time
+      if (this.needs.has('gram') && xb) out.gram = tf.add(this.get('gram'), tf.matMul(tf.transpose(xb), xb));
       return out as Record<string, tf.Tensor>;
     });
     for (const [k, v] of Object.entries(next)) this.replace(k as StatName, v);
@@ -199,7 +208,7 @@ export class ActivationStats {
 
   /**
    * Fold in `other` (the same layer's statistics over other samples; not consumed): each running mean becomes
-   * the sample-weighted mean of the two, the variance the token-weighted one. Both must collect the same things.
+   * the sample-weighted mean of the two, the variance the token-weighted one, the Gram matrix their sum. Both must collect the same things.
    */
   merge(other: ActivationStats): void {
     if (other.inFeatures !== this.inFeatures) {
@@ -216,6 +225,10 @@ export class ActivationStats {
     const next = tf.tidy(() => {
       const out: Record<string, tf.Tensor> = {};
       for (const k of this.needs) {
+        if (k === 'gram') {
+          out[k] = tf.add(this.get(k), other.get(k)); // a sum, not a mean
+          continue;
+        }
         const [w1, w2] = k === 'variance' ? [t1 / (t1 + t2), t2 / (t1 + t2)] : [n1 / (n1 + n2), n2 / (n1 + n2)];
         out[k] = tf.add(tf.mul(this.get(k), tf.scalar(w1)), tf.mul(other.get(k), tf.scalar(w2)));
       }

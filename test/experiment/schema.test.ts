@@ -151,7 +151,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
     const e = errorOf(BASE.replace('    sparsity: 0.5', '    sparsty: 0.5'));
     expect(e.file).toBe(join(root, 'configs', 'bad.yaml'));
     expect(e.issues).toEqual([
-      { path: 'prune[0].sparsty', message: "unknown key 'sparsty' (did you mean 'sparsity'?); allowed: method, structure, sparsity, useVariant, layerwise, refine, targets, ignore, magnitude, wanda, sparsegpt, ria, owl, dsnot" },
+      { path: 'prune[0].sparsty', message: "unknown key 'sparsty' (did you mean 'sparsity'?); allowed: method, structure, sparsity, useVariant, layerwise, refine, targets, ignore, magnitude, wanda, sparsegpt, ria, admm, owl, dsnot" },
       { path: 'prune[0].sparsity', message: 'required for unstructured pruning (a number >= 0 and < 1)' },
     ]);
     expect(e.message).toContain(`${join(root, 'configs', 'bad.yaml')}: 2 problems:`);
@@ -232,7 +232,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
     const e = errorOf(BASE.replace('method: wanda', 'method: [wanda, obs]') + 'backend: gpu\n');
     expect(e.issues).toEqual([
       { path: 'backend', message: "must be one of auto, tensorflow, webgpu, wasm, cpu, got 'gpu'" },
-      { path: 'prune[0].method[1]', message: "must be one of magnitude, wanda, sparsegpt, ria, got 'obs'" },
+      { path: 'prune[0].method[1]', message: "must be one of magnitude, wanda, sparsegpt, ria, admm, got 'obs'" },
     ]);
   });
 
@@ -381,6 +381,28 @@ describe('expandSettings', () => {
     expect(e.issues.find((i) => i.path === 'prune[0].ria')?.message).toBe('options for ria, which this entry does not use');
   });
 
+  test('admm: the method and the update share the key admm; the update takes N:M and refuses the method-only rounds', () => {
+    const exp = loadExperiment(write('admm.yaml', BASE.replace(/prune:[\s\S]*$/, `prune:
+  - method: admm
+    structure: '2:4'
+    admm: { rounds: 10 }
+  - method: wanda
+    structure: '2:4'
+    refine: admm
+    admm: { iters: 12 }
+`)));
+    const settings = expandSettings(exp);
+    expect(settings.map((s) => s.id)).toEqual(['admm-rounds10-2of4', 'wanda+admm-iters12-2of4']);
+    expect(settings[1]).toMatchObject({ refine: { name: 'admm', options: { iters: 12 } }, methodOptions: {} });
+    const e = errorOf(BASE.replace(/prune:[\s\S]*$/, `prune:
+  - method: wanda
+    sparsity: 0.5
+    refine: admm
+    admm: { rounds: 3 }
+`));
+    expect(e.issues).toEqual([{ path: 'prune[0].admm.rounds', message: 'an option of method admm, not of refine admm' }]);
+  });
+
   test("a method option that does not fit the structure is named by its key under the method's key path, not by its CLI flag", () => {
     const e = errorOf(BASE.replace(/prune:[\s\S]*$/, `prune:
   - method: ria
@@ -406,6 +428,7 @@ describe('shipped configs', () => {
   const dir = resolve('configs');
   const files = readdirSync(dir).filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
   const expected: Record<string, number> = {
+    'admm-c4-llama-7m.yaml': 20,
     'c4-llama-7m.yaml': 4,
     'demo.yaml': 2,
     'finetune-c4-llama-7m.yaml': 2,

@@ -25,9 +25,12 @@ import {
   refWandaScaler,
   refWandaVariant,
 } from './reference-prune.js';
+import { refAdmm, refGram, type RefAdmmOptions } from './reference-admm.js';
 import { refDsnot, refDsnotStats, refOutlierRatio, refOwlSparsities, refRiaMetric, refRiaPermutedMask, refRiaUnstructured } from './reference-newer.js';
 
-export type RefMethod = 'wanda' | 'magnitude' | 'sparsegpt' | 'ria';
+export type RefMethod = 'wanda' | 'magnitude' | 'sparsegpt' | 'ria' | 'admm';
+/** The ADMM options of reference-admm.ts (structure and mask come from the pipeline). */
+export type RefAdmmSettings = Omit<RefAdmmOptions, 'structure' | 'mask'>;
 
 export interface RefPipelineOptions {
   method: RefMethod;
@@ -36,6 +39,8 @@ export interface RefPipelineOptions {
   riaPermute?: boolean; // RIA's channel reallocation + LSA (N:M)
   owl?: { lamda: number; M: number }; // OWL: pass 1 on the dense model, then per-block sparsities (unstructured)
   dsnot?: { maxCycle: number; threshold: number }; // DSnoT on the attention linears after Wanda (unstructured)
+  admm?: RefAdmmSettings; // method 'admm': its options (default the reference's)
+  admmUpdate?: RefAdmmSettings; // the ADMM update of every linear after the mask of wanda, magnitude or ria
   windows: number[][]; // calibration token ids, one sequence per sample (ignored by magnitude)
   fault?: 'stats-after-pruning' | 'propagate-unpruned';
 }
@@ -76,7 +81,7 @@ export function referencePipeline(
   const w = new Map(weights); // pruned matrices replace entries here; the caller's map stays intact
   const model = new ReferenceLlama(raw, w);
   const c = model.c;
-  const useData = o.method !== 'magnitude';
+  const useData = o.method !== 'magnitude' || o.admmUpdate !== undefined;
   let xs: { x: Float64Array; s: number }[] = useData ? o.windows.map((ids) => ({ x: model.embed(ids), s: ids.length })) : [];
   const layers: Record<RefLinear, RefLinearResult>[] = [];
   const permutations: Record<string, number[]> = {};
@@ -165,10 +170,19 @@ export function referencePipeline(
             mask = refDsnot({ rows, cols, w: w0, initialMask: mask, scaler, sum, variance, maxCycle: o.dsnot.maxCycle, threshold: o.dsnot.threshold });
           }
           r = { rows, cols, weight: masked(w0, mask), mask, metric };
+        } else if (o.method === 'admm') {
+          if (!inp) throw new Error(`reference pipeline: no inputs recorded for ${key}`);
+          const { weight, mask } = refAdmm(w0, refGram(inp.samples, inp.seq, cols), rows, cols, { structure, ...o.admm });
+          r = { rows, cols, weight, mask, metric: null };
         } else {
           if (!inp) throw new Error(`reference pipeline: no inputs recorded for ${key}`);
           const { weight, mask } = refSparseGpt(w0, refHessian(inp.samples, inp.seq, cols), rows, cols, o.structure);
           r = { rows, cols, weight, mask, metric: null };
+        }
+        if (o.admmUpdate) {
+          if (!inp || o.method === 'sparsegpt' || o.method === 'admm') throw new Error('reference pipeline: the ADMM update follows wanda, magnitude or ria');
+          const updated = refAdmm(w0, refGram(inp.samples, inp.seq, cols), rows, cols, { structure, mask: r.mask, ...o.admmUpdate });
+          r = { ...r, weight: updated.weight };
         }
         result[n] = r;
         w.set(key, Float32Array.from(r.weight)); // the block now runs with the pruned matrix (float32, as stored)

@@ -383,10 +383,10 @@ describe('SparseGPT', () => {
 
 describe('all methods', () => {
   it('the registry lists every method and rejects unknown names', async () => {
-    expect(METHOD_NAMES).toEqual(['magnitude', 'wanda', 'sparsegpt', 'ria']);
+    expect(METHOD_NAMES).toEqual(['magnitude', 'wanda', 'sparsegpt', 'ria', 'admm']);
     for (const name of METHOD_NAMES) expect(getMethod(name).name).toBe(name);
     expect(() => getMethod('sparsgpt')).toThrow(
-      new ConfigError("method: 'sparsgpt' is not one of magnitude, wanda, sparsegpt, ria"),
+      new ConfigError("method: 'sparsgpt' is not one of magnitude, wanda, sparsegpt, ria, admm"),
     );
     expect(() => getMethod('toString')).toThrow(ConfigError);
   });

@@ -66,16 +66,27 @@ describe('plan: targets, ignore, checks', () => {
     expect(() => buildPlan(config, { method: getMethod('wanda'), target, blockSparsities: [0.5] })).toThrow(/1 values for 3 blocks/);
   });
 
-  it('the registry derives every option flag; names are unique', () => {
+  it('the registry derives every option flag; names are unique but where a method and a refiner share a name', () => {
     const flags = optionFlags();
     expect(flags.map((f) => f.flag)).toEqual(
       expect.arrayContaining(['use-variant', 'damp', 'blocksize', 'ria-alpha', 'permute', 'owl-lambda', 'owl-m', 'dsnot-cycles', 'dsnot-threshold', 'dsnot-skip']),
     );
-    expect(new Set(flags.map((f) => f.flag)).size).toBe(flags.length);
+    // a flag appears once, or once for a method and once for the refiner of the same name (admm) with the same meaning
+    const byFlag = new Map<string, typeof flags>();
+    for (const f of flags) byFlag.set(f.flag, [...(byFlag.get(f.flag) ?? []), f]);
+    for (const same of byFlag.values()) {
+      if (same.length === 1) continue;
+      expect(same.map((f) => f.owner.kind)).toEqual(['method', 'refine']);
+      expect(same[1]!.owner.name).toBe(same[0]!.owner.name);
+      expect(same[1]!.key).toBe(same[0]!.key);
+      expect(same[1]!.type).toBe(same[0]!.type);
+      expect(same[1]!.description).toBe(same[0]!.description);
+    }
+    expect([...byFlag.values()].filter((s) => s.length > 1).map((s) => s[0]!.flag)).toEqual(['admm-iters', 'admm-damp', 'admm-rho']);
     expect(flags.find((f) => f.flag === 'dsnot-skip')?.choices).toEqual(['mlp', 'self_attn', 'no_skip']);
     expect(flags.find((f) => f.flag === 'permute')?.type).toBe('boolean');
     expect(LAYERWISE_NAMES).toEqual(['owl']);
-    expect(REFINER_NAMES).toEqual(['dsnot']);
+    expect(REFINER_NAMES).toEqual(['dsnot', 'admm']);
   });
 
   it('CLI: flags go to their owner; a flag of something the run does not use is refused', () => {

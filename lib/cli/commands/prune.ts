@@ -24,7 +24,7 @@ function pruneFlags(y: Argv) {
       .option('sparsity', { type: 'number', describe: `zero fraction in [0, 1) (default ${PRUNE_DEFAULTS.sparsity}; N:M implies N/M)` })
       .option('structure', { type: 'string', default: PRUNE_DEFAULTS.structure, describe: 'unstructured or N:M (2:4, 4:8)' })
       .option('layerwise', { choices: LAYERWISE_NAMES as string[], describe: 'per-block sparsities around --sparsity (owl)' })
-      .option('refine', { choices: REFINER_NAMES as string[], describe: 'refine each mask after the method (dsnot)' })
+      .option('refine', { choices: REFINER_NAMES as string[], describe: 'after the method: dsnot re-chooses each mask, admm updates the kept weights (the mask kept)' })
       .option('targets', { type: 'string', array: true, describe: "linears to prune: names, parents or 're:' patterns (default all)" })
       .option('ignore', { type: 'string', array: true, describe: "linears to leave unchanged, e.g. 're:.*down_proj' model.layers.0" })
       .option('calibration', { type: 'string', describe: 'calibration data: .jsonl, .jsonl.gz, .json, .parquet or text' })
