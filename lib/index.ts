@@ -2,6 +2,7 @@
  * tfjs-llm-prune public API. Named exports only; everything a user or notebook needs to load, prune, evaluate and
  * fine-tune LLaMA-family checkpoints.
  */
+import './node/platform.js'; // the Node platform layer (files, workers, backends, hashing): installed on import
 // errors
 export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, cliFlag, keyPath, type OptionName } from './errors.js';
 // backend

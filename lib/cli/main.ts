@@ -1,4 +1,5 @@
 /** The program around the command line: library errors become one `error:` line and exit 1, anything else exit 2. */
+import '../node/platform.js'; // the Node platform layer
 import { LlmPruneError } from '../errors.js';
 import { buildCli } from './index.js';
 import { progress } from './output.js';

@@ -3,8 +3,8 @@
  * be fetched from the Hugging Face hub (dataset parquet files, into its cache) when `download` is on and the network
  * allows; offline, the error names the file to provide.
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync } from '../platform/fs.js';
+import { join, resolve } from '../platform/path.js';
 import { DataError } from '../errors.js';
 import type { PerplexitySet } from './perplexity.js';
 import { redactToken } from '../model/hub.js';

@@ -1,5 +1,5 @@
 /** `evaluate(...)`: perplexity sets and zero-shot tasks on one loaded model, the same graph that pruning uses. */
-import { statSync } from 'node:fs';
+import { statSync } from '../platform/fs.js';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { HfTokenizer } from '../model/tokenizer.js';
 import type { ForwardOptions } from '../model/llama.js';

@@ -11,7 +11,7 @@
  *   sentence scored as the shared continuation) are reproduced with Python's string semantics (`strip`,
  *   `capitalize`, `re.sub`).
  */
-import { join } from 'node:path';
+import { join } from '../platform/path.js';
 import { readRows } from '../data/sources.js';
 import { ConfigError, DataError } from '../errors.js';
 

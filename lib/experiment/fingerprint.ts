@@ -16,8 +16,8 @@
  * Results folders written earlier must keep resuming: a change to what these records hold (or to the setting ids of
  * lib/experiment/schema.ts) redoes every stored setting. test/experiment/fingerprint.test.ts pins them.
  */
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, statSync } from '../platform/fs.js';
+import { join } from '../platform/path.js';
 import { canonicalJson, canonicalSha256 } from '../canonical.js';
 import { getMethod } from '../prune/registry.js';
 import type { ResolvedFinetune } from './context.js';

@@ -28,9 +28,9 @@
  * the pruned model is evaluated again too). An interrupted fine-tune with unchanged values continues from its last
  * trainer checkpoint. Removing the finetune section drops the fine-tune results and keeps the rest.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from '../platform/fs.js';
 import { hostname } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join } from '../platform/path.js';
 import { ConfigError } from '../errors.js';
 import { TEMP_FILE } from '../model/save.js';
 import { settingResultSchema, type SettingResult } from './report.js';

@@ -4,8 +4,8 @@
  * Every file is written atomically (a temporary file in the same folder, then rename), so a reader or a resumed
  * run never sees half a file.
  */
-import { mkdir, readFile } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { mkdir, readFile } from '../platform/fs.js';
+import { basename, extname, join } from '../platform/path.js';
 import { z } from 'zod';
 import { DataError } from '../errors.js';
 import { PERPLEXITY_SETS } from '../eval/perplexity.js';

@@ -18,8 +18,8 @@
  * Errors are `ExperimentConfigError` (a `ConfigError`) naming the file, the key path (`prune[1].sparsity`),
  * what is allowed and what was found; all problems of a file are reported at once.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from '../platform/fs.js';
+import { basename, dirname, extname, isAbsolute, resolve } from '../platform/path.js';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError, keyPath, type OptionName } from '../errors.js';

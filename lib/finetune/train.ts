@@ -15,7 +15,7 @@
  *
  * Memory ownership: everything created here is disposed before `finetune` returns or throws.
  */
-import { join, resolve } from 'node:path';
+import { join, resolve } from '../platform/path.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { writeJsonAtomic } from '../model/save.js';

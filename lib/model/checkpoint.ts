@@ -2,8 +2,8 @@
  * A Hugging Face checkpoint folder: config.json, model.safetensors or shards + model.safetensors.index.json,
  * tokenizer files. Reading is lazy (tensor by tensor); writing streams tensors into planned shards.
  */
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '../platform/fs.js';
+import { isAbsolute, join, relative, resolve, sep } from '../platform/path.js';
 import { CheckpointError } from '../errors.js';
 import { readConfig, type LlamaConfig } from './config.js';
 import {
@@ -91,7 +91,7 @@ export class Checkpoint {
         }
         const full = resolve(root, file);
         const rel = relative(root, full);
-        if (isAbsolute(file) || rel.startsWith('..') || rel.includes(`..${sep}`) || isAbsolute(rel)) {
+        if (isAbsolute(file) || rel.startsWith('..') || rel.includes(`..${sep()}`) || isAbsolute(rel)) {
           throw new CheckpointError(
             `${indexPath}: weight_map['${tensor}'] = '${file}' points outside the checkpoint folder ${root}`,
           );

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../platform/fs.js';
 import { CheckpointError, UnsupportedError } from '../errors.js';
 import { ARCHITECTURES, architectureSpec } from './architecture.js';
 

@@ -1,6 +1,6 @@
 /** Output folders: written under a temporary name and renamed into place only when complete. */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from '../platform/fs.js';
+import { basename, dirname, join, resolve } from '../platform/path.js';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';

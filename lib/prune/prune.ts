@@ -3,8 +3,8 @@
  * folder plus report.json. The output appears under its final name only when complete.
  */
 import { getBackend } from '@tensorflow/tfjs-core';
-import { existsSync, statfsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, statfsSync } from '../platform/fs.js';
+import { dirname, join, resolve } from '../platform/path.js';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import { PRUNE_DEFAULTS } from './defaults.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, storageReport, type StorageReport } from '../model/checkpoint.js';

@@ -13,8 +13,8 @@
  * refused, never silently continued.
  */
 import { canonicalSha256 } from '../canonical.js';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from '../platform/fs.js';
+import { join } from '../platform/path.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, CheckpointError } from '../errors.js';
 import { blockTensors, linearShape, type Checkpoint } from '../model/checkpoint.js';
