@@ -182,7 +182,7 @@ function fakeDirectory(): { handle: DirectoryHandleLike; files: Map<string, Uint
 }
 
 describe.each([
-  ['dense BF16', { dtype: 'BF16' as const }],
+  ['dense BF16', { dtype: 'BF16' as const } as { dtype: 'BF16' | 'F32'; maxShardBytes?: number }],
   ['dense F32, sharded', { dtype: 'F32' as const, maxShardBytes: 40_000 }],
 ])('CheckpointWriter to sink folders gives the file bytes: %s', (_, options) => {
   test('memory and a directory handle', async () => {
