@@ -29,7 +29,7 @@
  * trainer checkpoint. Removing the finetune section drops the fine-tune results and keeps the rest.
  */
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from '../platform/fs.js';
-import { hostname } from 'node:os';
+import { platform } from '../platform/index.js';
 import { basename, join } from '../platform/path.js';
 import { ConfigError } from '../errors.js';
 import { TEMP_FILE } from '../model/save.js';
@@ -87,11 +87,11 @@ export function storedName(id: string): string {
 /** Take the folder for this process; a lock of a live process is an error, one of a dead (killed) run is taken over. */
 export function acquireLock(output: string, shard?: Shard): string {
   const file = join(output, shard ? `${LOCK_FILE}.${shard.index}-of-${shard.count}` : LOCK_FILE);
-  const mine = `${process.pid} ${hostname()}\n`;
+  const mine = `${platform().processId} ${platform().hostname()}\n`;
   if (existsSync(file)) {
     const [pidText, host] = readFileSync(file, 'utf8').trim().split(' ');
     const pid = Number(pidText);
-    if (Number.isSafeInteger(pid) && pid > 0 && host === hostname() && processAlive(pid)) {
+    if (Number.isSafeInteger(pid) && pid > 0 && host === platform().hostname() && processAlive(pid)) {
       throw new ConfigError(
         `output ${output}: another run (process ${pid}) is working in this folder; wait for it to finish, ` +
           `or delete ${file} if no such run exists`,
@@ -103,18 +103,13 @@ export function acquireLock(output: string, shard?: Shard): string {
 }
 
 function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return platform().processAlive(pid);
 }
 
 export function releaseLock(file: string): void {
   try {
     const [pid] = readFileSync(file, 'utf8').trim().split(' ');
-    if (Number(pid) === process.pid) rmSync(file, { force: true });
+    if (Number(pid) === platform().processId) rmSync(file, { force: true });
   } catch {
     // already gone
   }

@@ -111,7 +111,7 @@ export async function loadResults(file: string): Promise<ResultsFile> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new DataError(`${file}: cannot read results (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new DataError(`${file}: cannot read results (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
   let value: unknown;
   try {

@@ -618,7 +618,7 @@ function readConfigFile(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(`${file}: cannot read experiment file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new ConfigError(`${file}: cannot read experiment file (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
   const ext = extname(file).toLowerCase();
   let value: unknown;

@@ -4,8 +4,8 @@
  * files to put in a folder instead. Gated models (Llama) need a token, given by the caller (the CLI takes --hf-token,
  * else $HF_TOKEN: see hubToken), sent to the hub only and never written into a message, log or report.
  */
-import { existsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from '../platform/fs.js';
+import { dirname } from '../platform/path.js';
 import { CheckpointError } from '../errors.js';
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
@@ -80,7 +80,6 @@ export async function resolveModelPath(model: string, options: HubOptions = {}):
     for (const f of OPTIONAL) await get(f).catch(() => undefined);
     const index = await get('model.safetensors.index.json').catch(() => null);
     if (index) {
-      const { readFileSync } = await import('node:fs');
       const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
       for (const shard of new Set(Object.values(map))) await get(shard);
     } else {

@@ -7,6 +7,7 @@ import type { DType } from './safetensors.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
 import type { CheckpointFormat } from './compressed-tensors.js';
 import { removeStaleStaged, stagedDone, stagedStarted } from '../interrupt.js';
+import { platform } from '../platform/index.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model'];
 const TORCH_DTYPE: Record<DType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -40,7 +41,7 @@ export class StagedFolder {
     const stale = removeStaleStaged(this.out);
     if (stale.length) options.onNote?.(`removed ${stale.join(', ')} (left by interrupted runs whose process is gone)`);
     mkdirSync(dirname(this.out), { recursive: true });
-    this.tmp = join(dirname(this.out), `${basename(this.out)}.partial${options.resumable ? '' : `-${process.pid}`}`);
+    this.tmp = join(dirname(this.out), `${basename(this.out)}.partial${options.resumable ? '' : `-${platform().processId}`}`);
     if (!options.keep) rmSync(this.tmp, { recursive: true, force: true });
     if (options.resumable && existsSync(join(this.tmp, 'resume', 'state.json'))) this.protectedState = true;
     else stagedStarted(this.tmp);
@@ -54,7 +55,7 @@ export class StagedFolder {
   /** Move the finished folder into place (replacing an older one when allowed). */
   commit(): void {
     if (existsSync(this.out)) {
-      const old = `${this.out}.old-${process.pid}`;
+      const old = `${this.out}.old-${platform().processId}`;
       renameSync(this.out, old);
       renameSync(this.tmp, this.out);
       rmSync(old, { recursive: true, force: true });
@@ -105,7 +106,7 @@ export const TEMP_FILE = /\.tmp-\d+$/;
  * `file`, so a reader never sees a half-written file. On failure the temporary file is removed.
  */
 export function writeAtomic(file: string, write: (tmp: string) => void): void {
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = `${file}.tmp-${platform().processId}`;
   try {
     write(tmp);
     renameSync(tmp, file);

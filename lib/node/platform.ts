@@ -26,6 +26,22 @@ export const nodePlatform: Platform = {
   cpuCount: () => (typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length),
   freeMemory: () => os.freemem(),
   hostname: () => os.hostname(),
+  processId: process.pid,
+  processAlive: (pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  },
+  peakMemoryMB: () => process.resourceUsage().maxRSS / 1024,
+  warn: (message) => process.emitWarning(message),
+  env: (name) => process.env[name],
+  crash: () => {
+    process.kill(process.pid, 'SIGKILL');
+    throw new Error('unreachable');
+  },
   startForwardWorker,
   backends: {
     wasm: (pkg, threads) => setWasmBackend(pkg as Parameters<typeof setWasmBackend>[0], threads),

@@ -76,7 +76,7 @@ export const statfsSync = (path: string): { bavail: number; bsize: number } => f
 export const readFile = async (path: string, encoding: 'utf8'): Promise<string> => fs().readFileSync(path, encoding);
 export const mkdir = async (path: string, options?: { recursive?: boolean }): Promise<unknown> => fs().mkdirSync(path, options);
 
-/** UTF-8 text of bytes (what Buffer#toString('utf8') gave). */
+/** UTF-8 text of bytes. */
 export function utf8(bytes: Uint8Array): string {
   return new TextDecoder().decode(bytes);
 }

@@ -45,6 +45,17 @@ export interface Platform {
   /** Free memory in bytes (the forward pool's budget). */
   freeMemory(): number;
   hostname(): string;
+  /** This process's id (temporary file names, lock owners) and whether a process of this host is alive. */
+  processId: number;
+  processAlive(pid: number): boolean;
+  /** Peak resident memory in MB so far (reports), or null where unknown. */
+  peakMemoryMB(): number | null;
+  /** A warning for the user (Node: process.emitWarning). */
+  warn(message: string): void;
+  /** An environment variable (the failure-injection hook of the resume tests reads one), undefined where none. */
+  env(name: string): string | undefined;
+  /** End the process at once, as a crash would (the failure-injection hook). */
+  crash(): never;
   /** Start a forward-pool worker, or null where the platform has no worker threads (everything runs in-process). */
   startForwardWorker: (() => PoolWorker) | null;
   backends: BackendStarters;

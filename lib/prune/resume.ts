@@ -22,6 +22,7 @@ import type { LlamaConfig } from '../model/config.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
 import { LINEAR_NAMES } from './method.js';
 import type { BlockSparsity, LoopCheckpoint, LoopStart, PhaseTimes } from './pipeline.js';
+import { platform } from '../platform/index.js';
 
 const STATE_VERSION = 2; // 2: permutations (RIA --permute) and OWL's allocation in the state
 export const RESUME_DIR = 'resume';
@@ -265,6 +266,6 @@ export function memoryEstimate(
 export function failpoint(name: string, layer: number): void {
   // The library's one environment read, on purpose: the hook must reach a child process that a test starts through
   // the real CLI (test/prune/resume.test.ts), without an option in any public API. test/cli/env.test.ts lists it.
-  const want = process.env['LLM_PRUNE_FAILPOINT'];
-  if (want && want === `${name}:${layer}`) process.kill(process.pid, 'SIGKILL');
+  const want = platform().env('LLM_PRUNE_FAILPOINT');
+  if (want && want === `${name}:${layer}`) platform().crash();
 }
