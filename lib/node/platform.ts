@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { installPlatform, type Platform } from '../platform/index.js';
 import type { FileSystem } from '../platform/fs.js';
 import { MAX_WASM_THREADS, setWasmBackend } from '../model/wasm-threads.js';
@@ -26,6 +27,7 @@ export const nodePlatform: Platform = {
   cpuCount: () => (typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length),
   freeMemory: () => os.freemem(),
   hostname: () => os.hostname(),
+  moduleDir: path.dirname(fileURLToPath(import.meta.url)),
   processId: process.pid,
   processAlive: (pid) => {
     try {

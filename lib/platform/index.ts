@@ -45,6 +45,8 @@ export interface Platform {
   /** Free memory in bytes (the forward pool's budget). */
   freeMemory(): number;
   hostname(): string;
+  /** The folder of the platform layer's own module (the package's files are found from there: lib/paths.ts). */
+  moduleDir: string;
   /** This process's id (temporary file names, lock owners) and whether a process of this host is alive. */
   processId: number;
   processAlive(pid: number): boolean;
