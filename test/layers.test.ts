@@ -31,22 +31,6 @@ export const NODE_LAYER: readonly string[] = [
   'data/sources.ts', // data files: streams, gzip/zstd/brotli, parquet from disk
 ];
 
-/**
- * Core modules that still import a Node-layer module (each edge exactly; the list may only shrink): the data files'
- * readers (lib/data/sources.ts: streams, decompression, parquet) and the on-disk token cache (lib/eval/token-cache.ts:
- tokenizing in a worker thread) are not split yet.
- */
-const NOT_YET_SPLIT: readonly string[] = [
-  'lib/data/calibration.ts -> lib/data/sources.ts',
-  'lib/eval/evaluate.ts -> lib/eval/token-cache.ts',
-  'lib/eval/perplexity.ts -> lib/data/sources.ts',
-  'lib/eval/tasks.ts -> lib/data/sources.ts',
-  'lib/experiment/plan.ts -> lib/data/sources.ts',
-  'lib/experiment/plan.ts -> lib/eval/token-cache.ts',
-  'lib/finetune/data.ts -> lib/data/sources.ts',
-  'lib/finetune/train.ts -> lib/eval/token-cache.ts',
-];
-
 const NODE_BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 const ABOVE_MODEL = ['eval/', 'prune/', 'data/', 'experiment/', 'finetune/', 'cli/', 'node/', 'cli.ts', 'bin.ts', 'index.ts', 'generate.ts'];
 
@@ -109,9 +93,7 @@ export function breaches(rel: string, text: string): string[] {
     const at = `lib/${rel}:${i.line}`;
     if (NODE_BUILTINS.has(i.spec) || i.spec.startsWith('node:')) out.push(`${at} imports the Node built-in '${i.spec}'`);
     const t = target(rel, i.spec);
-    if (t && !i.typeOnly && inList(t, NODE_LAYER) && !NOT_YET_SPLIT.includes(`lib/${rel} -> lib/${t}`)) {
-      out.push(`${at} imports the Node-layer module lib/${t}`);
-    }
+    if (t && !i.typeOnly && inList(t, NODE_LAYER)) out.push(`${at} imports the Node-layer module lib/${t}`);
     if (t && rel.startsWith('model/') && inList(t, ABOVE_MODEL)) out.push(`${at} (model layer) imports lib/${t} from a layer above it`);
   }
   for (const g of globals) out.push(`lib/${rel}:${g.line} uses the Node global ${g.name}`);
@@ -120,14 +102,6 @@ export function breaches(rel: string, text: string): string[] {
 
 describe('platform layers', () => {
   const files = sourceFiles(LIB).map((f) => relative(LIB, f));
-
-  test('every NOT_YET_SPLIT edge still exists (remove the ones split)', () => {
-    for (const edge of NOT_YET_SPLIT) {
-      const [from, to] = edge.split(' -> ') as [string, string];
-      const { imports } = importsOf(from, readFileSync(join(process.cwd(), from), 'utf8'));
-      expect([edge, imports.some((i) => !i.typeOnly && target(from.slice(4), i.spec) === to.slice(4))]).toEqual([edge, true]);
-    }
-  });
 
   test('every NODE_LAYER entry exists', () => {
     for (const e of NODE_LAYER) expect([e, files.some((f) => (e.endsWith('/') ? f.startsWith(e) : f === e))]).toEqual([e, true]);

@@ -13,7 +13,8 @@ import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { ConfigError, DataError } from '../errors.js';
 import { sha256Hex } from '../platform/index.js';
 import { PythonRandom } from './random.js';
-import { detectFormat, readTexts, type ReadRowsOptions, type SourceFormat } from './sources.js';
+import type { ReadRowsOptions, SourceFormat } from './sources.js';
+import { detectFormat, readTexts } from '../platform/data.js';
 
 /** One calibration sample: `ids = tokenize(documents[doc]).slice(offset, offset + seqlen)`. */
 export interface CalibrationWindow {

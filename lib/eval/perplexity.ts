@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaModel, ForwardOptions } from '../model/llama.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
-import { readTexts } from '../data/sources.js';
+import { readTexts } from '../platform/data.js';
 import { EVAL_DEFAULTS } from './defaults.js';
 import type { WindowPerplexity } from './results.js';
 import { kernels } from '../model/backend.js';

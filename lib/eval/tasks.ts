@@ -12,7 +12,7 @@
  *   `capitalize`, `re.sub`).
  */
 import { join } from '../platform/path.js';
-import { readRows } from '../data/sources.js';
+import { readRows } from '../platform/data.js';
 import { ConfigError, DataError } from '../errors.js';
 
 /** One multiple-choice question, ready for tokenization. */

@@ -4,7 +4,7 @@ import { resolve } from '../platform/path.js';
 import { ConfigError, DataError, cliFlag, type OptionName } from '../errors.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { sampleWindows, sampleWindowsFromText, windowsHash } from '../data/calibration.js';
-import { detectFormat, readTexts } from '../data/sources.js';
+import { detectFormat, readTexts } from '../platform/data.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // training data

@@ -22,7 +22,7 @@ import { writeJsonAtomic } from '../model/save.js';
 import { requireSyncReads } from '../model/backend.js';
 import { evaluationCut, evaluationText, perplexityOfIds } from '../eval/perplexity.js';
 import type { WindowPerplexity } from '../eval/results.js';
-import { cachedTextIds } from '../eval/token-cache.js';
+import { cachedTextIds } from '../platform/data.js';
 import { LoraAdapters } from './lora.js';
 import { saveAdapters, writeMergedCheckpoint, type MergeReport } from './peft.js';
 import { ensureGradients } from './loss.js';

@@ -12,6 +12,8 @@ import { installPlatform, type Platform } from '../platform/index.js';
 import type { FileSystem } from '../platform/fs.js';
 import { MAX_WASM_THREADS, setWasmBackend } from '../model/wasm-threads.js';
 import { adapterLine, hardwareAdapterPossible, setupWebgpu } from '../model/webgpu.js';
+import { detectFormat, readRows, readTexts } from '../data/sources.js';
+import { cachedTextIds, cachedTokenCount } from '../eval/token-cache.js';
 import { fileSink, fileSource } from './files.js';
 import { startForwardWorker } from './forward-worker.js';
 
@@ -53,6 +55,7 @@ export const nodePlatform: Platform = {
     adapterLine,
   },
   openFile: fileSource,
+  data: { readRows, readTexts, detectFormat, cachedTextIds, cachedTokenCount },
   createFile: fileSink,
 };
 

@@ -6,6 +6,7 @@
  * itself when lib/index.ts, the CLI or a worker loads; a browser layer installs its own (`installPlatform`).
  */
 import type { ByteSink, ByteSource } from './bytes.js';
+import type { DataFiles } from './data.js';
 import type { FileSystem } from './fs.js';
 import type { PathApi } from './path.js';
 import type { AdapterInfo } from '../model/webgpu.js';
@@ -63,6 +64,8 @@ export interface Platform {
   backends: BackendStarters;
   /** A file as a random-access byte source (synchronous reads allowed), and a file as a positional byte sink. */
   openFile(path: string): ByteSource;
+  /** Data files (JSON lines, JSON, parquet, text) and tokenized data sets (lib/platform/data.ts). */
+  data: DataFiles;
   createFile(path: string, options?: { keep?: boolean }): ByteSink;
 }
 
