@@ -34,6 +34,24 @@ export {
   type CompressOptions,
   type StorageReport,
 } from './model/checkpoint.js';
+// platform: the injected runtime layer, byte sources and sinks for checkpoints (docs/architecture.md)
+export { installPlatform, platform, hasPlatform, sha256Hex, type Platform, type PoolWorker, type BackendStarters } from './platform/index.js';
+export { portableSha256 } from './platform/sha256.js';
+export {
+  bytesSource,
+  blobSource,
+  httpSource,
+  MemorySink,
+  MemoryFolder,
+  DirectoryHandleFolder,
+  type ByteSource,
+  type ByteSink,
+  type SinkFolder,
+  type BlobLike,
+  type FetchLike,
+  type DirectoryHandleLike,
+} from './platform/bytes.js';
+export { nodePlatform, fileSource, fileSink, fileFolder } from './node/index.js';
 export {
   CHECKPOINT_FORMATS,
   readSparsityInfo,

@@ -4,6 +4,7 @@
  *   npx tsx scripts/cli-reference.ts --write   replace the block between the markers in README.md
  * test/readme.test.ts fails when README.md and the definitions disagree.
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { buildCli } from '../lib/cli/index.js';
 

@@ -9,6 +9,7 @@
  * Progress goes to stderr. A software adapter's figures are CPU figures: the output says so.
  *   npx tsx scripts/gpu-check.ts --model DIR --calibration FILE [--nsamples 32] [--seqlen 512] [--block 4096,11008]
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
