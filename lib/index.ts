@@ -4,7 +4,7 @@
  */
 import './node/platform.js'; // the Node platform layer (files, workers, backends, hashing): installed on import
 // errors
-export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, cliFlag, keyPath, type OptionName } from './errors.js';
+export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, OutputLockedError, cliFlag, keyPath, type OptionName } from './errors.js';
 // backend
 export { initBackend, activeBackend, defaultThreads, BACKEND_NAMES, type BackendName, type BackendInfo, type BackendOptions } from './model/backend.js';
 export { kernels, kernelsFor, type Kernels } from './model/backend.js';

@@ -1,7 +1,7 @@
 /**
  * The platform split (docs/architecture.md), checked by parsing lib/ with the TypeScript compiler:
  *   - the core (every module of lib/ outside NODE_LAYER) imports no Node built-in (`node:*` or a bare `fs`, `path`,
- *     ...), statically or dynamically, and uses no global `Buffer` or `NodeJS` types: what touches the platform goes
+ *     ...), statically or dynamically, and uses no global `Buffer`, `process` or `NodeJS` types: what touches the platform goes
  *     through lib/platform/ (the injected Platform);
  *   - the core imports nothing of the Node layer at run time (type-only imports are erased, so they are allowed);
  *   - the model layer (lib/model/) imports nothing from the layers above it (eval/, prune/, data/, experiment/,
@@ -25,6 +25,8 @@ export const NODE_LAYER: readonly string[] = [
   'bin.ts',
   'index.ts', // the package's Node entry: installs the Node platform
   'progress.ts', // the CLI's progress reporter on process.stderr
+  'output-lock.ts', // output locks: lock files naming their process, a heartbeat thread, release on exit
+  'watchdog.ts', // the worker's watch on its supervisor process (worker_threads)
   'model/wasm-threads.ts', // tfjs-backend-wasm's threads through worker_threads
   'model/webgpu.ts', // Dawn (the 'webgpu' package) start-up
   'eval/token-cache.ts', // tokenized data sets cached on disk, tokenized in a worker thread
@@ -69,8 +71,8 @@ function importsOf(file: string, text: string): { imports: Import[]; globals: { 
       imports.push({ spec: node.argument.literal.text, typeOnly: true, line: line(node) });
     } else if (ts.isIdentifier(node) && (node.text === 'Buffer' || node.text === 'NodeJS') && !ts.isPropertyAccessExpression(node.parent)) {
       globals.push({ name: node.text, line: line(node) });
-    } else if (ts.isPropertyAccessExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'Buffer') {
-      globals.push({ name: 'Buffer', line: line(node) });
+    } else if (ts.isPropertyAccessExpression(node) && ts.isIdentifier(node.expression) && (node.expression.text === 'Buffer' || node.expression.text === 'process')) {
+      globals.push({ name: node.expression.text, line: line(node) });
     }
     ts.forEachChild(node, visit);
   };
@@ -107,7 +109,7 @@ describe('platform layers', () => {
     for (const e of NODE_LAYER) expect([e, files.some((f) => (e.endsWith('/') ? f.startsWith(e) : f === e))]).toEqual([e, true]);
   });
 
-  test('the core imports no Node built-in and no Node-layer module, uses no Buffer; the model layer imports nothing above it', () => {
+  test('the core imports no Node built-in and no Node-layer module, uses no Buffer or process; the model layer imports nothing above it', () => {
     const found = files.flatMap((f) => breaches(f, readFileSync(join(LIB, f), 'utf8')));
     expect(found).toEqual([]);
   });
@@ -124,6 +126,7 @@ describe('platform layers', () => {
     expect(breaches('model/x.ts', "import type { StatName } from '../prune/stats.js';")).toEqual(['lib/model/x.ts:1 (model layer) imports lib/prune/stats.ts from a layer above it']);
     expect(breaches('model/x.ts', "const { windowLosses } = await import('../eval/perplexity.js');")).toEqual(['lib/model/x.ts:1 (model layer) imports lib/eval/perplexity.ts from a layer above it']);
     expect(breaches('model/x.ts', 'let e: NodeJS.ErrnoException;')).toEqual(['lib/model/x.ts:1 uses the Node global NodeJS']);
+    expect(breaches('eval/x.ts', "const v = process.env['X'];")).toEqual(['lib/eval/x.ts:1 uses the Node global process']);
     expect(breaches('node/x.ts', "import { readFileSync } from 'node:fs';")).toEqual([]);
   });
 });

@@ -2,9 +2,12 @@
 import '../node/platform.js'; // the Node platform layer
 import { LlmPruneError } from '../errors.js';
 import { buildCli } from './index.js';
+import { processEnv } from './env.js';
 import { progress } from './output.js';
+import { SUPERVISOR_ENV, watchSupervisor } from '../watchdog.js';
 
 export async function main(args: string[]): Promise<void> {
+  watchSupervisor(processEnv()[SUPERVISOR_ENV]); // started by llm-prune (lib/bin.ts): die with it
   try {
     await buildCli(args).parseAsync();
   } catch (e) {

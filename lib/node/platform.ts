@@ -14,6 +14,7 @@ import { MAX_WASM_THREADS, setWasmBackend } from '../model/wasm-threads.js';
 import { adapterLine, hardwareAdapterPossible, setupWebgpu } from '../model/webgpu.js';
 import { detectFormat, readRows, readTexts } from '../data/sources.js';
 import { cachedTextIds, cachedTokenCount } from '../eval/token-cache.js';
+import { acquireOutputLock } from '../output-lock.js';
 import { fileSink, fileSource } from './files.js';
 import { startForwardWorker } from './forward-worker.js';
 
@@ -55,6 +56,7 @@ export const nodePlatform: Platform = {
     adapterLine,
   },
   openFile: fileSource,
+  acquireOutputLock,
   data: { readRows, readTexts, detectFormat, cachedTextIds, cachedTokenCount },
   createFile: fileSink,
 };

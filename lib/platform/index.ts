@@ -8,6 +8,7 @@
 import type { ByteSink, ByteSource } from './bytes.js';
 import type { DataFiles } from './data.js';
 import type { FileSystem } from './fs.js';
+import type { acquireOutputLock } from '../output-lock.js';
 import type { PathApi } from './path.js';
 import type { AdapterInfo } from '../model/webgpu.js';
 import { portableSha256 } from './sha256.js';
@@ -64,6 +65,8 @@ export interface Platform {
   backends: BackendStarters;
   /** A file as a random-access byte source (synchronous reads allowed), and a file as a positional byte sink. */
   openFile(path: string): ByteSource;
+  /** An exclusive lock on an output (lib/platform/locks.ts). */
+  acquireOutputLock: typeof acquireOutputLock;
   /** Data files (JSON lines, JSON, parquet, text) and tokenized data sets (lib/platform/data.ts). */
   data: DataFiles;
   createFile(path: string, options?: { keep?: boolean }): ByteSink;
