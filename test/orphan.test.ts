@@ -189,6 +189,7 @@ test('SIGKILL at every step of the final write: the output is the old one or the
     script,
     [
       `import { writeFileSync } from 'node:fs';`,
+      `import '${pathToFileURL(resolve('lib/node/platform.ts')).href}';`,
       `import { StagedFolder } from '${url}';`,
       `const [out, killAt] = process.argv.slice(2);`,
       `const staged = new StagedFolder(out, { overwrite: true });`,
