@@ -1,45 +1,18 @@
 /**
- * The package as users get it (slow: an acceptance check). `npm pack` builds the tarball; a fresh project in a
- * temporary folder installs it OFFLINE: its package-lock.json is made from this repository's (the runtime
- * dependencies at the versions and integrity hashes locked here, the package itself as `file:` the tarball) and
- * `npm ci --offline` takes every tarball from the npm cache that this repository's own `npm ci` filled (as in
- * CI). Then, from that project: `npx llm-prune --version` (the package's version, not the project's), `inspect`,
- * and `demo` (shrunk with --set) with LLM_PRUNE_SHARED pointing at the shared folder; the results must land in
+ * The package as users get it (slow: an acceptance check): the tarball installed offline into a fresh project
+ * (test/helpers/packed-package.ts). Then, from that project: `npx llm-prune --version` (the package's version, not
+ * the project's), `inspect`, and `demo` (shrunk with --set) with LLM_PRUNE_SHARED pointing at the shared folder; the results must land in
  * the project's ./runs/demo and nothing in the installed package folder.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { installPackedPackage, PKG as pkg } from './helpers/packed-package.js';
 import { SHARED_DIR, sharedPath } from './helpers/shared.js';
 
-interface Lock {
-  packages: Record<string, Record<string, unknown> & { dev?: boolean }>;
-}
-
-const ROOT = process.cwd();
-const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, unknown> & { version: string; name: string };
 let tmp: string;
 let project: string;
-
-/** package-lock.json of a project that depends only on the tarball: this repository's runtime entries. */
-function projectLock(tarball: string): Lock & Record<string, unknown> {
-  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as Lock;
-  const root = lock.packages['']!;
-  const packages: Lock['packages'] = {
-    '': { name: 'user-project', version: '9.9.9', dependencies: { [pkg.name]: `file:${tarball}` } },
-    [`node_modules/${pkg.name}`]: {
-      version: pkg.version,
-      resolved: `file:${tarball}`,
-      license: root['license'],
-      dependencies: pkg['dependencies'],
-      bin: pkg['bin'],
-      engines: root['engines'],
-    },
-  };
-  for (const [k, v] of Object.entries(lock.packages)) if (k !== '' && !v.dev) packages[k] = v;
-  return { name: 'user-project', version: '9.9.9', lockfileVersion: 3, requires: true, packages };
-}
 
 function npx(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync('npx', ['--offline', 'llm-prune', ...args], {
@@ -55,17 +28,7 @@ function npx(args: string[], env: Record<string, string> = {}): { code: number |
 beforeAll(() => {
   sharedPath('models', 'c4-llama-7m'); // fails loudly without the shared folder
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-package-'));
-  const out = execFileSync('npm', ['pack', '--pack-destination', tmp, '--silent'], { cwd: ROOT, encoding: 'utf8' }).trim().split('\n');
-  const tarball = out[out.length - 1]!;
-  project = join(tmp, 'user-project');
-  mkdirSync(project);
-  execFileSync('cp', [join(tmp, tarball), project]);
-  writeFileSync(
-    join(project, 'package.json'),
-    JSON.stringify({ name: 'user-project', version: '9.9.9', private: true, dependencies: { [pkg.name]: `file:${tarball}` } }, null, 2),
-  );
-  writeFileSync(join(project, 'package-lock.json'), JSON.stringify(projectLock(tarball), null, 2));
-  execFileSync('npm', ['ci', '--offline', '--no-audit', '--no-fund'], { cwd: project, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  project = installPackedPackage(tmp).project;
 });
 
 afterAll(() => {

@@ -13,14 +13,21 @@ export function withThreads(exp: Experiment, threads: number | undefined): Exper
   return threads === undefined ? exp : { ...exp, threads };
 }
 
+/** The option `run` and `demo` share: keep results computed by another version (the key reuseAnyVersion). */
+export const REUSE_ANY_VERSION = {
+  type: 'boolean',
+  describe: 'reuse stored results computed by another package or method version, with a warning (default: redo them)',
+} as const;
+
 /** Run an experiment, or with `dryRun` print its plan without computing anything. */
 export async function runOrPlan(
-  exp: Experiment,
-  argv: { hfToken?: string | undefined; forceUnlock?: boolean | undefined },
+  given: Experiment,
+  argv: { hfToken?: string | undefined; reuseAnyVersion?: boolean | undefined; forceUnlock?: boolean | undefined },
   env: Env,
   dryRun: boolean,
   shard?: Shard,
 ): Promise<void> {
+  const exp = argv.reuseAnyVersion ? { ...given, reuseAnyVersion: true } : given;
   const callbacks = {
     ...(shard ? { shard } : {}),
     forceUnlock: argv.forceUnlock ?? false,

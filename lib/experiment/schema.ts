@@ -400,6 +400,8 @@ export function experimentSchema(c: SchemaContext) {
     // written (dense, or compressed: compressed-tensors sparse formats); normalised by parseExperiment
     output: z.union([outputDir(c), z.strictObject({ dir: outputDir(c), format: z.enum(CHECKPOINT_FORMATS).default(PRUNE_DEFAULTS.format) })]),
     keepCheckpoints: z.boolean().default(false), // keep each pruned checkpoint in output/
+    // reuse stored results computed by another package or method version (a warning names them); default: redo
+    reuseAnyVersion: z.boolean().default(false),
   });
 }
 

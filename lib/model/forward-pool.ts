@@ -1,13 +1,12 @@
 /**
- * Forward passes sharded over a pool of `worker_threads`, each running its own single-threaded wasm backend
- * (issue 9: "a pool of worker_threads, each with its own single-threaded backend, sharding the calibration windows
- * and evaluation windows"): the perplexity windows (lib/eval/perplexity.ts) and the layer loop's calibration
- * windows (lib/prune/pipeline.ts: the unpruned block's forward with its statistics, and the pruned block's forward).
+ * Forward passes sharded over a pool of `worker_threads`, each running its own single-threaded wasm backend: the
+ * perplexity windows (lib/eval/perplexity.ts) and the layer loop's calibration windows (lib/prune/pipeline.ts: the
+ * unpruned block's forward with its statistics, and the pruned block's forward).
  *
  * Why a pool and not only the wasm backend's own threads (lib/model/wasm-threads.ts): XNNPACK's pool splits the
  * matMuls, but about a quarter of the forward is in kernels tfjs-backend-wasm runs on one thread (softmax, the
  * loss's exp, slices, unstack, elementwise ops), and each threaded matMul ends in a barrier. Windows are independent,
- * so N workers with one thread each keep N cores busy on whole forwards instead. Measured: README, "CPU speed".
+ * so N workers with one thread each keep N cores busy on whole forwards instead. Measured: docs/benchmarks.md.
  *
  * Results do not depend on the worker count. Evaluation: the windows are cut into the same batches as in-process
  * ([i, i + batchSize)), each batch runs whole in one worker, the losses come back per window and the caller sums
@@ -23,7 +22,7 @@
  * the free memory (affordableWorkers: about 4 bytes of worker memory per byte of weights sent). For calibration it receives one block per pass.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName } from './architecture.js';
+import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName, type NormKey } from './architecture.js';
 import { activeBackend, type Kernels } from './backend.js';
 import type { LlamaConfig } from './config.js';
 import { LlamaModel, disposeBlock, type BlockWeights, type Linear } from './llama.js';
@@ -46,8 +45,7 @@ interface ArrayOf {
   shape: number[];
 }
 interface BlockSnapshot {
-  inputNorm: ArrayOf;
-  postNorm: ArrayOf;
+  norms: Partial<Record<NormKey, ArrayOf>>;
   linears: Record<string, { wT: ArrayOf; bias: ArrayOf | null }>;
 }
 /** Everything a worker needs to rebuild the model: the config and float32 copies of every weight. */
@@ -88,7 +86,9 @@ async function blockSnapshot(b: BlockWeights): Promise<BlockSnapshot> {
     const l = b.linears[n];
     linears[n] = { wT: await arrayOf(l.wT), bias: l.bias ? await arrayOf(l.bias) : null };
   }
-  return { inputNorm: await arrayOf(b.inputNorm), postNorm: await arrayOf(b.postNorm), linears };
+  const norms: BlockSnapshot['norms'] = {};
+  for (const [key, t] of Object.entries(b.norms) as [NormKey, tf.Tensor1D][]) norms[key] = await arrayOf(t);
+  return { norms, linears };
 }
 
 /** Float32 copies of a resident model's weights (throws when a block or the head is not loaded). */
@@ -113,7 +113,7 @@ export function modelBytes(model: LlamaModel): number {
   let n = model.embedTable.size + model.finalNorm.size + (model.lmHeadT?.size ?? 0);
   for (const b of model.blocks) {
     if (!b) continue;
-    n += b.inputNorm.size + b.postNorm.size;
+    for (const t of Object.values(b.norms)) n += t.size;
     for (const name of LINEAR_NAMES) n += b.linears[name].wT.size + (b.linears[name].bias?.size ?? 0);
   }
   return 4 * n;
@@ -139,7 +139,7 @@ const WORKER_COPIES = 4;
 /**
  * The most workers (at most `wanted`) whose memory fits in a quarter of the free memory (`freeBytes`, default the
  * system's) beside `sharedBytes`; 0 (run in-process) below 2. The pool must never be what makes a model too large
- * for the machine: in-process, memory is bounded by one block (README, "Larger than RAM").
+ * for the machine: in-process, memory is bounded by one block (docs/scaling.md, "Larger than RAM").
  */
 export function affordableWorkers(wanted: number, weightBytesPerWorker: number, sharedBytes = 0, freeBytes = freemem()): number {
   const budget = freeBytes / 4 - sharedBytes;
@@ -316,7 +316,9 @@ function blockFromSnapshot(b: BlockSnapshot): BlockWeights {
     const l = b.linears[n]!;
     linears[n] = { wT: tensorOf<tf.Tensor2D>(l.wT), bias: l.bias ? tensorOf<tf.Tensor1D>(l.bias) : null };
   }
-  return { inputNorm: tensorOf<tf.Tensor1D>(b.inputNorm), postNorm: tensorOf<tf.Tensor1D>(b.postNorm), linears };
+  const norms: BlockWeights['norms'] = {};
+  for (const [key, a] of Object.entries(b.norms) as [NormKey, ArrayOf][]) norms[key] = tensorOf<tf.Tensor1D>(a);
+  return { norms, linears };
 }
 
 function modelFromSnapshot(s: ModelSnapshot, kernels: Kernels | null): LlamaModel {

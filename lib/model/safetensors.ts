@@ -16,6 +16,22 @@ const DTYPE_SIZE: Record<string, number> = {
 };
 const MAX_HEADER = 100 * 1024 * 1024; // the reference implementation's limit
 
+/** Rows start .. start + count - 1 of a 2-D tensor. */
+export interface RowRange {
+  start: number;
+  count: number;
+}
+
+/** The data offset and byte count of a tensor, or of a row range of a 2-D one (validated against its shape). */
+function rowBytes(e: TensorEntry, es: number, where: string, rows?: RowRange): { begin: number; bytes: number } {
+  if (!rows) return { begin: e.begin, bytes: e.end - e.begin };
+  const [n, cols] = e.shape as [number, number];
+  if (e.shape.length !== 2 || rows.start < 0 || rows.count < 0 || rows.start + rows.count > n) {
+    throw new CheckpointError(`${where}: rows ${rows.start}..${rows.start + rows.count - 1} are outside its shape [${e.shape.join(', ')}]`);
+  }
+  return { begin: e.begin + rows.start * cols * es, bytes: rows.count * cols * es };
+}
+
 /** One tensor's header entry. Offsets are relative to the start of the data area. */
 export interface TensorEntry {
   name: string;
@@ -177,31 +193,29 @@ export class SafetensorsFile {
   }
 
   /**
-   * A tensor's values as float32 (F16/BF16 widened exactly). Into `out` when given (its length must be the
-   * tensor's size; a caller that reuses one array across tensors saves allocating and page-faulting a fresh one
-   * each time), else into a new array. F32 is read straight into the array; 16-bit data goes through one reused
-   * cache-sized chunk (lib/model/dtype-convert.ts).
+   * One tensor as float32, into `out` when given (its length must be the values read). `rows` reads only rows
+   * start .. start + count - 1 of a 2-D tensor (a linear stacked in a fused tensor), straight from their bytes.
    */
-  readFloat32(name: string, out?: Float32Array): Float32Array {
-    const { e, dst } = this.floatTarget(name, out);
+  readFloat32(name: string, out?: Float32Array, rows?: RowRange): Float32Array {
+    const { e, dst, begin, bytes } = this.floatTarget(name, out, rows);
     const src = this.live();
     const pastEnd = (): string => this.pastEnd(name);
     if (e.dtype === 'F32') {
-      readAtSync(src, this.dataStart + e.begin, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), pastEnd);
+      readAtSync(src, this.dataStart + begin, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), pastEnd);
       return dst;
     }
-    decodeStream(e.dtype as 'BF16' | 'F16', e.end - e.begin, dst, (buf, off) => readAtSync(src, this.dataStart + e.begin + off, buf, pastEnd));
+    decodeStream(e.dtype as 'BF16' | 'F16', bytes, dst, (buf, off) => readAtSync(src, this.dataStart + begin + off, buf, pastEnd));
     return dst;
   }
 
   /** readFloat32 from any source: one chunk (CHUNK_VALUES values) per read, decoded as it arrives. */
-  async readFloat32Async(name: string, out?: Float32Array): Promise<Float32Array> {
-    const { e, dst } = this.floatTarget(name, out);
+  async readFloat32Async(name: string, out?: Float32Array, rows?: RowRange): Promise<Float32Array> {
+    const { e, dst, begin } = this.floatTarget(name, out, rows);
     const size = DTYPE_SIZE[e.dtype]!;
     const bytes = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
     for (let first = 0; first < dst.length; first += CHUNK_VALUES) {
       const n = Math.min(CHUNK_VALUES, dst.length - first);
-      const chunk = await readAt(this.live(), this.dataStart + e.begin + first * size, n * size, () => `${this.path}: tensor '${name}'`);
+      const chunk = await readAt(this.live(), this.dataStart + begin + first * size, n * size, () => `${this.path}: tensor '${name}'`);
       if (e.dtype === 'F32') bytes.set(chunk, first * 4);
       else decodeStream(e.dtype as 'BF16' | 'F16', chunk.length, dst.subarray(first, first + n), (buf, off) => buf.set(chunk.subarray(off, off + buf.length)));
     }
@@ -209,50 +223,55 @@ export class SafetensorsFile {
   }
 
   /**
-   * A 2-D tensor [rows, cols] as float32 transposed ([cols, rows] row-major), into `out` when given (as for
-   * readFloat32): the transpose happens chunk by chunk as the data are decoded, instead of as a separate pass.
+   * A 2-D tensor [rows, cols] (or its `rows` range) as float32 transposed ([cols, rows] row-major), into `out` when
+   * given (as for readFloat32): the transpose happens chunk by chunk as the data are decoded, instead of as a
+   * separate pass.
    */
-  readFloat32Transposed(name: string, out?: Float32Array): Float32Array {
-    const { e, rows, cols } = this.matrix(name, out);
-    if (e.dtype !== 'BF16' && e.dtype !== 'F16') return transposeFloat32(this.readFloat32(name), rows, cols, out);
+  readFloat32Transposed(name: string, out?: Float32Array, range?: RowRange): Float32Array {
+    const { e, rows, cols, begin } = this.matrix(name, out, range);
+    if (e.dtype !== 'BF16' && e.dtype !== 'F16') return transposeFloat32(this.readFloat32(name, undefined, range), rows, cols, out);
     const dst = out ?? new Float32Array(rows * cols);
     const src = this.live();
-    decodeStreamTransposed(e.dtype, rows, cols, dst, (buf, off) => readAtSync(src, this.dataStart + e.begin + off, buf, () => this.pastEnd(name)));
+    decodeStreamTransposed(e.dtype, rows, cols, dst, (buf, off) => readAtSync(src, this.dataStart + begin + off, buf, () => this.pastEnd(name)));
     return dst;
   }
 
   /** readFloat32Transposed from any source: whole rows per read (about CHUNK_VALUES values), transposed as they arrive. */
-  async readFloat32TransposedAsync(name: string, out?: Float32Array): Promise<Float32Array> {
-    const { e, rows, cols } = this.matrix(name, out);
+  async readFloat32TransposedAsync(name: string, out?: Float32Array, range?: RowRange): Promise<Float32Array> {
+    const { e, rows, cols, begin } = this.matrix(name, out, range);
     const step = Math.floor(CHUNK_VALUES / Math.max(1, cols));
     // F32, or rows too long for whole rows per chunk (no LLaMA linear is): read whole, then transpose
-    if ((e.dtype !== 'BF16' && e.dtype !== 'F16') || step < 8) return transposeFloat32(await this.readFloat32Async(name), rows, cols, out);
+    if ((e.dtype !== 'BF16' && e.dtype !== 'F16') || step < 8) return transposeFloat32(await this.readFloat32Async(name, undefined, range), rows, cols, out);
     const dst = out ?? new Float32Array(rows * cols);
     for (let r = 0; r < rows; r += step) {
       const n = Math.min(step, rows - r);
-      const chunk = await readAt(this.live(), this.dataStart + e.begin + r * cols * 2, n * cols * 2, () => `${this.path}: tensor '${name}'`);
+      const chunk = await readAt(this.live(), this.dataStart + begin + r * cols * 2, n * cols * 2, () => `${this.path}: tensor '${name}'`);
       decodeTransposedRows(e.dtype, chunk, r, cols, dst, rows);
     }
     return dst;
   }
 
-  private floatTarget(name: string, out?: Float32Array): { e: TensorEntry; dst: Float32Array } {
+  private floatTarget(name: string, out?: Float32Array, rows?: RowRange): { e: TensorEntry; dst: Float32Array; begin: number; bytes: number } {
     const e = this.entry(name);
     const where = `${this.path}: tensor '${name}'`;
     if (e.dtype !== 'F32' && e.dtype !== 'BF16' && e.dtype !== 'F16') throw notFloat(where, e.dtype);
-    const n = (e.end - e.begin) / DTYPE_SIZE[e.dtype]!;
+    const es = DTYPE_SIZE[e.dtype]!;
+    const { begin, bytes } = rowBytes(e, es, where, rows);
+    const n = bytes / es;
     if (out && out.length !== n) throw new CheckpointError(`${where}: holds ${n} values, the array given has ${out.length}`);
-    return { e, dst: out ?? new Float32Array(n) };
+    return { e, dst: out ?? new Float32Array(n), begin, bytes };
   }
 
-  private matrix(name: string, out?: Float32Array): { e: TensorEntry; rows: number; cols: number } {
+  private matrix(name: string, out?: Float32Array, range?: RowRange): { e: TensorEntry; rows: number; cols: number; begin: number } {
     const e = this.entry(name);
     const where = `${this.path}: tensor '${name}'`;
     if (e.shape.length !== 2) throw new CheckpointError(`${where}: has shape [${e.shape.join(', ')}]; only a 2-D tensor can be read transposed`);
-    if (e.dtype !== 'F32' && e.dtype !== 'BF16' && e.dtype !== 'F16') throw notFloat(where, e.dtype);
-    const [rows, cols] = e.shape as [number, number];
+    const cols = e.shape[1]!;
+    const rows = range ? range.count : e.shape[0]!;
     if (out && out.length !== rows * cols) throw new CheckpointError(`${where}: holds ${rows * cols} values, the array given has ${out.length}`);
-    return { e, rows, cols };
+    if (e.dtype !== 'F32' && e.dtype !== 'BF16' && e.dtype !== 'F16') throw notFloat(where, e.dtype);
+    const { begin } = rowBytes(e, DTYPE_SIZE[e.dtype]!, where, range);
+    return { e, rows, cols, begin };
   }
 
   private entry(name: string): TensorEntry {

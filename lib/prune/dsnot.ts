@@ -121,6 +121,7 @@ export function dsnotCycle(x: DsnotInput, o: DsnotOptions): Uint8Array {
 
 export const dsnot: MaskRefiner<DsnotOptions> = {
   name: 'dsnot',
+  version: 1, // bump when a change alters its masks or weights
   summary: 'training-free prune-and-grow refinement of the mask (Zhang et al. 2024), unstructured',
   stats: ['scaler', 'sum', 'variance'],
   options: dsnotOptions,

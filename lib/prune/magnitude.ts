@@ -33,6 +33,7 @@ const magnitudeOptions = z.strictObject({});
 
 export const magnitude: PruneMethod<z.infer<typeof magnitudeOptions>> = {
   name: 'magnitude',
+  version: 1, // bump when a change alters its masks or weights
   summary: '|W|, one threshold per matrix (baseline; no calibration data)',
   stats: [],
   options: magnitudeOptions,

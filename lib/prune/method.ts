@@ -42,6 +42,11 @@ export type OptionsSchema<O> = z.ZodType<O, Record<string, unknown>>;
  */
 export interface PruneMethod<O = Record<string, unknown>> {
   readonly name: string;
+  /**
+   * The version of this module's numbers: bump it with any change that can change what it computes (masks, kept
+   * weights, statistics it reads). Stored experiment results record it, and a run redoes results made at another.
+   */
+  readonly version: number;
   /** One line for help texts. */
   readonly summary: string;
   /** What the method reads from the calibration data; empty for methods (magnitude) that use none. */
@@ -65,6 +70,8 @@ export interface PruneMethod<O = Record<string, unknown>> {
 /** A mask refiner (DSnoT): re-chooses a mask after the method chose it, at the same per-row sparsity. */
 export interface MaskRefiner<O = Record<string, unknown>> {
   readonly name: string;
+  /** The version of its numbers (see PruneMethod.version). */
+  readonly version: number;
   readonly summary: string;
   readonly stats: readonly StatName[];
   readonly options: OptionsSchema<O>;
@@ -77,6 +84,8 @@ export interface MaskRefiner<O = Record<string, unknown>> {
 /** Per-block sparsities chosen before the layer loop (OWL). `mean` of the result is the global target. */
 export interface LayerwiseAllocator<O = Record<string, unknown>> {
   readonly name: string;
+  /** The version of its numbers (see PruneMethod.version). */
+  readonly version: number;
   readonly summary: string;
   readonly options: OptionsSchema<O>;
 }

@@ -24,6 +24,7 @@ export type OwlOptions = z.infer<typeof owlOptions>;
 
 export const owl: LayerwiseAllocator<OwlOptions> = {
   name: 'owl',
+  version: 1, // bump when a change alters its masks or weights
   summary: 'outlier-weighted layerwise sparsity: blocks with more Wanda-metric outliers are pruned less (Yin et al. 2024)',
   options: owlOptions,
 };

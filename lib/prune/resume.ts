@@ -228,9 +228,9 @@ export function blockParams(c: LlamaConfig): number {
 }
 
 /**
- * Peak-memory model of the layer loop (bytes), for README "Larger than RAM" and bench/scale.ts. With E the embedding
- * table, B one block and L the largest linear, all in float32, and A the calibration activations (nsamples x seqlen
- * x hidden float32), the loop goes through four phases, none of which holds more than one block:
+ * Peak-memory model of the layer loop (bytes), for docs/scaling.md ("Larger than RAM") and bench/scale.ts. With E the
+ * embedding table, B one block and L the largest linear, all in float32, and A the calibration activations
+ * (nsamples x seqlen x hidden float32), the loop goes through four phases, none of which holds more than one block:
  *   start    E on the backend (the windows are embedded, then E is freed); each non-block tensor passes through JS
  *            memory once (float32 + encoded: 1.5 E)
  *   forward  2 B + 2 A on the backend (the block, the packed copy of each weight XNNPACK's matMul keeps, the

@@ -134,6 +134,7 @@ export function riaMask(metric: tf.Tensor2D, target: PruneOptions, o: RiaOptions
 
 export const ria: PruneMethod<RiaOptions> = {
   name: 'ria',
+  version: 1, // bump when a change alters its masks or weights
   summary: 'relative importance * activations^a; per-matrix threshold; N:M with optional channel permutation (Zhang et al. 2024)',
   stats: ['scaler'],
   options: riaOptions,

@@ -323,6 +323,7 @@ export type SparseGptOptions = z.infer<typeof sparsegptOptions>;
 /** The SparseGPT method: Hessian statistics, then the OBS sweep that removes and updates weights. */
 export const sparsegpt: PruneMethod<SparseGptOptions> = {
   name: 'sparsegpt',
+  version: 1, // bump when a change alters its masks or weights
   summary: 'OBS sweep with weight updates from the Hessian of the inputs (Frantar & Alistarh 2023)',
   stats: ['hessian'],
   options: sparsegptOptions,

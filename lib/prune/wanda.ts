@@ -111,6 +111,7 @@ export function checkStats(owner: string, weight: tf.Tensor2D, stats: Activation
 /** The Wanda method: calibration statistics, then a per-output-row mask of |W| * sqrt(s). Weights are not updated. */
 export const wanda: PruneMethod<WandaOptions> = {
   name: 'wanda',
+  version: 1, // bump when a change alters its masks or weights
   summary: '|W| * sqrt(mean input norm^2), per output row (Sun et al. 2023)',
   stats: ['scaler'],
   options: wandaOptions,

@@ -91,3 +91,27 @@ test('eval --adapter labels its row and its JSON with the adapter', async () => 
   expect({ code: r.code, stderr: r.stderr.slice(-500) }).toEqual({ code: 0, stderr: expect.stringContaining(`| ${model} + LoRA ${ft} |`) });
   expect(JSON.parse(r.stdout)).toMatchObject({ model, adapter: ft });
 });
+
+test('run --reuse-any-version keeps a result stored by another version (with a warning); without it the setting is redone', async () => {
+  const config = join(tmp, 'versions.json');
+  const out = join(tmp, 'versions-out');
+  // magnitude reads no calibration data: the source only has to exist
+  const experiment = { model: tiny.dir, backend: 'wasm', calibration: { source: config }, prune: { method: 'magnitude', sparsity: 0.5 }, dense: false, eval: { ppl: [] }, output: out };
+  writeFileSync(config, JSON.stringify(experiment));
+  const first = await cli(['run', config]);
+  expect({ code: first.code, stderr: first.stderr.slice(-800) }).toEqual({ code: 0, stderr: expect.any(String) });
+  const file = join(out, 'settings', 'magnitude-unstructured-0.5.json');
+  const stored = JSON.parse(readFileSync(file, 'utf8')) as { versions: { package: string } };
+  writeFileSync(file, JSON.stringify({ ...stored, versions: { ...stored.versions, package: '0.0.1' } }));
+  const plan = async (...flags: string[]): Promise<[string, string]> => {
+    const r = await cli(['run', config, '--dry-run', ...flags]);
+    expect(r.code).toBe(0);
+    return [(JSON.parse(r.stdout) as { settings: { action: string }[] }).settings[0]!.action, r.stderr];
+  };
+  const [kept, keptErr] = await plan('--reuse-any-version');
+  expect(kept).toBe('reuse');
+  expect(keptErr).toContain('magnitude-unstructured-0.5: warning: reusing a result computed by another version (package 0.0.1 -> ');
+  const [redone, redoneErr] = await plan();
+  expect(redone).toBe('compute');
+  expect(redoneErr).toContain('magnitude-unstructured-0.5: redoing: the stored result was computed by another version (package 0.0.1 -> ');
+});

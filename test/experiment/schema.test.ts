@@ -166,7 +166,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
     const e = errorOf(BASE + 'colour: red\n');
     expect(e.message).toBe(
       `${join(root, 'configs', 'bad.yaml')}: colour: unknown key 'colour'; allowed: name, model, backend, threads, calibration, ` +
-        'prune, dense, eval, finetune, output, keepCheckpoints',
+        'prune, dense, eval, finetune, output, keepCheckpoints, reuseAnyVersion',
     );
   });
 

@@ -6,7 +6,7 @@ import { loadExperiment } from '../../experiment/schema.js';
 import { findSharedDir, packageRoot, SHARED_HINT } from '../../paths.js';
 import { defineCommand, type CliContext } from '../command.js';
 import { sharedFolder, type Env } from '../env.js';
-import { runOrPlan, withThreads } from '../experiment.js';
+import { REUSE_ANY_VERSION, runOrPlan, withThreads } from '../experiment.js';
 import { progress } from '../output.js';
 import { parseOverrides } from '../values.js';
 
@@ -30,7 +30,8 @@ export function demoCommand(ctx: CliContext) {
       y
         .option('set', { type: 'string', array: true, default: [], describe: 'override a key of configs/demo.yaml' })
         .option('shared', { type: 'string', describe: 'the shared folder with models/ and data/ (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
-        .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and compute nothing' }),
+        .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and compute nothing' })
+        .option('reuse-any-version', REUSE_ANY_VERSION),
     handler: async (argv) => {
       const overrides = parseOverrides(argv.set as string[]);
       const shared = findSharedDir(sharedFolder(argv.shared, ctx.env));

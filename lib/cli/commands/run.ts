@@ -4,7 +4,7 @@ import { loadExperiment } from '../../experiment/schema.js';
 import { parseShard } from '../../experiment/shard.js';
 import { defineCommand, FORCE_UNLOCK, type CliContext } from '../command.js';
 import { sharedFolder } from '../env.js';
-import { runOrPlan, withThreads } from '../experiment.js';
+import { REUSE_ANY_VERSION, runOrPlan, withThreads } from '../experiment.js';
 import { parseOverrides } from '../values.js';
 
 export function runCommand(ctx: CliContext) {
@@ -18,6 +18,7 @@ export function runCommand(ctx: CliContext) {
         .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' })
         .option('shared', { type: 'string', describe: 'the folder that ${shared} names in experiment files (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (settings, what is reused, estimated time) and compute nothing' })
+        .option('reuse-any-version', REUSE_ANY_VERSION)
         .option('shard', { type: 'string', describe: 'K/N: run only the settings whose id hashes to K of N (0-based); merge with `report`' })
         .option('force-unlock', FORCE_UNLOCK),
     handler: async (argv) => {
