@@ -19,7 +19,7 @@
  * On NFS (v3 and later) hard-link creation is atomic on the server, so two hosts never both create the lock; the
  * take-over of a stale lock renames it first and checks that what it renamed is the lock it judged stale.
  */
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from './platform/fs.js';
+import { closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { OutputLockedError } from './errors.js';
