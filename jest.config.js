@@ -24,4 +24,5 @@ export default {
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', ACCEPTANCE],
   testTimeout: 600000,
+  setupFiles: ['<rootDir>/test/setup-platform.ts'],
 };

@@ -7,6 +7,7 @@
  * what the loop holds whatever the batch size (lib/prune/resume.ts memoryEstimate: 2 blocks + 2 x activations).
  *   npx tsx bench/calibration-memory.ts
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

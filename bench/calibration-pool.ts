@@ -5,6 +5,7 @@
  * each one's median loop seconds (calibration forward, statistics, re-forward), the ratio, and the CPU seconds.
  *   npx tsx bench/calibration-pool.ts [--threads N] [--nsamples 32] [--seqlen 512] [--rounds 2]
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
 import { parseArgs } from 'node:util';

@@ -4,6 +4,7 @@
  *   node dist/bench/compare-reference-ids.js --model DIR --calibration FILE --wikitext FILE --nsamples 32 --seqlen 512
  * Prints JSON: { calibration: number[][], calibrationHash, eval: number[] }.
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { parseArgs } from 'node:util';
 import { calibrationFromFile } from '../lib/data/calibration.js';
 import { evaluationIds } from '../lib/eval/perplexity.js';

@@ -7,6 +7,7 @@
  * pool of N worker threads with one single-threaded backend each (lib/model/forward-pool.ts); it checks that both give
  * the same perplexity and prints each one's median tokens/s, the ratio, and the CPU seconds the process used.
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { defaultThreads, initBackend, type BackendName } from '../lib/model/backend.js';

@@ -9,6 +9,7 @@
  * the threads added work or only split it).
  * FLOPs counted: every linear (2*tokens*in*out), lm_head, and attention's two matMuls (2 * 2*s*s*headDim per head).
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
 import { parseArgs } from 'node:util';

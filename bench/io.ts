@@ -17,6 +17,7 @@
  * CPU seconds (user + system of the process doing the work) are what a loaded machine distorts least; wall seconds
  * are given too. Best of 3 (the shell commands loop 10 times per timing: /usr/bin/time counts in 10 ms steps).
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';

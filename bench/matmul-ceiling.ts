@@ -3,6 +3,7 @@
  * (CPU time, so a loaded machine changes it little), for bench/matmul-ceiling.sh. Prints JSON.
  *   npx tsx bench/matmul-ceiling.ts [--reps 20]
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import * as tf from '@tensorflow/tfjs-core';
 import { parseArgs } from 'node:util';
 import { initBackend } from '../lib/model/backend.js';

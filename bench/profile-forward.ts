@@ -3,6 +3,7 @@
  * from `tf.profile` (each kernel timed by the backend), grouped by kernel name and shape class. Prints JSON.
  *   npx tsx bench/profile-forward.ts [--model DIR] [--seqlen 512] [--threads 1] [--reps 3]
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
 import { parseArgs } from 'node:util';

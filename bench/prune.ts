@@ -14,6 +14,7 @@
  *   --io-block: also the block load + save path of the layer loop on one LLaMA-7B-shaped block (about 1 GB of disk
  *   and 3 GB of memory while it runs).
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -8,6 +8,7 @@
  * block to <dir>/<shape>-L<L>.blocks.jsonl: {layer, seconds, rssMB, peakRssMB}. Prints a JSON summary with the
  * memory formula of docs/scaling.md ("Larger than RAM") next to the measurement.
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';

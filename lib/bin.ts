@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import './node/platform.js'; // the Node platform layer
 import { cleanUpAfter, INTERRUPT_LOG_ENV } from './interrupt.js';
 import { SUPERVISOR_ENV } from './watchdog.js';
 

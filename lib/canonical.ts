@@ -2,7 +2,7 @@
  * Canonical JSON and its sha256: the fingerprints that decide whether saved work can be reused (an experiment
  * setting's results, a prune's block-level resume state) hash this text, so equal values always give equal text.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './platform/index.js';
 
 /** JSON with object keys sorted at every level and undefined members left out. */
 export function canonicalJson(value: unknown): string {
@@ -18,5 +18,5 @@ export function canonicalJson(value: unknown): string {
 
 /** sha256 (hex) of canonicalJson(value). */
 export function canonicalSha256(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+  return sha256Hex(canonicalJson(value));
 }

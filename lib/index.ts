@@ -3,6 +3,8 @@
  * run experiment files, and build its own masks from the same metrics. Every name here is documented, one line each,
  * in docs/api.md; everything else is internal (a test or a notebook may import internal modules by path).
  */
+import './node/platform.js'; // the Node platform layer (files, workers, backends, hashing): installed on import
+import './node/platform.js'; // the Node platform layer (files, workers, backends, hashing): installed on import
 // errors
 export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, OutputLockedError, cliFlag, type OptionName } from './errors.js';
 // backend
@@ -53,3 +55,7 @@ export { DEFAULT_LORA, type LoraConfig } from './finetune/lora.js';
 export { loadAdapters, type LoadedAdapters } from './finetune/peft.js';
 // progress on stderr
 export { createProgress, type ProgressReporter } from './progress.js';
+// platform: the injected runtime layer, byte sources and sinks for checkpoints (docs/architecture.md)
+export { installPlatform, platform, type Platform } from './platform/index.js';
+export { bytesSource, blobSource, httpSource, MemoryFolder, type ByteSource, type ByteSink, type SinkFolder } from './platform/bytes.js';
+export { fileSource, fileFolder } from './node/index.js';

@@ -12,14 +12,15 @@
  * Without the supervisor (library use, `node dist/lib/cli.js`) the log is off; a later run into the same output
  * removes the `.partial-<pid>` folders of dead processes (removeStaleStaged).
  */
-import { appendFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join, relative, isAbsolute } from 'node:path';
+import { appendFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from './platform/fs.js';
+import { basename, dirname, join, relative, isAbsolute, resolve } from './platform/path.js';
+import { platform } from './platform/index.js';
 
 /** Environment variable naming the log file (set by lib/bin.ts for its child). */
 export const INTERRUPT_LOG_ENV = 'LLM_PRUNE_INTERRUPT_LOG';
 
 function log(entry: Record<string, string>): void {
-  const file = process.env[INTERRUPT_LOG_ENV];
+  const file = platform().env(INTERRUPT_LOG_ENV);
   if (!file) return;
   try {
     appendFileSync(file, JSON.stringify(entry) + '\n');
@@ -44,7 +45,7 @@ export function keepOnInterrupt(path: string, note: string, missing: string): vo
 
 /** An output lock was taken (`pid` in it) or released. */
 export function lockTaken(path: string): void {
-  log({ lock: path, pid: String(process.pid) });
+  log({ lock: path, pid: String(platform().processId) });
 }
 
 export function lockReleased(path: string): void {
@@ -58,12 +59,7 @@ export function folderMade(path: string): void {
 
 /** Whether a process with this pid is alive on this machine. */
 export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return platform().processAlive(pid);
 }
 
 /**
@@ -81,7 +77,7 @@ export function removeStaleStaged(out: string): string[] {
     const m = /^(.*)\.(partial|old)-(\d+)$/.exec(name);
     if (!m || m[1] !== prefix) continue;
     const pid = Number(m[3]);
-    if (pid === process.pid || processAlive(pid)) continue;
+    if (pid === platform().processId || processAlive(pid)) continue;
     if (m[2] === 'old' && !existsSync(out)) {
       renameSync(join(dir, name), out);
       removed.push(`${name} (put back as ${prefix})`);
@@ -103,7 +99,7 @@ function nonEmpty(p: string): boolean {
 
 /** A path as the user would write it: relative to the working directory when inside it. */
 export function shown(path: string): string {
-  const r = relative(process.cwd(), path);
+  const r = relative(resolve('.'), path);
   return r === '' ? '.' : r.startsWith('..') || isAbsolute(r) ? path : r;
 }
 

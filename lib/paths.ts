@@ -3,14 +3,14 @@
  * user's shared folder of models and data. Nothing here resolves a user path against the package folder: shipped
  * configs name the shared folder as `${shared}` and their outputs as `${cwd}/runs/...` (see expandPathVars).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from './platform/fs.js';
+import { dirname, join, resolve } from './platform/path.js';
+import { platform } from './platform/index.js';
 import { ConfigError } from './errors.js';
 
-/** The package root: the folder with package.json above this module (lib/ in a clone, dist/lib/ when installed). */
+/** The package root: the folder with package.json above the platform layer (lib/ in a clone, dist/lib/ when installed). */
 export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
+  let dir = platform().moduleDir;
   while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
   return dir;
 }
@@ -50,7 +50,7 @@ const VAR = /\$\{(\w+)\}/g;
 export function expandPathVars(value: string, where: string, vars: PathVars = {}): string {
   if (!value.includes('${')) return value;
   return value.replace(VAR, (_, name: string) => {
-    if (name === 'cwd') return process.cwd();
+    if (name === 'cwd') return resolve('.');
     if (name === 'shared') {
       const dir = findSharedDir(vars.shared);
       if (dir === null) throw new ConfigError(`${where}: '${value}' names \${shared}, but no shared folder was found: ${SHARED_HINT}`);

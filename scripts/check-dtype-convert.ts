@@ -4,6 +4,7 @@
  *   npx tsx scripts/check-dtype-convert.ts
  * Prints the mismatch count per path and dtype; exits 1 if any.
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { decodeStream, encodeStream, useSimd, type Dtype16 } from '../lib/model/dtype-convert.js';
 import { bitByBitBf16, bitByBitHalf, halfToFloat32Bits } from '../test/helpers/dtype-reference.js';
 

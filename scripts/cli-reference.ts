@@ -6,6 +6,7 @@
  *   npx tsx scripts/cli-reference.ts --check      exit 1 when docs/cli.md is stale
  * test/cli/cli-reference.test.ts fails when docs/cli.md and the definitions disagree.
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { buildCli } from '../lib/cli/index.js';
 

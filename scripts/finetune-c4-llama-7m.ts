@@ -13,6 +13,7 @@
  * Progress goes to stderr; the report (also in <out>/report.json) is summarised on stdout. A run stopped by
  * --time-budget or killed continues with --resume. Shared files: $LLM_PRUNE_SHARED or ../shared.
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';

@@ -14,6 +14,7 @@
  * turns it off) fails within seconds when the only adapter is a software one. Progress goes to stderr.
  *   npx tsx scripts/gpu-check.ts --model DIR --calibration FILE [--require-hardware] [--nsamples 32] [--seqlen 512]
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { PreflightError, REQUIREMENTS, preflight } from './gpu-preflight.js';

@@ -9,6 +9,7 @@
  * embedding table), sharded with a model.safetensors.index.json like real checkpoints. The tokenizer files are copied
  * from --tokenizer-from (default: $LLM_PRUNE_SHARED/models/c4-llama-7m, its 4,096 ids are all inside the vocabulary).
  */
+import '../lib/node/platform.js'; // the Node platform layer (files, workers, backends)
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';

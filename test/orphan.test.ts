@@ -189,6 +189,7 @@ test('SIGKILL at every step of the final write: the output is the old one or the
     script,
     [
       `import { writeFileSync } from 'node:fs';`,
+      `import '${pathToFileURL(resolve('lib/node/platform.ts')).href}';`,
       `import { StagedFolder } from '${url}';`,
       `const [out, killAt] = process.argv.slice(2);`,
       `const staged = new StagedFolder(out, { overwrite: true });`,
@@ -208,7 +209,7 @@ test('SIGKILL at every step of the final write: the output is the old one or the
     const r = spawnSync(process.execPath, ['--import', 'tsx', script, out, step], { encoding: 'utf8' });
     expect({ step, signal: r.signal, stderr: r.stderr }).toEqual({ step, signal: 'SIGKILL', stderr: '' });
     // what the next run into the same output finds (a killed commit's moved-aside folder put back)
-    const next = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('${url}').then((m) => new m.StagedFolder(${JSON.stringify(out)}, { overwrite: true }).abandon())`], { encoding: 'utf8' });
+    const next = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('${pathToFileURL(resolve('lib/node/platform.ts')).href}').then(() => import('${url}')).then((m) => new m.StagedFolder(${JSON.stringify(out)}, { overwrite: true }).abandon())`], { encoding: 'utf8' });
     expect(next.stderr).toBe('');
     const got = contents(out);
     const expected = ['before', 'synced', 'old-moved-aside'].includes(step) ? OLD : NEW;

@@ -103,6 +103,7 @@ test('of 6 processes racing for one lock (fresh, then stale), exactly one holds 
     script,
     [
       `import { appendFileSync } from 'node:fs';`,
+      `import '${pathToFileURL(resolve('lib/node/platform.ts')).href}';`,
       `import { acquireOutputLock } from '${pathToFileURL(resolve('lib/output-lock.ts')).href}';`,
       `const [file, log] = process.argv.slice(2);`,
       `const start = Number(process.argv[4]); while (Date.now() < start) {}`,

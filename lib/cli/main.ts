@@ -2,6 +2,7 @@
  * The program around the command line: library errors become one `error:` line (the option they name shown as its
  * flag: `model` as `--model`) and exit 1, anything else exit 2.
  */
+import '../node/platform.js'; // the Node platform layer
 import { cliFlag, LlmPruneError } from '../errors.js';
 import { buildCli } from './index.js';
 import { processEnv } from './env.js';

@@ -9,11 +9,12 @@
  * Token ids include what the tokenizer's post-processor adds (the BOS for LLaMA), as the reference's
  * `tokenizer(text)` does.
  */
-import { createHash } from 'node:crypto';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { ConfigError, DataError } from '../errors.js';
+import { sha256Hex } from '../platform/index.js';
 import { PythonRandom } from './random.js';
-import { detectFormat, readTexts, type ReadRowsOptions, type SourceFormat } from './sources.js';
+import type { ReadRowsOptions, SourceFormat } from './sources.js';
+import { detectFormat, readTexts } from '../platform/data.js';
 
 /** One calibration sample: `ids = tokenize(documents[doc]).slice(offset, offset + seqlen)`. */
 export interface CalibrationWindow {
@@ -49,13 +50,13 @@ function checkCounts(nsamples: number, seqlen: number): void {
 
 /** sha256 (hex) of all windows' token ids, in order, each as a little-endian int32. */
 export function windowsHash(windows: readonly { ids: readonly number[] }[]): string {
-  const hash = createHash('sha256');
-  for (const { ids } of windows) {
-    const bytes = Buffer.alloc(ids.length * 4);
-    ids.forEach((id, i) => bytes.writeInt32LE(id, i * 4));
-    hash.update(bytes);
-  }
-  return hash.digest('hex');
+  const parts = windows.map(({ ids }) => {
+    const bytes = new Uint8Array(ids.length * 4);
+    const view = new DataView(bytes.buffer);
+    ids.forEach((id, i) => view.setInt32(i * 4, id, true));
+    return bytes;
+  });
+  return sha256Hex(...parts);
 }
 
 /**

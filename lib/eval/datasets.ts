@@ -3,12 +3,13 @@
  * be fetched from the Hugging Face hub (dataset files, into the hub cache: lib/hub/download.ts) when `download` is on
  * and the network allows; offline, the error names the file to provide.
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync } from '../platform/fs.js';
+import { join, resolve } from '../platform/path.js';
 import { DataError } from '../errors.js';
 import type { PerplexitySet } from './perplexity.js';
 import { redactToken } from '../model/hub.js';
-import { downloadHubFile, type HubAccess } from '../hub/download.js';
+import type { HubAccess } from '../hub/download.js';
+import { downloadHubFile } from '../platform/hub.js';
 
 /** The environment variables that choose the default data folder (the library reads none itself). */
 export interface DataDirEnv {

@@ -1,12 +1,12 @@
 /** `evaluate(...)`: perplexity sets and zero-shot tasks on one loaded model, the same graph that pruning uses. */
 import type { HubAccess } from '../hub/download.js';
-import { statSync } from 'node:fs';
+import { statSync } from '../platform/fs.js';
 import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { HfTokenizer } from '../model/tokenizer.js';
 import type { ForwardOptions } from '../model/llama.js';
 import type { LoadedModel } from '../model/load.js';
 import { evaluationCut, evaluationText, perplexityOfIds, PERPLEXITY_SETS, type PerplexitySet } from './perplexity.js';
-import { cachedTextIds } from './token-cache.js';
+import { cachedTextIds } from '../platform/data.js';
 import { perplexitySetFile, defaultDataDir } from './datasets.js';
 import { loadTask, TASKS, type LoadedTask } from './tasks.js';
 import { evaluateTasks } from './harness.js';

@@ -7,11 +7,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError, optionKey, type OptionName } from '../errors.js';
 import type { LlamaModel, ForwardOptions } from '../model/llama.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
-import { readTexts } from '../data/sources.js';
+import { readTexts } from '../platform/data.js';
 import { EVAL_DEFAULTS } from './defaults.js';
 import type { WindowPerplexity } from './results.js';
 import { kernels } from '../model/backend.js';
 import { ForwardPool, poolWorkers, wantedWorkers } from '../model/forward-pool.js';
+import { platform } from '../platform/index.js';
 
 export interface PerplexityOptions {
   seqlen: number; // window length; the reference uses the model context
@@ -115,7 +116,7 @@ async function allLosses(model: LlamaModel, windows: number[][], batch: number, 
     pool = await ForwardPool.forModel(model, workers);
   } catch (e) {
     // the environment cannot start the workers (a bundled build, a missing loader): the in-process loop still works
-    process.emitWarning(`perplexity: worker pool unavailable (${(e as Error).message}); evaluating in-process`);
+    platform().warn(`perplexity: worker pool unavailable (${(e as Error).message}); evaluating in-process`);
     return allLosses(model, windows, batch, { ...options, workers: 1 });
   }
   try {

@@ -11,8 +11,8 @@
  *   sentence scored as the shared continuation) are reproduced with Python's string semantics (`strip`,
  *   `capitalize`, `re.sub`).
  */
-import { join } from 'node:path';
-import { readRows } from '../data/sources.js';
+import { join } from '../platform/path.js';
+import { readRows } from '../platform/data.js';
 import { ConfigError, DataError } from '../errors.js';
 
 /** One multiple-choice question, ready for tokenization. */

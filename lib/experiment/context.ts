@@ -3,8 +3,8 @@
  * work (the model and its context, the data files, the fine-tuning data), and gather what the later steps read:
  * window lengths, the evaluation config, the inputs every setting's fingerprint shares.
  */
-import { existsSync, realpathSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, realpathSync } from '../platform/fs.js';
+import { join, resolve } from '../platform/path.js';
 import { ConfigError, DataError, keyPath } from '../errors.js';
 import { perplexitySetFile, defaultDataDir } from '../eval/datasets.js';
 import type { EvaluateConfig, EvaluationIdsCache } from '../eval/evaluate.js';

@@ -22,8 +22,8 @@
  * with a warning when the experiment says `reuseAnyVersion` (lib/experiment/output-folder.ts). Results stored
  * before stamps were recorded count as made by version 0.1.0 with every method at version 1 (LEGACY_PACKAGE).
  */
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, statSync } from '../platform/fs.js';
+import { join } from '../platform/path.js';
 import { canonicalJson, canonicalSha256 } from '../canonical.js';
 import { packageVersion } from '../paths.js';
 import { getLayerwise, getMethod, getRefiner } from '../prune/registry.js';

@@ -30,11 +30,11 @@
  * the pruned model is evaluated again too). An interrupted fine-tune with unchanged values continues from its last
  * trainer checkpoint. Removing the finetune section drops the fine-tune results and keeps the rest.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from '../platform/fs.js';
+import { basename, join } from '../platform/path.js';
 import { ConfigError } from '../errors.js';
 import { TEMP_FILE } from '../model/save.js';
-import { acquireOutputLock, type OutputLock } from '../output-lock.js';
+import { acquireOutputLock, type OutputLock } from '../platform/locks.js';
 import { settingResultSchema, type SettingResult } from './report.js';
 import type { PruneSetting } from './schema.js';
 import type { Shard } from './shard.js';

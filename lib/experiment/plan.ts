@@ -9,14 +9,13 @@
  * Loading, writing and one-off tokenization are not counted. It is a rough guide (within a factor of about 2 on
  * a quiet machine), printed as such.
  */
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, statSync } from '../platform/fs.js';
+import { join } from '../platform/path.js';
 import { loadModel } from '../model/load.js';
 import { windowLosses } from '../eval/perplexity.js';
 import { perplexitySetFile, defaultDataDir } from '../eval/datasets.js';
-import { readTexts } from '../data/sources.js';
+import { cachedTokenCount, readTexts } from '../platform/data.js';
 import { loadTask } from '../eval/tasks.js';
-import { cachedTokenCount } from '../eval/token-cache.js';
 import { expandSettings, type Experiment } from './schema.js';
 import { resolveFinetune, type RunOptions } from './context.js';
 import { planSettings, type PlannedSetting } from './run.js';

@@ -4,8 +4,8 @@
  * Every file is written atomically (a temporary file in the same folder, then rename), so a reader or a resumed
  * run never sees half a file.
  */
-import { mkdir, readFile } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { mkdir, readFile } from '../platform/fs.js';
+import { basename, extname, join } from '../platform/path.js';
 import { z } from 'zod';
 import { DataError } from '../errors.js';
 import { PERPLEXITY_SETS } from '../eval/perplexity.js';
@@ -111,7 +111,7 @@ export async function loadResults(file: string): Promise<ResultsFile> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new DataError(`${file}: cannot read results (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new DataError(`${file}: cannot read results (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
   let value: unknown;
   try {

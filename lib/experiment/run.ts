@@ -15,8 +15,8 @@
  * experiment gives the same file whether it ran in one go or was killed and resumed (a resumed setting keeps the
  * timings of the run that made it).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from '../platform/fs.js';
+import { basename, join } from '../platform/path.js';
 import { TASKS } from '../eval/tasks.js';
 import { folderMade } from '../interrupt.js';
 import { writeJsonAtomic } from '../model/save.js';

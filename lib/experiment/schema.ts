@@ -18,8 +18,8 @@
  * Errors are `ExperimentConfigError` (a `ConfigError`) naming the file, the key path (`prune[1].sparsity`),
  * what is allowed and what was found; all problems of a file are reported at once.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from '../platform/fs.js';
+import { basename, dirname, extname, isAbsolute, resolve } from '../platform/path.js';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError, keyPath, type OptionName } from '../errors.js';
@@ -630,7 +630,7 @@ function readConfigFile(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(`${file}: cannot read experiment file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new ConfigError(`${file}: cannot read experiment file (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
   const ext = extname(file).toLowerCase();
   let value: unknown;

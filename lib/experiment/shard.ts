@@ -6,10 +6,10 @@
  * same for every shard); `llm-prune report DIR... --out DIR` merges the settings/<id>.json of any number of
  * results folders into one results.json/md/csv with charts, identical (apart from timings) to an unsharded run's.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from '../platform/fs.js';
+import { join } from '../platform/path.js';
 import { ConfigError, DataError } from '../errors.js';
+import { sha256Hex } from '../platform/index.js';
 import { validateResults, writeReport, type ResultsFile, type ResultsInput, type SettingResult } from './report.js';
 
 export const EXPERIMENT_FILE = 'experiment.json';
@@ -35,7 +35,7 @@ export function parseShard(text: string): Shard {
 
 /** The shard a setting id belongs to among `count`. */
 export function shardOf(id: string, count: number): number {
-  return createHash('sha256').update(id).digest().readUInt32BE(0) % count;
+  return parseInt(sha256Hex(id).slice(0, 8), 16) % count;
 }
 
 /** experiment.json: what every shard of one experiment shares. */

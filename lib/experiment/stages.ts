@@ -14,7 +14,7 @@
  * (lib/finetune/defaults.ts); only `merge` is passed resolved (the same default, masked, which the evaluation and
  * the fingerprint read).
  */
-import { rmSync } from 'node:fs';
+import { rmSync } from '../platform/fs.js';
 import { CheckpointError, DataError, keyPath } from '../errors.js';
 import { evaluate, type EvaluateResult } from '../eval/evaluate.js';
 import { loadAdapters, type LoadedAdapters } from '../finetune/peft.js';

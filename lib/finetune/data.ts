@@ -1,10 +1,10 @@
 /** Training windows drawn with the reference's seeded sampler, the pruning run's calibration documents left out. */
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync, realpathSync } from '../platform/fs.js';
+import { resolve } from '../platform/path.js';
 import { ConfigError, DataError, optionKey, type OptionName } from '../errors.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { sampleWindows, sampleWindowsFromText, windowsHash } from '../data/calibration.js';
-import { detectFormat, readTexts } from '../data/sources.js';
+import { detectFormat, readTexts } from '../platform/data.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // training data

@@ -1,5 +1,4 @@
 /** The training objective: next-token cross-entropy through the model, differentiable in the adapters. */
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, LlmPruneError } from '../errors.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
@@ -24,8 +23,8 @@ export async function ensureGradients(): Promise<void> {
   try {
     await import('./tfjs-gradients.js');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' && !/Cannot find module/.test(String(e))) throw e;
-    throw new LlmPruneError(`ensureGradients: ${fileURLToPath(new URL('./tfjs-gradients.js', import.meta.url))} is missing: build it with npm run build (or node scripts/build.mjs --gradients)`);
+    if ((e as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND' && !/Cannot find module/.test(String(e))) throw e;
+    throw new LlmPruneError(`ensureGradients: ${new URL('./tfjs-gradients.js', import.meta.url).pathname} is missing: build it with npm run build (or node scripts/build.mjs --gradients)`);
   }
   requireGradients('ensureGradients');
 }

@@ -13,8 +13,8 @@
  * `masked` keeps every weight that is zero in the base at exactly that zero (the pruning mask re-applied, so the
  * sparsity is unchanged); `dense` is the plain merge (what PEFT's merge_and_unload does: the zeros fill in).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync } from '../platform/fs.js';
+import { join, resolve } from '../platform/path.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError, ConfigError, UnsupportedError } from '../errors.js';
 import type { LlamaConfig } from '../model/config.js';

@@ -7,6 +7,7 @@ import type { TrainerOptions } from './trainer.js';
 import type { TrainingData } from './data.js';
 import type { TrainerState } from './state.js';
 import type { ResolvedFinetuneOptions } from './options.js';
+import { platform } from '../platform/index.js';
 
 /** Progress events. */
 export type FinetuneProgress =
@@ -145,6 +146,6 @@ export function buildReport(r: ResolvedFinetuneOptions, f: RunFacts): FinetuneRe
     merge: f.merge,
     backend: activeBackend()?.name ?? 'unknown',
     seconds: (performance.now() - f.tStart) / 1000,
-    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    peakRssMB: platform().peakMemoryMB() ?? 0,
   };
 }

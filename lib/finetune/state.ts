@@ -1,6 +1,6 @@
 /** The resumable training checkpoint (checkpoint/ of a fine-tuning output folder): written atomically, read back exactly. */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from '../platform/fs.js';
+import { join } from '../platform/path.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError, type OptionName } from '../errors.js';
 import { SafetensorsFile, writeFloat32Safetensors } from '../model/safetensors.js';

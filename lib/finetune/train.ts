@@ -15,15 +15,15 @@
  *
  * Memory ownership: everything created here is disposed before `finetune` returns or throws.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync } from '../platform/fs.js';
+import { dirname, join, resolve } from '../platform/path.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
-import { acquireOutputLock } from '../output-lock.js';
+import { acquireOutputLock } from '../platform/locks.js';
 import { writeJsonAtomic } from '../model/save.js';
 import { evaluationCut, evaluationText, perplexityOfIds } from '../eval/perplexity.js';
 import type { WindowPerplexity } from '../eval/results.js';
-import { cachedTextIds } from '../eval/token-cache.js';
+import { cachedTextIds } from '../platform/data.js';
 import { LoraAdapters } from './lora.js';
 import { saveAdapters, writeMergedCheckpoint, type MergeReport } from './peft.js';
 import { ensureGradients } from './loss.js';

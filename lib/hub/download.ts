@@ -19,7 +19,9 @@ import { dirname, join, relative } from 'node:path';
 import { open } from 'node:fs/promises';
 import { DataError } from '../errors.js';
 
-export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
+import { DEFAULT_HUB_ENDPOINT } from '../platform/hub.js';
+
+export { DEFAULT_HUB_ENDPOINT };
 
 /** The environment variables of the hub (the names huggingface_hub uses). */
 export interface HubEnv {

@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import os from 'node:os';
 import { ConfigError } from '../errors.js';
-import { MAX_WASM_THREADS, setWasmBackend } from './wasm-threads.js';
-import { adapterLine, hardwareAdapterPossible, setupWebgpu, type AdapterInfo } from './webgpu.js';
+import { platform } from '../platform/index.js';
+import type { AdapterInfo } from './webgpu.js';
 
 export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -73,8 +72,8 @@ export interface BackendOptions {
 
 /** The default thread count: every logical core, at most the 8 that tfjs-backend-wasm's pool holds. */
 export function defaultThreads(): number {
-  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-  return Math.max(1, Math.min(cores, MAX_WASM_THREADS));
+  const p = platform();
+  return Math.max(1, Math.min(p.cpuCount(), p.backends.maxWasmThreads));
 }
 
 let active: BackendInfo | null = null;
@@ -103,15 +102,16 @@ async function tryWasm(threads: number): Promise<{ ok: boolean; threads: number;
     tf.removeBackend('wasm'); // disposes every tensor held by the old instance
     if (factory) tf.registerBackend('wasm', factory, 2);
   }
-  return setWasmBackend(pkg, threads);
+  return platform().backends.wasm(pkg, threads);
 }
 
 /** WebGPU on a hardware adapter (or also a software one when asked for explicitly); the reason as a string otherwise. */
 async function tryWebgpu(allowSoftware: boolean): Promise<BackendInfo | string> {
   try {
-    const adapter = await setupWebgpu(allowSoftware);
+    const starters = platform().backends;
+    const adapter = await starters.webgpu(allowSoftware);
     const pkg = '@tensorflow/tfjs-backend-webgpu + webgpu (Dawn)';
-    return { name: 'webgpu', package: pkg, note: `backend webgpu on ${adapterLine(adapter)}`, threads: null, adapter };
+    return { name: 'webgpu', package: pkg, note: `backend webgpu on ${starters.adapterLine(adapter)}`, threads: null, adapter };
   } catch (e) {
     return (e as Error).message;
   }
@@ -157,7 +157,7 @@ export async function initBackend(
       );
     }
   }
-  if (!info && (name === 'webgpu' || (name === 'auto' && hardwareAdapterPossible()))) {
+  if (!info && (name === 'webgpu' || (name === 'auto' && platform().backends.hardwareAdapterPossible()))) {
     const r = await tryWebgpu(name === 'webgpu');
     if (typeof r !== 'string') info = r;
     else if (name === 'webgpu') {

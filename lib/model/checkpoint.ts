@@ -2,10 +2,12 @@
  * A Hugging Face checkpoint folder: config.json, model.safetensors or shards + model.safetensors.index.json,
  * tokenizer files. Reading is lazy (tensor by tensor); writing streams tensors into planned shards.
  */
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from '../platform/fs.js';
+import { join, resolve } from '../platform/path.js';
 import { CheckpointError } from '../errors.js';
-import { readConfig, type LlamaConfig } from './config.js';
+import { parseConfigText, readConfig, type LlamaConfig } from './config.js';
+import type { ByteSource, SinkFolder } from '../platform/bytes.js';
+import { platform } from '../platform/index.js';
 import {
   AppendingSafetensorsWriter,
   SafetensorsFile,
@@ -52,14 +54,66 @@ const SINGLE_FILE = 'model.safetensors';
 
 
 function readJsonObject(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CheckpointError(`${file}: cannot read as JSON (${(e as Error).message})`);
+  }
+  return parseJsonObject(text, file);
+}
+
+function parseJsonObject(text: string, file: string): Record<string, unknown> {
   let v: unknown;
   try {
-    v = JSON.parse(readFileSync(file, 'utf8'));
+    v = JSON.parse(text);
   } catch (e) {
     throw new CheckpointError(`${file}: cannot read as JSON (${(e as Error).message})`);
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new CheckpointError(`${file}: not a JSON object`);
   return v as Record<string, unknown>;
+}
+
+/**
+ * The safetensors files of a folder: the index's (each checked to be a file inside the folder) or model.safetensors,
+ * and the index's weight map with normalized file names.
+ */
+function shardFiles(
+  index: Record<string, unknown> | null,
+  indexPath: string,
+  root: string,
+): { fileNames: string[]; weightMap: Record<string, string> | null } {
+  if (!index) return { fileNames: [SINGLE_FILE], weightMap: null };
+  const wm = index['weight_map'];
+  if (!wm || typeof wm !== 'object' || Array.isArray(wm)) {
+    throw new CheckpointError(`${indexPath}: field 'weight_map' must be an object {tensor: file}`);
+  }
+  const weightMap: Record<string, string> = {};
+  for (const [tensor, file] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof file !== 'string' || file === '') {
+      throw new CheckpointError(`${indexPath}: weight_map['${tensor}'] must be a file name, got ${JSON.stringify(file)}`);
+    }
+    const rel = insideFolder(file);
+    if (rel === null) {
+      throw new CheckpointError(`${indexPath}: weight_map['${tensor}'] = '${file}' points outside the checkpoint folder ${root}`);
+    }
+    weightMap[tensor] = rel;
+  }
+  return { fileNames: [...new Set(Object.values(weightMap))].sort(), weightMap };
+}
+
+/** `file` as a path relative to its folder ('a/./b/../c' -> 'a/c'), or null when it is absolute or leaves the folder. */
+export function insideFolder(file: string): string | null {
+  if (/^([/\\]|[A-Za-z]:)/.test(file)) return null;
+  const parts: string[] = [];
+  for (const p of file.split(/[/\\]/)) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') {
+      if (parts.length === 0) return null;
+      parts.pop();
+    } else parts.push(p);
+  }
+  return parts.length ? parts.join('/') : null;
 }
 
 /**
@@ -71,6 +125,8 @@ function readJsonObject(file: string): Record<string, unknown> {
  */
 export class Checkpoint {
   private readonly where = new Map<string, { file: SafetensorsFile; entry: string }>();
+  /** Each file's name in the folder (as the index names it). */
+  private readonly fileKeys = new Map<SafetensorsFile, string>();
   /** Weights stored in a compressed-tensors sparse format: weight name -> its stored parts. */
   private readonly compressed = new Map<
     string,
@@ -90,54 +146,80 @@ export class Checkpoint {
     const root = resolve(dir);
     if (!existsSync(root)) throw new CheckpointError(`${dir}: checkpoint folder does not exist`);
     const config = readConfig(join(root, 'config.json'));
-    const sparsity = readSparsityInfo(config.raw, join(root, 'config.json'));
     const indexPath = join(root, INDEX_FILE);
-    let fileNames: string[];
-    let weightMap: Record<string, string> | null = null;
-    if (existsSync(indexPath)) {
-      const index = readJsonObject(indexPath);
-      const wm = index['weight_map'];
-      if (!wm || typeof wm !== 'object' || Array.isArray(wm)) {
-        throw new CheckpointError(`${indexPath}: field 'weight_map' must be an object {tensor: file}`);
-      }
-      weightMap = {};
-      for (const [tensor, file] of Object.entries(wm as Record<string, unknown>)) {
-        if (typeof file !== 'string' || file === '') {
-          throw new CheckpointError(`${indexPath}: weight_map['${tensor}'] must be a file name, got ${JSON.stringify(file)}`);
-        }
-        const full = resolve(root, file);
-        const rel = relative(root, full);
-        if (isAbsolute(file) || rel.startsWith('..') || rel.includes(`..${sep}`) || isAbsolute(rel)) {
-          throw new CheckpointError(
-            `${indexPath}: weight_map['${tensor}'] = '${file}' points outside the checkpoint folder ${root}`,
-          );
-        }
-        weightMap[tensor] = rel;
-      }
-      fileNames = [...new Set(Object.values(weightMap))].sort();
-    } else if (existsSync(join(root, SINGLE_FILE))) {
-      fileNames = [SINGLE_FILE];
-    } else {
+    const index = existsSync(indexPath) ? readJsonObject(indexPath) : null;
+    if (!index && !existsSync(join(root, SINGLE_FILE))) {
       throw new CheckpointError(`${root}: neither ${SINGLE_FILE} nor ${INDEX_FILE} found (only safetensors is supported)`);
     }
+    const { fileNames, weightMap } = shardFiles(index, indexPath, root);
     const files: SafetensorsFile[] = [];
     try {
       for (const f of fileNames) files.push(SafetensorsFile.open(join(root, f)));
-      const ckpt = new Checkpoint(root, config, files, weightMap !== null, sparsity);
-      ckpt.indexTensors(weightMap, indexPath);
-      if (sparsity && sparsity.format !== 'dense') ckpt.indexCompressed(sparsity.format);
-      ckpt.checkExpected();
-      return ckpt;
+      return Checkpoint.assemble(root, config, fileNames, files, weightMap, indexPath);
     } catch (e) {
       for (const f of files) f.close();
       throw e;
     }
   }
 
+  /**
+   * Open a checkpoint from byte sources (a browser's Files, HTTP URLs): `open(name)` gives a file of the folder by
+   * name (config.json, model.safetensors or the index and its shards), or null where the folder has none. Only the
+   * JSON files and the safetensors headers are read here; the tensors are read with readAsync / readTransposedAsync.
+   */
+  static async openSources(name: string, open: (file: string) => Promise<ByteSource | null>): Promise<Checkpoint> {
+    const text = async (file: string): Promise<string | null> => {
+      const src = await open(file);
+      if (!src) return null;
+      try {
+        return new TextDecoder().decode(await src.read(0, src.size));
+      } finally {
+        src.close?.();
+      }
+    };
+    const configText = await text('config.json');
+    if (configText === null) throw new CheckpointError(`${name}: config.json is missing`);
+    const config = parseConfigText(configText, `${name}/config.json`);
+    const indexPath = `${name}/${INDEX_FILE}`;
+    const indexText = await text(INDEX_FILE);
+    const index = indexText === null ? null : parseJsonObject(indexText, indexPath);
+    const { fileNames, weightMap } = shardFiles(index, indexPath, name);
+    const files: SafetensorsFile[] = [];
+    try {
+      for (const f of fileNames) {
+        const src = await open(f);
+        if (!src) throw new CheckpointError(`${name}: ${f} is missing${index ? ` (${INDEX_FILE} lists it)` : ' (only safetensors is supported)'}`);
+        files.push(await SafetensorsFile.openSource(src));
+      }
+      return Checkpoint.assemble(name, config, fileNames, files, weightMap, indexPath);
+    } catch (e) {
+      for (const f of files) f.close();
+      throw e;
+    }
+  }
+
+  /** Index the opened files' tensors and check them against the config (both ways of opening end here). */
+  private static assemble(
+    dir: string,
+    config: LlamaConfig,
+    fileNames: string[],
+    files: SafetensorsFile[],
+    weightMap: Record<string, string> | null,
+    indexPath: string,
+  ): Checkpoint {
+    const sparsity = readSparsityInfo(config.raw, `${dir}/config.json`);
+    const ckpt = new Checkpoint(dir, config, files, weightMap !== null, sparsity);
+    files.forEach((f, i) => ckpt.fileKeys.set(f, fileNames[i]!));
+    ckpt.indexTensors(weightMap, indexPath);
+    if (sparsity && sparsity.format !== 'dense') ckpt.indexCompressed(sparsity.format);
+    ckpt.checkExpected();
+    return ckpt;
+  }
+
   private indexTensors(weightMap: Record<string, string> | null, indexPath: string): void {
     for (const file of this.files) {
       for (const name of file.entries.keys()) {
-        if (weightMap && weightMap[name] !== undefined && resolve(this.dir, weightMap[name]) !== resolve(file.path)) continue;
+        if (weightMap && weightMap[name] !== undefined && weightMap[name] !== this.fileKeys.get(file)) continue;
         if (this.where.has(name)) {
           throw new CheckpointError(`${file.path}: tensor '${name}' also appears in ${this.where.get(name)!.file.path}`);
         }
@@ -265,22 +347,8 @@ export class Checkpoint {
     }
     const packed = this.compressed.get(name);
     if (packed) {
-      const { parts, format } = packed;
-      const bytes = (p: string): Uint8Array => parts[p]!.file.readBytes(parts[p]!.entry);
-      const where = `${parts['bitmask']!.file.path}: weight '${name}' (${format})`;
-      const values = decodeToFloat32(bytes('compressed'), this.dtypeOf(name), where);
-      const shape = packed.shape;
-      if (!shape) throw new CheckpointError(`${where}: config.json implies no such weight`);
-      const dense = decompressWeight(where, format, {
-        shape: bytes('shape'),
-        compressed: values,
-        bitmask: bytes('bitmask'),
-        ...(format === 'sparse-bitmask' ? { rowOffsets: bytes('row_offsets') } : {}),
-      }, shape);
-      if (!out) return dense;
-      if (out.length !== dense.length) throw new CheckpointError(`${where}: holds ${dense.length} values, the array given has ${out.length}`);
-      out.set(dense);
-      return out;
+      const parts = Object.fromEntries(Object.entries(packed.parts).map(([p, loc]) => [p, loc.file.readBytes(loc.entry)]));
+      return this.unpack(name, parts, out);
     }
     const loc = this.readStored(name);
     return loc.file.readFloat32(loc.entry, out);
@@ -290,6 +358,45 @@ export class Checkpoint {
     const loc = this.where.get(name);
     if (!loc) throw new CheckpointError(`${this.dir}: no tensor '${name}'`);
     return loc;
+  }
+
+  /** `read` from any byte source (Blob, HTTP URL): the tensor's bytes arrive chunk by chunk. */
+  async readAsync(name: string, out?: Float32Array): Promise<Float32Array> {
+    const { name: stored, rows } = this.locate(name);
+    if (rows) {
+      if (!this.compressed.has(stored)) return this.readStored(stored).file.readFloat32Async(this.readStored(stored).entry, out, rows);
+      const [, cols] = this.compressed.get(stored)!.shape as [number, number];
+      const part = (await this.readAsync(stored)).subarray(rows.start * cols, (rows.start + rows.count) * cols);
+      if (out && out.length !== part.length) throw new CheckpointError(`${this.dir}: tensor '${name}' holds ${part.length} values, the array given has ${out.length}`);
+      return out ? (out.set(part), out) : part.slice();
+    }
+    const packed = this.compressed.get(name);
+    if (packed) {
+      const parts: Record<string, Uint8Array> = {};
+      for (const [p, loc] of Object.entries(packed.parts)) parts[p] = await loc.file.readBytesAsync(loc.entry);
+      return this.unpack(name, parts, out);
+    }
+    const loc = this.where.get(name);
+    if (!loc) throw new CheckpointError(`${this.dir}: no tensor '${name}'`);
+    return loc.file.readFloat32Async(loc.entry, out);
+  }
+
+  /** A compressed weight's dense values from its stored parts' bytes. */
+  private unpack(name: string, bytes: Record<string, Uint8Array>, out?: Float32Array): Float32Array {
+    const { parts, format, shape } = this.compressed.get(name)!;
+    const where = `${parts['bitmask']!.file.path}: weight '${name}' (${format})`;
+    const values = decodeToFloat32(bytes['compressed']!, this.dtypeOf(name), where);
+    if (!shape) throw new CheckpointError(`${where}: config.json implies no such weight`);
+    const dense = decompressWeight(where, format, {
+      shape: bytes['shape']!,
+      compressed: values,
+      bitmask: bytes['bitmask']!,
+      ...(format === 'sparse-bitmask' ? { rowOffsets: bytes['row_offsets']! } : {}),
+    }, shape);
+    if (!out) return dense;
+    if (out.length !== dense.length) throw new CheckpointError(`${where}: holds ${dense.length} values, the array given has ${out.length}`);
+    out.set(dense);
+    return out;
   }
 
   /**
@@ -305,6 +412,18 @@ export class Checkpoint {
     const [rows, cols] = range ? [range.count, shape[1]!] : (shape as [number, number]);
     if (out && out.length !== rows * cols) throw new CheckpointError(`${this.dir}: tensor '${name}' holds ${rows * cols} values, the array given has ${out.length}`);
     return transposeFloat32(this.read(name), rows, cols, out);
+  }
+
+  /** `readTransposed` from any byte source. */
+  async readTransposedAsync(name: string, out?: Float32Array): Promise<Float32Array> {
+    const { name: stored, rows: range } = this.locate(name);
+    const loc = this.compressed.has(stored) ? undefined : this.where.get(stored);
+    if (loc) return loc.file.readFloat32TransposedAsync(loc.entry, out, range);
+    const shape = this.compressed.get(stored)?.shape;
+    if (!shape || shape.length !== 2) throw new CheckpointError(`${this.dir}: no 2-D tensor '${name}'`);
+    const [rows, cols] = range ? [range.count, shape[1]!] : (shape as [number, number]);
+    if (out && out.length !== rows * cols) throw new CheckpointError(`${this.dir}: tensor '${name}' holds ${rows * cols} values, the array given has ${out.length}`);
+    return transposeFloat32(await this.readAsync(name), rows, cols, out);
   }
 
   /** Total bytes of the safetensors files' data. */
@@ -328,6 +447,23 @@ export interface WriteOptions {
   reopen?: boolean; // continue files written earlier with the same plan (a resumed run) instead of truncating them
   /** Tensors stored fused (`fusedTensors(config)`): their parts are written by name and stored stacked. */
   fused?: readonly FusedTensor[];
+  /** Where the files go (default: files in `dir` through the platform): memory, a directory handle (lib/platform/bytes.ts). */
+  folder?: SinkFolder;
+}
+
+/** The files of a folder on the platform's file system, as sinks (`keep`: continue them instead of truncating). */
+function filesIn(dir: string, keep: boolean): SinkFolder {
+  return {
+    create: (name) => platform().createFile(join(dir, name), { keep: keep && !name.endsWith('.json') }),
+    remove: (name) => rmSync(join(dir, name), { force: true }),
+  };
+}
+
+/** Write a text file to a sink folder. */
+function writeText(folder: SinkFolder, name: string, text: string): void | Promise<void> {
+  const sink = folder.create(name);
+  sink.write(0, new TextEncoder().encode(text));
+  return sink.close();
 }
 
 /** Which weights to compress, and how. */
@@ -366,12 +502,15 @@ export class CheckpointWriter {
   private readonly weightMap: Record<string, string> = {};
   private readonly written = new Set<string>();
   readonly stats: WriteStats = { dataBytes: 0, compressedBytes: 0, compressedDenseBytes: 0, zeros: 0, params: 0 };
+  private readonly folder: SinkFolder;
+  private readonly storing: (void | Promise<void>)[] = [];
 
   constructor(
     readonly dir: string,
     plan: { name: string; shape: number[] }[],
     private readonly options: WriteOptions,
   ) {
+    this.folder = options.folder ?? filesIn(dir, options.reopen ?? false);
     const fused = options.fused ?? [];
     for (const f of fused) for (const p of f.parts) this.fusedOf.set(p.name, f);
     for (const n of options.compress?.names ?? []) this.compressNames.add(n);
@@ -396,14 +535,14 @@ export class CheckpointWriter {
         : shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
     if (options.compress) {
       shards.forEach((s, i) => {
-        const w = new AppendingSafetensorsWriter(join(dir, names[i]!));
+        const w = new AppendingSafetensorsWriter({ folder: this.folder, name: names[i]! });
         for (const t of s) this.appenders.set(t.name, { w, file: names[i]!, shape: t.shape });
       });
       return;
     }
     let total = 0;
     shards.forEach((s, i) => {
-      const w = new SafetensorsWriter(join(dir, names[i]!), s, undefined, { reopen: options.reopen ?? false });
+      const w = new SafetensorsWriter(this.folder.create(names[i]!), s, undefined, { reopen: options.reopen ?? false });
       this.writers.push(w);
       total += w.totalBytes;
       for (const t of s) {
@@ -413,7 +552,7 @@ export class CheckpointWriter {
     });
     this.stats.dataBytes = total;
     if (n > 1) {
-      writeFileSync(join(dir, INDEX_FILE), JSON.stringify({ metadata: { total_size: total }, weight_map: this.weightMap }, null, 2));
+      this.storing.push(writeText(this.folder, INDEX_FILE, JSON.stringify({ metadata: { total_size: total }, weight_map: this.weightMap }, null, 2)));
     }
   }
 
@@ -515,13 +654,20 @@ export class CheckpointWriter {
     }
     if (shards.length > 1) {
       const weightMap = Object.fromEntries(Object.keys(this.weightMap).sort().map((k) => [k, this.weightMap[k]]));
-      writeFileSync(join(this.dir, INDEX_FILE), JSON.stringify({ metadata: { total_size: this.stats.dataBytes }, weight_map: weightMap }, null, 2));
+      this.storing.push(writeText(this.folder, INDEX_FILE, JSON.stringify({ metadata: { total_size: this.stats.dataBytes }, weight_map: weightMap }, null, 2)));
     }
   }
 
   abort(): void {
     for (const w of this.writers) w.abort();
     for (const a of this.appenders.values()) a.w.abort();
+  }
+
+  /** Resolves once every file is stored (sink folders with asynchronous storage: a directory handle). */
+  async finished(): Promise<void> {
+    await Promise.all(this.storing);
+    for (const w of this.writers) await w.finished();
+    for (const w of new Set([...this.appenders.values()].map((a) => a.w))) await w.finished();
   }
 }
 

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../platform/fs.js';
 import { CheckpointError, UnsupportedError } from '../errors.js';
 import { ARCHITECTURES, architectureSpec, type ArchitectureSpec } from './architecture.js';
 
@@ -304,8 +304,13 @@ export function readConfig(file: string): LlamaConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new CheckpointError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new CheckpointError(`${file}: cannot read (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
+  return parseConfigText(text, file);
+}
+
+/** config.json's text, parsed and validated (`file` names it in messages). */
+export function parseConfigText(text: string, file = 'config.json'): LlamaConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -344,6 +344,17 @@ export function decodeStreamTransposed(
   );
 }
 
+/**
+ * Decode whole rows of a 16-bit [rows, cols] matrix, `src` holding rows [firstRow, firstRow + src.length / (2 cols))
+ * and at most CHUNK_VALUES values, into their transposed places in `dst` ([cols, rows] float32): the async readers'
+ * step (one chunk per read).
+ */
+export function decodeTransposedRows(dtype: Dtype16, src: Uint8Array, firstRow: number, cols: number, dst: Float32Array, rows: number): void {
+  if (src.length > CHUNK_VALUES * 2) throw new RangeError(`decodeTransposedRows: ${src.length / 2} values, at most ${CHUNK_VALUES} at a time`);
+  const d = new Int32Array(dst.buffer, dst.byteOffset, dst.length);
+  decodeChunks(dtype, src.length, src.length / 2, (buf) => buf.set(src), (bits) => transposeBits(bits, firstRow, bits.length / cols, cols, d, rows));
+}
+
 /** Transpose float32 `values` [rows, cols] into `dst` [cols, rows] (a new array when not given). */
 export function transposeFloat32(values: Float32Array, rows: number, cols: number, out?: Float32Array): Float32Array {
   const dst = out ?? new Float32Array(rows * cols);

@@ -16,24 +16,29 @@
  * count either, so both equal the in-process ones bit for bit (test/model/forward-pool.test.ts,
  * test/prune/pipeline.test.ts).
  *
- * The worker is this same module started as a worker thread (from dist/ as .js; from the TypeScript sources through
- * tsx's loader, which tests and benchmarks use). For evaluation it receives the model's weights once (float32
+ * The worker is started by the platform layer (`Platform.startForwardWorker`; in Node lib/node/forward-worker.ts, a
+ * worker thread that answers with `forwardWorkerHandler`); where there is none, everything runs in-process. For evaluation it receives the model's weights once (float32
  * copies) and each worker holds a full copy: `poolWorkers` uses the pool only when the copies fit in a quarter of
  * the free memory (affordableWorkers: about 4 bytes of worker memory per byte of weights sent). For calibration it receives one block per pass.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import os from 'node:os';
-import { createRequire } from 'node:module';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName, type NormKey } from './architecture.js';
 import { activeBackend, type Kernels } from './backend.js';
 import type { LlamaConfig } from './config.js';
 import { LlamaModel, disposeBlock, type BlockWeights, type Linear } from './llama.js';
-import type { reduceSamples, SampleReductions, StatName } from '../prune/stats.js';
+import { hasPlatform, platform, type PoolWorker } from '../platform/index.js';
 
-const ROLE = 'llm-prune:forward-pool';
+/** A statistic's name (lib/prune/stats.ts StatName) and one sample's reductions of it (SampleReductions there). */
+type StatName = string;
+type SampleReductions = Partial<Record<string, Float32Array>>;
+/** What the worker side needs from the layers above the model (lib/eval/perplexity.ts, lib/prune/stats.ts). */
+export interface WorkerDeps {
+  windowLosses(model: LlamaModel, windows: number[][]): Promise<number[]>;
+  reduceSamples(input: tf.Tensor3D, needs: ReadonlySet<StatName>): SampleReductions[];
+}
+
+type Worker = PoolWorker;
+const freemem = (): number => platform().freeMemory();
 
 interface ArrayOf {
   data: Float32Array;
@@ -62,12 +67,12 @@ interface BlockRequest {
   needs: Record<string, StatName[]> | null;
   outputs: boolean;
 }
-type Request =
+export type Request =
   | { kind: 'init'; config: LlamaConfig; snapshot: ModelSnapshot | null; kernels: Kernels | null }
   | { kind: 'batch'; windows: number[][] }
   | BlockRequest;
 type BlockReply = { kind: 'block'; outputs: ArrayOf[] | null; reductions: Record<string, SampleReductions[]>[] | null };
-type Reply = { kind: 'ready'; backend: string } | { kind: 'losses'; losses: number[] } | BlockReply | { kind: 'error'; message: string };
+export type Reply = { kind: 'ready'; backend: string } | { kind: 'losses'; losses: number[] } | BlockReply | { kind: 'error'; message: string };
 
 /** A float32 copy of t that owns its buffer (a view into a backend's heap would be cloned whole by postMessage). */
 async function arrayOf(t: tf.Tensor): Promise<ArrayOf> {
@@ -119,6 +124,7 @@ export function modelBytes(model: LlamaModel): number {
  * shard windows over workers (`Kernels.windows` 'workers': wasm), else 1 (in-process).
  */
 export function wantedWorkers(k: Kernels, explicit?: number): number {
+  if (!hasPlatform() || !platform().startForwardWorker) return 1; // no worker threads here: in-process
   return explicit ?? (k.windows === 'workers' ? (activeBackend()?.threads ?? 1) : 1);
 }
 
@@ -135,7 +141,7 @@ const WORKER_COPIES = 4;
  * system's) beside `sharedBytes`; 0 (run in-process) below 2. The pool must never be what makes a model too large
  * for the machine: in-process, memory is bounded by one block (docs/scaling.md, "Larger than RAM").
  */
-export function affordableWorkers(wanted: number, weightBytesPerWorker: number, sharedBytes = 0, freeBytes = os.freemem()): number {
+export function affordableWorkers(wanted: number, weightBytesPerWorker: number, sharedBytes = 0, freeBytes = freemem()): number {
   const budget = freeBytes / 4 - sharedBytes;
   const n = Math.min(wanted, Math.floor(budget / (WORKER_COPIES * Math.max(1, weightBytesPerWorker))));
   return n >= 2 ? n : 0;
@@ -146,25 +152,10 @@ export function affordableWorkers(wanted: number, weightBytesPerWorker: number, 
  * or 0 (evaluate in-process) when that is below 2, when a block or the head is not resident, or fewer when the
  * workers' copies of the weights would not fit (affordableWorkers).
  */
-export function poolWorkers(model: LlamaModel, batches: number, threads: number, freeBytes = os.freemem()): number {
+export function poolWorkers(model: LlamaModel, batches: number, threads: number, freeBytes = freemem()): number {
   const n = Math.min(threads, batches);
   if (n < 2 || !model.lmHeadT || model.blocks.some((b) => b === null)) return 0;
   return affordableWorkers(n, modelBytes(model), 0, freeBytes);
-}
-
-/**
- * How a worker is started: from dist/ this module's own .js file; from the TypeScript sources (tests, `tsx` benches)
- * a small bootstrap that registers tsx's ESM loader in the worker first (a worker does not inherit the loader).
- */
-function startWorker(): Worker {
-  const file = fileURLToPath(import.meta.url);
-  // bundled into another file (esbuild), this module's URL is the bundle's: starting it would run the bundle's main
-  if (!basename(file).startsWith('forward-pool.')) throw new Error(`this module is bundled into ${basename(file)}`);
-  if (!file.endsWith('.ts')) return new Worker(file, { workerData: { role: ROLE } });
-  // tsx's ESM API (the .mjs build: its CommonJS build resolves the loader from the wrong folder)
-  const api = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist/esm/api/index.mjs')).href;
-  const boot = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`;
-  return new Worker(boot, { eval: true, workerData: { role: ROLE } });
 }
 
 /**
@@ -177,7 +168,7 @@ export function calibrationWorkers(
   inputs: readonly tf.Tensor3D[],
   needs: Iterable<ReadonlySet<StatName>>,
   threads: number,
-  freeBytes = os.freemem(),
+  freeBytes = freemem(),
 ): number {
   const n = Math.min(threads, inputs.length);
   if (n < 2) return 0;
@@ -214,7 +205,7 @@ export class ForwardPool {
     const pool = new ForwardPool(workers);
     try {
       for (let i = 0; i < n; i++) {
-        const w = startWorker();
+        const w = platform().startForwardWorker!();
         w.on('error', () => {}); // reported through the pending request (ask); never an uncaught 'error' event
         workers.push(w);
       }
@@ -341,7 +332,7 @@ function blockRunner(c: LlamaConfig, kernels: Kernels | null): LlamaModel {
 }
 
 /** One calibration pass in a worker (see BlockRequest). */
-function runBlockPass(runner: LlamaModel, req: BlockRequest, reduce: typeof reduceSamples): BlockReply {
+function runBlockPass(runner: LlamaModel, req: BlockRequest, reduce: WorkerDeps['reduceSamples']): BlockReply {
   const block = blockFromSnapshot(req.block);
   const outputs: ArrayOf[] = [];
   const reductions: Record<string, SampleReductions[]>[] = [];
@@ -371,29 +362,23 @@ function runBlockPass(runner: LlamaModel, req: BlockRequest, reduce: typeof redu
   return { kind: 'block', outputs: req.outputs ? outputs : null, reductions: req.needs ? reductions : null };
 }
 
-async function serve(): Promise<void> {
-  const port = parentPort!;
-  // imported here, not at the top: the main thread must not pull the evaluator and the statistics in through this module
-  const { initBackend } = await import('./backend.js');
-  const { windowLosses } = await import('../eval/perplexity.js');
-  const { reduceSamples } = await import('../prune/stats.js');
-  const info = await initBackend('wasm', { threads: 1 });
+/**
+ * The worker side of the protocol: answers one request at a time on a worker whose backend is started (`note` names
+ * it). The platform layer's worker entry passes the layers above the model in `deps` and posts each reply back.
+ */
+export function forwardWorkerHandler(deps: WorkerDeps, note: string): (req: Request) => Promise<Reply> {
   let model: LlamaModel | null = null;
-  port.on('message', (req: Request) => {
-    void (async (): Promise<Reply> => {
-      try {
-        if (req.kind === 'init') {
-          model = req.snapshot ? modelFromSnapshot(req.snapshot, req.kernels) : blockRunner(req.config, req.kernels);
-          return { kind: 'ready', backend: info.note };
-        }
-        if (!model) throw new Error(`${req.kind} before init`);
-        if (req.kind === 'batch') return { kind: 'losses', losses: await windowLosses(model, req.windows) };
-        return runBlockPass(model, req, reduceSamples);
-      } catch (e) {
-        return { kind: 'error', message: (e as Error).message };
+  return async (req) => {
+    try {
+      if (req.kind === 'init') {
+        model = req.snapshot ? modelFromSnapshot(req.snapshot, req.kernels) : blockRunner(req.config, req.kernels);
+        return { kind: 'ready', backend: note };
       }
-    })().then((r) => port.postMessage(r));
-  });
+      if (!model) throw new Error(`${req.kind} before init`);
+      if (req.kind === 'batch') return { kind: 'losses', losses: await deps.windowLosses(model, req.windows) };
+      return runBlockPass(model, req, deps.reduceSamples);
+    } catch (e) {
+      return { kind: 'error', message: (e as Error).message };
+    }
+  };
 }
-
-if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) void serve();

@@ -4,10 +4,11 @@
  * $HF_ENDPOINT) when the network allows; offline, the error says which files to put in a folder instead. Gated models (Llama) need a token, given by the caller (the CLI takes --hf-token,
  * else $HF_TOKEN: see hubToken), sent to the hub only and never written into a message, log or report.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from '../platform/fs.js';
+import { dirname } from '../platform/path.js';
 import { CheckpointError } from '../errors.js';
-import { DEFAULT_HUB_ENDPOINT, downloadHubFile, type HubAccess } from '../hub/download.js';
+import type { HubAccess } from '../hub/download.js';
+import { DEFAULT_HUB_ENDPOINT, downloadHubFile } from '../platform/hub.js';
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 const REQUIRED = ['config.json', 'tokenizer.json'];
@@ -77,6 +78,6 @@ export async function resolveModelPath(model: string, options: HubOptions = {}):
     }
     return dirname(first);
   } catch (e) {
-    throw new CheckpointError(offlineMessage(model, (e as Error).message, options), { cause: e });
+    throw new CheckpointError(offlineMessage(model, (e as Error).message, options), { cause: e, option: 'model' });
   }
 }

@@ -1,11 +1,13 @@
 /**
- * safetensors I/O: lazy, validated reading tensor by tensor straight from the file bytes, and writing (single file
- * or shards with an index) in F32, F16 or BF16. Format: u64 little-endian header length N, N bytes of JSON header
+ * safetensors I/O: lazy, validated reading tensor by tensor from a random-access byte source (a file, a Blob, an
+ * HTTP URL: lib/platform/bytes.ts), block by block, and writing (single file or shards with an index) in F32, F16 or
+ * BF16 to byte sinks. Format: u64 little-endian header length N, N bytes of JSON header
  * `{name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}}`, then the data area.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
-import { decodeStream, decodeStreamTransposed, encodeStream, transposeFloat32 } from './dtype-convert.js';
+import { platform } from '../platform/index.js';
+import type { ByteSink, ByteSource, SinkFolder } from '../platform/bytes.js';
+import { CHUNK_VALUES, decodeStream, decodeStreamTransposed, decodeTransposedRows, encodeStream, transposeFloat32 } from './dtype-convert.js';
 
 export type DType = 'F32' | 'F16' | 'BF16';
 export const DTYPES: readonly DType[] = ['F32', 'F16', 'BF16'];
@@ -67,22 +69,6 @@ export function encodeFromFloat32(values: Float32Array, dtype: DType): Uint8Arra
   return out;
 }
 
-/** Read exactly `buf.length` bytes of `fd` at `pos`; `what` names the data in the error when the file ends early. */
-function readExact(fd: number, buf: Uint8Array, pos: number, what: () => string): void {
-  let done = 0;
-  while (done < buf.length) {
-    const got = readSync(fd, buf, done, buf.length - done, pos + done);
-    if (got === 0) throw new CheckpointError(what());
-    done += got;
-  }
-}
-
-/** Write all of `buf` to `fd` at `pos`. */
-function writeExact(fd: number, buf: Uint8Array, pos: number): void {
-  let done = 0;
-  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, pos + done);
-}
-
 export function dtypeSize(dtype: DType): number {
   return DTYPE_SIZE[dtype]!;
 }
@@ -95,75 +81,115 @@ export function elementSize(dtype: string): number | undefined {
 // ---------------------------------------------------------------------------------------------------------------
 // reading
 
-/** An open safetensors file: header parsed and validated, tensors read on demand. Call `close()` when done. */
+/** Bytes [offset, offset + length) of a source, exactly; `what` names the data when the source ends early or fails. */
+async function readAt(src: ByteSource, offset: number, length: number, what: () => string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await src.read(offset, length);
+  } catch (e) {
+    throw new CheckpointError(`${what()}: reading bytes ${offset}-${offset + length} failed (${(e as Error).message})`);
+  }
+  if (bytes.length !== length) throw new CheckpointError(`${what()}: the source ends after ${bytes.length} of ${length} bytes`);
+  return bytes;
+}
+
+/** Fill `into` from the source at `offset` synchronously (a source with `readSync` only). */
+function readAtSync(src: ByteSource, offset: number, into: Uint8Array, what: () => string): void {
+  if (!src.readSync) throw new CheckpointError(`${src.name}: this source reads asynchronously only; use the *Async readers`);
+  if (src.readSync(offset, into) !== into.length) throw new CheckpointError(what());
+}
+
+/** The header length in the first 8 bytes, checked against the source's size. */
+function headerLength(name: string, size: number, first: Uint8Array): number {
+  const headerLen = new DataView(first.buffer, first.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen > BigInt(size - 8)) {
+    throw new CheckpointError(
+      `${name}: header length ${headerLen} runs past the end of the file (${size} bytes); the file is truncated or not safetensors`,
+    );
+  }
+  if (headerLen > BigInt(MAX_HEADER)) throw new CheckpointError(`${name}: header length ${headerLen} exceeds the ${MAX_HEADER}-byte limit`);
+  return Number(headerLen);
+}
+
+/** Parse and validate the header's JSON bytes. */
+function parseHeader(name: string, bytes: Uint8Array, dataSize: number): { entries: Map<string, TensorEntry>; metadata: Record<string, string> } {
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new CheckpointError(`${name}: header is not valid JSON (${(e as Error).message})`);
+  }
+  if (!header || typeof header !== 'object' || Array.isArray(header)) throw new CheckpointError(`${name}: header is not a JSON object`);
+  return validateHeader(name, header as Record<string, unknown>, dataSize);
+}
+
+function tooShort(name: string, size: number): CheckpointError {
+  return new CheckpointError(`${name}: file is ${size} bytes, too short for a safetensors header`);
+}
+
+/**
+ * An open safetensors file: header parsed and validated, tensors read on demand from its byte source. The
+ * synchronous readers need a source that reads synchronously (a Node file, memory); the *Async ones read any source
+ * (a Blob, an HTTP URL) one chunk at a time. Call `close()` when done.
+ */
 export class SafetensorsFile {
-  readonly entries: Map<string, TensorEntry>;
-  readonly metadata: Record<string, string>;
-  private fd: number | null;
-  private readonly dataStart: number;
+  private closed = false;
 
   private constructor(
-    readonly path: string,
-    fd: number,
-    dataStart: number,
-    entries: Map<string, TensorEntry>,
-    metadata: Record<string, string>,
-  ) {
-    this.fd = fd;
-    this.dataStart = dataStart;
-    this.entries = entries;
-    this.metadata = metadata;
+    readonly source: ByteSource,
+    private readonly dataStart: number,
+    readonly entries: Map<string, TensorEntry>,
+    readonly metadata: Record<string, string>,
+  ) {}
+
+  /** What names the file in messages (its path, URL or name). */
+  get path(): string {
+    return this.source.name;
   }
 
-  /** Open and validate `path` (header bounds, dtypes, shapes, offsets inside the data area, no overlaps). */
+  /** Open and validate the file at `path` (header bounds, dtypes, shapes, offsets inside the data area, no overlaps). */
   static open(path: string): SafetensorsFile {
-    let fd: number;
+    const src = platform().openFile(path);
     try {
-      fd = openSync(path, 'r');
+      return SafetensorsFile.openSourceSync(src);
     } catch (e) {
-      throw new CheckpointError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-    try {
-      const size = fstatSync(fd).size;
-      if (size < 8) throw new CheckpointError(`${path}: file is ${size} bytes, too short for a safetensors header`);
-      const lenBuf = Buffer.alloc(8);
-      readSync(fd, lenBuf, 0, 8, 0);
-      const headerLen = lenBuf.readBigUInt64LE(0);
-      if (headerLen > BigInt(size - 8)) {
-        throw new CheckpointError(
-          `${path}: header length ${headerLen} runs past the end of the file (${size} bytes); the file is truncated or not safetensors`,
-        );
-      }
-      if (headerLen > BigInt(MAX_HEADER)) {
-        throw new CheckpointError(`${path}: header length ${headerLen} exceeds the ${MAX_HEADER}-byte limit`);
-      }
-      const n = Number(headerLen);
-      const headerBuf = Buffer.alloc(n);
-      readSync(fd, headerBuf, 0, n, 8);
-      let header: unknown;
-      try {
-        header = JSON.parse(headerBuf.toString('utf8'));
-      } catch (e) {
-        throw new CheckpointError(`${path}: header is not valid JSON (${(e as Error).message})`);
-      }
-      if (!header || typeof header !== 'object' || Array.isArray(header)) {
-        throw new CheckpointError(`${path}: header is not a JSON object`);
-      }
-      const dataSize = size - 8 - n;
-      const { entries, metadata } = validateHeader(path, header as Record<string, unknown>, dataSize);
-      return new SafetensorsFile(path, fd, 8 + n, entries, metadata);
-    } catch (e) {
-      closeSync(fd);
+      src.close?.();
       throw e;
     }
+  }
+
+  /** Open and validate a source that reads synchronously. */
+  static openSourceSync(src: ByteSource): SafetensorsFile {
+    if (src.size < 8) throw tooShort(src.name, src.size);
+    const first = new Uint8Array(8);
+    readAtSync(src, 0, first, () => `${src.name}: header length unreadable`);
+    const n = headerLength(src.name, src.size, first);
+    const headerBytes = new Uint8Array(n);
+    readAtSync(src, 8, headerBytes, () => `${src.name}: header ends past the end of the file`);
+    const { entries, metadata } = parseHeader(src.name, headerBytes, src.size - 8 - n);
+    return new SafetensorsFile(src, 8 + n, entries, metadata);
+  }
+
+  /** Open and validate any source (reads the 8-byte length, then the header; no tensor data). */
+  static async openSource(src: ByteSource): Promise<SafetensorsFile> {
+    if (src.size < 8) throw tooShort(src.name, src.size);
+    const n = headerLength(src.name, src.size, await readAt(src, 0, 8, () => `${src.name}: header length`));
+    const headerBytes = await readAt(src, 8, n, () => `${src.name}: header`);
+    const { entries, metadata } = parseHeader(src.name, headerBytes, src.size - 8 - n);
+    return new SafetensorsFile(src, 8 + n, entries, metadata);
   }
 
   /** Raw bytes of a tensor (a fresh copy). */
   readBytes(name: string): Uint8Array {
     const e = this.entry(name);
     const buf = new Uint8Array(e.end - e.begin);
-    readExact(this.openFd(), buf, this.dataStart + e.begin, () => this.pastEnd(name));
+    readAtSync(this.live(), this.dataStart + e.begin, buf, () => this.pastEnd(name));
     return buf;
+  }
+
+  async readBytesAsync(name: string): Promise<Uint8Array> {
+    const e = this.entry(name);
+    return readAt(this.live(), this.dataStart + e.begin, e.end - e.begin, () => `${this.path}: tensor '${name}'`);
   }
 
   /**
@@ -171,21 +197,28 @@ export class SafetensorsFile {
    * start .. start + count - 1 of a 2-D tensor (a linear stacked in a fused tensor), straight from their bytes.
    */
   readFloat32(name: string, out?: Float32Array, rows?: RowRange): Float32Array {
-    const e = this.entry(name);
-    const where = `${this.path}: tensor '${name}'`;
-    if (e.dtype !== 'F32' && e.dtype !== 'BF16' && e.dtype !== 'F16') throw notFloat(where, e.dtype);
-    const es = DTYPE_SIZE[e.dtype]!;
-    const { begin, bytes } = rowBytes(e, es, where, rows);
-    const fd = this.openFd();
-    const n = bytes / es;
-    if (out && out.length !== n) throw new CheckpointError(`${where}: holds ${n} values, the array given has ${out.length}`);
-    const dst = out ?? new Float32Array(n);
+    const { e, dst, begin, bytes } = this.floatTarget(name, out, rows);
+    const src = this.live();
     const pastEnd = (): string => this.pastEnd(name);
     if (e.dtype === 'F32') {
-      readExact(fd, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), this.dataStart + begin, pastEnd);
+      readAtSync(src, this.dataStart + begin, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), pastEnd);
       return dst;
     }
-    decodeStream(e.dtype, bytes, dst, (buf, off) => readExact(fd, buf, this.dataStart + begin + off, pastEnd));
+    decodeStream(e.dtype as 'BF16' | 'F16', bytes, dst, (buf, off) => readAtSync(src, this.dataStart + begin + off, buf, pastEnd));
+    return dst;
+  }
+
+  /** readFloat32 from any source: one chunk (CHUNK_VALUES values) per read, decoded as it arrives. */
+  async readFloat32Async(name: string, out?: Float32Array, rows?: RowRange): Promise<Float32Array> {
+    const { e, dst, begin } = this.floatTarget(name, out, rows);
+    const size = DTYPE_SIZE[e.dtype]!;
+    const bytes = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
+    for (let first = 0; first < dst.length; first += CHUNK_VALUES) {
+      const n = Math.min(CHUNK_VALUES, dst.length - first);
+      const chunk = await readAt(this.live(), this.dataStart + begin + first * size, n * size, () => `${this.path}: tensor '${name}'`);
+      if (e.dtype === 'F32') bytes.set(chunk, first * 4);
+      else decodeStream(e.dtype as 'BF16' | 'F16', chunk.length, dst.subarray(first, first + n), (buf, off) => buf.set(chunk.subarray(off, off + buf.length)));
+    }
     return dst;
   }
 
@@ -195,18 +228,50 @@ export class SafetensorsFile {
    * separate pass.
    */
   readFloat32Transposed(name: string, out?: Float32Array, range?: RowRange): Float32Array {
+    const { e, rows, cols, begin } = this.matrix(name, out, range);
+    if (e.dtype !== 'BF16' && e.dtype !== 'F16') return transposeFloat32(this.readFloat32(name, undefined, range), rows, cols, out);
+    const dst = out ?? new Float32Array(rows * cols);
+    const src = this.live();
+    decodeStreamTransposed(e.dtype, rows, cols, dst, (buf, off) => readAtSync(src, this.dataStart + begin + off, buf, () => this.pastEnd(name)));
+    return dst;
+  }
+
+  /** readFloat32Transposed from any source: whole rows per read (about CHUNK_VALUES values), transposed as they arrive. */
+  async readFloat32TransposedAsync(name: string, out?: Float32Array, range?: RowRange): Promise<Float32Array> {
+    const { e, rows, cols, begin } = this.matrix(name, out, range);
+    const step = Math.floor(CHUNK_VALUES / Math.max(1, cols));
+    // F32, or rows too long for whole rows per chunk (no LLaMA linear is): read whole, then transpose
+    if ((e.dtype !== 'BF16' && e.dtype !== 'F16') || step < 8) return transposeFloat32(await this.readFloat32Async(name, undefined, range), rows, cols, out);
+    const dst = out ?? new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r += step) {
+      const n = Math.min(step, rows - r);
+      const chunk = await readAt(this.live(), this.dataStart + begin + r * cols * 2, n * cols * 2, () => `${this.path}: tensor '${name}'`);
+      decodeTransposedRows(e.dtype, chunk, r, cols, dst, rows);
+    }
+    return dst;
+  }
+
+  private floatTarget(name: string, out?: Float32Array, rows?: RowRange): { e: TensorEntry; dst: Float32Array; begin: number; bytes: number } {
+    const e = this.entry(name);
+    const where = `${this.path}: tensor '${name}'`;
+    if (e.dtype !== 'F32' && e.dtype !== 'BF16' && e.dtype !== 'F16') throw notFloat(where, e.dtype);
+    const es = DTYPE_SIZE[e.dtype]!;
+    const { begin, bytes } = rowBytes(e, es, where, rows);
+    const n = bytes / es;
+    if (out && out.length !== n) throw new CheckpointError(`${where}: holds ${n} values, the array given has ${out.length}`);
+    return { e, dst: out ?? new Float32Array(n), begin, bytes };
+  }
+
+  private matrix(name: string, out?: Float32Array, range?: RowRange): { e: TensorEntry; rows: number; cols: number; begin: number } {
     const e = this.entry(name);
     const where = `${this.path}: tensor '${name}'`;
     if (e.shape.length !== 2) throw new CheckpointError(`${where}: has shape [${e.shape.join(', ')}]; only a 2-D tensor can be read transposed`);
     const cols = e.shape[1]!;
     const rows = range ? range.count : e.shape[0]!;
     if (out && out.length !== rows * cols) throw new CheckpointError(`${where}: holds ${rows * cols} values, the array given has ${out.length}`);
-    if (e.dtype !== 'BF16' && e.dtype !== 'F16') return transposeFloat32(this.readFloat32(name, undefined, range), rows, cols, out);
-    const { begin } = rowBytes(e, 2, where, range);
-    const dst = out ?? new Float32Array(rows * cols);
-    const fd = this.openFd();
-    decodeStreamTransposed(e.dtype, rows, cols, dst, (buf, off) => readExact(fd, buf, this.dataStart + begin + off, () => this.pastEnd(name)));
-    return dst;
+    if (e.dtype !== 'F32' && e.dtype !== 'BF16' && e.dtype !== 'F16') throw notFloat(where, e.dtype);
+    const { begin } = rowBytes(e, DTYPE_SIZE[e.dtype]!, where, range);
+    return { e, rows, cols, begin };
   }
 
   private entry(name: string): TensorEntry {
@@ -215,9 +280,9 @@ export class SafetensorsFile {
     return e;
   }
 
-  private openFd(): number {
-    if (this.fd === null) throw new CheckpointError(`${this.path}: file already closed`);
-    return this.fd;
+  private live(): ByteSource {
+    if (this.closed) throw new CheckpointError(`${this.path}: file already closed`);
+    return this.source;
   }
 
   private pastEnd(name: string): string {
@@ -225,8 +290,8 @@ export class SafetensorsFile {
   }
 
   close(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
+    if (!this.closed) this.source.close?.();
+    this.closed = true;
   }
 }
 
@@ -299,42 +364,55 @@ export interface PlannedTensor {
   dtype: DType;
 }
 
+/** The 8-byte length and the JSON header, padded so the data area starts at a multiple of 8. */
+function headerBytes(header: Record<string, unknown>): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const pad = (8 - ((json.length + 8) % 8)) % 8;
+  const out = new Uint8Array(8 + json.length + pad).fill(0x20, 8 + json.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length + pad), true);
+  out.set(json, 8);
+  return out;
+}
+
+/** A sink for `target`: a path through the platform's files, or the sink given. */
+function sinkOf(target: string | ByteSink, keep = false): ByteSink {
+  return typeof target === 'string' ? platform().createFile(target, { keep }) : target;
+}
+
 /**
  * Writes one safetensors file whose tensor list is known in advance: the header goes first, then each tensor is
  * written at its offset as it becomes available (any order), so a pipeline can stream blocks out one at a time.
- * `finish()` checks every planned tensor was written.
+ * The file is a path or any byte sink (lib/platform/bytes.ts). `finish()` checks every planned tensor was written.
  */
 export class SafetensorsWriter {
-  private fd: number | null;
+  private sink: ByteSink | null;
   private readonly offsets = new Map<string, { begin: number; end: number; dtype: DType }>();
   private readonly written = new Set<string>();
   private readonly dataStart: number;
+  private closing: void | Promise<void> = undefined;
   readonly totalBytes: number;
+  readonly path: string;
 
   constructor(
-    readonly path: string,
+    target: string | ByteSink,
     plan: PlannedTensor[],
     metadata: Record<string, string> = { format: 'pt' },
     options: { reopen?: boolean } = {}, // reopen: continue a file written earlier (same plan) without truncating it
   ) {
+    this.path = typeof target === 'string' ? target : target.name;
     const header: Record<string, unknown> = { __metadata__: metadata };
     let pos = 0;
     for (const t of plan) {
-      if (this.offsets.has(t.name)) throw new CheckpointError(`${path}: tensor '${t.name}' planned twice`);
+      if (this.offsets.has(t.name)) throw new CheckpointError(`${this.path}: tensor '${t.name}' planned twice`);
       const bytes = t.shape.reduce((a, b) => a * b, 1) * dtypeSize(t.dtype);
       header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [pos, pos + bytes] };
       this.offsets.set(t.name, { begin: pos, end: pos + bytes, dtype: t.dtype });
       pos += bytes;
     }
-    let json = JSON.stringify(header);
-    json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8); // data area aligned to 8 bytes
-    const headerBuf = Buffer.from(json, 'utf8');
-    const lenBuf = Buffer.alloc(8);
-    lenBuf.writeBigUInt64LE(BigInt(headerBuf.length));
-    this.fd = openSync(path, options.reopen ? 'r+' : 'w');
-    writeSync(this.fd, lenBuf, 0, 8, 0);
-    writeSync(this.fd, headerBuf, 0, headerBuf.length, 8);
-    this.dataStart = 8 + headerBuf.length;
+    const head = headerBytes(header);
+    this.sink = sinkOf(target, options.reopen);
+    this.sink.write(0, head);
+    this.dataStart = head.length;
     this.totalBytes = pos;
   }
 
@@ -349,7 +427,8 @@ export class SafetensorsWriter {
   write(name: string, values: Float32Array): void {
     const o = this.offsets.get(name);
     if (!o) throw new CheckpointError(`${this.path}: tensor '${name}' is not in the planned header`);
-    if (this.fd === null) throw new CheckpointError(`${this.path}: writer already finished`);
+    const sink = this.sink;
+    if (sink === null) throw new CheckpointError(`${this.path}: writer already finished`);
     const size = dtypeSize(o.dtype);
     if (values.length * size !== o.end - o.begin) {
       throw new CheckpointError(
@@ -357,12 +436,8 @@ export class SafetensorsWriter {
       );
     }
     const at = this.dataStart + o.begin;
-    if (o.dtype === 'F32') {
-      writeExact(this.fd, new Uint8Array(values.buffer, values.byteOffset, values.byteLength), at);
-    } else {
-      const fd = this.fd;
-      encodeStream(values, o.dtype, (bytes, off) => writeExact(fd, bytes, at + off));
-    }
+    if (o.dtype === 'F32') sink.write(at, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+    else encodeStream(values, o.dtype, (bytes, off) => sink.write(at + off, bytes));
     this.written.add(name);
   }
 
@@ -373,23 +448,27 @@ export class SafetensorsWriter {
 
   /** Flush the file's data to the disk. */
   sync(): void {
-    if (this.fd !== null) fsyncSync(this.fd);
+    this.sink?.sync?.();
   }
 
   /** Close the file; throws if a planned tensor was never written. */
   finish(): void {
     const missing = [...this.offsets.keys()].filter((n) => !this.written.has(n));
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
+    this.abort();
     if (missing.length) {
       throw new CheckpointError(`${this.path}: ${missing.length} planned tensors never written (first: '${missing[0]}')`);
     }
   }
 
+  /** Resolves once the sink has stored everything (sinks with asynchronous storage: a directory handle). */
+  async finished(): Promise<void> {
+    await this.closing;
+  }
+
   /** Close without checking (used when a run is abandoned). */
   abort(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
+    if (this.sink !== null) this.closing = this.sink.close();
+    this.sink = null;
   }
 }
 
@@ -408,15 +487,30 @@ export interface RawTensor {
  * every tensor starts at a multiple of its element size and the data area has no gaps.
  */
 export class AppendingSafetensorsWriter {
-  private readonly parts = new Map<number, { path: string; fd: number; size: number; entries: { t: RawTensor; begin: number; end: number }[] }>();
+  private readonly parts = new Map<number, { name: string; sink: ByteSink; size: number; entries: { t: RawTensor; begin: number; end: number }[] }>();
   private readonly names = new Set<string>();
+  private readonly folder: SinkFolder;
+  private readonly file: string;
   private closed = false;
+  private closing: void | Promise<void> = undefined;
   dataBytes = 0;
+  readonly path: string;
 
+  /** `target`: a path (files through the platform), or a file name in a sink folder (its parts are files there too). */
   constructor(
-    readonly path: string,
+    target: string | { folder: SinkFolder; name: string },
     private readonly metadata: Record<string, string> = { format: 'pt' },
-  ) {}
+  ) {
+    if (typeof target === 'string') {
+      this.folder = { create: (n) => platform().createFile(n), remove: (n) => platform().fs.rmSync(n, { force: true }) };
+      this.file = target;
+      this.path = target;
+    } else {
+      this.folder = target.folder;
+      this.file = target.name;
+      this.path = target.name;
+    }
+  }
 
   write(t: RawTensor): void {
     if (this.closed) throw new CheckpointError(`${this.path}: writer already finished`);
@@ -428,12 +522,12 @@ export class AppendingSafetensorsWriter {
     }
     let part = this.parts.get(es);
     if (!part) {
-      const p = `${this.path}.part${es}`;
-      part = { path: p, fd: openSync(p, 'w+'), size: 0, entries: [] };
+      const name = `${this.file}.part${es}`;
+      part = { name, sink: this.folder.create(name), size: 0, entries: [] };
+      if (!part.sink.readSync) throw new CheckpointError(`${part.sink.name}: a compressed checkpoint is assembled from parts read back; this sink cannot be read (write to memory, then copy)`);
       this.parts.set(es, part);
     }
-    let done = 0;
-    while (done < t.bytes.length) done += writeSync(part.fd, t.bytes, done, t.bytes.length - done, part.size + done);
+    part.sink.write(part.size, t.bytes);
     part.entries.push({ t: { ...t, bytes: new Uint8Array(0) }, begin: part.size, end: part.size + t.bytes.length });
     part.size += t.bytes.length;
     this.names.add(t.name);
@@ -458,31 +552,30 @@ export class AppendingSafetensorsWriter {
       pos += e.end - e.begin;
     }
     this.dataBytes = pos;
-    let json = JSON.stringify(header);
-    json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8);
-    const headerBuf = Buffer.from(json, 'utf8');
-    const lenBuf = Buffer.alloc(8);
-    lenBuf.writeBigUInt64LE(BigInt(headerBuf.length));
-    const out = openSync(this.path, 'w');
+    const head = headerBytes(header);
+    const out = this.folder.create(this.file);
     try {
-      writeSync(out, lenBuf, 0, 8, 0);
-      writeSync(out, headerBuf, 0, headerBuf.length, 8);
-      let at = 8 + headerBuf.length;
-      const buf = Buffer.alloc(16 << 20);
+      out.write(0, head);
+      let at = head.length;
+      const buf = new Uint8Array(16 << 20);
       for (const { part, e } of order) {
         for (let off = e.begin; off < e.end; ) {
-          const got = readSync(part.fd, buf, 0, Math.min(buf.length, e.end - off), off);
-          if (got === 0) throw new CheckpointError(`${part.path}: shorter than the ${part.size} bytes written`);
-          let w = 0;
-          while (w < got) w += writeSync(out, buf, w, got - w, at + w);
+          const got = part.sink.readSync!(off, buf.subarray(0, Math.min(buf.length, e.end - off)));
+          if (got === 0) throw new CheckpointError(`${part.name}: shorter than the ${part.size} bytes written`);
+          out.write(at, buf.subarray(0, got));
           at += got;
           off += got;
         }
       }
     } finally {
-      closeSync(out);
+      this.closing = out.close();
       this.abort();
     }
+  }
+
+  /** Resolves once the sink has stored the final file (sinks with asynchronous storage). */
+  async finished(): Promise<void> {
+    await this.closing;
   }
 
   /** Close and delete the temporary parts (the final file, if any, is left to the caller's staged folder). */
@@ -490,11 +583,11 @@ export class AppendingSafetensorsWriter {
     this.closed = true;
     for (const part of this.parts.values()) {
       try {
-        closeSync(part.fd);
+        void part.sink.close();
       } catch {
         // already closed
       }
-      rmSync(part.path, { force: true });
+      this.folder.remove(part.name);
     }
     this.parts.clear();
   }

@@ -1,6 +1,6 @@
 /** Output folders: written under a temporary name and renamed into place only when complete. */
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from '../platform/fs.js';
+import { basename, dirname, join, resolve } from '../platform/path.js';
 import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
@@ -8,7 +8,8 @@ import { Checkpoint, CheckpointWriter, compressOptions, sparsityStructureOf, sto
 import { expectedTensors, fusedTensors } from './architecture.js';
 import type { CheckpointFormat } from './compressed-tensors.js';
 import { removeStaleStaged, stagedDone, stagedStarted } from '../interrupt.js';
-import { acquireOutputLock, type OutputLock } from '../output-lock.js';
+import { acquireOutputLock, type OutputLock } from '../platform/locks.js';
+import { platform } from '../platform/index.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model'];
 const TORCH_DTYPE: Record<DType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -80,7 +81,7 @@ export class StagedFolder {
       throw new ConfigError(`${name('out')} ${out}: folder exists and is not empty (pass ${name('overwrite')} to replace it)`);
     }
     if (stale.length) options.onNote?.(`removed ${stale.join(', ')} (left by interrupted runs whose process is gone)`);
-    const tmp = join(dirname(this.out), `${basename(this.out)}.partial${options.resumable ? '' : `-${process.pid}`}`);
+    const tmp = join(dirname(this.out), `${basename(this.out)}.partial${options.resumable ? '' : `-${platform().processId}`}`);
     if (!options.keep) rmSync(tmp, { recursive: true, force: true });
     if (options.resumable && existsSync(join(tmp, 'resume', 'state.json'))) this.protectedState = true;
     else stagedStarted(tmp);
@@ -101,7 +102,7 @@ export class StagedFolder {
   commit(onStep?: (step: CommitStep) => void): void {
     syncTree(this.tmp);
     onStep?.('synced');
-    const old = `${this.out}.old-${process.pid}`;
+    const old = `${this.out}.old-${platform().processId}`;
     const replacing = existsSync(this.out);
     if (replacing) renameSync(this.out, old);
     onStep?.('old-moved-aside');
@@ -185,7 +186,7 @@ export const TEMP_FILE = /\.tmp-\d+$/;
  * `file`, so a reader never sees a half-written file. On failure the temporary file is removed.
  */
 export function writeAtomic(file: string, write: (tmp: string) => void): void {
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = `${file}.tmp-${platform().processId}`;
   try {
     write(tmp);
     renameSync(tmp, file);

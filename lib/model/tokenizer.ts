@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from '../platform/fs.js';
+import { join } from '../platform/path.js';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError } from '../errors.js';
+import { sha256Hex } from '../platform/index.js';
 import type { TextTokenizer } from './tokenizer-types.js';
 
 export type { TextTokenizer } from './tokenizer-types.js';
@@ -56,7 +56,7 @@ export class HfTokenizer implements TextTokenizer {
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>) {
     this.inner = new Tokenizer(tokenizerJson, tokenizerConfig);
     this.source = { json: tokenizerJson, config: tokenizerConfig };
-    this.fingerprint = createHash('sha256').update(JSON.stringify(tokenizerJson)).update(JSON.stringify(tokenizerConfig)).digest('hex');
+    this.fingerprint = sha256Hex(JSON.stringify(tokenizerJson), JSON.stringify(tokenizerConfig));
     const bos = tokenName(tokenizerConfig['bos_token']);
     const eos = tokenName(tokenizerConfig['eos_token']);
     this.bosId = bos === null ? null : (this.inner.token_to_id(bos) ?? null);

@@ -36,6 +36,7 @@ import { applyMask, describeStructure } from './mask.js';
 import { buildPlan, type BlockPlan, type LinearPlan, type PrunePlan } from './plan.js';
 import { ActivationStats, type StatName } from './stats.js';
 import { failpoint } from './resume.js';
+import { platform } from '../platform/index.js';
 
 /** Zero fraction of one block's matrices (the reference's check_sparsity). */
 export interface BlockSparsity {
@@ -506,7 +507,7 @@ async function calibrationPool(o: LayerLoopOptions, kernels: Kernels, needs: Map
   try {
     return await ForwardPool.forBlocks(o.checkpoint.config, n, kernels);
   } catch (e) {
-    process.emitWarning(`prune: calibration worker pool unavailable (${(e as Error).message}); running in-process`);
+    platform().warn(`prune: calibration worker pool unavailable (${(e as Error).message}); running in-process`);
     return null;
   }
 }

@@ -3,8 +3,8 @@
  * folder plus report.json. The output appears under its final name only when complete.
  */
 import { getBackend } from '@tensorflow/tfjs-core';
-import { existsSync, statfsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, statfsSync } from '../platform/fs.js';
+import { dirname, join, resolve } from '../platform/path.js';
 import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import { PRUNE_DEFAULTS } from './defaults.js';
 import { Checkpoint, CheckpointWriter, compressOptions, storageReport, type StorageReport } from '../model/checkpoint.js';
@@ -25,6 +25,7 @@ import { ResumeStore, activationBytes, hasResumeState, checkpointStamp, resumeFi
 import { keepOnInterrupt, shown } from '../interrupt.js';
 import { parseStructure as parseStructureAs } from './structure.js';
 import { buildPlan, methodOptionName, parseOptions, selectLinears, type PlanSpec, type PrunePlan } from './plan.js';
+import { platform } from '../platform/index.js';
 
 /** Options of a pruning run (defaults: PRUNE_DEFAULTS of ./defaults.ts; seqlen = the model context). */
 export interface PruneConfig {
@@ -427,7 +428,7 @@ function buildReport(cfg: PruneConfig, x: ReportInputs, result: LayerLoopResult)
     sparsity: { overall: zeros / params, blocks: result.blocks },
     times: { ...result.times, calibrationSampling: x.times.calibrationSampling, total: (performance.now() - x.times.t0) / 1000 + x.times.earlier },
     backend: getBackend(), // the tfjs backend that ran the loop
-    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    peakRssMB: platform().peakMemoryMB() ?? 0,
     dtype: x.dtype,
     storage: x.storage,
     resumedAt: x.resumedAt,

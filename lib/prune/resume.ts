@@ -13,8 +13,8 @@
  * refused, never silently continued.
  */
 import { canonicalSha256 } from '../canonical.js';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from '../platform/fs.js';
+import { join } from '../platform/path.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, CheckpointError } from '../errors.js';
 import { type Checkpoint } from '../model/checkpoint.js';
@@ -23,6 +23,7 @@ import type { LlamaConfig } from '../model/config.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
 import { LINEAR_NAMES } from '../model/architecture.js';
 import type { BlockSparsity, LoopCheckpoint, LoopStart, PhaseTimes } from './pipeline.js';
+import { platform } from '../platform/index.js';
 
 const STATE_VERSION = 2; // 2: permutations (RIA --permute) and OWL's allocation in the state
 export const RESUME_DIR = 'resume';
@@ -266,6 +267,6 @@ export function memoryEstimate(
 export function failpoint(name: string, layer: number): void {
   // The library's one environment read, on purpose: the hook must reach a child process that a test starts through
   // the real CLI (test/prune/resume.test.ts), without an option in any public API. test/cli/env.test.ts lists it.
-  const want = process.env['LLM_PRUNE_FAILPOINT'];
-  if (want && want === `${name}:${layer}`) process.kill(process.pid, 'SIGKILL');
+  const want = platform().env('LLM_PRUNE_FAILPOINT');
+  if (want && want === `${name}:${layer}`) platform().crash();
 }

@@ -215,6 +215,7 @@ describe('runExperiment with a finetune stage', () => {
     writeFileSync(
       script,
       [
+        `import '${url('lib/node/platform.ts')}';`,
         `import { loadExperiment } from '${url('lib/experiment/schema.ts')}';`,
         `import { runExperiment } from '${url('lib/experiment/run.ts')}';`,
         `const [file, output] = process.argv.slice(2);`,

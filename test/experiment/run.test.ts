@@ -149,6 +149,7 @@ describe('runExperiment', () => {
     writeFileSync(
       script,
       [
+        `import '${url('lib/node/platform.ts')}';`,
         `import { loadExperiment } from '${url('lib/experiment/schema.ts')}';`,
         `import { runExperiment } from '${url('lib/experiment/run.ts')}';`,
         `const [file, output, killAt] = process.argv.slice(2);`,
