@@ -1,0 +1,66 @@
+/**
+ * The browser test harness: web/dist served on 127.0.0.1 (web/serve.ts, with ../shared at /shared/) and Debian's
+ * Chromium (`apt-get install chromium`, never a downloaded browser) driven headless by puppeteer-core; WebGPU is
+ * offered on Chromium's software adapter (SwiftShader) with --enable-unsafe-webgpu.
+ */
+import { existsSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { serve } from '../../web/serve.js';
+
+export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+export const DIST = join(process.cwd(), 'web', 'dist');
+
+export interface Harness {
+  base: string; // http://127.0.0.1:PORT/
+  browser: Browser;
+  close(): Promise<void>;
+}
+
+export function chromiumMissing(): string | null {
+  if (!existsSync(CHROMIUM)) return `${CHROMIUM} not found (apt-get install chromium)`;
+  if (!existsSync(join(DIST, 'index.html'))) return `${DIST}/index.html not found (npm run build:web)`;
+  return null;
+}
+
+export async function startHarness(shared: string): Promise<Harness> {
+  const server: Server = await serve({ port: 0, dist: DIST, shared });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader', '--use-webgpu-adapter=swiftshader'],
+  });
+  return {
+    base: `http://127.0.0.1:${port}/`,
+    browser,
+    async close() {
+      await browser.close();
+      await new Promise((ok) => server.close(ok));
+    },
+  };
+}
+
+/** Open a page URL and wait until `<pre id="result">` holds the run's JSON; returns it parsed. */
+export async function runPage(h: Harness, query: string, timeoutMs: number, onLog?: (line: string) => void): Promise<{ page: Page; result: Record<string, unknown> }> {
+  const page = await h.browser.newPage();
+  if (onLog) page.on('console', (m) => onLog(`console: ${m.text()}`));
+  if (onLog) page.on('pageerror', (e) => onLog(`pageerror: ${String(e)}`));
+  await page.goto(`${h.base}index.html${query}`);
+  await page.waitForFunction(() => (document.getElementById('result')?.textContent ?? '') !== '', { timeout: timeoutMs, polling: 500 });
+  const text = await page.$eval('#result', (e) => e.textContent ?? '');
+  return { page, result: JSON.parse(text) as Record<string, unknown> };
+}
+
+/** The bytes behind the page's download link (the pruned checkpoint's zip). */
+export async function downloadBytes(page: Page, selector = '#download'): Promise<Buffer> {
+  const b64 = await page.$eval(selector, async (a) => {
+    const buf = new Uint8Array(await (await fetch((a as HTMLAnchorElement).href)).arrayBuffer());
+    let s = '';
+    for (let i = 0; i < buf.length; i += 0x8000) s += String.fromCharCode(...buf.subarray(i, i + 0x8000));
+    return btoa(s);
+  });
+  return Buffer.from(b64, 'base64');
+}

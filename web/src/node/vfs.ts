@@ -1,0 +1,198 @@
+/**
+ * An in-memory file tree for the browser build: the library's file code (checkpoint reader and writer, data
+ * sources, tokenizer) runs unchanged over it. Input files are mounted as random-access byte sources (a local
+ * `File`/`Blob`, or a URL read by HTTP range requests), read only where asked; written files live in memory until
+ * the page downloads them. Paths are POSIX; the tree starts at `/`.
+ *
+ * Reads are synchronous, as `node:fs`'s are: `FileReaderSync` for blobs and synchronous XMLHttpRequest for URLs,
+ * both available in a dedicated Web Worker (not in a page).
+ */
+
+/** A random-access, read-only byte source. */
+export interface ByteSource {
+  readonly size: number;
+  read(offset: number, length: number): Uint8Array;
+  readonly describe: string; // for messages: the URL or the file name
+}
+
+/** What a write target holds: bytes growing by doubling. */
+class Bytes {
+  data = new Uint8Array(1024);
+  size = 0;
+
+  ensure(end: number): void {
+    if (end <= this.data.length) return;
+    let n = this.data.length;
+    while (n < end) n *= 2;
+    const grown = new Uint8Array(n);
+    grown.set(this.data.subarray(0, this.size));
+    this.data = grown;
+  }
+
+  write(src: Uint8Array, pos: number): void {
+    this.ensure(pos + src.length);
+    this.data.set(src, pos);
+    this.size = Math.max(this.size, pos + src.length);
+  }
+
+  view(): Uint8Array {
+    return this.data.subarray(0, this.size);
+  }
+}
+
+export type VNode = { kind: 'dir'; children: Map<string, VNode> } | { kind: 'file'; source: ByteSource | null; bytes: Bytes };
+
+export function newFile(source: ByteSource | null = null): VNode {
+  return { kind: 'file', source, bytes: new Bytes() };
+}
+
+export function fileSize(n: VNode & { kind: 'file' }): number {
+  return n.source ? n.source.size : n.bytes.size;
+}
+
+export function fileRead(n: VNode & { kind: 'file' }, offset: number, length: number): Uint8Array {
+  const size = fileSize(n);
+  const len = Math.max(0, Math.min(length, size - offset));
+  if (len === 0) return new Uint8Array(0);
+  return n.source ? n.source.read(offset, len) : n.bytes.view().subarray(offset, offset + len);
+}
+
+/** A Node-style error with a code (ENOENT, EEXIST, ...): callers test `code` as they would in Node. */
+export function fsError(code: string, what: string, path: string): Error {
+  const e = new Error(`${code}: ${what}, '${path}'`) as Error & { code: string; path: string };
+  e.code = code;
+  e.path = path;
+  return e;
+}
+
+const root: VNode = { kind: 'dir', children: new Map() };
+
+function parts(path: string): string[] {
+  if (!path.startsWith('/')) path = `/${path}`;
+  const out: string[] = [];
+  for (const p of path.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') out.pop();
+    else out.push(p);
+  }
+  return out;
+}
+
+/** The node at `path`, or null. */
+export function lookup(path: string): VNode | null {
+  let n: VNode = root;
+  for (const p of parts(path)) {
+    if (n.kind !== 'dir') return null;
+    const c = n.children.get(p);
+    if (!c) return null;
+    n = c;
+  }
+  return n;
+}
+
+/** The folder holding `path` and the last name; with `create`, missing folders are made. */
+export function parentOf(path: string, create: boolean): { dir: VNode & { kind: 'dir' }; name: string } {
+  const ps = parts(path);
+  const name = ps.pop();
+  if (name === undefined) throw fsError('EISDIR', 'illegal operation on a directory', path);
+  let n: VNode = root;
+  for (const p of ps) {
+    if (n.kind !== 'dir') throw fsError('ENOTDIR', 'not a directory', path);
+    let c = n.children.get(p);
+    if (!c) {
+      if (!create) throw fsError('ENOENT', 'no such file or directory', path);
+      c = { kind: 'dir', children: new Map() };
+      n.children.set(p, c);
+    }
+    n = c;
+  }
+  if (n.kind !== 'dir') throw fsError('ENOTDIR', 'not a directory', path);
+  return { dir: n, name };
+}
+
+/** Put a byte source at `path` (folders made as needed), replacing what was there. */
+export function mount(path: string, source: ByteSource): void {
+  const { dir, name } = parentOf(path, true);
+  dir.children.set(name, newFile(source));
+}
+
+/** Remove everything under `path` (nothing when absent). */
+export function unmount(path: string): void {
+  const ps = parts(path);
+  if (ps.length === 0) {
+    if (root.kind === 'dir') root.children.clear();
+    return;
+  }
+  const parent = lookup(`/${ps.slice(0, -1).join('/')}`);
+  if (parent?.kind === 'dir') parent.children.delete(ps[ps.length - 1]!);
+}
+
+/** Every file under `dir` as [path relative to dir, bytes] (for the download). */
+export function filesUnder(dir: string): [string, Uint8Array][] {
+  const out: [string, Uint8Array][] = [];
+  const walk = (n: VNode, rel: string): void => {
+    if (n.kind === 'file') out.push([rel, fileRead(n, 0, fileSize(n))]);
+    else for (const [name, c] of [...n.children].sort(([a], [b]) => (a < b ? -1 : 1))) walk(c, rel ? `${rel}/${name}` : name);
+  };
+  const n = lookup(dir);
+  if (n) walk(n, '');
+  return out;
+}
+
+declare const FileReaderSync: { new (): { readAsArrayBuffer(b: Blob): ArrayBuffer } };
+
+/** A local file (a `File` from a picker or a drop): read by slices, never whole. */
+export function blobSource(blob: Blob, name: string): ByteSource {
+  return {
+    size: blob.size,
+    describe: name,
+    read(offset, length) {
+      return new Uint8Array(new FileReaderSync().readAsArrayBuffer(blob.slice(offset, offset + length)));
+    },
+  };
+}
+
+function xhr(method: string, url: string, range: [number, number] | null): XMLHttpRequest {
+  const r = new XMLHttpRequest();
+  r.open(method, url, false);
+  if (range) r.setRequestHeader('Range', `bytes=${range[0]}-${range[1] - 1}`);
+  if (method === 'GET') r.responseType = 'arraybuffer';
+  try {
+    r.send();
+  } catch (e) {
+    throw fsError('EIO', `cannot fetch (${(e as Error).message}; a cross-origin URL needs CORS)`, url);
+  }
+  if (r.status === 404) throw fsError('ENOENT', 'no such file (HTTP 404)', url);
+  if (r.status < 200 || r.status >= 300) throw fsError('EIO', `HTTP ${r.status} ${r.statusText}`, url);
+  return r;
+}
+
+/** The size of a URL's content (HEAD; a GET of the first byte when HEAD gives no length), or null when absent. */
+export function urlSize(url: string): number | null {
+  let r: XMLHttpRequest;
+  try {
+    r = xhr('HEAD', url, null);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return null;
+    throw e;
+  }
+  const len = r.getResponseHeader('Content-Length');
+  if (len !== null && r.getResponseHeader('Content-Encoding') === null) return Number(len);
+  const g = xhr('GET', url, [0, 1]);
+  const m = /\/(\d+)$/.exec(g.getResponseHeader('Content-Range') ?? '');
+  return m ? Number(m[1]) : (g.response as ArrayBuffer).byteLength;
+}
+
+/** A file behind a URL: each read is one HTTP range request (a server without ranges: its whole reply, cut). */
+export function urlSource(url: string, size: number): ByteSource {
+  return {
+    size,
+    describe: url,
+    read(offset, length) {
+      const r = xhr('GET', url, [offset, offset + length]);
+      const got = new Uint8Array(r.response as ArrayBuffer);
+      if (r.status === 206) return got;
+      return got.subarray(offset, offset + length); // 200: the server ignored the range and sent everything
+    },
+  };
+}
