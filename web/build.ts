@@ -48,12 +48,14 @@ const browserBuiltins: Plugin = {
   },
 };
 
-export async function buildWeb(options: { minify?: boolean } = {}): Promise<void> {
-  rmSync(OUT, { recursive: true, force: true });
-  mkdirSync(OUT, { recursive: true });
+/** Bundle into `out` (default web/dist), replacing what is there. */
+export async function buildWeb(options: { minify?: boolean; out?: string } = {}): Promise<void> {
+  const OUT_DIR = options.out ?? OUT;
+  rmSync(OUT_DIR, { recursive: true, force: true });
+  mkdirSync(OUT_DIR, { recursive: true });
   await build({
     entryPoints: { main: join(WEB, 'src', 'main.ts'), worker: join(WEB, 'src', 'worker.ts') },
-    outdir: OUT,
+    outdir: OUT_DIR,
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -65,9 +67,9 @@ export async function buildWeb(options: { minify?: boolean } = {}): Promise<void
     plugins: [browserBuiltins],
     logLevel: 'warning',
   });
-  copyFileSync(join(WEB, 'index.html'), join(OUT, 'index.html'));
+  copyFileSync(join(WEB, 'index.html'), join(OUT_DIR, 'index.html'));
   const wasmDir = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
-  for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) copyFileSync(join(wasmDir, f), join(OUT, f));
+  for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) copyFileSync(join(wasmDir, f), join(OUT_DIR, f));
 }
 
 if (resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {

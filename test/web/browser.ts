@@ -18,10 +18,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export function chromiumMissing(): string | null {
-  if (!existsSync(CHROMIUM)) return `${CHROMIUM} not found (apt-get install chromium)`;
-  if (!existsSync(join(DIST, 'index.html'))) return `${DIST}/index.html not found (npm run build:web)`;
-  return null;
+/** Throws when Debian's Chromium is absent (a browser test must fail, not pass, without a browser). */
+export function requireChromium(): void {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: the browser tests need Debian's chromium (apt-get install chromium) or CHROMIUM_PATH`);
 }
 
 export async function startHarness(shared: string): Promise<Harness> {
@@ -31,6 +30,7 @@ export async function startHarness(shared: string): Promise<Harness> {
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
+    protocolTimeout: 600000,
     args: ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader', '--use-webgpu-adapter=swiftshader'],
   });
   return {
@@ -49,18 +49,28 @@ export async function runPage(h: Harness, query: string, timeoutMs: number, onLo
   if (onLog) page.on('console', (m) => onLog(`console: ${m.text()}`));
   if (onLog) page.on('pageerror', (e) => onLog(`pageerror: ${String(e)}`));
   await page.goto(`${h.base}index.html${query}`);
-  await page.waitForFunction(() => (document.getElementById('result')?.textContent ?? '') !== '', { timeout: timeoutMs, polling: 500 });
-  const text = await page.$eval('#result', (e) => e.textContent ?? '');
-  return { page, result: JSON.parse(text) as Record<string, unknown> };
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    // page code as text: this file is type-checked without the DOM library
+    const [text, status] = (await page.evaluate(`[
+      document.getElementById('result').textContent,
+      document.getElementById('stage').textContent + ' ' + document.getElementById('eta').textContent,
+    ]`)) as [string, string];
+    if (status !== last) onLog?.((last = status));
+    if (text) return { page, result: JSON.parse(text) as Record<string, unknown> };
+    if (Date.now() > deadline) throw new Error(`no result within ${timeoutMs / 1000} s (last status: ${status})`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
 }
 
 /** The bytes behind the page's download link (the pruned checkpoint's zip). */
 export async function downloadBytes(page: Page, selector = '#download'): Promise<Buffer> {
-  const b64 = await page.$eval(selector, async (a) => {
-    const buf = new Uint8Array(await (await fetch((a as HTMLAnchorElement).href)).arrayBuffer());
+  const b64 = (await page.evaluate(`(async () => {
+    const buf = new Uint8Array(await (await fetch(document.querySelector(${JSON.stringify(selector)}).href)).arrayBuffer());
     let s = '';
     for (let i = 0; i < buf.length; i += 0x8000) s += String.fromCharCode(...buf.subarray(i, i + 0x8000));
     return btoa(s);
-  });
+  })()`)) as string;
   return Buffer.from(b64, 'base64');
 }

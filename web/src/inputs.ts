@@ -4,7 +4,8 @@
  * picks the reader from the extension). Nothing is downloaded here: URLs and local files are byte sources read by
  * ranges when the library asks.
  */
-import { blobSource, fileRead, fileSize, lookup, mount, unmount, urlSize, urlSource, type VNode } from './node/vfs.js';
+import { fileRead, fileSize, lookup, mount, unmount, type VNode } from './node/vfs.js';
+import { blobSource, urlSize, urlSource } from './node/sources.js';
 import type { InputSource, RunInputs } from './protocol.js';
 
 export const MODEL_DIR = '/model';
