@@ -102,7 +102,7 @@ export function mkdirSync(path: string, options?: { recursive?: boolean }): void
   dir.children.set(name, { kind: 'dir', children: new Map() });
 }
 
-export function rmSync(path: string, options?: { force?: boolean }): void {
+export function rmSync(path: string, options?: { force?: boolean; recursive?: boolean }): void {
   if (!lookup(path)) {
     if (options?.force) return;
     throw fsError('ENOENT', 'no such file or directory', path);
