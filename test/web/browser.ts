@@ -43,12 +43,21 @@ export async function startHarness(shared: string): Promise<Harness> {
   };
 }
 
-/** Open a page URL and wait until `<pre id="result">` holds the run's JSON; returns it parsed. */
-export async function runPage(h: Harness, query: string, timeoutMs: number, onLog?: (line: string) => void): Promise<{ page: Page; result: Record<string, unknown> }> {
-  const page = await h.browser.newPage();
+/**
+ * Open a page URL (or, with `query` null, use the `open` page, already started) and wait until `<pre id="result">`
+ * holds the run's JSON; returns it parsed.
+ */
+export async function runPage(
+  h: Harness,
+  query: string | null,
+  timeoutMs: number,
+  onLog?: (line: string) => void,
+  open?: Page,
+): Promise<{ page: Page; result: Record<string, unknown> }> {
+  const page = open ?? (await h.browser.newPage());
   if (onLog) page.on('console', (m) => onLog(`console: ${m.text()}`));
   if (onLog) page.on('pageerror', (e) => onLog(`pageerror: ${String(e)}`));
-  await page.goto(`${h.base}index.html${query}`);
+  if (query !== null) await page.goto(`${h.base}index.html${query}`);
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {

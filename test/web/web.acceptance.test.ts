@@ -6,7 +6,7 @@
  * the CLI loads, with the CLI's masks. Also: the `{"error"}` line of the URL contract.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildWeb } from '../../web/build.js';
@@ -86,6 +86,24 @@ test('webgpu (software adapter): perplexities within a relative 1e-4 of the CLI 
   expect(result['sparsity']).toBeCloseTo(0.5, 6);
   await page.close();
 }, 2_400_000);
+
+test('local files (folder picker, file inputs) and the form give the same run as the URLs', async () => {
+  const page = await h.browser.newPage();
+  await page.goto(`${h.base}index.html`);
+  const upload = async (selector: string, files: string[]): Promise<void> => {
+    const input = await page.$(selector);
+    await (input as unknown as { uploadFile(...p: string[]): Promise<void> }).uploadFile(...files);
+  };
+  const dir = sharedPath(MODEL);
+  await upload('#model-files', readdirSync(dir).map((f) => join(dir, f)));
+  await upload('#calibration-file', [sharedPath(CALIBRATION)]);
+  await upload('#eval-file', [sharedPath(EVAL)]);
+  await page.select('#backend', 'wasm');
+  await page.click('#run');
+  const { result } = await runPage(h, null, 1_200_000, undefined, page);
+  expect(result).toMatchObject({ backend: 'wasm', pplDense: cli.dense, pplPruned: cli.pruned });
+  await page.close();
+}, 1_800_000);
 
 test('a missing model gives {"error"} naming the file; a malformed URL parameter names the parameter', async () => {
   const missing = await runPage(h, `?model=shared/models/no-such-model/&eval=shared/${EVAL}&backend=wasm&run=1`, 120_000);

@@ -174,6 +174,29 @@ async function start(): Promise<void> {
   }
 }
 
+/** The files of a drop: dropped files as they are, a dropped folder's files (its top level: a checkpoint folder). */
+async function droppedFiles(dt: DataTransfer): Promise<File[]> {
+  const entries = [...dt.items].map((i) => i.webkitGetAsEntry()).filter((e): e is FileSystemEntry => e !== null);
+  const out: File[] = [];
+  for (const e of entries) {
+    if (e.isFile) out.push(await new Promise<File>((ok, fail) => (e as FileSystemFileEntry).file(ok, fail)));
+    else if (e.isDirectory) out.push(...(await folderFiles(e as FileSystemDirectoryEntry)));
+  }
+  return out;
+}
+
+async function folderFiles(dir: FileSystemDirectoryEntry): Promise<File[]> {
+  const reader = dir.createReader();
+  const all: FileSystemEntry[] = [];
+  for (;;) {
+    const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail)); // in pieces of ~100
+    if (batch.length === 0) break;
+    all.push(...batch);
+  }
+  const files = all.filter((e): e is FileSystemFileEntry => e.isFile);
+  return Promise.all(files.map((f) => new Promise<File>((ok, fail) => f.file(ok, fail))));
+}
+
 function wireDrop(): void {
   const drop = $('drop');
   drop.addEventListener('dragover', (e) => {
@@ -184,8 +207,11 @@ function wireDrop(): void {
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     drop.classList.remove('over');
-    droppedModel = [...(e.dataTransfer?.files ?? [])];
-    drop.textContent = `${droppedModel.length} files dropped`;
+    if (!e.dataTransfer) return;
+    void droppedFiles(e.dataTransfer).then((files) => {
+      droppedModel = files;
+      drop.textContent = `${files.length} files dropped`;
+    });
   });
   $('model-files').addEventListener('change', () => {
     droppedModel = [];
