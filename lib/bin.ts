@@ -4,7 +4,8 @@
  * so that Ctrl-C / SIGTERM stop the work at once (a JavaScript handler would wait for the synchronous tfjs loop): this
  * process forwards the signal, waits for the child to die, removes its partial output, prints one line saying
  * what was interrupted, removed and kept (lib/interrupt.ts), and exits 130 (SIGINT) or 143 (SIGTERM). Other
- * commands (inspect, generate, --help, --version) run in this process.
+ * commands (inspect, generate, --help, --version) run in this process. The child dies with this process, however
+ * this one ends (SIGKILL included): it watches its parent (lib/watchdog.ts).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanUpAfter, INTERRUPT_LOG_ENV } from './interrupt.js';
+import { SUPERVISOR_ENV } from './watchdog.js';
 
 const SUPERVISED = ['prune', 'convert', 'eval', 'finetune', 'run', 'demo'];
 
@@ -28,7 +30,7 @@ async function main(args: string[]): Promise<void> {
   const logFile = join(dir, 'interrupt.log');
   const child = spawn(process.execPath, [...process.execArgv, cli, ...args], {
     stdio: 'inherit',
-    env: { ...process.env, [INTERRUPT_LOG_ENV]: logFile },
+    env: { ...process.env, [INTERRUPT_LOG_ENV]: logFile, [SUPERVISOR_ENV]: String(process.pid) },
   });
   let received: NodeJS.Signals | null = null;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {

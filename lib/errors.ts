@@ -40,3 +40,8 @@ export const cliFlag: OptionName = (option) => `--${option.replace(/[A-Z]/g, (c)
 export function keyPath(section: string, renamed: Record<string, string> = {}): OptionName {
   return (option) => renamed[option] ?? `${section}.${option}`;
 }
+
+/** An output is being written by another process (see lib/output-lock.ts). */
+export class OutputLockedError extends LlmPruneError {
+  override name = 'OutputLockedError';
+}

@@ -3,7 +3,7 @@
  * fine-tune LLaMA-family checkpoints.
  */
 // errors
-export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, cliFlag, keyPath, type OptionName } from './errors.js';
+export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, OutputLockedError, cliFlag, keyPath, type OptionName } from './errors.js';
 // backend
 export { initBackend, activeBackend, defaultThreads, BACKEND_NAMES, type BackendName, type BackendInfo, type BackendOptions } from './model/backend.js';
 export { kernels, kernelsFor, type Kernels } from './model/backend.js';

@@ -85,10 +85,10 @@ test('SIGINT during a resumable prune: exit 130, the resume state in <out>.parti
   expect({ code: r.code, tail: r.stderr.slice(-600) }).toEqual({
     code: 130,
     tail: expect.stringMatching(
-      /interrupted \(SIGINT\): llm-prune prune stopped; no partial output was left; kept the finished blocks in \S*w\.partial: rerun the same command with --resume to continue\n$/,
+      /interrupted \(SIGINT\): llm-prune prune stopped; kept the finished blocks in \S*w\.partial: rerun the same command with --resume to continue\n$/,
     ),
   });
-  expect(readdirSync(dir)).toEqual(['w.partial']);
+  expect(readdirSync(dir)).toEqual(['w.partial']); // and no lock left behind
   const done = spawnSync(process.execPath, ['--import', 'tsx', join('lib', 'bin.ts'), ...args, '--resume'], {
     cwd: process.cwd(),
     env: { ...process.env, LLM_PRUNE_CACHE: join(tmp, 'cache') },
@@ -134,12 +134,14 @@ test('Ctrl-C (SIGINT to the process group) during run: exit 130, the finished de
   expect({ code: r.code, tail: r.stderr.slice(-600) }).toEqual({
     code: 130,
     tail: expect.stringMatching(
-      /interrupted \(SIGINT\): llm-prune run stopped; no partial output was left; settings finished before the interruption are kept in \S*exp-out: the same command continues where it stopped; kept the finished blocks in \S*wanda-unstructured-0\.5\.partial: the same command continues it\n$/,
+      /interrupted \(SIGINT\): llm-prune run stopped; settings finished before the interruption are kept in \S*exp-out: the same command continues where it stopped; kept the finished blocks in \S*wanda-unstructured-0\.5\.partial: the same command continues it\n$/,
     ),
   });
   expect(partials(join(out, 'checkpoints'))).toEqual([]);
   expect(existsSync(join(staged, 'resume', 'state.json'))).toBe(true); // continued by the next run (test/experiment/run.test.ts)
   expect(readdirSync(join(out, 'settings'))).toEqual(['dense.json']);
+  expect(readdirSync(out).filter((n) => n.includes('lock'))).toEqual([]); // the run's lock removed
+  expect(readdirSync(join(out, 'checkpoints')).filter((n) => n.includes('lock'))).toEqual([]);
 });
 
 test('SIGTERM during finetune: exit 143, the trainer checkpoint kept (resumable), no partial checkpoint folder', async () => {
@@ -155,7 +157,7 @@ test('SIGTERM during finetune: exit 143, the trainer checkpoint kept (resumable)
   expect({ code: r.code, tail: r.stderr.slice(-600) }).toEqual({
     code: 143,
     tail: expect.stringMatching(
-      /interrupted \(SIGTERM\): llm-prune finetune stopped; (no partial output was left|removed the partial output \S*checkpoint\.partial-\d+); kept the trainer checkpoint \S*ft\/checkpoint: the same command continues from its last saved step\n$/,
+      /interrupted \(SIGTERM\): llm-prune finetune stopped; (removed the partial output \S*checkpoint\.partial-\d+; )?kept the trainer checkpoint \S*ft\/checkpoint: the same command continues from its last saved step\n$/,
     ),
   });
   expect(readdirSync(out).filter((n) => n.includes('.partial-'))).toEqual([]);
@@ -171,9 +173,10 @@ test('SIGINT during eval: exit 130, nothing written', async () => {
   );
   expect({ code: r.code, tail: r.stderr.slice(-300) }).toEqual({ code: 130, tail: expect.stringMatching(/interrupted \(SIGINT\): llm-prune eval stopped; no partial output was left\n$/) });
   expect(existsSync(outFile)).toBe(false);
+  expect(existsSync(`${outFile}.lock`)).toBe(false);
 });
 
-test('a later run into the same --out removes the .partial-<pid> folders of dead processes, not those of live ones', () => {
+test('a later run into the same --out removes the .partial-<pid> folders of dead processes, not those of live ones, and puts back a moved-aside older output', () => {
   const dir = join(tmp, 'stale');
   mkdirSync(dir);
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
@@ -186,7 +189,7 @@ test('a later run into the same --out removes the .partial-<pid> folders of dead
   const notes: string[] = [];
   const staged = new StagedFolder(join(dir, 'm'), { onNote: (l) => notes.push(l) });
   staged.abandon();
-  expect(readdirSync(dir).sort()).toEqual([`m.partial-${process.ppid}`, `other.partial-${deadPid}`]);
-  expect(notes).toEqual([`removed m.old-${deadPid}, m.partial-${deadPid} (left by interrupted runs whose process is gone)`]);
+  expect(readdirSync(dir).sort()).toEqual(['m', `m.partial-${process.ppid}`, `other.partial-${deadPid}`]); // m.old-<dead> is m again
+  expect(notes).toEqual([`removed m.old-${deadPid} (put back as m), m.partial-${deadPid} (left by interrupted runs whose process is gone)`]);
   expect(removeStaleStaged(join(dir, 'other'))).toEqual([`other.partial-${deadPid}`]);
 });

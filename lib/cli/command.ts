@@ -7,6 +7,13 @@ import { BACKEND_NAMES, initBackend, type BackendName } from '../model/backend.j
 import type { Env } from './env.js';
 import { progress } from './output.js';
 
+/** --force-unlock, for every command that writes an output (lib/output-lock.ts). */
+export const FORCE_UNLOCK = {
+  type: 'boolean',
+  default: false,
+  describe: 'take over the output\'s lock even though the process named in it looks alive (it is gone, e.g. on another host)',
+} as const;
+
 /** The flags of every command. */
 export function globalOptions(y: Argv) {
   return y

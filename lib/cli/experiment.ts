@@ -14,9 +14,16 @@ export function withThreads(exp: Experiment, threads: number | undefined): Exper
 }
 
 /** Run an experiment, or with `dryRun` print its plan without computing anything. */
-export async function runOrPlan(exp: Experiment, argv: { hfToken?: string | undefined }, env: Env, dryRun: boolean, shard?: Shard): Promise<void> {
+export async function runOrPlan(
+  exp: Experiment,
+  argv: { hfToken?: string | undefined; forceUnlock?: boolean | undefined },
+  env: Env,
+  dryRun: boolean,
+  shard?: Shard,
+): Promise<void> {
   const callbacks = {
     ...(shard ? { shard } : {}),
+    forceUnlock: argv.forceUnlock ?? false,
     ...fromEnv(argv, env),
     onProgress: (l: string, d: number, t: number, e?: string) => progress.update(l, d, t, e),
     onNote: (line: string) => progress.note(line),

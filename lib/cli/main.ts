@@ -1,9 +1,12 @@
 /** The program around the command line: library errors become one `error:` line and exit 1, anything else exit 2. */
 import { LlmPruneError } from '../errors.js';
 import { buildCli } from './index.js';
+import { processEnv } from './env.js';
 import { progress } from './output.js';
+import { SUPERVISOR_ENV, watchSupervisor } from '../watchdog.js';
 
 export async function main(args: string[]): Promise<void> {
+  watchSupervisor(processEnv()[SUPERVISOR_ENV]); // started by llm-prune (lib/bin.ts): die with it
   try {
     await buildCli(args).parseAsync();
   } catch (e) {

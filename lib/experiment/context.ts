@@ -33,6 +33,8 @@ export interface RunOptions {
   hubToken?: string | undefined;
   /** Disk cache of tokenized evaluation sets (default tokenCacheDir(): no environment read; the CLI passes its env's). */
   tokenCacheDir?: string | undefined;
+  /** Take over the output folder's lock even when its holder looks alive (lib/output-lock.ts). */
+  forceUnlock?: boolean;
 }
 
 /** The finetune section with every default filled in and the window length resolved. */

@@ -29,10 +29,10 @@
  * trainer checkpoint. Removing the finetune section drops the fine-tune results and keeps the rest.
  */
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { TEMP_FILE } from '../model/save.js';
+import { acquireOutputLock, type OutputLock } from '../output-lock.js';
 import { settingResultSchema, type SettingResult } from './report.js';
 import type { PruneSetting } from './schema.js';
 import type { Shard } from './shard.js';
@@ -84,40 +84,18 @@ export function storedName(id: string): string {
 // ---------------------------------------------------------------------------------------------------------------
 // The lock
 
-/** Take the folder for this process; a lock of a live process is an error, one of a dead (killed) run is taken over. */
-export function acquireLock(output: string, shard?: Shard): string {
+/**
+ * Take the folder for this process (lib/output-lock.ts): a lock of a live process is an error (OutputLockedError),
+ * one of a dead (killed) run is taken over.
+ */
+export function acquireLock(output: string, shard?: Shard, options: { forceUnlock?: boolean; onNote?: (line: string) => void } = {}): OutputLock {
   const file = join(output, shard ? `${LOCK_FILE}.${shard.index}-of-${shard.count}` : LOCK_FILE);
-  const mine = `${process.pid} ${hostname()}\n`;
-  if (existsSync(file)) {
-    const [pidText, host] = readFileSync(file, 'utf8').trim().split(' ');
-    const pid = Number(pidText);
-    if (Number.isSafeInteger(pid) && pid > 0 && host === hostname() && processAlive(pid)) {
-      throw new ConfigError(
-        `output ${output}: another run (process ${pid}) is working in this folder; wait for it to finish, ` +
-          `or delete ${file} if no such run exists`,
-      );
-    }
-  }
-  writeFileSync(file, mine);
-  return file;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-export function releaseLock(file: string): void {
-  try {
-    const [pid] = readFileSync(file, 'utf8').trim().split(' ');
-    if (Number(pid) === process.pid) rmSync(file, { force: true });
-  } catch {
-    // already gone
-  }
+  return acquireOutputLock(file, {
+    command: 'llm-prune run',
+    output,
+    forceUnlock: options.forceUnlock ?? false,
+    ...(options.onNote ? { onNote: options.onNote } : {}),
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { TASKS } from '../eval/tasks.js';
+import { folderMade } from '../interrupt.js';
 import { writeJsonAtomic } from '../model/save.js';
 import { validateResults, writeReport, type ResultsFile, type ResultsInput, type SettingResult } from './report.js';
 import { EXPERIMENT_FILE, shardOf, type ExperimentFile, type Shard } from './shard.js';
@@ -29,7 +30,6 @@ import {
   SETTINGS_DIR,
   acquireLock,
   finetuneWork,
-  releaseLock,
   removeCheckpoint,
   removeFinetune,
   removeLeftovers,
@@ -63,6 +63,13 @@ export interface RunResult {
   seconds: number; // wall time of this call
 }
 
+/** Create a folder (and its parents) the run needs; an interruption removes it again when it is still empty. */
+function makeFolder(dir: string): void {
+  if (existsSync(dir)) return;
+  mkdirSync(dir, { recursive: true });
+  folderMade(dir);
+}
+
 /** What the settings loop has done so far: the results in run order, the ids by what was done to them. */
 type Tally = Pick<RunResult, 'computed' | 'reused' | 'finetuned'> & { results: SettingResult[] };
 
@@ -79,15 +86,15 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
   const t0 = performance.now();
   const ctx = await prepareRun(exp, options);
   const shard = options.shard;
-  mkdirSync(exp.output, { recursive: true });
-  const lock = acquireLock(exp.output, shard);
+  makeFolder(exp.output);
+  const lock = acquireLock(exp.output, shard, { forceUnlock: options.forceUnlock ?? false, ...(options.onNote ? { onNote: options.onNote } : {}) });
   try {
     const { grid, plan } = shardPlan(ctx, shard, false);
     const tally: Tally = { results: [], computed: [], reused: [], finetuned: [] };
     for (const [index, s] of plan.entries()) await runSetting(ctx, settingJob(ctx, s, index, plan.length), tally);
     return await finishRun(ctx, grid, tally, shard, t0);
   } finally {
-    releaseLock(lock);
+    lock.release();
   }
 }
 
@@ -118,7 +125,7 @@ function shardPlan(ctx: RunContext, shard: Shard | undefined, dry: boolean): { g
   const ownedBy = (name: string): boolean => mine.has(name) || [...mine].some((id) => name.startsWith(`${id}.`));
   const removed = dry ? [] : removeLeftovers(exp.output, shard ? ownedBy : undefined);
   if (removed.length) note(`removed leftovers of an interrupted run: ${removed.join(', ')}`);
-  if (!dry) mkdirSync(join(exp.output, SETTINGS_DIR), { recursive: true });
+  if (!dry) makeFolder(join(exp.output, SETTINGS_DIR));
   if (shard) note(`shard ${shard.index}/${shard.count}: ${plan.length} of the ${grid.length} settings (${[...mine].join(', ') || 'none'})`);
   return { grid, plan };
 }

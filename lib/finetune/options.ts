@@ -52,6 +52,7 @@ export interface FinetuneOptions {
   checkpointEvery?: number | undefined; // steps between checkpoints (default 50; one is always written at the end)
   resume?: boolean | undefined; // continue from out/checkpoint when there is one (wins over overwrite; default true)
   overwrite?: boolean | undefined; // otherwise start over in an existing, non-empty out folder (deleting its contents)
+  forceUnlock?: boolean | undefined; // take over `<out>.lock` even when its holder looks alive (lib/output-lock.ts)
   calibrationReport?: string | undefined; // report.json of the pruning run (default <model>/report.json)
   eval?: FinetuneEvalOptions | undefined;
   merge?: 'none' | 'masked' | 'dense' | undefined; // also write out/merged (default masked)

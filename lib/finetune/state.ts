@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError, type OptionName } from '../errors.js';
 import { SafetensorsFile, writeFloat32Safetensors } from '../model/safetensors.js';
+import { removeStaleStaged } from '../interrupt.js';
 import { StagedFolder, writeJsonAtomic } from '../model/save.js';
 import { readAdapterFiles, saveAdapters } from './peft.js';
 import type { LoraTrainer } from './trainer.js';
@@ -47,6 +48,7 @@ export function findCheckpoint(out: string): string | null {
 export function prepareOutputFolder(o: { dir: string; shownAs: string; resume: boolean; overwrite: boolean; optionName: OptionName }): string | null {
   const { dir, shownAs, optionName: name } = o;
   mkdirSync(dir, { recursive: true });
+  removeStaleStaged(join(dir, CHECKPOINT)); // a run killed inside a checkpoint's commit: the older checkpoint put back
   const existing = findCheckpoint(dir);
   if (existing && !o.resume && !o.overwrite) {
     const step = (JSON.parse(readFileSync(join(existing, STATE_FILE), 'utf8')) as TrainerState).step;
@@ -71,7 +73,7 @@ export function cleanStaging(out: string): void {
 }
 
 export function writeCheckpoint(out: string, trainer: LoraTrainer, baseModel: string, state: TrainerState): string {
-  const staged = new StagedFolder(join(out, CHECKPOINT), { overwrite: true });
+  const staged = new StagedFolder(join(out, CHECKPOINT), { overwrite: true, lock: false }); // the run holds <out>.lock
   try {
     saveAdapters(staged.tmp, trainer.adapters, baseModel);
     const opt = trainer.optimizer;

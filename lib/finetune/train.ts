@@ -18,6 +18,7 @@
 import { join, resolve } from 'node:path';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
+import { acquireOutputLock } from '../output-lock.js';
 import { writeJsonAtomic } from '../model/save.js';
 import { requireSyncReads } from '../model/backend.js';
 import { evaluationCut, evaluationText, perplexityOfIds } from '../eval/perplexity.js';
@@ -248,6 +249,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
   await ensureGradients();
   const out = resolve(r.out);
   const held = new Held();
+  const lock = acquireOutputLock(`${out}.lock`, { command: 'llm-prune finetune', forceUnlock: o.forceUnlock ?? false, forceOption: r.optionName('forceUnlock') });
   try {
     const loaded = (held.loaded = await loadModel(r.model, { hubToken: r.hubToken ?? undefined }));
     const { seqlen, evalSeqlen } = windowLengths(r, loaded.model.config.maxPositions);
@@ -302,5 +304,6 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     return report;
   } finally {
     held.release();
+    lock.release();
   }
 }

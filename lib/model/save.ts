@@ -1,5 +1,5 @@
 /** Output folders: written under a temporary name and renamed into place only when complete. */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from './config.js';
@@ -7,61 +7,111 @@ import type { DType } from './safetensors.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
 import type { CheckpointFormat } from './compressed-tensors.js';
 import { removeStaleStaged, stagedDone, stagedStarted } from '../interrupt.js';
+import { acquireOutputLock, type OutputLock } from '../output-lock.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model'];
 const TORCH_DTYPE: Record<DType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
+/** The steps of StagedFolder.commit, in order (a test kills the process at each). */
+export const COMMIT_STEPS = ['synced', 'old-moved-aside', 'renamed', 'dir-synced', 'old-removed'] as const;
+export type CommitStep = (typeof COMMIT_STEPS)[number];
+
+/** Options of a StagedFolder. */
+export interface StagedOptions {
+  overwrite?: boolean;
+  /** Stage in `<out>.partial` (no pid), so that a later process can continue it. */
+  resumable?: boolean;
+  /** Continue the staged folder there instead of emptying it. */
+  keep?: boolean;
+  onNote?: (line: string) => void;
+  optionName?: OptionName;
+  /** Hold `<out>.lock` while writing (default true; see lib/output-lock.ts). */
+  lock?: boolean;
+  /** Take over the output's lock even when its holder looks alive. */
+  forceUnlock?: boolean;
+  /** What this process is doing, told to a second process refused by the lock. */
+  command?: string;
+}
+
 /**
- * A folder being written: everything goes to `<out>.partial-<pid>` and `commit()` renames it to `out`.
- * A run killed before `commit()` leaves only the `.partial-*` folder, which never looks like a finished result;
- * the `llm-prune` command removes it when interrupted (lib/interrupt.ts), and the next StagedFolder for the same
- * `out` removes those of dead processes (`onNote` hears their names).
+ * A folder being written: everything goes to `<out>.partial-<pid>` and `commit()` renames it to `out`, after every
+ * file was flushed to disk. A run killed before `commit()` leaves only the `.partial-*` folder, which never looks
+ * like a finished result; the `llm-prune` command removes it when interrupted (lib/interrupt.ts), and the next
+ * StagedFolder for the same `out` removes those of dead processes (`onNote` hears their names), or puts back an
+ * older `out` that a run killed inside `commit()` had moved aside. While it exists the process holds `<out>.lock`:
+ * a second process writing the same output is refused (lib/output-lock.ts).
  */
 export class StagedFolder {
   readonly tmp: string;
   readonly out: string;
 
   private protectedState = false;
+  private lock: OutputLock | null = null;
 
   /**
    * `resumable`: stage in `<out>.partial` (no pid), so that a later process can continue it; `keep`: continue the
    * one there instead of emptying it. A resumable folder that holds a resume state (`resume/state.json`, see
    * lib/prune/resume.ts; `protect()` once one is written) is not removed by llm-prune's signal cleanup.
    */
-  constructor(
-    out: string,
-    options: { overwrite?: boolean; resumable?: boolean; keep?: boolean; onNote?: (line: string) => void; optionName?: OptionName } = {},
-  ) {
+  constructor(out: string, options: StagedOptions = {}) {
     this.out = resolve(out);
+    const name = options.optionName ?? cliFlag;
+    mkdirSync(dirname(this.out), { recursive: true });
+    if (options.lock ?? true) {
+      this.lock = acquireOutputLock(`${this.out}.lock`, {
+        command: options.command ?? 'llm-prune',
+        forceUnlock: options.forceUnlock ?? false,
+        forceOption: name('forceUnlock'),
+        ...(options.onNote ? { onNote: options.onNote } : {}),
+      });
+    }
+    try {
+      this.tmp = this.open(out, options, name);
+    } catch (e) {
+      this.lock?.release();
+      throw e;
+    }
+  }
+
+  private open(out: string, options: StagedOptions, name: OptionName): string {
+    const stale = removeStaleStaged(this.out);
     if (existsSync(this.out) && readdirSync(this.out).length > 0 && !options.overwrite) {
-      const name = options.optionName ?? cliFlag;
       throw new ConfigError(`${name('out')} ${out}: folder exists and is not empty (pass ${name('overwrite')} to replace it)`);
     }
-    const stale = removeStaleStaged(this.out);
     if (stale.length) options.onNote?.(`removed ${stale.join(', ')} (left by interrupted runs whose process is gone)`);
-    mkdirSync(dirname(this.out), { recursive: true });
-    this.tmp = join(dirname(this.out), `${basename(this.out)}.partial${options.resumable ? '' : `-${process.pid}`}`);
-    if (!options.keep) rmSync(this.tmp, { recursive: true, force: true });
-    if (options.resumable && existsSync(join(this.tmp, 'resume', 'state.json'))) this.protectedState = true;
-    else stagedStarted(this.tmp);
-    mkdirSync(this.tmp, { recursive: true });
+    const tmp = join(dirname(this.out), `${basename(this.out)}.partial${options.resumable ? '' : `-${process.pid}`}`);
+    if (!options.keep) rmSync(tmp, { recursive: true, force: true });
+    if (options.resumable && existsSync(join(tmp, 'resume', 'state.json'))) this.protectedState = true;
+    else stagedStarted(tmp);
+    mkdirSync(tmp, { recursive: true });
+    return tmp;
   }
 
   path(name: string): string {
     return join(this.tmp, name);
   }
 
-  /** Move the finished folder into place (replacing an older one when allowed). */
-  commit(): void {
-    if (existsSync(this.out)) {
-      const old = `${this.out}.old-${process.pid}`;
-      renameSync(this.out, old);
-      renameSync(this.tmp, this.out);
-      rmSync(old, { recursive: true, force: true });
-    } else {
-      renameSync(this.tmp, this.out);
-    }
+  /**
+   * Move the finished folder into place (replacing an older one when allowed): every file is flushed to disk
+   * first, so the renamed folder is complete even after a power loss. A process killed between moving an older
+   * `out` aside and renaming leaves `<out>.old-<pid>`, which the next StagedFolder for `out` puts back.
+   * `onStep` (tests) hears each step of COMMIT_STEPS once it is done.
+   */
+  commit(onStep?: (step: CommitStep) => void): void {
+    syncTree(this.tmp);
+    onStep?.('synced');
+    const old = `${this.out}.old-${process.pid}`;
+    const replacing = existsSync(this.out);
+    if (replacing) renameSync(this.out, old);
+    onStep?.('old-moved-aside');
+    renameSync(this.tmp, this.out);
+    onStep?.('renamed');
+    syncPath(dirname(this.out));
+    onStep?.('dir-synced');
+    if (replacing) rmSync(old, { recursive: true, force: true });
+    onStep?.('old-removed');
     stagedDone(this.tmp);
+    this.lock?.release();
   }
 
   /** The folder now holds a resume state: an interruption keeps it (lib/interrupt.ts). */
@@ -75,7 +125,36 @@ export class StagedFolder {
   abandon(): void {
     rmSync(this.tmp, { recursive: true, force: true });
     stagedDone(this.tmp);
+    this.lock?.release();
   }
+
+  /** Stop writing but keep the temporary folder (a resume state); the output's lock is released. */
+  release(): void {
+    this.lock?.release();
+  }
+}
+
+/** Flush a file or folder entry to disk (folders: their list of names; ignored where the platform refuses). */
+function syncPath(path: string): void {
+  let fd: number | null = null;
+  try {
+    fd = openSync(path, 'r');
+    fsyncSync(fd);
+  } catch {
+    // fsync of a directory is refused on some platforms (Windows); the data files were synced
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
+
+/** Flush every file under `dir`, then the folders themselves. */
+function syncTree(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) syncTree(p);
+    else syncPath(p);
+  }
+  syncPath(dir);
 }
 
 /**
@@ -133,6 +212,8 @@ export interface SaveOptions {
   dtype?: DType; // default: the checkpoint's main dtype
   overwrite?: boolean;
   maxShardBytes?: number;
+  /** Take over `<out>.lock` even when its holder looks alive. */
+  forceUnlock?: boolean;
 }
 
 /**
@@ -144,7 +225,7 @@ export function saveCheckpoint(ckpt: Checkpoint, o: SaveOptions): StorageReport 
   const dtype = o.dtype ?? ckpt.mainDtype();
   const format = o.format ?? 'dense';
   const compress = compressOptions(c, format, format === 'compressed' ? (o.structure ?? sparsityStructureOf(ckpt)) : 'unstructured');
-  const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false });
+  const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false, forceUnlock: o.forceUnlock ?? false, command: 'llm-prune convert' });
   let writer: CheckpointWriter | null = null;
   try {
     writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {

@@ -51,6 +51,8 @@ export interface PruneConfig {
   format?: CheckpointFormat; // dense (default) or compressed (compressed-tensors sparse-bitmask / sparse-24-bitmask)
   maxShardBytes?: number; // shard the output when it exceeds this
   overwrite?: boolean; // replace an existing output folder
+  /** Take over `<out>.lock` even when its holder looks alive (lib/output-lock.ts). */
+  forceUnlock?: boolean;
   /** Keep a resume state in `<out>.partial/resume/` after every block (default true; lib/prune/resume.ts). */
   resumable?: boolean;
   /** Continue the killed run staged in `<out>.partial` at its first unfinished block (start over when none). */
@@ -217,6 +219,8 @@ function stageOutput(cfg: PruneConfig, r: Resolved): StagedFolder {
     resumable: r.resumable,
     keep: r.resume,
     optionName: r.name,
+    command: 'llm-prune prune',
+    forceUnlock: cfg.forceUnlock ?? false,
     ...(cfg.onNote ? { onNote: cfg.onNote } : {}),
   });
   if (r.resumable) {
@@ -475,6 +479,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
   } finally {
     output?.writer.abort();
     if (staged && !hasResumeState(staged.tmp)) staged.abandon();
+    else staged?.release(); // the resume state stays in <out>.partial
     ckpt.close();
   }
 }

@@ -169,8 +169,9 @@ describe('runExperiment', () => {
     expect(child.stdout).not.toContain('finished');
     // killed mid-setting: two settings saved, the third half-written, the lock of the dead process left behind
     expect(readdirSync(join(out, 'settings')).sort()).toEqual(['dense.json', 'magnitude-unstructured-0.5.json']);
-    expect(readdirSync(join(out, 'checkpoints'))).toEqual(['wanda-unstructured-0.5.partial']); // with its resume state
-    expect(readFileSync(join(out, '.run.lock'), 'utf8')).toBe(`${child.pid} ${hostname()}\n`);
+    // the resume state, and the locks of the dead process (taken over by the next run)
+    expect(readdirSync(join(out, 'checkpoints')).sort()).toEqual(['wanda-unstructured-0.5.lock', 'wanda-unstructured-0.5.partial']);
+    expect(JSON.parse(readFileSync(join(out, '.run.lock'), 'utf8'))).toMatchObject({ pid: child.pid, host: hostname(), command: 'llm-prune run' });
     expect(existsSync(join(out, 'results.json'))).toBe(false);
     const mtimes = ['dense', 'magnitude-unstructured-0.5'].map((id) => statSync(join(out, 'settings', `${id}.json`)).mtimeMs);
 
@@ -220,9 +221,9 @@ describe('runExperiment', () => {
   test('refusals: a folder in use by a live run, a seqlen beyond the model context', async () => {
     const exp = load(join(tmp, 'out-c'));
     mkdirSync(exp.output, { recursive: true });
-    writeFileSync(join(exp.output, '.run.lock'), `${process.pid} ${hostname()}\n`);
+    writeFileSync(join(exp.output, '.run.lock'), `${process.pid} ${hostname()}\n`); // the format of earlier versions
     await expect(runExperiment(exp)).rejects.toThrow(
-      `output ${exp.output}: another run (process ${process.pid}) is working in this folder; wait for it to finish, or delete ${join(exp.output, '.run.lock')} if no such run exists`,
+      `${exp.output} is being written by llm-prune run (process ${process.pid} on ${hostname()}, started ?); wait for it to finish, or pass --force-unlock if that process is gone (lock file ${join(exp.output, '.run.lock')})`,
     );
     expect(readdirSync(exp.output)).toEqual(['.run.lock']); // nothing touched
     await expect(runExperiment(load(join(tmp, 'out-d'), { 'eval.seqlen': 256 }))).rejects.toThrow(

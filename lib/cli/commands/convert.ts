@@ -6,7 +6,7 @@ import { resolveModelPath } from '../../model/hub.js';
 import { DTYPES, type DType } from '../../model/safetensors.js';
 import { saveCheckpoint } from '../../model/save.js';
 import { parseStructure } from '../../prune/prune.js';
-import { defineCommand, type CliContext } from '../command.js';
+import { defineCommand, FORCE_UNLOCK, type CliContext } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print } from '../output.js';
 import { parseSize } from '../values.js';
@@ -23,7 +23,8 @@ export function convertCommand(ctx: CliContext) {
         .option('structure', { type: 'string', describe: 'sparsity structure for compressed (default: detected; 2:4 gets sparse-24-bitmask)' })
         .option('dtype', { choices: DTYPES as unknown as string[], describe: 'output dtype (default: the input one)' })
         .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
-        .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing --out folder' }),
+        .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing --out folder' })
+        .option('force-unlock', FORCE_UNLOCK),
     handler: async (argv) => {
       if (argv.structure !== undefined) parseStructure(argv.structure); // 'unstructured' or N:M, before any work
       const ckpt = Checkpoint.open(await resolveModelPath(argv.model, { token: hubTokenOf(argv, ctx.env) }));
@@ -35,6 +36,7 @@ export function convertCommand(ctx: CliContext) {
           ...(argv.dtype !== undefined ? { dtype: argv.dtype as DType } : {}),
           ...(argv.maxShardSize !== undefined ? { maxShardBytes: parseSize('--max-shard-size', argv.maxShardSize) } : {}),
           overwrite: argv.overwrite,
+          forceUnlock: argv.forceUnlock,
         });
         print({ model: ckpt.dir, out: resolve(argv.out), storage });
       } finally {

@@ -1,4 +1,5 @@
 /** `llm-prune eval`: perplexity (wikitext2, c4) and zero-shot tasks of a checkpoint, optionally with LoRA adapters. */
+import { resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { EVAL_DEFAULTS } from '../../eval/defaults.js';
 import { evaluate } from '../../eval/evaluate.js';
@@ -8,7 +9,8 @@ import { ConfigError } from '../../errors.js';
 import { loadAdapters } from '../../finetune/peft.js';
 import { loadModel } from '../../model/load.js';
 import { writeJsonAtomic } from '../../model/save.js';
-import { defineCommand, useBackend, type CliContext, type Globals } from '../command.js';
+import { acquireOutputLock } from '../../output-lock.js';
+import { defineCommand, FORCE_UNLOCK, useBackend, type CliContext, type Globals } from '../command.js';
 import { fromEnv } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { list } from '../values.js';
@@ -26,7 +28,8 @@ function evalFlags(y: Argv<Globals>) {
     .option('add-bos', { type: 'boolean', default: EVAL_DEFAULTS.addBos, describe: 'prepend BOS to task contexts' })
     .option('adapter', { type: 'string', describe: 'LoRA adapter folder (PEFT layout) applied without merging' })
     .option('download', { type: 'boolean', default: EVAL_DEFAULTS.download, describe: 'fetch missing perplexity sets from the hub' })
-    .option('out', { type: 'string', describe: 'also write the JSON results to this file' });
+    .option('out', { type: 'string', describe: 'also write the JSON results to this file' })
+    .option('force-unlock', FORCE_UNLOCK);
 }
 
 export function evalCommand(ctx: CliContext) {
@@ -42,9 +45,11 @@ export function evalCommand(ctx: CliContext) {
       if (ppl.length === 0) warnIgnored(ctx.args, ['--seqlen', '--max-windows', '--batch-size'], 'no --ppl set is evaluated');
       if (tasks.length === 0) warnIgnored(ctx.args, ['--limit', '--add-bos'], 'no --tasks are evaluated');
       const env = fromEnv(argv, ctx.env);
-      const m = await loadModel(argv.model, { hubToken: env.hubToken });
+      const lock = argv.out !== undefined ? acquireOutputLock(`${resolve(argv.out)}.lock`, { command: 'llm-prune eval', forceUnlock: argv.forceUnlock }) : null;
+      let m: Awaited<ReturnType<typeof loadModel>> | null = null;
       let adapters: ReturnType<typeof loadAdapters> | null = null;
       try {
+        m = await loadModel(argv.model, { hubToken: env.hubToken });
         adapters = argv.adapter !== undefined ? loadAdapters(argv.adapter, m.model) : null;
         const forward = adapters?.forward;
         const r = await evaluate(m, {
@@ -70,7 +75,8 @@ export function evalCommand(ctx: CliContext) {
         progress.note('\n' + resultsTable([{ label, zeroShot: r.zeroShot, perplexity: r.perplexity }]));
       } finally {
         adapters?.dispose();
-        m.dispose();
+        m?.dispose();
+        lock?.release();
       }
     },
   });

@@ -7,7 +7,7 @@ import { finetune, type FinetuneProgress } from '../../finetune/train.js';
 import { keepOnInterrupt } from '../../interrupt.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
 import { LINEAR_NAMES, type LinearName } from '../../prune/method.js';
-import { defineCommand, useBackend, type CliContext, type Globals } from '../command.js';
+import { defineCommand, FORCE_UNLOCK, useBackend, type CliContext, type Globals } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print, progress } from '../output.js';
 import { list } from '../values.js';
@@ -35,6 +35,7 @@ function finetuneFlags(y: Argv<Globals>) {
     .option('checkpoint-every', { type: 'number', default: FINETUNE_DEFAULTS.checkpointEvery, describe: 'steps between resumable checkpoints' })
     .option('resume', { type: 'boolean', default: FINETUNE_DEFAULTS.resume, describe: 'continue from <out>/checkpoint when present' })
     .option('overwrite', { type: 'boolean', default: FINETUNE_DEFAULTS.overwrite, describe: 'start over in a non-empty --out' })
+    .option('force-unlock', FORCE_UNLOCK)
     .option('eval-file', { type: 'string', describe: 'held-out text for perplexity before/after (e.g. WikiText-2 test)' })
     .option('eval-windows', { type: 'number', describe: 'perplexity windows scored before and after' })
     .option('merge', { choices: ['none', 'masked', 'dense'], default: FINETUNE_DEFAULTS.merge, describe: 'also write a merged checkpoint (masked keeps the sparsity)' })
@@ -85,6 +86,7 @@ export function finetuneCommand(ctx: CliContext) {
         checkpointEvery: argv.checkpointEvery,
         resume: argv.resume,
         overwrite: argv.overwrite,
+        forceUnlock: argv.forceUnlock,
         ...(argv.evalFile !== undefined ? { eval: { file: argv.evalFile, ...(argv.evalWindows !== undefined ? { maxWindows: argv.evalWindows } : {}) } } : {}),
         merge: argv.merge as 'none' | 'masked' | 'dense',
         mergeFormat: argv.format as CheckpointFormat,

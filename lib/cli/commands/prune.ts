@@ -5,7 +5,7 @@ import { DTYPES, type DType } from '../../model/safetensors.js';
 import { PRUNE_DEFAULTS } from '../../prune/defaults.js';
 import { prune, parseStructure, type PruneReport } from '../../prune/prune.js';
 import { getMethod, LAYERWISE_NAMES, METHOD_NAMES, REFINER_NAMES, type LayerwiseName, type MethodName, type RefinerName } from '../../prune/registry.js';
-import { defineCommand, useBackend, type CliContext, type Globals } from '../command.js';
+import { defineCommand, FORCE_UNLOCK, useBackend, type CliContext, type Globals } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { ownerOptions, withOwnerFlags } from '../owner-flags.js';
@@ -36,6 +36,7 @@ function pruneFlags(y: Argv<Globals>) {
       .option('format', { choices: CHECKPOINT_FORMATS as unknown as string[], default: PRUNE_DEFAULTS.format, describe: 'compressed: compressed-tensors sparse-bitmask (2:4: sparse-24-bitmask)' })
       .option('max-shard-size', { type: 'string', describe: 'shard the output, e.g. 2GB' })
       .option('overwrite', { type: 'boolean', default: PRUNE_DEFAULTS.overwrite, describe: 'replace an existing --out folder' })
+      .option('force-unlock', FORCE_UNLOCK)
       .option('resume', { type: 'boolean', default: PRUNE_DEFAULTS.resume, describe: 'continue the killed run in <out>.partial at its first unfinished block' })
       .option('resumable', { type: 'boolean', default: PRUNE_DEFAULTS.resumable, describe: 'keep a resume state after every block (--no-resumable: none)' })
       .option('resume-activations', { choices: ['F32', 'input'], default: PRUNE_DEFAULTS.resumeActivations, describe: 'stored activations: F32 (exact) or the input dtype (half the disk)' }),
@@ -89,6 +90,7 @@ export function pruneCommand(ctx: CliContext) {
         format: argv.format as CheckpointFormat,
         ...(argv.maxShardSize !== undefined ? { maxShardBytes: parseSize('--max-shard-size', argv.maxShardSize) } : {}),
         overwrite: argv.overwrite,
+        forceUnlock: argv.forceUnlock,
         resume: argv.resume,
         resumable: argv.resumable,
         resumeActivations: argv.resumeActivations as 'F32' | 'input',

@@ -2,7 +2,7 @@
 import { ConfigError } from '../../errors.js';
 import { loadExperiment } from '../../experiment/schema.js';
 import { parseShard } from '../../experiment/shard.js';
-import { defineCommand, type CliContext } from '../command.js';
+import { defineCommand, FORCE_UNLOCK, type CliContext } from '../command.js';
 import { sharedFolder } from '../env.js';
 import { runOrPlan, withThreads } from '../experiment.js';
 import { parseOverrides } from '../values.js';
@@ -18,7 +18,8 @@ export function runCommand(ctx: CliContext) {
         .option('set', { type: 'string', array: true, default: [], describe: 'override a key: --set calibration.nsamples=16 (repeatable)' })
         .option('shared', { type: 'string', describe: 'the folder that ${shared} names in experiment files (default $LLM_PRUNE_SHARED, ./shared, ../shared)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (settings, what is reused, estimated time) and compute nothing' })
-        .option('shard', { type: 'string', describe: 'K/N: run only the settings whose id hashes to K of N (0-based); merge with `report`' }),
+        .option('shard', { type: 'string', describe: 'K/N: run only the settings whose id hashes to K of N (0-based); merge with `report`' })
+        .option('force-unlock', FORCE_UNLOCK),
     handler: async (argv) => {
       if (!argv.config) throw new ConfigError('run: give the experiment file: llm-prune run CONFIG (.yaml or .json)');
       const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;
