@@ -46,6 +46,18 @@ test('writes at positions, rename, copy, rm and readdir behave as in Node', () =
   expect(() => fs.mkdirSync('/out')).toThrow(expect.objectContaining({ code: 'EEXIST' }));
 });
 
+test("the output lock's calls: exclusive create ('wx'), link (EEXIST when taken), string writes", () => {
+  fs.mkdirSync('/o', { recursive: true });
+  const fd = fs.openSync('/o/a.lock.tmp', 'w');
+  fs.writeSync(fd, '{"pid": 1}');
+  fs.closeSync(fd);
+  fs.linkSync('/o/a.lock.tmp', '/o/a.lock');
+  expect(() => fs.linkSync('/o/a.lock.tmp', '/o/a.lock')).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+  expect(() => fs.openSync('/o/a.lock', 'wx')).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+  fs.rmSync('/o/a.lock.tmp', { force: true });
+  expect(fs.readFileSync('/o/a.lock', 'utf8')).toBe('{"pid": 1}');
+});
+
 test('createReadStream: text chunks keep a multi-byte character split by the 1 MiB chunking whole; ranges for hyparquet', async () => {
   const text = 'a'.repeat((1 << 20) - 1) + 'é\nzz';
   mount('/d/t.txt', source(new TextEncoder().encode(text)));

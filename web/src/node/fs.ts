@@ -131,6 +131,19 @@ function copyOf(f: FileNode): VNode {
   return c;
 }
 
+/** A second name for a file (the same node, as a hard link is); EEXIST when `to` exists. */
+export function linkSync(from: string, to: string): void {
+  const f = file(from);
+  if (lookup(to)) throw fsError('EEXIST', 'file already exists', to);
+  const { dir, name } = parentOf(to, false);
+  dir.children.set(name, f);
+}
+
+/** The tree keeps no times (every mtime is 0): nothing to set. */
+export function utimesSync(path: string): void {
+  node(path);
+}
+
 export function statfsSync(): { bavail: number; bsize: number } {
   return { bavail: Number.MAX_SAFE_INTEGER / 4096, bsize: 4096 }; // memory is the limit, checked by the page before a run
 }
@@ -140,6 +153,7 @@ let nextFd = 3;
 
 export function openSync(path: string, flags = 'r'): number {
   let n = lookup(path);
+  if (flags.includes('x') && n) throw fsError('EEXIST', 'file already exists', path);
   if (flags.startsWith('w') || (flags.startsWith('a') && !n)) {
     const { dir, name } = parentOf(path, false);
     n = newFile();
@@ -164,7 +178,9 @@ export function readSync(fd: number, buf: Uint8Array, offset: number, length: nu
   return got.length;
 }
 
-export function writeSync(fd: number, buf: Uint8Array, offset = 0, length = buf.length - offset, position?: number | null): number {
+export function writeSync(fd: number, data: Uint8Array | string, offset = 0, length?: number, position?: number | null): number {
+  const buf = bytesOf(data);
+  length ??= buf.length - offset;
   const f = writable(fdFile(fd));
   f.bytes.write(buf.subarray(offset, offset + length), position ?? f.bytes.size);
   return length;
@@ -200,5 +216,5 @@ export const constants = { F_OK: 0, R_OK: 4, W_OK: 2, X_OK: 1 };
 
 export default {
   existsSync, statSync, readFileSync, readdirSync, writeFileSync, appendFileSync, mkdirSync, rmSync, renameSync, copyFileSync,
-  statfsSync, openSync, createReadStream, readSync, writeSync, fstatSync, fsyncSync, closeSync, promises, constants,
+  statfsSync, openSync, createReadStream, linkSync, utimesSync, readSync, writeSync, fstatSync, fsyncSync, closeSync, promises, constants,
 };

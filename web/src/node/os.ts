@@ -12,5 +12,6 @@ export const platform = (): string => 'browser';
 export const tmpdir = (): string => '/tmp';
 export const homedir = (): string => '/';
 export const EOL = '\n';
+export const hostname = (): string => 'browser';
 
-export default { cpus, availableParallelism, totalmem, freemem, platform, tmpdir, homedir, EOL };
+export default { cpus, availableParallelism, totalmem, freemem, platform, tmpdir, homedir, EOL, hostname };

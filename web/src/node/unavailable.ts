@@ -9,9 +9,22 @@ function unavailable(what: string): never {
 export const isMainThread = true;
 export const parentPort = null;
 export const workerData = null;
+/**
+ * A worker thread of inline Node code (`eval: true`: the output lock's heartbeat, which touches lock files of other
+ * processes' concern) has nothing to do in a page, with one run and an in-memory tree: it is inert. Any other
+ * (the forward pool's, which the page never asks for) is refused.
+ */
 export class Worker {
-  constructor() {
-    unavailable('worker_threads.Worker');
+  constructor(_code: string, options?: { eval?: boolean }) {
+    if (!options?.eval) unavailable('worker_threads.Worker');
+  }
+  postMessage(): void {}
+  unref(): void {}
+  on(): this {
+    return this;
+  }
+  terminate(): Promise<number> {
+    return Promise.resolve(0);
   }
 }
 export const createRequire = (): ((id: string) => never) => (id: string) => unavailable(`require('${id}')`);
