@@ -6,7 +6,7 @@
  * the CLI loads, with the CLI's masks. Also: the `{"error"}` line of the URL contract.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildWeb } from '../../web/build.js';
@@ -94,8 +94,7 @@ test('local files (folder picker, file inputs) and the form give the same run as
     const input = await page.$(selector);
     await (input as unknown as { uploadFile(...p: string[]): Promise<void> }).uploadFile(...files);
   };
-  const dir = sharedPath(MODEL);
-  await upload('#model-files', readdirSync(dir).map((f) => join(dir, f)));
+  await upload('#model-files', [sharedPath(MODEL)]); // a folder, as the folder picker gives it
   await upload('#calibration-file', [sharedPath(CALIBRATION)]);
   await upload('#eval-file', [sharedPath(EVAL)]);
   await page.select('#backend', 'wasm');
