@@ -267,5 +267,5 @@ export async function blockBench(dtype: DType): Promise<Record<string, number | 
 }
 
 function disposeBlockTensors(b: BlockWeights): void {
-  tf.dispose([b.inputNorm, b.postNorm, ...Object.values(b.linears).flatMap((l) => (l.bias ? [l.wT, l.bias] : [l.wT]))]);
+  tf.dispose([...Object.values(b.norms), ...Object.values(b.linears).flatMap((l) => (l.bias ? [l.wT, l.bias] : [l.wT]))]);
 }

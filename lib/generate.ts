@@ -3,7 +3,8 @@ import { ConfigError } from './errors.js';
 import { requireSyncReads } from './model/backend.js';
 import type { LlamaModel } from './model/llama.js';
 import type { LoadedModel } from './model/load.js';
-import { parameterCount } from './model/config.js';
+import { parameterCount, type LlamaConfig } from './model/config.js';
+import { blockNorms } from './model/architecture.js';
 
 /**
  * Greedy decoding: append the argmax token `maxNewTokens` times (stops early at EOS when `stopAtEos`).
@@ -61,12 +62,43 @@ export interface ModelInfo {
   ropeScaling: string | null;
   tiedEmbeddings: boolean;
   biases: { qkv: boolean; o: boolean; mlp: boolean };
+  /** What the architecture spec switches on: attention layout, norms, activation, stored layout. */
+  family: {
+    attention: string; // 'full', or how many layers use which sliding window
+    rotaryDims: number; // of headDim (partial rotary when fewer)
+    localRopeTheta: number | null; // RoPE base of the sliding layers when it differs
+    activation: string;
+    norms: string; // the RMSNorm form and the norms of each block
+    embedScale: number | null;
+    fusedLinears: boolean; // stored as qkv_proj / gate_up_proj
+  };
   dtype: string; // storage dtype of most tensors
   format: string; // 'dense', or 'compressed-tensors <sparsity format> (<structure>)'
   parameters: number;
   files: string[];
   sharded: boolean;
   tokenizer: { model: string; vocabSize: number; bos: string | null; eos: string | null; unk: string | null; pad: string | null; bosId: number | null; eosId: number | null; addBos: boolean };
+}
+
+function ropeScalingText(c: LlamaConfig): string | null {
+  const rs = c.ropeScaling;
+  if (!rs) return null;
+  if (rs.type === 'longrope') return `longrope (original context ${rs.originalMaxPositionEmbeddings}, attention factor ${rs.attentionFactor})`;
+  return `${rs.type} x${rs.factor}`;
+}
+
+function familyInfo(c: LlamaConfig): ModelInfo['family'] {
+  const sliding = c.layerTypes.filter((t) => t === 'sliding_attention').length;
+  const norms = blockNorms(c).map((n) => n.module).join(', ');
+  return {
+    attention: sliding === 0 ? 'full' : `${sliding} of ${c.numLayers} layers with a sliding window of ${c.slidingWindow}`,
+    rotaryDims: c.rotaryDim,
+    localRopeTheta: c.ropeLocalTheta,
+    activation: c.activation,
+    norms: `${c.normForm === 'one_plus_weight' ? 'x * (1 + w)' : 'x * w'}: ${norms}`,
+    embedScale: c.embedScale,
+    fusedLinears: c.fusedLinears,
+  };
 }
 
 export function inspectModel(m: LoadedModel): ModelInfo {
@@ -85,9 +117,10 @@ export function inspectModel(m: LoadedModel): ModelInfo {
     vocabSize: c.vocabSize,
     maxPositions: c.maxPositions,
     ropeTheta: c.ropeTheta,
-    ropeScaling: c.ropeScaling ? `${c.ropeScaling.type} x${c.ropeScaling.factor}` : null,
+    ropeScaling: ropeScalingText(c),
     tiedEmbeddings: c.tieWordEmbeddings,
     biases: { qkv: c.qkvBias, o: c.oBias, mlp: c.mlpBias },
+    family: familyInfo(c),
     dtype: m.checkpoint.mainDtype(),
     format: m.checkpoint.sparsity ? `compressed-tensors ${m.checkpoint.sparsity.format} (${m.checkpoint.sparsity.structure})` : 'dense',
     parameters: parameterCount(c),

@@ -47,7 +47,11 @@ export {
   ARCHITECTURES,
   LINEARS,
   INPUT_GROUP,
-  BLOCK_NORMS,
+  NORM_KEYS,
+  FUSED_MODULES,
+  blockNorms,
+  fusedTensors,
+  storedTensors,
   EMBED_TOKENS,
   FINAL_NORM,
   LM_HEAD,
@@ -58,6 +62,8 @@ export {
   type LinearSpec,
   type InputGroup,
   type NormKey,
+  type NormSpec,
+  type FusedTensor,
   type TensorSpec,
 } from './model/architecture.js';
 export {

@@ -28,7 +28,7 @@ import {
 } from '../model/checkpoint.js';
 import type { CheckpointFormat } from '../model/compressed-tensors.js';
 import { countZeros } from '../model/sparsity.js';
-import { LINEAR_NAMES, expectedTensors, linearShape, linearTensorName, type LinearName } from '../model/architecture.js';
+import { LINEAR_NAMES, expectedTensors, fusedTensors, linearShape, linearTensorName, type LinearName } from '../model/architecture.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { SafetensorsFile, writeFloat32Safetensors, type DType } from '../model/safetensors.js';
 import { StagedFolder, writeAtomic, writeJsonAtomic, writeModelFiles } from '../model/save.js';
@@ -276,6 +276,7 @@ function writeMergedTensors(o: MergeOptions, dir: string, dtype: DType, compress
   const adapted = new Map(o.adapters.pairs.map((p) => [linearTensorName(p.layer, p.name), p]));
   const writer = new CheckpointWriter(dir, expectedTensors(c), {
     dtype,
+    fused: fusedTensors(c),
     ...(o.maxShardBytes !== undefined ? { maxShardBytes: o.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
     ...(compress ? { compress } : {}),
   });

@@ -15,6 +15,7 @@ import {
   encodeFromFloat32,
   type DType,
   type PlannedTensor,
+  type RowRange,
 } from './safetensors.js';
 import {
   PARAM_NAMES,
@@ -30,7 +31,21 @@ import {
   type SparsityInfo,
 } from './compressed-tensors.js';
 import { transposeFloat32 } from './dtype-convert.js';
-import { EMBED_TOKENS, LINEAR_NAMES, LM_HEAD, expectedTensors, linearShape, linearTensorName, type LinearName } from './architecture.js';
+import {
+  EMBED_TOKENS,
+  LINEAR_NAMES,
+  LM_HEAD,
+  expectedTensors,
+  fuseTensorList,
+  fusedLocation,
+  fusedTensors,
+  linearShape,
+  linearTensorName,
+  storedTensors,
+  type FusedTensor,
+  type LinearName,
+  type TensorSpec,
+} from './architecture.js';
 
 const INDEX_FILE = 'model.safetensors.index.json';
 const SINGLE_FILE = 'model.safetensors';
@@ -52,6 +67,9 @@ function readJsonObject(file: string): Record<string, unknown> {
 /**
  * An open checkpoint: config parsed, every safetensors header validated, every tensor the config implies
  * present with the right shape. Tensor data is read only when asked for.
+ *
+ * Tensors are named as `expectedTensors` lists them: a fused tensor (Phi-3's qkv_proj, gate_up_proj) is seen as
+ * the linears it stacks, each read from its rows.
  */
 export class Checkpoint {
   private readonly where = new Map<string, { file: SafetensorsFile; entry: string }>();
@@ -167,7 +185,7 @@ export class Checkpoint {
   }
 
   private checkExpected(): void {
-    for (const { name, shape } of expectedTensors(this.config)) {
+    for (const { name, shape } of storedTensors(this.config)) {
       const packed = this.compressed.get(name);
       if (packed) {
         const headers = Object.fromEntries(
@@ -195,17 +213,25 @@ export class Checkpoint {
     }
   }
 
-  has(name: string): boolean {
-    return this.where.has(name) || this.compressed.has(name);
+  /** The stored tensor holding `name`, with the rows that are `name`'s when it is part of a fused tensor. */
+  private locate(name: string): { name: string; rows?: RowRange } {
+    const f = fusedLocation(this.config, name);
+    return f ? { name: f.name, rows: { start: f.row, count: f.rows } } : { name };
   }
 
-  /** Whether a weight is stored in a compressed-tensors sparse format. */
+  has(name: string): boolean {
+    const stored = this.locate(name).name;
+    return this.where.has(stored) || this.compressed.has(stored);
+  }
+
+  /** Whether a weight is stored in a compressed-tensors sparse format (a fused one: the fused tensor is). */
   isCompressed(name: string): boolean {
-    return this.compressed.has(name);
+    return this.compressed.has(this.locate(name).name);
   }
 
   /** Stored dtype of a tensor (of the values of a compressed weight). */
   dtypeOf(name: string): string {
+    name = this.locate(name).name;
     const packed = this.compressed.get(name);
     if (packed) return this.dtypeOf(packed.parts['compressed']!.entry);
     const loc = this.where.get(name);
@@ -228,6 +254,17 @@ export class Checkpoint {
    * tensor's size: a caller that reuses one array saves allocating and page-faulting a fresh one per tensor).
    */
   read(name: string, out?: Float32Array): Float32Array {
+    const { name: stored, rows } = this.locate(name);
+    if (rows) {
+      if (!this.compressed.has(stored)) {
+        const loc = this.readStored(stored);
+        return loc.file.readFloat32(loc.entry, out, rows);
+      }
+      const [, cols] = this.compressed.get(stored)!.shape as [number, number];
+      const part = this.read(stored).subarray(rows.start * cols, (rows.start + rows.count) * cols);
+      if (out && out.length !== part.length) throw new CheckpointError(`${this.dir}: tensor '${name}' holds ${part.length} values, the array given has ${out.length}`);
+      return out ? (out.set(part), out) : part.slice();
+    }
     const packed = this.compressed.get(name);
     if (packed) {
       const { parts, format } = packed;
@@ -247,9 +284,14 @@ export class Checkpoint {
       out.set(dense);
       return out;
     }
+    const loc = this.readStored(name);
+    return loc.file.readFloat32(loc.entry, out);
+  }
+
+  private readStored(name: string): { file: SafetensorsFile; entry: string } {
     const loc = this.where.get(name);
     if (!loc) throw new CheckpointError(`${this.dir}: no tensor '${name}'`);
-    return loc.file.readFloat32(loc.entry, out);
+    return loc;
   }
 
   /**
@@ -257,11 +299,12 @@ export class Checkpoint {
    * dense 16-bit tensor is transposed chunk by chunk as it is decoded.
    */
   readTransposed(name: string, out?: Float32Array): Float32Array {
-    const loc = this.compressed.has(name) ? undefined : this.where.get(name);
-    if (loc) return loc.file.readFloat32Transposed(loc.entry, out);
-    const shape = this.compressed.get(name)?.shape;
+    const { name: stored, rows: range } = this.locate(name);
+    const loc = this.compressed.has(stored) ? undefined : this.where.get(stored);
+    if (loc) return loc.file.readFloat32Transposed(loc.entry, out, range);
+    const shape = this.compressed.get(stored)?.shape;
     if (!shape || shape.length !== 2) throw new CheckpointError(`${this.dir}: no 2-D tensor '${name}'`);
-    const [rows, cols] = shape as [number, number];
+    const [rows, cols] = range ? [range.count, shape[1]!] : (shape as [number, number]);
     if (out && out.length !== rows * cols) throw new CheckpointError(`${this.dir}: tensor '${name}' holds ${rows * cols} values, the array given has ${out.length}`);
     return transposeFloat32(this.read(name), rows, cols, out);
   }
@@ -285,6 +328,8 @@ export interface WriteOptions {
   /** Store these weights in a compressed-tensors sparse format (lib/model/compressed-tensors.ts). */
   compress?: CompressOptions;
   reopen?: boolean; // continue files written earlier with the same plan (a resumed run) instead of truncating them
+  /** Tensors stored fused (`fusedTensors(config)`): their parts are written by name and stored stacked. */
+  fused?: readonly FusedTensor[];
 }
 
 /** Which weights to compress, and how. */
@@ -313,6 +358,10 @@ export interface WriteStats {
  * ones the dense sizes would give.
  */
 export class CheckpointWriter {
+  /** Fused tensors by part name, and the parts received so far of each one not yet complete. */
+  private readonly fusedOf = new Map<string, FusedTensor>();
+  private readonly pending = new Map<string, { values: Float32Array; missing: Set<string> }>();
+  private readonly compressNames = new Set<string>();
   private readonly writers: SafetensorsWriter[] = [];
   private readonly byName = new Map<string, SafetensorsWriter>();
   private readonly appenders = new Map<string, { w: AppendingSafetensorsWriter; file: string; shape: number[] }>();
@@ -325,7 +374,11 @@ export class CheckpointWriter {
     plan: { name: string; shape: number[] }[],
     private readonly options: WriteOptions,
   ) {
-    const planned: PlannedTensor[] = plan.map((t) => ({ ...t, dtype: options.dtype }));
+    const fused = options.fused ?? [];
+    for (const f of fused) for (const p of f.parts) this.fusedOf.set(p.name, f);
+    for (const n of options.compress?.names ?? []) this.compressNames.add(n);
+    for (const f of fused) if (f.parts.every((p) => this.compressNames.has(p.name))) this.compressNames.add(f.name);
+    const planned: PlannedTensor[] = fuseTensorList(plan as TensorSpec[], fused).map((t) => ({ ...t, dtype: options.dtype }));
     const bytes = (t: PlannedTensor): number => t.shape.reduce((a, b) => a * b, 1) * dtypeSize(t.dtype);
     const shards: PlannedTensor[][] = [[]];
     let cur = 0;
@@ -366,7 +419,29 @@ export class CheckpointWriter {
     }
   }
 
+  /** Write one tensor of the plan; a part of a fused tensor is held until the fused tensor is complete. */
   write(name: string, values: Float32Array): void {
+    const f = this.fusedOf.get(name);
+    if (!f) return this.writeStored(name, values);
+    let p = this.pending.get(f.name);
+    if (!p) this.pending.set(f.name, (p = { values: new Float32Array(f.shape[0] * f.shape[1]), missing: new Set(f.parts.map((x) => x.name)) }));
+    let row = 0;
+    for (const part of f.parts) {
+      if (part.name === name) {
+        if (values.length !== part.rows * f.shape[1]) {
+          throw new CheckpointError(`${this.dir}: tensor '${name}' got ${values.length} values, its planned shape needs ${part.rows * f.shape[1]}`);
+        }
+        p.values.set(values, row * f.shape[1]);
+      }
+      row += part.rows;
+    }
+    p.missing.delete(name);
+    if (p.missing.size > 0) return;
+    this.pending.delete(f.name);
+    this.writeStored(f.name, p.values);
+  }
+
+  private writeStored(name: string, values: Float32Array): void {
     if (!this.options.compress) {
       const w = this.byName.get(name);
       if (!w) throw new CheckpointError(`${this.dir}: tensor '${name}' is not in the planned checkpoint`);
@@ -383,7 +458,7 @@ export class CheckpointWriter {
     const es = dtypeSize(dtype);
     const bytes = encodeFromFloat32(values, dtype);
     const c = this.options.compress;
-    if (c.names.has(name)) {
+    if (this.compressNames.has(name)) {
       if (a.shape.length !== 2) throw new CheckpointError(`${this.dir}: '${name}' has shape [${a.shape.join(', ')}]; only 2-D weights are compressed`);
       const { tensors, zeros } = compressWeight(name, bytes, dtype, es, a.shape as [number, number], c.format);
       for (const t of tensors) {
@@ -411,7 +486,8 @@ export class CheckpointWriter {
 
   /** Count tensors as written by an earlier process (a resumed run; dense format only). */
   markWritten(names: string[]): void {
-    for (const w of this.writers) w.markWritten(names);
+    const stored = [...new Set(names.map((n) => this.fusedOf.get(n)?.name ?? n))];
+    for (const w of this.writers) w.markWritten(stored);
   }
 
   /** Flush every shard to the disk (dense format; a compressed checkpoint is assembled at finish()). */
@@ -420,6 +496,11 @@ export class CheckpointWriter {
   }
 
   finish(): void {
+    const partial = [...this.pending.entries()][0];
+    if (partial) {
+      this.abort();
+      throw new CheckpointError(`${this.dir}: fused tensor '${partial[0]}' never got '${[...partial[1].missing][0]}'`);
+    }
     if (!this.options.compress) {
       for (const w of this.writers) w.finish();
       return;

@@ -28,7 +28,7 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName } from './architecture.js';
+import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName, type NormKey } from './architecture.js';
 import { activeBackend, type Kernels } from './backend.js';
 import type { LlamaConfig } from './config.js';
 import { LlamaModel, disposeBlock, type BlockWeights, type Linear } from './llama.js';
@@ -41,8 +41,7 @@ interface ArrayOf {
   shape: number[];
 }
 interface BlockSnapshot {
-  inputNorm: ArrayOf;
-  postNorm: ArrayOf;
+  norms: Partial<Record<NormKey, ArrayOf>>;
   linears: Record<string, { wT: ArrayOf; bias: ArrayOf | null }>;
 }
 /** Everything a worker needs to rebuild the model: the config and float32 copies of every weight. */
@@ -83,7 +82,9 @@ async function blockSnapshot(b: BlockWeights): Promise<BlockSnapshot> {
     const l = b.linears[n];
     linears[n] = { wT: await arrayOf(l.wT), bias: l.bias ? await arrayOf(l.bias) : null };
   }
-  return { inputNorm: await arrayOf(b.inputNorm), postNorm: await arrayOf(b.postNorm), linears };
+  const norms: BlockSnapshot['norms'] = {};
+  for (const [key, t] of Object.entries(b.norms) as [NormKey, tf.Tensor1D][]) norms[key] = await arrayOf(t);
+  return { norms, linears };
 }
 
 /** Float32 copies of a resident model's weights (throws when a block or the head is not loaded). */
@@ -108,7 +109,7 @@ export function modelBytes(model: LlamaModel): number {
   let n = model.embedTable.size + model.finalNorm.size + (model.lmHeadT?.size ?? 0);
   for (const b of model.blocks) {
     if (!b) continue;
-    n += b.inputNorm.size + b.postNorm.size;
+    for (const t of Object.values(b.norms)) n += t.size;
     for (const name of LINEAR_NAMES) n += b.linears[name].wT.size + (b.linears[name].bias?.size ?? 0);
   }
   return 4 * n;
@@ -325,7 +326,9 @@ function blockFromSnapshot(b: BlockSnapshot): BlockWeights {
     const l = b.linears[n]!;
     linears[n] = { wT: tensorOf<tf.Tensor2D>(l.wT), bias: l.bias ? tensorOf<tf.Tensor1D>(l.bias) : null };
   }
-  return { inputNorm: tensorOf<tf.Tensor1D>(b.inputNorm), postNorm: tensorOf<tf.Tensor1D>(b.postNorm), linears };
+  const norms: BlockWeights['norms'] = {};
+  for (const [key, a] of Object.entries(b.norms) as [NormKey, ArrayOf][]) norms[key] = tensorOf<tf.Tensor1D>(a);
+  return { norms, linears };
 }
 
 function modelFromSnapshot(s: ModelSnapshot, kernels: Kernels | null): LlamaModel {

@@ -1,6 +1,9 @@
 /**
- * The LLaMA decoder in tfjs-core ops, Hugging Face conventions: RMSNorm in float32, rotate-half RoPE, causal
- * grouped-query attention, SiLU-gated MLP, weights stored by Hugging Face as [out, in].
+ * The LLaMA-family decoder in tfjs-core ops, Hugging Face conventions: RMSNorm in float32, rotate-half RoPE, causal
+ * grouped-query attention, gated MLP, weights stored by Hugging Face as [out, in]. What differs between the
+ * families (Qwen3, Gemma 3, Phi-3: norm form and placement, q/k norms, activation, embedding scale, sliding-window
+ * layers with their own RoPE base, partial rotary, longrope) is read from the config as named switches in the one
+ * forward below (see lib/model/architecture.ts).
  *
  * For speed on the wasm backend (whose matMul is ~10x slower with a transposed right operand) linear weights are
  * kept in memory transposed, as wT: [in, out]; pruning code transposes back to [out, in].
@@ -11,19 +14,21 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError } from '../errors.js';
-import type { LlamaConfig } from './config.js';
+import type { AttentionKind, LlamaConfig } from './config.js';
 import type { Checkpoint } from './checkpoint.js';
 import {
   EMBED_TOKENS,
   FINAL_NORM,
   LINEAR_NAMES,
   LM_HEAD,
+  blockNorms,
   blockTensors,
   hasBias,
   linearShape,
   linearTensorName,
   normTensorName,
   type LinearName,
+  type NormKey,
 } from './architecture.js';
 import { kernels as activeKernels, type Kernels } from './backend.js';
 import { transposeFloat32 } from './dtype-convert.js';
@@ -34,10 +39,9 @@ export interface Linear {
   bias: tf.Tensor1D | null; // [out]
 }
 
-/** The weights of one decoder block. */
+/** The weights of one decoder block: its RMSNorms (those `blockNorms(config)` lists) and its seven linears. */
 export interface BlockWeights {
-  inputNorm: tf.Tensor1D; // [hidden] RMSNorm before attention
-  postNorm: tf.Tensor1D; // [hidden] RMSNorm before the MLP
+  norms: Partial<Record<NormKey, tf.Tensor1D>>; // inputNorm, postNorm always; qNorm/kNorm [headDim], attnOutNorm, mlpOutNorm per family
   linears: Record<LinearName, Linear>;
 }
 
@@ -79,8 +83,7 @@ export interface ForwardOptions {
 }
 
 function disposeBlock(b: BlockWeights): void {
-  b.inputNorm.dispose();
-  b.postNorm.dispose();
+  for (const t of Object.values(b.norms)) t.dispose();
   for (const n of LINEAR_NAMES) {
     b.linears[n].wT.dispose();
     b.linears[n].bias?.dispose();
@@ -109,9 +112,9 @@ export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights 
       if (bias) made.push(bias);
       linears[n] = { wT, bias };
     }
-    const inputNorm = vec(normTensorName(layer, 'inputNorm'));
-    made.push(inputNorm);
-    return { inputNorm, postNorm: vec(normTensorName(layer, 'postNorm')), linears };
+    const norms: BlockWeights['norms'] = {};
+    for (const n of blockNorms(c)) made.push((norms[n.key] = vec(normTensorName(c, layer, n.key))));
+    return { norms, linears };
   } catch (e) {
     tf.dispose(made);
     throw e;
@@ -125,8 +128,7 @@ export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights 
 export async function blockWeightsToArrays(c: LlamaConfig, layer: number, b: BlockWeights): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   const read = async (t: tf.Tensor): Promise<Float32Array> => (await t.data()) as Float32Array;
-  out.set(normTensorName(layer, 'inputNorm'), await read(b.inputNorm));
-  out.set(normTensorName(layer, 'postNorm'), await read(b.postNorm));
+  for (const n of blockNorms(c)) out.set(normTensorName(c, layer, n.key), await read(requireNorm(b, n.key)));
   // The wasm backend's tensor data can be read in place (a view of its heap, valid until its next allocation): no
   // copy of each weight before the transpose.
   const wasm = tf.getBackend() === 'wasm' ? (tf.backend() as { typedArrayFromHeap?: (t: tf.TensorInfo) => unknown }) : null;
@@ -160,12 +162,34 @@ export function setLinearWeight(b: BlockWeights, name: LinearName, w: tf.Tensor2
   l.wT = wT;
 }
 
-/** RoPE inverse frequencies [headDim/2], in float32 as transformers computes them (with rope_scaling applied). */
-export function ropeInvFreq(c: LlamaConfig): Float32Array {
-  const d = c.headDim;
+/** A norm of a block, or an error naming it when the block was built without it. */
+function requireNorm(b: BlockWeights, key: NormKey): tf.Tensor1D {
+  const t = b.norms[key];
+  if (!t) throw new CheckpointError(`block weights have no ${key}`);
+  return t;
+}
+
+/**
+ * Which RoPE table a layer uses: `global` (rope_theta with rope_scaling), `long` (longrope's long factors, once a
+ * sequence reaches past the original context), `local` (Gemma 3's sliding layers: rope_local_base_freq, unscaled).
+ */
+export type RopeTable = 'global' | 'long' | 'local';
+
+/**
+ * RoPE inverse frequencies [rotaryDim/2], in float32 as transformers computes them (with rope_scaling applied to
+ * the global table; longrope's short factors for `global`, long factors for `long`).
+ */
+export function ropeInvFreq(c: LlamaConfig, table: RopeTable = 'global'): Float32Array {
+  const d = c.rotaryDim;
   const inv = new Float32Array(d / 2);
-  for (let i = 0; i < d / 2; i++) inv[i] = 1 / Math.fround(c.ropeTheta ** Math.fround((2 * i) / d));
-  const rs = c.ropeScaling;
+  const theta = table === 'local' ? (c.ropeLocalTheta ?? c.ropeTheta) : c.ropeTheta;
+  const rs = table === 'local' ? null : c.ropeScaling;
+  if (rs?.type === 'longrope') {
+    const ext = table === 'long' ? rs.longFactor : rs.shortFactor;
+    for (let i = 0; i < d / 2; i++) inv[i] = 1 / Math.fround(Math.fround(ext[i]!) * Math.fround(theta ** Math.fround((2 * i) / d)));
+    return inv;
+  }
+  for (let i = 0; i < d / 2; i++) inv[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / d));
   if (rs?.type === 'linear') for (let i = 0; i < inv.length; i++) inv[i] = inv[i]! / rs.factor;
   if (rs?.type === 'llama3') {
     const lowWavelen = rs.originalMaxPositionEmbeddings / rs.lowFreqFactor;
@@ -190,8 +214,9 @@ export class LlamaModel {
   readonly finalNorm: tf.Tensor1D; // [hidden]
   readonly lmHeadT: tf.Tensor2D | null; // [hidden, vocab]; null when loaded without the head (layer-wise pruning)
   readonly blocks: (BlockWeights | null)[]; // null = not loaded
-  private rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null; // [positions, headDim], grown on demand
-  private mask: tf.Tensor2D | null = null; // causal mask of the last sequence length
+  private readonly ropes = new Map<RopeTable, { cos: tf.Tensor2D; sin: tf.Tensor2D }>(); // [positions, headDim], grown on demand
+  private readonly masks = new Map<number | null, tf.Tensor2D>(); // attention masks of the last shape, by window (null: full)
+  private maskShape = ''; // `${s},${past}` of those masks
   private rotation: tf.Tensor2D | null = null; // rotate_half as a matrix [headDim, headDim]
 
   /** The backend's kernel choices (attention): given by the caller, else those of the backend active at each call. */
@@ -259,52 +284,95 @@ export class LlamaModel {
     if (s > this.config.maxPositions) {
       throw new CheckpointError(`sequence of ${s} tokens, model context is ${this.config.maxPositions}`);
     }
-    return tf.tidy(() => tf.reshape(tf.gather(this.embedTable, tf.tensor1d(flat, 'int32')), [b, s, this.config.hiddenSize]));
+    const scale = this.config.embedScale; // Gemma: embeddings times sqrt(hidden_size)
+    return tf.tidy(() => {
+      const e = tf.reshape(tf.gather(this.embedTable, tf.tensor1d(flat, 'int32')), [b, s, this.config.hiddenSize]) as tf.Tensor3D;
+      return scale === null ? e : (tf.mul(e, scale) as tf.Tensor3D);
+    });
   }
 
-  /** cos, sin [s, headDim] for positions 0..s-1. The table is built once (grown in powers of two) and sliced. */
-  private ropeFor(s: number, offset = 0): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
-    if (!this.rope || this.rope.cos.shape[0] < offset + s) {
-      const n = Math.min(this.config.maxPositions, 2 ** Math.ceil(Math.log2(Math.max(offset + s, 64))));
-      const inv = ropeInvFreq(this.config);
-      const d = this.config.headDim;
-      const cos = new Float32Array(n * d);
-      const sin = new Float32Array(n * d);
-      for (let p = 0; p < n; p++) {
-        for (let i = 0; i < d / 2; i++) {
-          const a = Math.fround(p * inv[i]!); // float32 product, as transformers' float32 matmul
-          cos[p * d + i] = cos[p * d + i + d / 2] = Math.cos(a);
-          sin[p * d + i] = sin[p * d + i + d / 2] = Math.sin(a);
-        }
-      }
-      this.rope?.cos.dispose();
-      this.rope?.sin.dispose();
-      this.rope = { cos: tf.keep(tf.tensor2d(cos, [n, d])), sin: tf.keep(tf.tensor2d(sin, [n, d])) };
-    }
-    const d = this.config.headDim;
-    return { cos: tf.slice(this.rope.cos, [offset, 0], [s, d]), sin: tf.slice(this.rope.sin, [offset, 0], [s, d]) };
+  /** The RoPE table of a layer whose call ends at position `end` (exclusive). */
+  private ropeTable(kind: AttentionKind, end: number): RopeTable {
+    const c = this.config;
+    if (kind === 'sliding_attention' && c.ropeLocalTheta !== null) return 'local';
+    return c.ropeScaling?.type === 'longrope' && end > c.ropeScaling.originalMaxPositionEmbeddings ? 'long' : 'global';
   }
 
   /**
-   * Additive causal mask [s, past + s]: token i sees the `past` cached positions and new tokens 0..i; 0 where
-   * visible, float32 min elsewhere (as transformers). Built in JS (wasm's broadcast `greater` is slow) and cached
-   * for the last shape used; do not dispose the result.
+   * cos, sin [s, headDim] for positions offset..offset+s-1. Each table is built once (grown in powers of two) and
+   * sliced. Dims past rotaryDim (partial rotary) get cos 1, sin 0: they pass through unchanged. longrope's
+   * attention factor multiplies the rotated dims' cos and sin, as transformers does.
    */
-  private causalMask(s: number, past = 0): tf.Tensor2D {
-    const n = past + s;
-    if (!this.mask || this.mask.shape[0] !== s || this.mask.shape[1] !== n) {
-      const v = new Float32Array(s * n);
-      for (let i = 0; i < s; i++) v.fill(-3.4028234663852886e38, i * n + past + i + 1, (i + 1) * n);
-      this.mask?.dispose();
-      this.mask = tf.keep(tf.tensor2d(v, [s, n]));
+  private ropeFor(table: RopeTable, s: number, offset = 0): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    const d = this.config.headDim;
+    let rope = this.ropes.get(table);
+    if (!rope || rope.cos.shape[0] < offset + s) {
+      const n = Math.min(this.config.maxPositions, 2 ** Math.ceil(Math.log2(Math.max(offset + s, 64))));
+      const inv = ropeInvFreq(this.config, table);
+      const r = this.config.rotaryDim;
+      const rs = this.config.ropeScaling;
+      const scale = table !== 'local' && rs?.type === 'longrope' ? rs.attentionFactor : 1;
+      const cos = new Float32Array(n * d).fill(1);
+      const sin = new Float32Array(n * d);
+      for (let p = 0; p < n; p++) {
+        for (let i = 0; i < r / 2; i++) {
+          const a = Math.fround(p * inv[i]!); // float32 product, as transformers' float32 matmul
+          const [cv, sv] = scale === 1 ? [Math.cos(a), Math.sin(a)] : [Math.fround(Math.cos(a)) * scale, Math.fround(Math.sin(a)) * scale];
+          cos[p * d + i] = cos[p * d + i + r / 2] = cv;
+          sin[p * d + i] = sin[p * d + i + r / 2] = sv;
+        }
+      }
+      tf.dispose([rope?.cos, rope?.sin].filter((t): t is tf.Tensor2D => t !== undefined));
+      rope = { cos: tf.keep(tf.tensor2d(cos, [n, d])), sin: tf.keep(tf.tensor2d(sin, [n, d])) };
+      this.ropes.set(table, rope);
     }
-    return this.mask;
+    return { cos: tf.slice(rope.cos, [offset, 0], [s, d]), sin: tf.slice(rope.sin, [offset, 0], [s, d]) };
   }
 
-  private rmsNorm(x: tf.Tensor3D, w: tf.Tensor1D): tf.Tensor3D {
+  /**
+   * Additive attention mask [s, past + s]: token i (position past + i) sees the cached positions and new tokens
+   * 0..i, and with a sliding `window` only the last `window` positions up to itself (transformers'
+   * sliding_window_overlay: kv > q - window); 0 where visible, float32 min elsewhere (as transformers). Built in JS
+   * (wasm's broadcast `greater` is slow) and cached for the last shape used; do not dispose the result.
+   */
+  private causalMask(s: number, past = 0, window: number | null = null): tf.Tensor2D {
+    const n = past + s;
+    const w = window !== null && window < n ? window : null; // a window covering every position changes nothing
+    if (this.maskShape !== `${s},${past}`) this.disposeMasks(); // only the last shape's masks are kept
+    this.maskShape = `${s},${past}`;
+    let mask = this.masks.get(w);
+    if (!mask) {
+      const v = new Float32Array(s * n);
+      for (let i = 0; i < s; i++) {
+        v.fill(-3.4028234663852886e38, i * n + past + i + 1, (i + 1) * n);
+        if (w !== null) v.fill(-3.4028234663852886e38, i * n, i * n + Math.max(0, past + i - w + 1));
+      }
+      mask = tf.keep(tf.tensor2d(v, [s, n]));
+      this.masks.set(w, mask);
+    }
+    return mask;
+  }
+
+  private disposeMasks(): void {
+    for (const m of this.masks.values()) m.dispose();
+    this.masks.clear();
+  }
+
+  /** RMSNorm over the last axis in float32: x / sqrt(mean(x^2) + eps) times w, or times (1 + w) (Gemma). */
+  private rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor1D): T {
     return tf.tidy(() => {
       const variance = tf.mean(tf.square(x), -1, true);
-      return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, this.config.rmsNormEps))), w) as tf.Tensor3D;
+      const normed = tf.mul(x, tf.rsqrt(tf.add(variance, this.config.rmsNormEps)));
+      return tf.mul(normed, this.config.normForm === 'one_plus_weight' ? tf.add(w, 1) : w) as T;
+    });
+  }
+
+  /** The gated MLP's activation of the gate: SiLU, or GELU with the tanh approximation (Gemma). */
+  private activation(g: tf.Tensor3D): tf.Tensor3D {
+    if (this.config.activation === 'silu') return tf.mul(g, tf.sigmoid(g)) as tf.Tensor3D;
+    return tf.tidy(() => {
+      const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(g, tf.mul(0.044715, tf.mul(g, tf.mul(g, g)))));
+      return tf.mul(tf.mul(0.5, g), tf.add(1, tf.tanh(inner))) as tf.Tensor3D;
     });
   }
 
@@ -314,28 +382,30 @@ export class LlamaModel {
   }
 
   /**
-   * rotate_half as a [headDim, headDim] matrix R: x R = concat(-x2, x1). Each output is one input times +-1 plus
-   * exact zeros, so the product is exact (bit-identical to slicing, negating and concatenating), and it is one small
-   * matMul instead of four copies (slice, slice, neg, concat: about 4% of the wasm forward). Built once; kept.
+   * rotate_half as a [headDim, headDim] matrix R: x R = concat(-x2, x1) over the first rotaryDim dims (x1, x2 its
+   * halves), zeros past them. Each output is one input times +-1 plus exact zeros, so the product is exact
+   * (bit-identical to slicing, negating and concatenating), and it is one small matMul instead of four copies
+   * (slice, slice, neg, concat: about 4% of the wasm forward). Built once; kept.
    */
   private rotateHalf(): tf.Tensor2D {
     if (!this.rotation) {
       const d = this.config.headDim;
+      const h = this.config.rotaryDim / 2;
       const r = new Float32Array(d * d);
-      for (let j = 0; j < d / 2; j++) {
-        r[(j + d / 2) * d + j] = -1; // out[j] = -x[j + d/2]
-        r[j * d + j + d / 2] = 1; // out[j + d/2] = x[j]
+      for (let j = 0; j < h; j++) {
+        r[(j + h) * d + j] = -1; // out[j] = -x[j + h]
+        r[j * d + j + h] = 1; // out[j + h] = x[j]
       }
       this.rotation = tf.keep(tf.tensor2d(r, [d, d]));
     }
     return this.rotation;
   }
 
-  /** q, k: [b, heads, s, d] rotated by position (positions offset .. offset + s - 1). */
-  private applyRope(x: tf.Tensor4D, s: number, offset = 0): tf.Tensor4D {
+  /** q, k: [b, heads, s, d] rotated by position (positions offset .. offset + s - 1) with a layer's table. */
+  private applyRope(x: tf.Tensor4D, table: RopeTable, s: number, offset = 0): tf.Tensor4D {
     const [b, n, , d] = x.shape;
     return tf.tidy(() => {
-      const { cos, sin } = this.ropeFor(s, offset);
+      const { cos, sin } = this.ropeFor(table, s, offset);
       const rotated = tf.reshape(tf.matMul(tf.reshape(x, [b * n * s, d]), this.rotateHalf()), [b, n, s, d]); // rotate_half
       return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
     });
@@ -376,45 +446,57 @@ export class LlamaModel {
     const c = this.config;
     const [b, s] = x.shape;
     const { numHeads: h, numKvHeads: kvh, headDim: d } = c;
-    if (c.slidingWindow !== null && s > c.slidingWindow) {
-      throw new CheckpointError(`sequence of ${s} tokens exceeds the sliding window ${c.slidingWindow}; sliding-window attention is unsupported`);
-    }
+    const kind = c.layerTypes[layer] ?? 'full_attention';
+    const norm = <T extends tf.Tensor>(t: T, key: NormKey): T => this.rmsNorm(t, requireNorm(w, key));
 
     // 1. attention input: RMSNorm
-    const h1 = own(this.rmsNorm(x, w.inputNorm)); // [b, s, hidden]
+    const h1 = own(norm(x, 'inputNorm')); // [b, s, hidden]
     if (tap) {
       tap('q_proj', h1);
       tap('k_proj', h1);
       tap('v_proj', h1);
     }
-    // 2. q, k, v projections, RoPE, causal softmax attention (kv heads repeated for GQA)
+    // 2. q, k, v projections, per-head q/k RMSNorm (Qwen3, Gemma 3), RoPE with the layer's table, causal softmax
+    //    attention over every earlier position or the layer's sliding window (kv heads repeated for GQA)
     const attn = own(tf.tidy(() => {
-      const heads = (t: tf.Tensor3D, n: number): tf.Tensor4D => tf.transpose(tf.reshape(t, [b, s, n, d]), [0, 2, 1, 3]); // [b, n, s, d]
-      const q = this.applyRope(heads(this.linear(layer, 'q_proj', h1, w.linears.q_proj, opts), h), s, kv.offset);
-      const k = this.applyRope(heads(this.linear(layer, 'k_proj', h1, w.linears.k_proj, opts), kvh), s, kv.offset);
-      const v = heads(this.linear(layer, 'v_proj', h1, w.linears.v_proj, opts), kvh);
-      const mask = this.causalMask(s, kv.past ? kv.offset : 0); // [s, past + s]
+      const heads = (t: tf.Tensor3D, n: number, headNorm: NormKey | null): tf.Tensor4D => {
+        const split = tf.reshape(t, [b, s, n, d]);
+        return tf.transpose(headNorm ? norm(split, headNorm) : split, [0, 2, 1, 3]) as tf.Tensor4D; // [b, n, s, d]
+      };
+      const table = this.ropeTable(kind, kv.offset + s);
+      const q = this.applyRope(heads(this.linear(layer, 'q_proj', h1, w.linears.q_proj, opts), h, c.qkNorm ? 'qNorm' : null), table, s, kv.offset);
+      const k = this.applyRope(heads(this.linear(layer, 'k_proj', h1, w.linears.k_proj, opts), kvh, c.qkNorm ? 'kNorm' : null), table, s, kv.offset);
+      const v = heads(this.linear(layer, 'v_proj', h1, w.linears.v_proj, opts), kvh, null);
+      const window = kind === 'sliding_attention' ? c.slidingWindow : null;
+      const mask = this.causalMask(s, kv.past ? kv.offset : 0, window); // [s, past + s]
       const attend = (this.kernels ?? activeKernels()).attention === 'batched' ? attendBatched : attendPerHead;
-      const ctx = attend(tf.mul(q, 1 / Math.sqrt(d)) as tf.Tensor4D, k, v, mask, kv); // [b*h, s, d], from q / sqrt(d)
+      const ctx = attend(tf.mul(q, c.attnScale) as tf.Tensor4D, k, v, mask, kv); // [b*h, s, d], from q * scale
       return tf.reshape(tf.transpose(tf.reshape(ctx, [b, h, s, d]), [0, 2, 1, 3]), [b, s, h * d]) as tf.Tensor3D;
     }));
     if (tap) tap('o_proj', attn);
-    // 3. output projection and residual
-    const x2 = own(tf.tidy(() => tf.add(x, this.linear(layer, 'o_proj', attn, w.linears.o_proj, opts)) as tf.Tensor3D));
+    // 3. output projection (RMSNorm of it in Gemma 3) and residual
+    const x2 = own(tf.tidy(() => {
+      const o = this.linear(layer, 'o_proj', attn, w.linears.o_proj, opts);
+      return tf.add(x, c.sandwichNorms ? norm(o, 'attnOutNorm') : o) as tf.Tensor3D;
+    }));
     // 4. MLP input: RMSNorm
-    const h2 = own(this.rmsNorm(x2, w.postNorm));
+    const h2 = own(norm(x2, 'postNorm'));
     if (tap) {
       tap('gate_proj', h2);
       tap('up_proj', h2);
     }
-    // 5. SiLU-gated MLP
+    // 5. gated MLP: act(gate) * up, SiLU or GELU-tanh
     const act = own(tf.tidy(() => {
       const g = this.linear(layer, 'gate_proj', h2, w.linears.gate_proj, opts);
       const u = this.linear(layer, 'up_proj', h2, w.linears.up_proj, opts);
-      return tf.mul(tf.mul(g, tf.sigmoid(g)), u) as tf.Tensor3D;
+      return tf.mul(this.activation(g), u) as tf.Tensor3D;
     }));
     if (tap) tap('down_proj', act);
-    return tf.tidy(() => tf.add(x2, this.linear(layer, 'down_proj', act, w.linears.down_proj, opts)) as tf.Tensor3D);
+    // 6. down projection (RMSNorm of it in Gemma 3) and residual
+    return tf.tidy(() => {
+      const down = this.linear(layer, 'down_proj', act, w.linears.down_proj, opts);
+      return tf.add(x2, c.sandwichNorms ? norm(down, 'mlpOutNorm') : down) as tf.Tensor3D;
+    });
   }
 
   /** Final RMSNorm + lm_head: [batch, seq, hidden] -> logits [batch, seq, vocab]. */
@@ -510,11 +592,9 @@ export class LlamaModel {
     this.finalNorm.dispose();
     this.lmHeadT?.dispose();
     for (let i = 0; i < this.blocks.length; i++) this.setBlock(i, null);
-    this.rope?.cos.dispose();
-    this.rope?.sin.dispose();
-    this.rope = null;
-    this.mask?.dispose();
-    this.mask = null;
+    for (const r of this.ropes.values()) tf.dispose([r.cos, r.sin]);
+    this.ropes.clear();
+    this.disposeMasks();
     this.rotation?.dispose();
     this.rotation = null;
   }

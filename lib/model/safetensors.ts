@@ -14,6 +14,22 @@ const DTYPE_SIZE: Record<string, number> = {
 };
 const MAX_HEADER = 100 * 1024 * 1024; // the reference implementation's limit
 
+/** Rows start .. start + count - 1 of a 2-D tensor. */
+export interface RowRange {
+  start: number;
+  count: number;
+}
+
+/** The data offset and byte count of a tensor, or of a row range of a 2-D one (validated against its shape). */
+function rowBytes(e: TensorEntry, es: number, where: string, rows?: RowRange): { begin: number; bytes: number } {
+  if (!rows) return { begin: e.begin, bytes: e.end - e.begin };
+  const [n, cols] = e.shape as [number, number];
+  if (e.shape.length !== 2 || rows.start < 0 || rows.count < 0 || rows.start + rows.count > n) {
+    throw new CheckpointError(`${where}: rows ${rows.start}..${rows.start + rows.count - 1} are outside its shape [${e.shape.join(', ')}]`);
+  }
+  return { begin: e.begin + rows.start * cols * es, bytes: rows.count * cols * es };
+}
+
 /** One tensor's header entry. Offsets are relative to the start of the data area. */
 export interface TensorEntry {
   name: string;
@@ -151,46 +167,45 @@ export class SafetensorsFile {
   }
 
   /**
-   * A tensor's values as float32 (F16/BF16 widened exactly). Into `out` when given (its length must be the
-   * tensor's size; a caller that reuses one array across tensors saves allocating and page-faulting a fresh one
-   * each time), else into a new array. F32 is read straight into the array; 16-bit data goes through one reused
-   * cache-sized chunk (lib/model/dtype-convert.ts).
+   * One tensor as float32, into `out` when given (its length must be the values read). `rows` reads only rows
+   * start .. start + count - 1 of a 2-D tensor (a linear stacked in a fused tensor), straight from their bytes.
    */
-  readFloat32(name: string, out?: Float32Array): Float32Array {
+  readFloat32(name: string, out?: Float32Array, rows?: RowRange): Float32Array {
     const e = this.entry(name);
     const where = `${this.path}: tensor '${name}'`;
     if (e.dtype !== 'F32' && e.dtype !== 'BF16' && e.dtype !== 'F16') throw notFloat(where, e.dtype);
+    const es = DTYPE_SIZE[e.dtype]!;
+    const { begin, bytes } = rowBytes(e, es, where, rows);
     const fd = this.openFd();
-    const bytes = e.end - e.begin;
-    const n = bytes / DTYPE_SIZE[e.dtype]!;
+    const n = bytes / es;
     if (out && out.length !== n) throw new CheckpointError(`${where}: holds ${n} values, the array given has ${out.length}`);
     const dst = out ?? new Float32Array(n);
     const pastEnd = (): string => this.pastEnd(name);
     if (e.dtype === 'F32') {
-      readExact(fd, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), this.dataStart + e.begin, pastEnd);
+      readExact(fd, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), this.dataStart + begin, pastEnd);
       return dst;
     }
-    decodeStream(e.dtype, bytes, dst, (buf, off) => readExact(fd, buf, this.dataStart + e.begin + off, pastEnd));
+    decodeStream(e.dtype, bytes, dst, (buf, off) => readExact(fd, buf, this.dataStart + begin + off, pastEnd));
     return dst;
   }
 
   /**
-   * A 2-D tensor [rows, cols] as float32 transposed ([cols, rows] row-major), into `out` when given (as for
-   * readFloat32): the transpose happens chunk by chunk as the data are decoded, instead of as a separate pass.
+   * A 2-D tensor [rows, cols] (or its `rows` range) as float32 transposed ([cols, rows] row-major), into `out` when
+   * given (as for readFloat32): the transpose happens chunk by chunk as the data are decoded, instead of as a
+   * separate pass.
    */
-  readFloat32Transposed(name: string, out?: Float32Array): Float32Array {
+  readFloat32Transposed(name: string, out?: Float32Array, range?: RowRange): Float32Array {
     const e = this.entry(name);
     const where = `${this.path}: tensor '${name}'`;
     if (e.shape.length !== 2) throw new CheckpointError(`${where}: has shape [${e.shape.join(', ')}]; only a 2-D tensor can be read transposed`);
-    const [rows, cols] = e.shape as [number, number];
-    if (e.dtype !== 'BF16' && e.dtype !== 'F16') {
-      if (out && out.length !== rows * cols) throw new CheckpointError(`${where}: holds ${rows * cols} values, the array given has ${out.length}`);
-      return transposeFloat32(this.readFloat32(name), rows, cols, out);
-    }
+    const cols = e.shape[1]!;
+    const rows = range ? range.count : e.shape[0]!;
     if (out && out.length !== rows * cols) throw new CheckpointError(`${where}: holds ${rows * cols} values, the array given has ${out.length}`);
+    if (e.dtype !== 'BF16' && e.dtype !== 'F16') return transposeFloat32(this.readFloat32(name, undefined, range), rows, cols, out);
+    const { begin } = rowBytes(e, 2, where, range);
     const dst = out ?? new Float32Array(rows * cols);
     const fd = this.openFd();
-    decodeStreamTransposed(e.dtype, rows, cols, dst, (buf, off) => readExact(fd, buf, this.dataStart + e.begin + off, () => this.pastEnd(name)));
+    decodeStreamTransposed(e.dtype, rows, cols, dst, (buf, off) => readExact(fd, buf, this.dataStart + begin + off, () => this.pastEnd(name)));
     return dst;
   }
 

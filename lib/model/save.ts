@@ -5,6 +5,7 @@ import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
+import { fusedTensors } from './architecture.js';
 import type { CheckpointFormat } from './compressed-tensors.js';
 import { removeStaleStaged, stagedDone, stagedStarted } from '../interrupt.js';
 import { acquireOutputLock, type OutputLock } from '../output-lock.js';
@@ -230,6 +231,7 @@ export function saveCheckpoint(ckpt: Checkpoint, o: SaveOptions): StorageReport 
   try {
     writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {
       dtype,
+      fused: fusedTensors(c),
       ...(o.maxShardBytes !== undefined ? { maxShardBytes: o.maxShardBytes } : ckpt.sharded ? { maxShardBytes: 5e9 } : {}),
       ...(compress ? { compress } : {}),
     });

@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { ConfigError, cliFlag, type OptionName } from '../errors.js';
 import { PRUNE_DEFAULTS } from './defaults.js';
 import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, storageReport, type StorageReport } from '../model/checkpoint.js';
+import { fusedTensors } from '../model/architecture.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { HfTokenizer } from '../model/tokenizer.js';
 import { DTYPES, dtypeSize, type DType } from '../model/safetensors.js';
@@ -330,6 +331,7 @@ function openOutput(cfg: PruneConfig, r: Resolved, staged: StagedFolder, ckpt: C
   const tensors = expectedTensors(ckpt.config);
   const writer = new CheckpointWriter(staged.tmp, tensors, {
     dtype: out.dtype,
+    fused: fusedTensors(ckpt.config),
     reopen: start !== null,
     ...(out.maxShardBytes !== undefined ? { maxShardBytes: out.maxShardBytes } : {}),
     ...(out.compress ? { compress: out.compress } : {}),

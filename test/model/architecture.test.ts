@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ARCHITECTURES,
-  BLOCK_NORMS,
+  blockNorms,
+  type ArchitectureSpec,
   INPUT_GROUP,
   LINEARS,
   LINEAR_NAMES,
@@ -53,25 +54,42 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('architectures', () => {
   test('the supported architectures are the spec\'s, each with its model_type', () => {
-    expect(SUPPORTED_ARCHITECTURES).toEqual(['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM']);
-    expect(Object.values(ARCHITECTURES).map((a) => a.modelType)).toEqual(['llama', 'mistral', 'qwen2']);
+    expect(SUPPORTED_ARCHITECTURES).toEqual([
+      'LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'Gemma3ForCausalLM', 'Phi3ForCausalLM',
+    ]);
+    expect(Object.values(ARCHITECTURES).map((a) => a.modelType)).toEqual(['llama', 'mistral', 'qwen2', 'qwen3', 'gemma3_text', 'phi3']);
     expect(architectureSpec('GPT2LMHeadModel')).toBeNull();
     expect(architectureSpec('toString')).toBeNull(); // not an inherited property
   });
 
   test('config.json is read by the spec: model_type fallback, q/k/v biases, the sliding-window switch', () => {
-    const base = { ...RAW, attention_bias: false, mlp_bias: false };
+    const base = { ...RAW, attention_bias: false, mlp_bias: false, hidden_activation: 'gelu_pytorch_tanh' };
     const { architectures: _, ...untyped } = base;
-    for (const [arch, spec] of Object.entries(ARCHITECTURES)) {
-      expect(parseConfig({ ...untyped, model_type: spec.modelType }).architecture).toBe(arch);
-      const c = parseConfig({ ...base, architectures: [arch], sliding_window: 32, use_sliding_window: false });
+    const act = (spec: ArchitectureSpec): Record<string, unknown> => (spec.activationField === 'hidden_act' ? { hidden_act: 'silu' } : {});
+    for (const [arch, spec] of Object.entries(ARCHITECTURES) as [string, ArchitectureSpec][]) {
+      expect(parseConfig({ ...untyped, ...act(spec), model_type: spec.modelType }).architecture).toBe(arch);
+      const c = parseConfig({ ...base, ...act(spec), architectures: [arch], sliding_window: 32, use_sliding_window: false });
       expect([arch, c.qkvBias, c.oBias, c.mlpBias]).toEqual([arch, spec.qkvBias === 'always', false, false]);
-      expect([arch, c.slidingWindow]).toEqual([arch, spec.slidingWindowSwitch === 'sliding_window' ? 32 : null]);
-      const on = parseConfig({ ...base, architectures: [arch], sliding_window: 32, use_sliding_window: true });
+      expect([arch, c.slidingWindow]).toEqual([arch, spec.slidingWindowSwitch === 'use_sliding_window' ? null : 32]);
+      const on = parseConfig({ ...base, ...act(spec), architectures: [arch], sliding_window: 32, use_sliding_window: true });
       expect([arch, on.slidingWindow]).toEqual([arch, 32]);
-      const biased = parseConfig({ ...base, architectures: [arch], attention_bias: true });
-      expect([arch, biased.qkvBias, biased.oBias]).toEqual([arch, true, true]);
+      const biased = parseConfig({ ...base, ...act(spec), architectures: [arch], attention_bias: true, mlp_bias: true });
+      const never = spec.qkvBias === 'never';
+      expect([arch, biased.qkvBias, biased.oBias, biased.mlpBias]).toEqual([arch, !never, !never, spec.mlpBias === 'mlp_bias']);
     }
+  });
+
+  test('which layers slide: every layer (sliding_window), from max_window_layers on (Qwen), layer_types or the pattern (Gemma 3)', () => {
+    const kinds = (raw: Record<string, unknown>): string => parseConfig({ ...RAW, attention_bias: false, mlp_bias: false, num_hidden_layers: 4, ...raw }).layerTypes.map((t) => t[0]).join('');
+    expect(kinds({ architectures: ['MistralForCausalLM'], sliding_window: 8 })).toBe('ssss');
+    expect(kinds({ architectures: ['Qwen3ForCausalLM'], sliding_window: 8, use_sliding_window: true, max_window_layers: 2 })).toBe('ffss');
+    expect(kinds({ architectures: ['Qwen3ForCausalLM'], sliding_window: 8, use_sliding_window: false })).toBe('ffff');
+    expect(kinds({ architectures: ['Gemma3ForCausalLM'], sliding_window_pattern: 2 })).toBe('sfsf');
+    const types = ['full_attention', 'sliding_attention', 'sliding_attention', 'full_attention'];
+    expect(kinds({ architectures: ['Gemma3ForCausalLM'], layer_types: types })).toBe('fssf');
+    expect(() => kinds({ architectures: ['Gemma3ForCausalLM'], layer_types: types.slice(1) })).toThrow("field 'layer_types' must list");
+    expect(() => kinds({ architectures: ['Gemma3ForCausalLM'], final_logit_softcapping: 30 })).toThrow('final_logit_softcapping 30 is not supported');
+    expect(() => kinds({ architectures: ['Gemma3ForCausalLM'], hidden_activation: 'relu' })).toThrow("hidden_activation 'relu' is not supported (only gelu_pytorch_tanh)");
   });
 });
 
@@ -98,10 +116,11 @@ describe('block', () => {
   });
 
   test('the two RMSNorms, each before the first linear reading it', () => {
-    expect(BLOCK_NORMS.map((n) => [n.key, normTensorName(2, n.key), n.before])).toEqual([
-      ['inputNorm', 'model.layers.2.input_layernorm.weight', 'q_proj'],
-      ['postNorm', 'model.layers.2.post_attention_layernorm.weight', 'gate_proj'],
+    expect(blockNorms(c).map((n) => [n.key, normTensorName(c, 2, n.key), n.size, n.before])).toEqual([
+      ['inputNorm', 'model.layers.2.input_layernorm.weight', 64, 'q_proj'],
+      ['postNorm', 'model.layers.2.post_attention_layernorm.weight', 64, 'gate_proj'],
     ]);
+    expect(() => normTensorName(c, 2, 'qNorm')).toThrow('LlamaForCausalLM blocks have no qNorm');
   });
 
   test('blockTensors: Hugging Face order, shapes, biases', () => {

@@ -310,7 +310,7 @@ describe('malformed checkpoints are refused with a message naming the file or te
       [{ num_attention_heads: 6, num_key_value_heads: 6 }, /hidden_size \(64\) is not a multiple of num_attention_heads \(6\) and head_dim is not given$/, CheckpointError],
       [{ head_dim: 15 }, /head_dim 15 must be even for RoPE$/, CheckpointError],
       [{ hidden_act: 'gelu' }, /hidden_act 'gelu' is not supported \(only silu\)$/, UnsupportedError],
-      [{ rope_scaling: { rope_type: 'yarn', factor: 4 } }, /rope_scaling type "yarn" is not supported \(supported: linear, llama3, default\)$/, UnsupportedError],
+      [{ rope_scaling: { rope_type: 'yarn', factor: 4 } }, /rope_scaling type "yarn" is not supported \(supported: linear, llama3, longrope, default\)$/, UnsupportedError],
       [{ rope_scaling: { type: 'llama3', factor: 8 } }, /rope_scaling: field 'low_freq_factor' must be a finite number, got undefined$/, CheckpointError],
     ];
     const original = JSON.parse(readFileSync(cfg, 'utf8')) as Record<string, unknown>;
