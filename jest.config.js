@@ -3,6 +3,9 @@
  *
  * Two suites (test/ mirrors lib/: the tests of lib/x/y.ts are test/x/y.test.ts):
  *   - `npm test`: the fast suite, every `*.test.ts` except `*.acceptance.test.ts` (unit and small integration tests);
+ *     it needs no shared folder, network or cache: its fixtures are written by test/helpers/ (tiny checkpoints, a
+ *     trained BPE tokenizer, seeded data, a local server in the hub's URL layout), and test/structure.test.ts fails
+ *     when a fast test imports test/helpers/shared.ts;
  *   - `npm run test:acceptance`: `*.acceptance.test.ts` only (jest.acceptance.config.js), the long checks on the shared
  *     real models (WikiText-2 protocol values, end-to-end prunes), then the notebooks.
  */

@@ -12,7 +12,7 @@ import { calibrationFromFile } from '../lib/data/calibration.js';
 import { defaultThreads, initBackend } from '../lib/model/backend.js';
 import { Checkpoint } from '../lib/model/checkpoint.js';
 import { HfTokenizer } from '../lib/model/tokenizer.js';
-import { LINEAR_NAMES } from '../lib/prune/method.js';
+import { LINEAR_NAMES } from '../lib/model/architecture.js';
 import { runLayerLoop } from '../lib/prune/pipeline.js';
 import { getMethod } from '../lib/prune/registry.js';
 import { benchModelPath, benchSharedPath } from './common.js';

@@ -32,7 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 BLAS=$("$PYTHON" bench/compare-reference.py blas) || { echo "torch did not load OpenBLAS: $BLAS" >&2; exit 1; }
 
-npx tsc -p tsconfig.json # dist/: both sides start as plain processes (no on-the-fly TypeScript)
+npx tsc -p tsconfig.json --noEmit false # dist/ with bench/: both sides start as plain processes (no on-the-fly TypeScript)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 echo "token ids (project tokenizer and sampler) ..." >&2

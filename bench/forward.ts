@@ -14,8 +14,8 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendName } from '../lib/model/backend.js';
 import { loadModel } from '../lib/model/load.js';
-import { linearShape } from '../lib/model/checkpoint.js';
-import { LINEAR_NAMES } from '../lib/prune/method.js';
+import { linearShape } from '../lib/model/architecture.js';
+import { LINEAR_NAMES } from '../lib/model/architecture.js';
 import { benchModelPath } from './common.js';
 
 const { values } = parseArgs({

@@ -23,7 +23,7 @@ import { initBackend, type BackendName } from '../lib/model/backend.js';
 import { prune } from '../lib/prune/prune.js';
 import { getMethod, type MethodName } from '../lib/prune/registry.js';
 import { createStats } from '../lib/prune/stats.js';
-import { LINEAR_NAMES, type LinearName } from '../lib/prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../lib/model/architecture.js';
 import { benchModelPath, benchSharedPath } from './common.js';
 import { blockBench, ioBench } from './io.js';
 
@@ -107,7 +107,7 @@ for (const method of values['skip-synthetic'] ? [] : methods) {
       }
     }
     const t0 = performance.now();
-    const r = m.prune(w, stats, { sparsity: 0.5, structure: { kind: 'unstructured' } });
+    const r = await m.prune(w, stats, { sparsity: 0.5, structure: { kind: 'unstructured' } });
     r.weight.dataSync();
     pruneSeconds += (performance.now() - t0) / 1000;
     r.weight.dispose();

@@ -6,7 +6,7 @@
  * For each depth L: writes <dir>/<shape>-L<L> with scripts/make-synthetic-llama.ts unless present, prunes it into
  * <dir>/<shape>-L<L>-pruned (deleted afterwards unless --keep-outputs), and appends one JSON line per finished
  * block to <dir>/<shape>-L<L>.blocks.jsonl: {layer, seconds, rssMB, peakRssMB}. Prints a JSON summary with the
- * memory formula of README "Larger than RAM" next to the measurement.
+ * memory formula of docs/scaling.md ("Larger than RAM") next to the measurement.
  */
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs';

@@ -21,7 +21,7 @@ async function main(args: string[]): Promise<void> {
   const command = args.find((a) => !a.startsWith('-'));
   const self = fileURLToPath(import.meta.url);
   const cli = self.replace(/bin\.(ts|js)$/, 'cli.$1');
-  if (command === undefined || !SUPERVISED.includes(command) || args.includes('--help') || process.env[INTERRUPT_LOG_ENV]) {
+  if (command === undefined || !SUPERVISED.includes(command) || args.includes('--help') || args.includes('-h') || process.env[INTERRUPT_LOG_ENV]) {
     const { main: run } = (await import(cli)) as { main: (a: string[]) => Promise<void> };
     await run(args);
     return;

@@ -10,10 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { hideBin } from 'yargs/helpers';
 import { main } from './cli/main.js';
 
-export { buildCli } from './cli/index.js';
-export { main } from './cli/main.js';
-export { ownerOptions } from './cli/owner-flags.js';
-export { parseSize } from './cli/values.js';
+export { main }; // lib/bin.ts imports the program and runs it
 
 /** Whether this file is the program (not imported). */
 function isMain(): boolean {

@@ -4,6 +4,19 @@
  */
 export class LlmPruneError extends Error {
   override name = 'LlmPruneError';
+  /** The library option that the message starts with (`model`, `dataDir`), when it is about one. */
+  readonly option: string | undefined;
+
+  constructor(message: string, options: { option?: string; cause?: unknown } = {}) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.option = options.option;
+  }
+
+  /** The message with its leading option named the caller's way: the CLI passes `cliFlag` (`dataDir` -> `--data-dir`). */
+  messageAs(name: OptionName): string {
+    const o = this.option;
+    return o !== undefined && this.message.startsWith(o) ? name(o) + this.message.slice(o.length) : this.message;
+  }
 }
 
 /** A checkpoint folder, config.json, safetensors file or index is missing or malformed. */
@@ -27,11 +40,14 @@ export class ConfigError extends LlmPruneError {
 }
 
 /**
- * How the caller names an option in messages: the CLI by its flag (`--max-steps`), an experiment file by its key
- * path (`finetune.maxSteps`). Library functions that validate options take one (default `cliFlag`), so a message
- * names what the user wrote.
+ * How the caller names an option in messages: the library by its own name (`maxSteps`, the default), the CLI by its
+ * flag (`--max-steps`), an experiment file by its key path (`finetune.maxSteps`). Library functions that validate
+ * options take one, so a message names what the user wrote.
  */
 export type OptionName = (option: string) => string;
+
+/** The library's own option names, unchanged: the default of every function that takes an `OptionName`. */
+export const optionKey: OptionName = (option) => option;
 
 /** `maxSteps` -> `--max-steps`. */
 export const cliFlag: OptionName = (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -1,29 +1,34 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors.js';
-import { requireSyncReads } from './model/backend.js';
 import type { LlamaModel } from './model/llama.js';
 import type { LoadedModel } from './model/load.js';
-import { parameterCount, type LlamaConfig } from './model/config.js';
-import { blockNorms } from './model/architecture.js';
+import { blockNorms, parameterCount } from './model/architecture.js';
+import type { LlamaConfig } from './model/config.js';
 
 /**
  * Greedy decoding: append the argmax token `maxNewTokens` times (stops early at EOS when `stopAtEos`).
  * Recomputes the whole prefix each step (no KV cache): fine for checking a checkpoint, slow for long outputs.
+ * Each token is read back with `await data()` (on every backend: WebGPU has no synchronous read).
  */
-export function generateIds(model: LlamaModel, prompt: number[], maxNewTokens: number, eosId: number | null = null): number[] {
+export async function generateIds(model: LlamaModel, prompt: number[], maxNewTokens: number, eosId: number | null = null): Promise<number[]> {
   if (prompt.length === 0) throw new ConfigError('generate: the prompt has no tokens (give text, or a model whose tokenizer adds BOS)');
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
-    throw new ConfigError(`--max-new-tokens must be a non-negative integer, got ${maxNewTokens}`);
+    throw new ConfigError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`, { option: 'maxNewTokens' });
   }
-  requireSyncReads('generate (greedy decoding reads each token back)');
   const ids = [...prompt];
   const limit = Math.min(prompt.length + maxNewTokens, model.config.maxPositions);
   while (ids.length < limit) {
-    const next = tf.tidy(() => {
+    const arg = tf.tidy(() => {
       const h = model.hidden([ids]);
       const last = tf.slice(h, [0, ids.length - 1, 0], [1, 1, -1]);
-      return tf.argMax(tf.reshape(model.head(last), [-1])).dataSync()[0]!;
+      return tf.argMax(tf.reshape(model.head(last), [-1]));
     });
+    let next: number;
+    try {
+      next = (await arg.data())[0]!;
+    } finally {
+      arg.dispose();
+    }
     ids.push(next);
     if (eosId !== null && next === eosId) break;
   }
@@ -38,9 +43,9 @@ export interface GenerateResult {
 }
 
 /** Encode `prompt` (with BOS), decode greedily, decode the result. An empty prompt starts from BOS alone. */
-export function generate(m: LoadedModel, prompt: string, maxNewTokens: number, options: { stopAtEos?: boolean } = {}): GenerateResult {
+export async function generate(m: LoadedModel, prompt: string, maxNewTokens: number, options: { stopAtEos?: boolean } = {}): Promise<GenerateResult> {
   const promptIds = m.tokenizer.encode(prompt, { addSpecialTokens: true });
-  const ids = generateIds(m.model, promptIds, maxNewTokens, options.stopAtEos ? m.tokenizer.eosId : null);
+  const ids = await generateIds(m.model, promptIds, maxNewTokens, options.stopAtEos ? m.tokenizer.eosId : null);
   const fresh = ids.slice(promptIds.length);
   return { ids, text: m.tokenizer.decode(ids), newText: m.tokenizer.decode(fresh, { skipSpecialTokens: true }) };
 }

@@ -1,178 +1,55 @@
 /**
- * tfjs-llm-prune public API. Named exports only; everything a user or notebook needs to load, prune, evaluate and
- * fine-tune LLaMA-family checkpoints.
+ * tfjs-llm-prune public API: what a program calls to load, prune, evaluate and fine-tune LLaMA-family checkpoints,
+ * run experiment files, and build its own masks from the same metrics. Every name here is documented, one line each,
+ * in docs/api.md; everything else is internal (a test or a notebook may import internal modules by path).
  */
 // errors
-export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, OutputLockedError, cliFlag, keyPath, type OptionName } from './errors.js';
+export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, OutputLockedError, cliFlag, type OptionName } from './errors.js';
 // backend
 export { initBackend, activeBackend, defaultThreads, BACKEND_NAMES, type BackendName, type BackendInfo, type BackendOptions } from './model/backend.js';
-export { kernels, kernelsFor, type Kernels } from './model/backend.js';
-export { adapterLine, type AdapterInfo } from './model/webgpu.js';
-// model: config, checkpoints, weights I/O, decoder, tokenizer
-export { parseConfig, readConfig, parameterCount, SUPPORTED_ARCHITECTURES, type LlamaConfig, type RopeScaling } from './model/config.js';
-export {
-  SafetensorsFile,
-  SafetensorsWriter,
-  DTYPES,
-  decodeToFloat32,
-  encodeFromFloat32,
-  type DType,
-  type TensorEntry,
-  type PlannedTensor,
-} from './model/safetensors.js';
-export {
-  Checkpoint,
-  CheckpointWriter,
-  expectedTensors,
-  blockTensors,
-  linearShape,
-  linearTensorName,
-  compressOptions,
-  sparsityStructureOf,
-  type WriteOptions,
-  type CompressOptions,
-  type StorageReport,
-} from './model/checkpoint.js';
-export {
-  CHECKPOINT_FORMATS,
-  readSparsityInfo,
-  compressWeight,
-  decompressWeight,
-  quantizationConfigBlock,
-  type CheckpointFormat,
-  type SparseFormat,
-  type SparsityInfo,
-} from './model/compressed-tensors.js';
-export {
-  ARCHITECTURES,
-  LINEARS,
-  INPUT_GROUP,
-  NORM_KEYS,
-  FUSED_MODULES,
-  blockNorms,
-  fusedTensors,
-  storedTensors,
-  EMBED_TOKENS,
-  FINAL_NORM,
-  LM_HEAD,
-  architectureSpec,
-  hasBias,
-  normTensorName,
-  type ArchitectureSpec,
-  type LinearSpec,
-  type InputGroup,
-  type NormKey,
-  type NormSpec,
-  type FusedTensor,
-  type TensorSpec,
-} from './model/architecture.js';
-export {
-  LlamaModel,
-  linearWeight,
-  setLinearWeight,
-  applyLinear,
-  loadBlockWeights,
-  blockWeightsToArrays,
-  disposeBlock,
-  ropeInvFreq,
-  type BlockWeights,
-  type Linear,
-  type Tap,
-  type ForwardOptions,
-} from './model/llama.js';
-export { HfTokenizer, type TextTokenizer, type TokenizerInfo } from './model/tokenizer.js';
+// models: load, inspect, generate, save
 export { loadModel, type LoadedModel } from './model/load.js';
-export { resolveModelPath, looksLikeHubId, hubToken, type HubOptions, type HubTokenEnv } from './model/hub.js';
-export { StagedFolder, writeModelFiles, writeJsonAtomic, saveCheckpoint, type SaveOptions } from './model/save.js';
-export { generate, generateIds, inspectModel, type GenerateResult, type ModelInfo } from './generate.js';
-// data
-export { PythonRandom } from './data/random.js';
-export { readRows, readTexts, readTextFile, detectFormat, type Row, type ReadRowsOptions, type ReadTextsOptions } from './data/sources.js';
-export {
-  sampleWindows,
-  sampleWindowsFromText,
-  calibrationFromFile,
-  windowsHash,
-  type CalibrationSet,
-  type CalibrationWindow,
-} from './data/calibration.js';
+export { generate, inspectModel, type GenerateResult, type ModelInfo } from './generate.js';
+export { resolveModelPath, type HubOptions } from './model/hub.js';
+export { readConfig, SUPPORTED_ARCHITECTURES, type LlamaConfig } from './model/config.js';
+export { LINEAR_NAMES, parameterCount, type LinearName } from './model/architecture.js';
+export type { LlamaModel } from './model/llama.js';
+export type { HfTokenizer } from './model/tokenizer.js';
+export { Checkpoint } from './model/checkpoint.js';
+export { saveCheckpoint, type SaveOptions } from './model/save.js';
+export { DTYPES, type DType } from './model/safetensors.js';
+export { CHECKPOINT_FORMATS, type CheckpointFormat } from './model/compressed-tensors.js';
+// calibration data
+export { calibrationFromFile, type CalibrationSet, type CalibrationWindow } from './data/calibration.js';
 // pruning
-export {
-  LINEAR_NAMES,
-  type LinearName,
-  type Structure,
-  type PruneMethod,
-  type PruneOptions,
-  type PruneResult,
-  type LayerStats,
-  type LinearRef,
-  type MaskRefiner,
-  type LayerwiseAllocator,
-} from './prune/method.js';
-export {
-  getMethod,
-  getLayerwise,
-  getRefiner,
-  optionFlags,
-  METHOD_NAMES,
-  LAYERWISE_NAMES,
-  REFINER_NAMES,
-  type MethodName,
-  type LayerwiseName,
-  type RefinerName,
-  type OptionFlag,
-} from './prune/registry.js';
-export { ActivationStats, createStats, type StatName } from './prune/stats.js';
-export { buildPlan, selectLinears, matchesLinear, type PrunePlan, type BlockPlan, type LinearPlan, type PlanSpec } from './prune/plan.js';
-export { ria, riaMetric, riaPermutation } from './prune/ria.js';
-export { linearSumAssignment } from './prune/lsa.js';
-export { owl, owlAllocate, owlSparsities, outlierRatio, type OwlAllocation } from './prune/owl.js';
-export { dsnot, dsnotCycle } from './prune/dsnot.js';
-export { smallestPerRowMask, nmMask, structureMask, applyMask, validateOptions, describeStructure } from './prune/mask.js';
-export { magnitude, magnitudeMask } from './prune/magnitude.js';
-export { wanda, WandaStats, wandaMetric, wandaVariantMask } from './prune/wanda.js';
-export { sparsegpt, SparseGptStats } from './prune/sparsegpt.js';
-export {
-  runLayerLoop,
-  type LayerLoopOptions,
-  type LayerLoopResult,
-  type BlockSparsity,
-  type PhaseTimes,
-  type PruneProgress,
-} from './prune/pipeline.js';
-export { prune, parseStructure, type PruneConfig, type PruneReport } from './prune/prune.js';
-export { memoryEstimate, activationBytes, ResumeMismatchError, type ActivationStorage } from './prune/resume.js';
-// evaluation
-export {
-  perplexityOfIds,
-  windowLosses,
-  makeWindows,
-  evaluationIds,
-  PERPLEXITY_SETS,
-  type PerplexitySet,
-  type PerplexityOptions,
-} from './eval/perplexity.js';
-export { TASKS, PAPER_TASKS, loadTask, customTask, type TaskItem, type LoadedTask } from './eval/tasks.js';
-export { evaluateTasks, encodePair, meanStderr, type Request, type Score, type Scorer } from './eval/harness.js';
-export { modelScorer } from './eval/scorer.js';
-export { resultsTable, type TaskResult, type ZeroShotResults, type PerplexityResult, type WindowPerplexity, type EvaluationRow } from './eval/results.js';
-export { evaluate, EvaluationIdsCache, evaluationIdsCache, type EvaluateConfig, type EvaluateResult } from './eval/evaluate.js';
-export { defaultDataDir, perplexitySetFile, type DataDirEnv } from './eval/datasets.js';
-export { tokenCacheDir, type TokenCacheEnv } from './eval/token-cache.js';
-// experiments
-export { loadExperiment, parseExperiment, expandSettings, pruneOptionName, type Experiment, type PruneSetting } from './experiment/schema.js';
-export { mergeResults, parseShard, shardOf, type Shard, type MergeResult } from './experiment/shard.js';
-export { writeReport, markdownTable, type SettingResult, type ResultsInput, type FinetuneResult } from './experiment/report.js';
-// progress
-export { createProgress, type ProgressReporter } from './progress.js';
-export { runExperiment, type RunOptions, type RunResult } from './experiment/run.js';
-// fine-tuning (LoRA, sparsity kept)
-export { finetune, type FinetuneOptions, type FinetuneReport, type FinetuneProgress } from './finetune/train.js';
-export { resolveFinetuneOptions, type FinetuneEvalOptions, type ResolvedFinetuneOptions } from './finetune/options.js';
-export { ensureGradients, causalLmLoss } from './finetune/loss.js';
-export { LoraTrainer, type TrainerOptions } from './finetune/trainer.js';
-export { LoraAdapters, DEFAULT_LORA, type LoraConfig } from './finetune/lora.js';
-export { FINETUNE_DEFAULTS } from './finetune/defaults.js';
+export { prune, type PruneConfig, type PruneReport } from './prune/prune.js';
+export { parseStructure } from './prune/structure.js';
+export type { Structure } from './prune/method.js';
+export { METHOD_NAMES, LAYERWISE_NAMES, REFINER_NAMES, type MethodName, type LayerwiseName, type RefinerName } from './prune/registry.js';
 export { PRUNE_DEFAULTS } from './prune/defaults.js';
+// building blocks: the metrics and masks the methods use, for masks of your own
+export { WandaStats, wandaMetric } from './prune/wanda.js';
+export { magnitudeMask } from './prune/magnitude.js';
+export { structureMask, applyMask } from './prune/mask.js';
+// evaluation
+export { evaluate, type EvaluateConfig, type EvaluateResult } from './eval/evaluate.js';
+export { perplexityOfIds, PERPLEXITY_SETS, type PerplexitySet, type PerplexityOptions } from './eval/perplexity.js';
+export { TASKS, PAPER_TASKS } from './eval/tasks.js';
+export { resultsTable, type TaskResult, type ZeroShotResults, type PerplexityResult, type WindowPerplexity, type EvaluationRow } from './eval/results.js';
+export { defaultDataDir } from './eval/datasets.js';
+export { tokenCacheDir } from './eval/token-cache.js';
 export { EVAL_DEFAULTS } from './eval/defaults.js';
-export { loadAdapters, saveAdapters, writeMergedCheckpoint, type LoadedAdapters, type MergeReport } from './finetune/peft.js';
+// experiments
+export { loadExperiment, parseExperiment, type Experiment } from './experiment/schema.js';
+export { experimentFile, shippedConfigs } from './experiment/configs.js';
+export { runExperiment, type RunOptions, type RunResult } from './experiment/run.js';
+export { mergeResults, parseShard, type Shard, type MergeResult } from './experiment/shard.js';
+export { markdownTable, type SettingResult } from './experiment/report.js';
+// fine-tuning (LoRA, sparsity kept)
+export { finetune, type FinetuneReport, type FinetuneProgress } from './finetune/train.js';
+export type { FinetuneOptions } from './finetune/options.js';
+export { FINETUNE_DEFAULTS } from './finetune/defaults.js';
+export { DEFAULT_LORA, type LoraConfig } from './finetune/lora.js';
+export { loadAdapters, type LoadedAdapters } from './finetune/peft.js';
+// progress on stderr
+export { createProgress, type ProgressReporter } from './progress.js';

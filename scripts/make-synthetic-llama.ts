@@ -13,7 +13,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, w
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { CheckpointWriter, expectedTensors } from '../lib/model/checkpoint.js';
+import { CheckpointWriter } from '../lib/model/checkpoint.js';
+import { expectedTensors } from '../lib/model/architecture.js';
 import { parseConfig } from '../lib/model/config.js';
 import { DTYPES, type DType } from '../lib/model/safetensors.js';
 

@@ -9,7 +9,7 @@
 # What it needs and does:
 #   - Node >= 20.12 and the project's node_modules (npm ci).
 #   - Jupyter's nbconvert, on Debian: apt-get install -y jupyter-nbconvert python3-ipykernel
-#   - Builds dist/ (tsc -p tsconfig.json, as `npm run build`) when dist/lib/index.js is missing or older than a
+#   - Builds dist/ (`npm run build`) when dist/lib/index.js is missing or older than a
 #     file under lib/: the notebooks import the compiled package.
 #   - Installs tslab (pinned, $TSLAB_VERSION) into .cache/tslab when it is not there yet. It is not a devDependency
 #     of the project: tslab bundles TypeScript 5.0 with its own `tsc` bin, which npm links over
@@ -72,8 +72,8 @@ fi
 
 # --- build dist/ when needed -----------------------------------------------------------------------------------------
 if [ ! -f dist/lib/index.js ] || [ -n "$(find lib -name '*.ts' -newer dist/lib/index.js -print -quit)" ]; then
-  echo "run-notebooks: building dist/ (tsc -p tsconfig.json)"
-  node node_modules/typescript/bin/tsc -p tsconfig.json
+  echo "run-notebooks: building dist/ (npm run build)"
+  node scripts/build.mjs
 fi
 
 # --- tslab ---------------------------------------------------------------------------------------------------------

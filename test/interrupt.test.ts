@@ -10,7 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StagedFolder } from '../lib/model/save.js';
 import { removeStaleStaged } from '../lib/interrupt.js';
-import { sharedPath } from './helpers/shared.js';
+import { makeSyntheticLlama } from '../scripts/make-synthetic-llama.js';
+import { SYNTHETIC_C4, writeSyntheticData } from './helpers/synthetic-text.js';
+import { writeTinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { writeTinyTokenizer } from './helpers/tiny-tokenizer.js';
 
 interface Exit {
   code: number | null;
@@ -19,8 +22,18 @@ interface Exit {
 }
 
 let tmp: string;
+let model: string; // random weights in c4-llama-7m's shape (6 layers, hidden 256): long enough to interrupt
+let tied: string; // a tiny checkpoint with tied embeddings
+let data: string; // a data folder laid out like shared/data (seeded rows)
+let c4: string; // its C4-like calibration documents
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-signals-'));
+  writeTinyTokenizer(join(tmp, 'tokenizer'), { vocabSize: 4096 });
+  model = join(tmp, 'model');
+  makeSyntheticLlama({ shape: 'tiny', out: model, layers: 6, hidden: 256, intermediate: 768, heads: 8, kvHeads: 4, seed: 3, tokenizerFrom: join(tmp, 'tokenizer') });
+  tied = writeTinyCheckpoint(join(tmp, 'tied'), { seed: 4, tie: 'lm_head' }).dir;
+  data = writeSyntheticData(join(tmp, 'data'), { docs: 300, articles: 2, items: 2000 });
+  c4 = join(data, SYNTHETIC_C4);
 });
 afterAll(() => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -60,8 +73,8 @@ test('SIGTERM during prune: exit 143, one line naming the removed partial output
   mkdirSync(dir);
   const r = await interrupt(
     [
-      'prune', '--model', sharedPath('models', 'c4-llama-7m'), '--method', 'wanda', '--nsamples', '64', '--seqlen', '256',
-      '--calibration', sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), '--out', join(dir, 'w'), '--no-resumable',
+      'prune', '--model', model, '--method', 'wanda', '--nsamples', '64', '--seqlen', '256',
+      '--calibration', c4, '--out', join(dir, 'w'), '--no-resumable',
     ],
     () => partials(dir).length > 0,
     (pid) => process.kill(pid, 'SIGTERM'), // what `kill PID` or a process manager does: only the command's process
@@ -74,8 +87,8 @@ test('SIGINT during a resumable prune: exit 130, the resume state in <out>.parti
   const dir = join(tmp, 'prune-resumable');
   mkdirSync(dir);
   const args = [
-    'prune', '--model', sharedPath('models', 'c4-llama-7m'), '--method', 'wanda', '--nsamples', '64', '--seqlen', '256',
-    '--calibration', sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), '--out', join(dir, 'w'),
+    'prune', '--model', model, '--method', 'wanda', '--nsamples', '64', '--seqlen', '256',
+    '--calibration', c4, '--out', join(dir, 'w'),
   ];
   const r = await interrupt(
     args,
@@ -106,9 +119,9 @@ test('Ctrl-C (SIGINT to the process group) during run: exit 130, the finished de
   writeFileSync(
     config,
     [
-      `model: ${sharedPath('models', 'c4-llama-7m')}`,
+      `model: ${model}`,
       'calibration:',
-      `  source: ${sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl')}`,
+      `  source: ${c4}`,
       '  nsamples: 64',
       '  seqlen: 256',
       'prune:',
@@ -119,7 +132,7 @@ test('Ctrl-C (SIGINT to the process group) during run: exit 130, the finished de
       '  ppl: []',
       '  tasks: [arc_easy]',
       '  limit: 2',
-      `  dataDir: ${sharedPath('data')}`,
+      `  dataDir: ${data}`,
       `output: ${out}`,
       '',
     ].join('\n'),
@@ -148,7 +161,7 @@ test('SIGTERM during finetune: exit 143, the trainer checkpoint kept (resumable)
   const out = join(tmp, 'ft');
   const r = await interrupt(
     [
-      'finetune', '--model', sharedPath('models', 'TinyStories-656K'), '--data', sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'),
+      'finetune', '--model', tied, '--data', c4,
       '--seqlen', '64', '--max-steps', '2000', '--checkpoint-every', '2', '--out', out,
     ],
     () => existsSync(join(out, 'checkpoint')),
@@ -167,7 +180,7 @@ test('SIGTERM during finetune: exit 143, the trainer checkpoint kept (resumable)
 test('SIGINT during eval: exit 130, nothing written', async () => {
   const outFile = join(tmp, 'eval.json');
   const r = await interrupt(
-    ['eval', '--model', sharedPath('models', 'TinyStories-656K'), '--tasks', 'hellaswag', '--limit', '2000', '--data-dir', sharedPath('data'), '--out', outFile],
+    ['eval', '--model', model, '--tasks', 'hellaswag', '--limit', '2000', '--data-dir', data, '--out', outFile],
     (stderr) => stderr.includes('tasks: '),
     (pid) => process.kill(pid, 'SIGINT'),
   );

@@ -1,9 +1,10 @@
 /**
  * Structure rules of the developers' guide that a reader can check at a glance, enforced here so they stay true:
  * functions in lib/ are short enough to read at once (at most MAX_LINES lines, or a `// long: <reason>` comment
- * directly above them saying why not).
+ * directly above them saying why not); the fast suite reaches for no shared models or data (only
+ * `*.acceptance.test.ts` files may import test/helpers/shared.ts).
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 
@@ -74,5 +75,45 @@ describe('structure of lib/', () => {
     expect(longFunctionsIn('x.ts', `class C {\n  m() {\n${body(MAX_LINES)}\n  }\n}`)).toEqual([`x.ts:2 m (${MAX_LINES + 2} lines)`]);
     expect(longFunctionsIn('x.ts', `// long: one numeric kernel reads best whole\nfunction f() {\n${body(MAX_LINES)}\n}`)).toEqual([]);
     expect(longFunctionsIn('x.ts', `// long: arrow functions too\nexport const g = () => {\n${body(MAX_LINES)}\n};`)).toEqual([]);
+  });
+});
+
+describe('the fast suite needs no shared folder', () => {
+  const TEST = join(process.cwd(), 'test');
+  const SHARED_HELPER = join(TEST, 'helpers', 'shared.ts');
+  const isFast = (f: string): boolean => f.endsWith('.test.ts') && !f.endsWith('.acceptance.test.ts');
+
+  /** The relative modules a file imports statically (`from './x.js'`), as .ts paths. */
+  function relativeImports(file: string): string[] {
+    const text = readFileSync(file, 'utf8');
+    return [...text.matchAll(/^(?:import|export)\b[^;]*?\bfrom\s+'(\.{1,2}\/[^']+)'/gm)].map((m) => join(file, '..', m[1]!.replace(/\.js$/, '.ts')));
+  }
+
+  /** The import chain from `file` to test/helpers/shared.ts, or null: helpers that import helpers count. */
+  function chainToShared(file: string, seen = new Set<string>()): string[] | null {
+    if (file === SHARED_HELPER) return [file];
+    if (seen.has(file) || !file.startsWith(process.cwd()) || !existsSync(file)) return null;
+    seen.add(file);
+    for (const dep of relativeImports(file)) {
+      const chain = chainToShared(dep, seen);
+      if (chain) return [file, ...chain];
+    }
+    return null;
+  }
+
+  test('no fast test file imports test/helpers/shared.ts, directly or through a helper (shared models and data are for *.acceptance.test.ts)', () => {
+    const offenders = sourceFiles(TEST)
+      .filter(isFast)
+      .map((f) => chainToShared(f))
+      .filter((c): c is string[] => c !== null)
+      .map((c) => c.map((f) => f.slice(process.cwd().length + 1)).join(' -> '));
+    expect(offenders).toEqual([]);
+  });
+
+  test('sharedPath called from a fast test fails loudly, naming the test and what to do', async () => {
+    const { sharedPath } = await import('./helpers/shared.js');
+    expect(() => sharedPath('models', 'c4-llama-7m')).toThrow(
+      /test\/structure\.test\.ts: a fast test asked for the shared file models\/c4-llama-7m; the fast suite must pass without \.\.\/shared \(move the test to a \*\.acceptance\.test\.ts file or use the fixture helpers\)$/,
+    );
   });
 });

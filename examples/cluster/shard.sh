@@ -1,6 +1,6 @@
 #!/bin/sh
-# One shard of an experiment grid, for a Kubernetes Indexed Job or a SLURM job array (see README "Sweeps across
-# machines"). The shard index comes from the scheduler, the shard count from SHARDS (or the array size):
+# One shard of an experiment grid, for a Kubernetes Indexed Job or a SLURM job array (see docs/scaling.md,
+# "Sweeps across machines"). The shard index comes from the scheduler, the shard count from SHARDS (or the array size):
 #   Kubernetes Indexed Job: JOB_COMPLETION_INDEX (0..completions-1), SHARDS = completions
 #   SLURM job array:        SLURM_ARRAY_TASK_ID (--array=0-N-1), SLURM_ARRAY_TASK_COUNT
 #

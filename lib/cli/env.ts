@@ -7,6 +7,8 @@
  *   LLM_PRUNE_CACHE   the token cache (else $XDG_CACHE_HOME/llm-prune, else ~/.cache/llm-prune; see tokenCacheDir)
  *   LLM_PRUNE_MODEL   the demo's model
  *   HF_TOKEN, HUGGING_FACE_HUB_TOKEN  the hub token (--hf-token overrides them)
+ *   HF_ENDPOINT       the hub's address (default https://huggingface.co; lib/cli/hub.ts)
+ *   HF_HUB_CACHE, HF_HOME  the hub cache (default ~/.cache/huggingface/hub; lib/cli/hub.ts)
  */
 import { defaultDataDir } from '../eval/datasets.js';
 import { tokenCacheDir } from '../eval/token-cache.js';

@@ -1,5 +1,5 @@
 /**
- * Calibration windows exactly as the reference draws them (REFERENCE.md section 1), with Python's `random`
+ * Calibration windows exactly as the reference draws them (docs/methods.md section 1), with Python's `random`
  * reproduced bit for bit (random.ts), so the same file, tokenizer and seed give the same windows as the Python code.
  *
  * Documents (C4):  random.seed(seed)

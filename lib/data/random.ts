@@ -1,5 +1,5 @@
 /**
- * A bit-for-bit port of the parts of CPython's `random` module the calibration sampler uses (REFERENCE.md
+ * A bit-for-bit port of the parts of CPython's `random` module the calibration sampler uses (docs/methods.md
  * section 1): MT19937 seeded through `init_by_array` with the 32-bit words of an integer seed, `getrandbits`,
  * `_randbelow` (rejection sampling on `bit_length(n)` bits), `randint` and `random()`.
  * Same seed, same calls, same numbers as `import random; random.seed(seed)` in Python 3.

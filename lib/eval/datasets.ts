@@ -1,13 +1,14 @@
 /**
  * Evaluation data by name: files under a data folder laid out like shared/data, or explicit paths. Missing files can
- * be fetched from the Hugging Face hub (dataset parquet files, into its cache) when `download` is on and the network
- * allows; offline, the error names the file to provide.
+ * be fetched from the Hugging Face hub (dataset files, into the hub cache: lib/hub/download.ts) when `download` is on
+ * and the network allows; offline, the error names the file to provide.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DataError } from '../errors.js';
 import type { PerplexitySet } from './perplexity.js';
 import { redactToken } from '../model/hub.js';
+import { downloadHubFile, type HubAccess } from '../hub/download.js';
 
 /** The environment variables that choose the default data folder (the library reads none itself). */
 export interface DataDirEnv {
@@ -45,21 +46,18 @@ const SETS: Record<PerplexitySet, SetSource> = {
 export async function perplexitySetFile(
   set: PerplexitySet,
   dataDir: string,
-  options: { download?: boolean; fetch?: typeof fetch; hubToken?: string | undefined } = {},
+  options: { download?: boolean; fetch?: typeof fetch; hubToken?: string | undefined; hub?: HubAccess | undefined } = {},
 ): Promise<string> {
   const src = SETS[set];
   if (!src) throw new DataError(`perplexity set '${String(set)}': unknown (known: ${Object.keys(SETS).join(', ')})`);
   for (const f of src.files) if (existsSync(join(dataDir, f))) return join(dataDir, f);
   const expected = `put one of ${src.files.map((f) => join(dataDir, f)).join(', ')} in place (from the hub dataset ${src.hub.repo}, file ${src.hub.path})`;
-  if (!options.download) throw new DataError(`perplexity set '${set}': no file found; ${expected}, or pass --download when online`);
+  if (!options.download) {
+    throw new DataError(`dataDir '${dataDir}': no file of perplexity set '${set}'; ${expected}, or turn download on (--download) when online`, { option: 'dataDir' });
+  }
   try {
-    const hub = await import('@huggingface/hub');
-    return await hub.downloadFileToCacheDir({
-      repo: { type: 'dataset', name: src.hub.repo },
-      path: src.hub.path,
-      ...(options.fetch ? { fetch: options.fetch } : {}),
-      ...(options.hubToken !== undefined ? { accessToken: options.hubToken } : {}),
-    });
+    const access: HubAccess = { ...options.hub, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.hubToken !== undefined ? { token: options.hubToken } : {}) };
+    return await downloadHubFile({ type: 'dataset', name: src.hub.repo }, src.hub.path, access);
   } catch (e) {
     throw new DataError(`perplexity set '${set}': download failed (${redactToken((e as Error).message, options.hubToken)}); offline, ${expected}`);
   }

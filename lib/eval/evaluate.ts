@@ -1,6 +1,7 @@
 /** `evaluate(...)`: perplexity sets and zero-shot tasks on one loaded model, the same graph that pruning uses. */
+import type { HubAccess } from '../hub/download.js';
 import { statSync } from 'node:fs';
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { HfTokenizer } from '../model/tokenizer.js';
 import type { ForwardOptions } from '../model/llama.js';
 import type { LoadedModel } from '../model/load.js';
@@ -27,10 +28,11 @@ export interface EvaluateConfig {
   meanMetric?: AccuracyMetric;
   download?: boolean; // fetch missing sets from the hub when online (default EVAL_DEFAULTS.download: off)
   hubToken?: string | undefined; // hub token for --download (the CLI: --hf-token, else $HF_TOKEN)
+  hub?: HubAccess | undefined; // hub endpoint and cache for --download (the CLI: $HF_ENDPOINT, $HF_HUB_CACHE)
   tokenCacheDir?: string | undefined; // disk cache of tokenized sets (default tokenCacheDir(): no environment read)
   forward?: ForwardOptions; // e.g. LoRA adapters
   idsCache?: EvaluationIdsCache; // token ids of the perplexity sets (default: the process-wide one)
-  optionName?: OptionName; // how messages name the options (default the CLI's flags: --ppl, --seqlen)
+  optionName?: OptionName; // how messages name the options (default the library's names: ppl, seqlen)
   onProgress?: (what: string, done: number, total: number, extra?: string) => void;
 }
 
@@ -91,7 +93,7 @@ function looksLikeFile(task: string): boolean {
 /** Evaluate a loaded model. Throws ConfigError/DataError for unknown sets, tasks or missing files. */
 export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<EvaluateResult> {
   const t0 = performance.now();
-  const optionName = cfg.optionName ?? cliFlag;
+  const optionName = cfg.optionName ?? optionKey;
   const dataDir = cfg.dataDir ?? defaultDataDir();
   const seqlen = cfg.seqlen ?? m.model.config.maxPositions;
   const perplexity: EvaluateResult['perplexity'] = [];
@@ -99,7 +101,7 @@ export async function evaluate(m: LoadedModel, cfg: EvaluateConfig): Promise<Eva
     if (!PERPLEXITY_SETS.includes(set)) {
       throw new ConfigError(`${optionName('ppl')}: '${String(set)}' is not one of ${PERPLEXITY_SETS.join(', ')}`);
     }
-    const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? EVAL_DEFAULTS.download, hubToken: cfg.hubToken }));
+    const file = cfg.pplFiles?.[set] ?? (await perplexitySetFile(set, dataDir, { download: cfg.download ?? EVAL_DEFAULTS.download, hubToken: cfg.hubToken, hub: cfg.hub }));
     const ids = await (cfg.idsCache ?? evaluationIdsCache).get(set, file, m.tokenizer, seqlen, cfg.onProgress, cfg.tokenCacheDir);
     const r = await perplexityOfIds(m.model, ids, {
       seqlen,

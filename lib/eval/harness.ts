@@ -1,5 +1,5 @@
 /**
- * The zero-shot multiple-choice harness (REFERENCE.md section 5), written against an abstract scorer so that any
+ * The zero-shot multiple-choice harness (docs/methods.md section 5), written against an abstract scorer so that any
  * model plugs in: tokenize every (context, continuation) pair exactly as lm-evaluation-harness does, ask the scorer
  * for the summed log-probability of each continuation, and turn those into acc / acc_norm with lm-eval's standard
  * errors.

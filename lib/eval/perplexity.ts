@@ -1,10 +1,10 @@
 /**
- * Perplexity, REFERENCE.md section 4: text tokenized once (one BOS at the start), non-overlapping windows of
+ * Perplexity, docs/methods.md section 4: text tokenized once (one BOS at the start), non-overlapping windows of
  * `seqlen` tokens (tail dropped), per window the mean cross-entropy of tokens 1..seqlen-1 given their prefix,
  * ppl = exp(mean over windows).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, DataError, optionKey, type OptionName } from '../errors.js';
 import type { LlamaModel, ForwardOptions } from '../model/llama.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { readTexts } from '../data/sources.js';
@@ -19,7 +19,7 @@ export interface PerplexityOptions {
   maxWindows?: number; // score only the first N windows (quick checks; the reference scores all)
   onProgress?: (done: number, total: number) => void;
   forward?: ForwardOptions; // e.g. LoRA adapters
-  optionName?: OptionName; // how messages name the options (default the CLI's flags: --seqlen)
+  optionName?: OptionName; // how messages name the options (default the library's names: seqlen)
   /**
    * Worker threads to shard the windows over (lib/model/forward-pool.ts); 1 evaluates in-process. Default: the active backend's
    * thread count when its kernels say `windows: 'workers'` (wasm), else 1. Results do not depend on it.
@@ -64,7 +64,7 @@ export function makeWindows(ids: number[], seqlen: number): number[][] {
 /** Perplexity over windows of already tokenized text. */
 export async function perplexityOfIds(model: LlamaModel, ids: number[], options: PerplexityOptions): Promise<WindowPerplexity> {
   const { seqlen } = options;
-  const name = options.optionName ?? cliFlag;
+  const name = options.optionName ?? optionKey;
   if (!Number.isInteger(seqlen) || seqlen < 2) throw new ConfigError(`${name('seqlen')} must be an integer >= 2, got ${seqlen}`);
   if (seqlen > model.config.maxPositions) {
     throw new ConfigError(`${name('seqlen')} ${seqlen} exceeds the model context (max_position_embeddings = ${model.config.maxPositions})`);

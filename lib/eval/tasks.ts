@@ -1,5 +1,5 @@
 /**
- * Zero-shot multiple-choice tasks as data (REFERENCE.md section 5): one adapter per task turns a row in the Hugging
+ * Zero-shot multiple-choice tasks as data (docs/methods.md section 5): one adapter per task turns a row in the Hugging
  * Face column schema into an item of candidate (context, continuation) pairs, exactly as lm-evaluation-harness
  * builds its requests. Nothing here needs a model or a tokenizer; see harness.ts for tokenization and scoring.
  *

@@ -3,10 +3,12 @@
  * network: data is inline and text widths are estimated).
  *   - perplexity against sparsity: one colour and one line per method, point shape per structure (N:M settings
  *     are points at N/M), the dense model as a dashed horizontal rule with its own dashed legend entry; one chart
- *     per perplexity set. The x axis ends at the largest sparsity shown; the y axis is logarithmic only when the
- *     perplexities span a factor of 10 or more.
- *   - zero fraction of each decoder block: one row per method, bars grouped by block, one colour per target, from
- *     a sequential palette (viridis) so the method colours of the perplexity chart keep one meaning.
+ *     per perplexity set. The x axis spans the sparsities shown with a margin on both sides (so no point sits on
+ *     the frame, also with a single sparsity); the y axis is logarithmic only when the perplexities span a factor
+ *     of 10 or more. With few points (FEW_POINTS) each point carries its value.
+ *   - zero fraction of each decoder block: one row per method, a dot per block and target, one colour per target,
+ *     from a sequential palette (viridis) so the method colours of the perplexity chart keep one meaning. The y
+ *     axis is fitted around the data, so 50.0% and 50.1% are told apart.
  */
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
@@ -78,13 +80,36 @@ function pplPoints(results: readonly SettingResult[], set: string): PplPoint[] {
     });
 }
 
+/** Up to this many points, each point of a perplexity chart is labelled with its value. */
+export const FEW_POINTS = 12;
+
+/**
+ * The sparsity axis (in %): the levels shown plus a margin of max(5, 8% of their span) on each side, ends rounded
+ * out to multiples of 5, never below 0 nor above 100 unless a level is that close: one level at 50 gives 45-55,
+ * levels 10..80 give 0-90.
+ */
+export function sparsityDomain(levels: readonly number[]): [number, number] {
+  const lo = Math.min(...levels);
+  const hi = Math.max(...levels);
+  const pad = Math.max(5, 0.08 * (hi - lo));
+  const from = Math.max(0, Math.floor((lo - pad) / 5) * 5);
+  const to = Math.max(Math.min(100, Math.ceil((hi + pad) / 5) * 5), Math.ceil((hi + 2.5) / 5) * 5);
+  return [Math.min(from, lo), to];
+}
+
+/** One value only (a single point, no dense model): a domain 5% around it, else the scale would have no extent. */
+function flat(values: readonly number[]): { domain?: [number, number] } {
+  const v = values[0]!;
+  return values.every((x) => x === v) ? { domain: [v - Math.max(0.05 * Math.abs(v), 0.01), v + Math.max(0.05 * Math.abs(v), 0.01)] } : {};
+}
+
 /** The x (target sparsity) and y (perplexity) encodings. */
 function pplAxes(points: readonly PplPoint[], dense: number | null, label: string) {
   const x = {
     field: 'sparsity',
     type: 'quantitative' as const,
     title: 'Sparsity (% of weights removed per pruned layer)',
-    scale: { domain: [0, Math.max(...points.map((p) => p.sparsity))], nice: false },
+    scale: { domain: sparsityDomain(points.map((p) => p.sparsity)), nice: false },
   };
   // The data's own range (plus padding), not the enclosing powers of ten: nearby perplexities stay apart. A log
   // scale only where the values span a factor of 10 or more (dense included).
@@ -94,7 +119,7 @@ function pplAxes(points: readonly PplPoint[], dense: number | null, label: strin
     field: 'ppl',
     type: 'quantitative' as const,
     title: `${label} perplexity${log ? ' (log scale)' : ''}`,
-    scale: log ? { type: 'log' as const, nice: false, padding: 16 } : { type: 'linear' as const, zero: false, nice: false, padding: 16 },
+    scale: log ? { type: 'log' as const, nice: false, padding: 16 } : { type: 'linear' as const, zero: false, nice: false, padding: 16, ...flat(all) },
   };
   return { x, y };
 }
@@ -115,6 +140,18 @@ function methodLayers(points: readonly PplPoint[], methods: readonly string[], a
     structures.length > 1
       ? { shape: { field: 'structure', type: 'nominal' as const, title: 'Structure', scale: { domain: structures } } }
       : {};
+  // Few points: each labelled with its value, alternately left and right of it (methods at one sparsity apart).
+  const labels = (method: string, i: number) =>
+    points.length > FEW_POINTS
+      ? []
+      : [
+          {
+            data: { values: points.filter((p) => p.method === method).map((p) => ({ ...p, label: pplLabel(p.ppl) })) },
+            // the colour as a mark property: an encoded one would join (and could hide) the method legend
+            mark: { type: 'text' as const, fontSize: 11, color: range[i], align: i % 2 ? ('left' as const) : ('right' as const), dx: i % 2 ? 9 : -9, xOffset: offset(i) },
+            encoding: { x, y, text: { field: 'label', type: 'nominal' as const } },
+          },
+        ];
   return methods.flatMap((method, i) => [
     {
       data: { values: points.filter((p) => p.method === method && p.structure === 'unstructured') },
@@ -126,7 +163,13 @@ function methodLayers(points: readonly PplPoint[], methods: readonly string[], a
       mark: { type: 'point' as const, filled: true, size: 90, opacity: 0.9, xOffset: offset(i) },
       encoding: { x, y, color, ...shape },
     },
+    ...labels(method, i),
   ]);
+}
+
+/** A perplexity as a point label: 2 decimals below 100, 1 up to 10,000, then none. */
+export function pplLabel(ppl: number): string {
+  return ppl.toFixed(ppl < 100 ? 2 : ppl < 10_000 ? 1 : 0);
 }
 
 /** The dense model's perplexity as a dashed rule with its own legend (a dashed stroke), apart from the methods'. */
@@ -179,9 +222,20 @@ export function targetLabel(r: Pick<SettingResult, 'structure' | 'sparsity'>): s
 }
 
 /**
- * Vega-Lite spec of the zero fraction of every decoder block: one panel (row) per method, bars grouped by block,
- * one colour per target (so each setting is one colour in one row, and a 24-setting sweep needs only 8 colours).
- * Null when no pruned result has block sparsities.
+ * The zero-fraction axis (in %) around the values: a margin of 15% of their span (at least 0.01 points; 0.5 points
+ * when all are equal) on each side, kept inside [0, 100]. 50.0 and 50.1 give 49.985-50.115.
+ */
+export function zerosDomain(values: readonly number[]): [number, number] {
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const pad = hi > lo ? Math.max(0.15 * (hi - lo), 0.01) : 0.5;
+  return [Math.max(0, lo - pad), Math.min(100, hi + pad)];
+}
+
+/**
+ * Vega-Lite spec of the zero fraction of every decoder block: one panel (row) per method, a dot per block and
+ * target, grouped by block, one colour per target (so each setting is one colour in one row, and a 24-setting sweep
+ * needs only 8 colours); the y axis around the data. Null when no pruned result has block sparsities.
  */
 export function blockSparsitySpec(results: readonly SettingResult[], options: ChartOptions = {}): TopLevelSpec | null {
   const pruned = results.filter((r) => r.method !== 'dense' && r.blockSparsity.length > 0);
@@ -196,15 +250,15 @@ export function blockSparsitySpec(results: readonly SettingResult[], options: Ch
     .sort((a, b) => Number(a.structure !== 'unstructured') - Number(b.structure !== 'unstructured') || a.sparsity - b.sparsity)
     .map(targetLabel);
   const blocks = Math.max(...pruned.map((r) => r.blockSparsity.length));
-  // With xOffset, a width step sizes one bar; aim for about 600 px of bars per row.
-  const barWidth = Math.max(4, Math.min(24, Math.floor(600 / (blocks * targets.length))));
+  // With xOffset, a width step sizes one dot's slot; aim for about 600 px per row.
+  const slot = Math.max(6, Math.min(24, Math.floor(600 / (blocks * targets.length))));
   // Not the method palette: here colour means the target, not the method.
   const range = { scheme: 'viridis' };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: {
       text: titled('Zero fraction per decoder block', options),
-      subtitle: "zeros in each block's seven linear weight matrices (q, k, v, o, gate, up, down); one row per method",
+      subtitle: "zeros in each block's seven linear weight matrices (q, k, v, o, gate, up, down); one row per method; y axis fitted to the values",
     },
     config: CONFIG,
     data: { values },
@@ -212,13 +266,18 @@ export function blockSparsitySpec(results: readonly SettingResult[], options: Ch
       row: { field: 'method', type: 'nominal', title: null, sort: methods, header: { labelFontSize: 13, labelFontWeight: 'bold' } },
     },
     spec: {
-      width: { step: barWidth },
+      width: { step: slot },
       height: 150,
-      mark: { type: 'bar' },
+      mark: { type: 'point', filled: true, size: Math.min(80, slot * slot), opacity: 0.95 },
       encoding: {
         x: { field: 'block', type: 'ordinal', title: 'Decoder block (index)', axis: { labelAngle: 0 } },
         xOffset: { field: 'target', type: 'nominal', sort: targets },
-        y: { field: 'zeros', type: 'quantitative', title: 'Zero fraction (%)', scale: { domain: [0, 100] } },
+        y: {
+          field: 'zeros',
+          type: 'quantitative',
+          title: 'Zero fraction (%)',
+          scale: { domain: zerosDomain(values.map((v) => v.zeros)), nice: false, zero: false, padding: 6 },
+        },
         color: { field: 'target', type: 'ordinal', title: 'Target sparsity', sort: targets, scale: { domain: targets, ...range } },
       },
     },

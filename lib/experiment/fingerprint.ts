@@ -15,13 +15,21 @@
  *
  * Results folders written earlier must keep resuming: a change to what these records hold (or to the setting ids of
  * lib/experiment/schema.ts) redoes every stored setting. test/experiment/fingerprint.test.ts pins them.
+ *
+ * WHO COMPUTED A RESULT is recorded beside the fingerprint, not in it: the VERSION STAMP holds the package version
+ * and the `version` of each method, layerwise allocator and refiner the setting ran (declared in its module, bumped
+ * with any change to its numbers). A stored result whose stamp differs from the running code's is redone, or kept
+ * with a warning when the experiment says `reuseAnyVersion` (lib/experiment/output-folder.ts). Results stored
+ * before stamps were recorded count as made by version 0.1.0 with every method at version 1 (LEGACY_PACKAGE).
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalJson, canonicalSha256 } from '../canonical.js';
-import { getMethod } from '../prune/registry.js';
+import { packageVersion } from '../paths.js';
+import { getLayerwise, getMethod, getRefiner } from '../prune/registry.js';
 import type { ResolvedFinetune } from './context.js';
-import { DENSE_ID, structureLabel, type PruneSetting } from './schema.js';
+import { DENSE_ID, type PruneSetting } from './schema.js';
+import { structureLabel } from '../prune/structure.js';
 
 /** Name, size and modification time of an input file: a changed file changes the fingerprint. */
 export interface FileStamp {
@@ -122,6 +130,43 @@ export function settingInputs(s: PruneSetting | null, shared: SharedInputs): Inp
     calibration: s && (getMethod(s.method).stats.length > 0 || s.layerwise !== null || s.refine !== null) ? shared.calibration : null,
     eval: shared.eval,
   };
+}
+
+/** Who computed a stored result: the package version and the version of every pruning component it ran. */
+export interface VersionStamp {
+  package: string;
+  methods: Record<string, number>; // method, allocator and refiner name -> its version ({} for the dense model)
+}
+
+/** The package version results stored without a stamp were computed by (with every component at version 1). */
+export const LEGACY_PACKAGE = '0.1.0';
+
+/** The stamp of the running code for setting `s` (null: the dense model). */
+export function versionStamp(s: PruneSetting | null, pkg: string = packageVersion()): VersionStamp {
+  const methods: Record<string, number> = {};
+  if (s) {
+    methods[s.method] = getMethod(s.method).version;
+    if (s.layerwise) methods[s.layerwise.name] = getLayerwise(s.layerwise.name).version;
+    if (s.refine) methods[s.refine.name] = getRefiner(s.refine.name).version;
+  }
+  return { package: pkg, methods };
+}
+
+/**
+ * How a stored stamp differs from the running code's ('package 0.1.0 -> 0.2.0, wanda 1 -> 2'), or null when they
+ * agree. `stored` undefined: a result stored before stamps were recorded (LEGACY_PACKAGE, every version 1).
+ */
+export function versionChange(stored: VersionStamp | undefined, now: VersionStamp): string | null {
+  const was = stored ?? { package: LEGACY_PACKAGE, methods: Object.fromEntries(Object.keys(now.methods).map((k) => [k, 1])) };
+  const changes: string[] = [];
+  if (was.package !== now.package) changes.push(`package ${was.package} -> ${now.package}`);
+  const names = [...new Set([...Object.keys(was.methods), ...Object.keys(now.methods)])].sort();
+  for (const n of names) {
+    const a = was.methods[n];
+    const b = now.methods[n];
+    if (a !== b) changes.push(`${n} ${a ?? 'none'} -> ${b ?? 'none'}`);
+  }
+  return changes.length ? changes.join(', ') : null;
 }
 
 /** The fine-tune's inputs from the finetune section with its defaults filled in. */

@@ -15,10 +15,12 @@
  *                         .run.lock.<K>-of-<N> for shard K of N, so shards can share the folder
  *   checkpoints/<id>.partial/   a pruning under way, with its resume state (continued by the next run)
  *
- * RESUME: at start, a setting whose settings/<id>.json exists and whose stored fingerprint equals the one computed
- * now (lib/experiment/fingerprint.ts) is taken as done (a note says so) and not recomputed. Anything else is
- * computed from scratch: no result file, a result made from different inputs (the note names the keys that
- * changed), a kept checkpoint that went missing. Leftovers of a killed run (partial checkpoint folders, checkpoints
+ * RESUME: at start, a setting whose settings/<id>.json exists, whose stored fingerprint equals the one computed
+ * now (lib/experiment/fingerprint.ts) and whose version stamp (package and method versions) equals the running
+ * code's is taken as done (a note says so) and not recomputed. Anything else is computed from scratch: no result
+ * file, a result made from different inputs (the note names the keys that changed), a result computed by another
+ * version (the note names the versions; with `reuseAnyVersion` it is kept instead, with a warning), a kept
+ * checkpoint that went missing. Leftovers of a killed run (partial checkpoint folders, checkpoints
  * of unfinished settings, temporary files) are removed first.
  *
  * RESUME WITH A FINETUNE STAGE: a setting whose pruned-model result is reusable but whose fine-tune is missing, was
@@ -36,7 +38,7 @@ import { acquireOutputLock, type OutputLock } from '../output-lock.js';
 import { settingResultSchema, type SettingResult } from './report.js';
 import type { PruneSetting } from './schema.js';
 import type { Shard } from './shard.js';
-import { changedKeys, type FinetuneInputs, type Inputs } from './fingerprint.js';
+import { changedKeys, versionChange, type FinetuneInputs, type Inputs, type VersionStamp } from './fingerprint.js';
 
 /** Version of the settings/<id>.json layout and of what the fingerprint covers; a change redoes every setting. */
 export const FORMAT = 1;
@@ -53,6 +55,7 @@ export interface StoredSetting {
   inputs: Inputs; // what the fingerprint covers (kept to name what changed)
   result: SettingResult; // with its `finetune` block once the fine-tune is done
   calibrationHash: string | null; // sha256 of the calibration window ids the pruning used (null: none used)
+  versions?: VersionStamp; // who computed the result (absent in files stored before stamps were recorded)
   /** The fine-tune the result's `finetune` block comes from, or (no block yet) the one under way. */
   finetune?: { fingerprint: string; inputs: FinetuneInputs };
 }
@@ -64,6 +67,7 @@ export interface SettingJob {
   tag: string; // how notes name it: '[2/4] wanda-unstructured-0.5'
   inputs: Inputs;
   print: string; // fingerprint(inputs)
+  versions: VersionStamp; // the running code's stamp for this setting
   ftInputs: FinetuneInputs | null; // null: not fine-tuned (the dense model, or no finetune section)
   ftPrint: string | null;
   file: string; // settings/<id>.json
@@ -199,22 +203,37 @@ function readStored(file: string, id: string): { stored: StoredSetting } | { pro
   if (f !== undefined && (f === null || typeof f !== 'object' || typeof (f as { fingerprint?: unknown }).fingerprint !== 'string' || typeof (f as { inputs?: unknown }).inputs !== 'object')) {
     return { problem: 'its finetune record is malformed' };
   }
+  const w = v.versions as unknown;
+  if (w !== undefined && (w === null || typeof w !== 'object' || typeof (w as { package?: unknown }).package !== 'string' || typeof (w as { methods?: unknown }).methods !== 'object')) {
+    return { problem: 'its version stamp is malformed' };
+  }
   return { stored: { ...(v as StoredSetting), result: parsed.data } };
 }
 
+/** What decides reuse besides the fingerprint (the experiment's keys of the same names). */
+export interface ReusePolicy {
+  keepCheckpoints: boolean; // a kept checkpoint that went missing redoes its setting
+  reuseAnyVersion: boolean; // keep results computed by another package or method version (with a warning)
+}
+
 /**
- * The pruned model's stored result of `job` when it can be reused (same fingerprint; its checkpoint there when
- * checkpoints are kept), else null: a note says why, and the stale file is removed unless `dry`.
+ * The pruned model's stored result of `job` when it can be reused (same fingerprint, same version stamp unless
+ * `policy.reuseAnyVersion`; its checkpoint there when checkpoints are kept), else null: a note says why, and the
+ * stale file is removed unless `dry`.
  */
-export function reusableSetting(job: SettingJob, keepCheckpoints: boolean, dry: boolean, note: (line: string) => void): StoredSetting | null {
+export function reusableSetting(job: SettingJob, policy: ReusePolicy, dry: boolean, note: (line: string) => void): StoredSetting | null {
   if (!existsSync(job.file)) return null;
   const { tag } = job;
   let stored: StoredSetting | null = null;
   const got = readStored(job.file, job.id);
+  const change = 'stored' in got ? versionChange(got.stored.versions, job.versions) : null;
   if ('stored' in got && got.stored.fingerprint === job.print) {
-    if (job.setting && keepCheckpoints && !existsSync(job.ckptDir)) {
+    if (change !== null && !policy.reuseAnyVersion) {
+      note(`${tag}: redoing: the stored result was computed by another version (${change}); --reuse-any-version (reuseAnyVersion: true) keeps it`);
+    } else if (job.setting && policy.keepCheckpoints && !existsSync(job.ckptDir)) {
       note(`${tag}: redoing: finished earlier but its kept checkpoint ${job.ckptDir} is missing`);
     } else {
+      if (change !== null) note(`${tag}: warning: reusing a result computed by another version (${change}) as reuseAnyVersion asks; this version may compute other numbers`);
       stored = got.stored;
     }
   } else if ('stored' in got) {

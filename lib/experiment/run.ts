@@ -24,7 +24,7 @@ import { validateResults, writeReport, type ResultsFile, type ResultsInput, type
 import { EXPERIMENT_FILE, shardOf, type ExperimentFile, type Shard } from './shard.js';
 import { DENSE_ID, expandSettings, type Experiment, type PruneSetting } from './schema.js';
 import { prepareRun, type RunContext, type RunOptions } from './context.js';
-import { finetuneFingerprint, fingerprint, settingInputs } from './fingerprint.js';
+import { finetuneFingerprint, fingerprint, settingInputs, versionStamp } from './fingerprint.js';
 import {
   FORMAT,
   SETTINGS_DIR,
@@ -107,7 +107,7 @@ export async function planSettings(exp: Experiment, options: RunOptions = {}): P
   const { plan } = shardPlan(ctx, options.shard, true);
   return plan.map((s, index) => {
     const job = settingJob(ctx, s, index, plan.length);
-    const stored = reusableSetting(job, exp.keepCheckpoints, true, ctx.note);
+    const stored = reusableSetting(job, exp, true, ctx.note);
     const action = !stored ? 'compute' : finetuneWork(job, stored, exp.keepCheckpoints).why === null ? 'reuse' : 'finetune';
     return { id: job.id, setting: s, action };
   });
@@ -146,6 +146,7 @@ function settingJob(ctx: RunContext, s: PruneSetting | null, index: number, coun
     tag: `[${index + 1}/${count}] ${id}`,
     inputs,
     print,
+    versions: versionStamp(s),
     ftInputs,
     ftPrint: ftInputs ? finetuneFingerprint(print, ftInputs) : null,
     ...settingPaths(ctx.exp.output, id),
@@ -155,7 +156,7 @@ function settingJob(ctx: RunContext, s: PruneSetting | null, index: number, coun
 /** One setting: reused as stored, or computed, and fine-tuned when the experiment says so; saved and tallied. */
 async function runSetting(ctx: RunContext, job: SettingJob, tally: Tally): Promise<void> {
   const { exp, note } = ctx;
-  const stored = reusableSetting(job, exp.keepCheckpoints, false, note);
+  const stored = reusableSetting(job, exp, false, note);
   const work = finetuneWork(job, stored, exp.keepCheckpoints);
   if (stored && work.why === null) {
     tally.results.push(reuseStored(ctx, job, stored));
@@ -218,7 +219,7 @@ async function computeSetting(ctx: RunContext, job: SettingJob): Promise<StoredS
     note(`${tag}: pruned to ${(100 * report.sparsity.overall).toFixed(2)}% zeros in ${report.times.total.toFixed(1)}s; evaluating`);
     result = prunedResult(s, report, await evaluateFolder(ctx, id, job.ckptDir, false));
   }
-  return { format: FORMAT, id, fingerprint: job.print, inputs: job.inputs, result, calibrationHash };
+  return { format: FORMAT, id, fingerprint: job.print, inputs: job.inputs, result, calibrationHash, versions: job.versions };
 }
 
 /**

@@ -28,7 +28,8 @@ import { PERPLEXITY_SETS, type PerplexitySet } from '../eval/perplexity.js';
 import { TASKS } from '../eval/tasks.js';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
-import { LINEAR_NAMES, type Structure } from '../prune/method.js';
+import { type Structure } from '../prune/method.js';
+import { LINEAR_NAMES } from '../model/architecture.js';
 import { FINETUNE_DEFAULTS } from '../finetune/defaults.js';
 import { parseStructure } from '../prune/structure.js';
 import { EVAL_DEFAULTS } from '../eval/defaults.js';
@@ -98,8 +99,6 @@ function sparsityValue() {
   });
 }
 
-// Structures are parsed and printed in one place, lib/prune/structure.ts (re-exported for existing importers).
-export { parseStructure, structureLabel } from '../prune/structure.js';
 
 function structureValue() {
   return z.string().superRefine((v, ctx) => {
@@ -400,6 +399,8 @@ export function experimentSchema(c: SchemaContext) {
     // written (dense, or compressed: compressed-tensors sparse formats); normalised by parseExperiment
     output: z.union([outputDir(c), z.strictObject({ dir: outputDir(c), format: z.enum(CHECKPOINT_FORMATS).default(PRUNE_DEFAULTS.format) })]),
     keepCheckpoints: z.boolean().default(false), // keep each pruned checkpoint in output/
+    // reuse stored results computed by another package or method version (a warning names them); default: redo
+    reuseAnyVersion: z.boolean().default(false),
   });
 }
 

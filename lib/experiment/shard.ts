@@ -26,7 +26,9 @@ export function parseShard(text: string): Shard {
   const index = Number(m?.[1]);
   const count = Number(m?.[2]);
   if (!m || count < 1 || index >= count) {
-    throw new ConfigError(`--shard: '${text}' is not K/N with 0 <= K < N (K is 0-based, like JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID from 0)`);
+    throw new ConfigError(`shard: '${text}' is not K/N with 0 <= K < N (K is 0-based, like JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID from 0)`, {
+      option: 'shard',
+    });
   }
   return { index, count };
 }

@@ -24,7 +24,8 @@ import { loadModel, type LoadedModel } from '../model/load.js';
 import { prune } from '../prune/prune.js';
 import { ResumeMismatchError } from '../prune/resume.js';
 import { finetuneLabel, type FinetuneResult, type SettingResult } from './report.js';
-import { planTag, pruneOptionName, structureLabel, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
+import { planTag, pruneOptionName, type Experiment, type FinetuneConfig, type PruneSetting } from './schema.js';
+import { structureLabel } from '../prune/structure.js';
 import { definedOnly, type RunContext } from './context.js';
 
 /** What a pruning returns (its report). */

@@ -1,7 +1,7 @@
 /** Training windows drawn with the reference's seeded sampler, the pruning run's calibration documents left out. */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError, DataError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, DataError, optionKey, type OptionName } from '../errors.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { sampleWindows, sampleWindowsFromText, windowsHash } from '../data/calibration.js';
 import { detectFormat, readTexts } from '../data/sources.js';
@@ -67,7 +67,7 @@ export interface TrainingDataOptions {
   seed: number;
   field?: string;
   excludeDocuments?: ReadonlySet<number>; // row indices never drawn (the calibration documents)
-  optionName?: OptionName; // how messages name the file option (default `--data`)
+  optionName?: OptionName; // how messages name the file option (default `data`)
 }
 
 /**
@@ -77,7 +77,7 @@ export interface TrainingDataOptions {
  * trains longer sees the same data first).
  */
 export async function trainingWindows(o: TrainingDataOptions): Promise<TrainingData> {
-  const dataName = (o.optionName ?? cliFlag)('data');
+  const dataName = (o.optionName ?? optionKey)('data');
   const format = detectFormat(o.file).format;
   const texts = await readTexts(o.file, { format, ...(o.field !== undefined ? { field: o.field } : {}) });
   if (format === 'text') {

@@ -13,7 +13,7 @@
  * state of their own; tensors they return belong to the caller (the model's forward, inside its tidy).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import { FINETUNE_DEFAULTS } from './defaults.js';
 import type { LlamaConfig } from '../model/config.js';
 import { applyLinear, type ForwardOptions, type Linear } from '../model/llama.js';
@@ -36,10 +36,10 @@ export const DEFAULT_LORA: LoraConfig = {
 };
 
 /**
- * Check a LoraConfig; throws ConfigError naming the option as `name` does (default the CLI's flags). Returns the
+ * Check a LoraConfig; throws ConfigError naming the option as `name` does (default the library's names). Returns the
  * targets in block execution order.
  */
-export function validateLoraConfig(cfg: LoraConfig, name: OptionName = cliFlag): LoraConfig {
+export function validateLoraConfig(cfg: LoraConfig, name: OptionName = optionKey): LoraConfig {
   if (!Number.isInteger(cfg.rank) || cfg.rank < 1) throw new ConfigError(`${name('rank')} must be a positive integer, got ${cfg.rank}`);
   if (!Number.isFinite(cfg.alpha) || cfg.alpha <= 0) throw new ConfigError(`${name('alpha')} must be a positive number, got ${cfg.alpha}`);
   if (!Number.isFinite(cfg.dropout) || cfg.dropout < 0 || cfg.dropout >= 1) {
@@ -204,12 +204,12 @@ export class LoraAdapters {
   }
 
   /** The values of every pair in the PEFT layout (A [r, in], B [out, r]), keyed `${layer}.${name}`. */
-  toArrays(): Map<string, LoraArrays> {
+  async toArrays(): Promise<Map<string, LoraArrays>> {
     const out = new Map<string, LoraArrays>();
     const r = this.config.rank;
     for (const p of this.pairs) {
-      const a = transposeArray(p.aT.dataSync() as Float32Array, p.inFeatures, r);
-      const b = transposeArray(p.bT.dataSync() as Float32Array, r, p.outFeatures);
+      const a = transposeArray((await p.aT.data()) as Float32Array, p.inFeatures, r);
+      const b = transposeArray((await p.bT.data()) as Float32Array, r, p.outFeatures);
       out.set(key(p.layer, p.name), { a, b });
     }
     return out;

@@ -1,4 +1,5 @@
 /** The training objective: next-token cross-entropy through the model, differentiable in the adapters. */
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, LlmPruneError } from '../errors.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
@@ -9,8 +10,9 @@ import { frozenMatMul } from './lora.js';
 
 /**
  * Make tfjs able to differentiate; await it before training (finetune() does). tfjs-core registers no gradient
- * functions by itself: the @tensorflow/tfjs package registers all of them when its module is evaluated, loaded here
- * on first use so that code that never trains does not pay for it.
+ * functions by itself, and its module that registers them all (dist/register_all_gradients.js) is written for
+ * bundlers, not for Node: scripts/build.mjs bundles it into ./tfjs-gradients.js (the same functions that the whole
+ * @tensorflow/tfjs package registers), loaded here on first use so that code that never trains does not pay for it.
  *
  * Why there is no context object or flag to pass around: where the gradients go is tfjs-core's gradient registry,
  * one per process (kept in tfjs's global namespace, shared by every backend and engine), and an ES module is
@@ -18,7 +20,13 @@ import { frozenMatMul } from './lora.js';
  * @tensorflow/tfjs itself, finds the work done, and no state of ours records it. `requireGradients` checks it.
  */
 export async function ensureGradients(): Promise<void> {
-  await import('@tensorflow/tfjs');
+  if (tf.getGradient(tf.BatchMatMul) !== undefined) return; // registered already (by this or by @tensorflow/tfjs)
+  try {
+    await import('./tfjs-gradients.js');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' && !/Cannot find module/.test(String(e))) throw e;
+    throw new LlmPruneError(`ensureGradients: ${fileURLToPath(new URL('./tfjs-gradients.js', import.meta.url))} is missing: build it with npm run build (or node scripts/build.mjs --gradients)`);
+  }
   requireGradients('ensureGradients');
 }
 

@@ -3,7 +3,7 @@
  * A caller with a partial set of values (the CLI, an experiment file's `finetune` section) passes them as they are:
  * every optional key may be absent or `undefined`.
  */
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { LinearName } from '../model/architecture.js';
 import type { CheckpointFormat } from '../model/compressed-tensors.js';
 import type { DType } from '../model/safetensors.js';
@@ -58,7 +58,7 @@ export interface FinetuneOptions {
   merge?: 'none' | 'masked' | 'dense' | undefined; // also write out/merged (default masked)
   mergeDtype?: 'F32' | 'F16' | 'BF16' | undefined; // default the base's dtype
   mergeFormat?: CheckpointFormat | undefined; // dense (default) or compressed (compressed-tensors; merge masked only)
-  optionName?: OptionName | undefined; // how messages name options (default the CLI's flags; experiments pass key paths)
+  optionName?: OptionName | undefined; // how messages name options (default the library's names; the CLI passes its flags, experiments key paths)
   hubToken?: string | undefined; // for a gated hub model (the CLI: --hf-token, else $HF_TOKEN)
   tokenCacheDir?: string | undefined; // disk cache of the tokenized eval file (default tokenCacheDir(): no environment read)
   onProgress?: ((p: FinetuneProgress) => void) | undefined;
@@ -173,11 +173,11 @@ function resolveEvalOptions(ev: FinetuneEvalOptions, data: string, name: OptionN
 
 /**
  * THE place where fine-tuning options get their defaults (FINETUNE_DEFAULTS) and are checked, before any file is
- * read. Messages name options with `o.optionName` (default: the CLI's flags).
+ * read. Messages name options with `o.optionName` (default: the library's names).
  */
 export function resolveFinetuneOptions(o: FinetuneOptions): ResolvedFinetuneOptions {
   const D = FINETUNE_DEFAULTS;
-  const name = o.optionName ?? cliFlag;
+  const name = o.optionName ?? optionKey;
   const lora = validateLoraConfig(
     { rank: o.rank ?? D.rank, alpha: o.alpha ?? D.alpha, dropout: o.dropout ?? D.dropout, targets: [...(o.targets ?? D.targets)] },
     name,
@@ -197,8 +197,10 @@ export function resolveFinetuneOptions(o: FinetuneOptions): ResolvedFinetuneOpti
   const merge = oneOf(name('merge'), o.merge ?? D.merge, ['none', 'masked', 'dense'], 'none, masked or dense');
   const mergeFormat = o.mergeFormat ?? D.mergeFormat;
   if (mergeFormat !== 'dense' && !(mergeFormat === 'compressed' && merge === 'masked')) {
-    // the CLI's names (--format is the merged checkpoint's format); experiments set it from output.format, always valid
-    throw new ConfigError(`--format ${String(mergeFormat)}: only dense, or compressed with --merge masked (a dense merge fills the pruned zeros in)`);
+    // experiments set it from output.format, always valid
+    throw new ConfigError(
+      `${name('mergeFormat')} ${String(mergeFormat)}: only dense, or compressed with ${name('merge')} masked (a dense merge fills the pruned zeros in)`,
+    );
   }
   return {
     model: o.model,

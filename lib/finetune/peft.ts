@@ -69,9 +69,9 @@ function writeSafetensorsAtomic(file: string, tensors: { name: string; shape: nu
  * Save adapters in the PEFT layout into the existing folder `dir` (adapter_config.json and
  * adapter_model.safetensors, each written to a temporary name and renamed into place).
  */
-export function saveAdapters(dir: string, adapters: LoraAdapters, baseModel: string): void {
+export async function saveAdapters(dir: string, adapters: LoraAdapters, baseModel: string): Promise<void> {
   const r = adapters.config.rank;
-  const arrays = adapters.toArrays();
+  const arrays = await adapters.toArrays();
   const tensors: { name: string; shape: number[]; values: Float32Array }[] = [];
   for (const p of adapters.pairs) {
     const v = arrays.get(loraKey(p.layer, p.name))!;
@@ -215,8 +215,6 @@ export function loadAdapters(dir: string, model: LlamaModel): LoadedAdapters {
   };
 }
 
-// Zero counts: lib/model/sparsity.ts (re-exported for existing importers).
-export { linearZeros, type MatrixZeros } from '../model/sparsity.js';
 
 /** What a merge did to the sparsity (counted in the files written, after dtype rounding). */
 export interface MergeReport {
@@ -270,7 +268,7 @@ function checkMerge(o: MergeOptions): ReturnType<typeof compressOptions> {
  * the base's zeros kept), with config and tokenizer files. Returns the storage report; on failure the writer is
  * aborted (the caller abandons the folder).
  */
-function writeMergedTensors(o: MergeOptions, dir: string, dtype: DType, compress: ReturnType<typeof compressOptions>): StorageReport {
+async function writeMergedTensors(o: MergeOptions, dir: string, dtype: DType, compress: ReturnType<typeof compressOptions>): Promise<StorageReport> {
   const ckpt = o.checkpoint;
   const c = ckpt.config;
   const adapted = new Map(o.adapters.pairs.map((p) => [linearTensorName(p.layer, p.name), p]));
@@ -292,8 +290,11 @@ function writeMergedTensors(o: MergeOptions, dir: string, dtype: DType, compress
         const wT = tf.transpose(tf.tensor2d(values, [shape[0]!, shape[1]!])) as tf.Tensor2D; // [in, out]
         return tf.transpose(o.adapters.mergedWeightT(pair, wT, o.mode)); // [out, in]
       });
-      writer.write(name, merged.dataSync() as Float32Array);
-      merged.dispose();
+      try {
+        writer.write(name, (await merged.data()) as Float32Array);
+      } finally {
+        merged.dispose();
+      }
     }
     writer.finish();
   } catch (e) {
@@ -345,13 +346,13 @@ function mergedZeros(
  * Write base + adapters as one Hugging Face checkpoint. Unadapted tensors are copied value for value; adapted
  * matrices become W + scale * B A (masked: the base's zeros kept). Sparsity is then counted in the written files.
  */
-export function writeMergedCheckpoint(o: MergeOptions): MergeReport {
+export async function writeMergedCheckpoint(o: MergeOptions): Promise<MergeReport> {
   const compress = checkMerge(o);
   const dtype = o.dtype ?? o.checkpoint.mainDtype();
   const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false });
   let storage: StorageReport;
   try {
-    storage = writeMergedTensors(o, staged.tmp, dtype, compress);
+    storage = await writeMergedTensors(o, staged.tmp, dtype, compress);
     staged.commit();
   } catch (e) {
     staged.abandon();

@@ -72,22 +72,21 @@ export function cleanStaging(out: string): void {
   }
 }
 
-export function writeCheckpoint(out: string, trainer: LoraTrainer, baseModel: string, state: TrainerState): string {
+export async function writeCheckpoint(out: string, trainer: LoraTrainer, baseModel: string, state: TrainerState): Promise<string> {
   const staged = new StagedFolder(join(out, CHECKPOINT), { overwrite: true, lock: false }); // the run holds <out>.lock
   try {
-    saveAdapters(staged.tmp, trainer.adapters, baseModel);
+    await saveAdapters(staged.tmp, trainer.adapters, baseModel);
     const opt = trainer.optimizer;
-    const tensors = trainer.adapters.pairs.flatMap((p, i) =>
-      (['aT', 'bT'] as const).flatMap((which, k) => {
+    const tensors: { name: string; shape: number[]; values: Float32Array }[] = [];
+    for (const [i, p] of trainer.adapters.pairs.entries()) {
+      for (const [k, which] of (['aT', 'bT'] as const).entries()) {
         const idx = 2 * i + k;
         const shape = (which === 'aT' ? p.aT : p.bT).shape as number[];
         const base = `layers.${p.layer}.${p.name}.${which}`;
-        return [
-          { name: `${base}.exp_avg`, shape, values: opt.m[idx]!.dataSync() as Float32Array },
-          { name: `${base}.exp_avg_sq`, shape, values: opt.v[idx]!.dataSync() as Float32Array },
-        ];
-      }),
-    );
+        tensors.push({ name: `${base}.exp_avg`, shape, values: (await opt.m[idx]!.data()) as Float32Array });
+        tensors.push({ name: `${base}.exp_avg_sq`, shape, values: (await opt.v[idx]!.data()) as Float32Array });
+      }
+    }
     writeFloat32Safetensors(staged.path(OPTIMIZER_FILE), tensors);
     writeJsonAtomic(staged.path(STATE_FILE), state);
     staged.commit();

@@ -15,12 +15,12 @@
  *
  * Memory ownership: everything created here is disposed before `finetune` returns or throws.
  */
-import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { acquireOutputLock } from '../output-lock.js';
 import { writeJsonAtomic } from '../model/save.js';
-import { requireSyncReads } from '../model/backend.js';
 import { evaluationCut, evaluationText, perplexityOfIds } from '../eval/perplexity.js';
 import type { WindowPerplexity } from '../eval/results.js';
 import { cachedTextIds } from '../eval/token-cache.js';
@@ -33,12 +33,6 @@ import { prepareOutputFolder, readCheckpoint, writeCheckpoint, type TrainerState
 import { resolveFinetuneOptions, windowLengths, type FinetuneOptions, type ResolvedFinetuneOptions } from './options.js';
 import { buildReport, type FinetuneProgress, type FinetuneReport } from './report.js';
 
-// The steps of fine-tuning live in their own files; re-exported here for existing importers.
-export { ensureGradients, causalLmLoss } from './loss.js';
-export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions } from './optim.js';
-export { LoraTrainer, type StepResult, type TrainerOptions } from './trainer.js';
-export { trainingWindows, type TrainingData, type TrainingDataOptions } from './data.js';
-export { resolveFinetuneOptions, windowLengths, type FinetuneOptions, type FinetuneEvalOptions, type ResolvedFinetuneOptions } from './options.js';
 export type { FinetuneProgress, FinetuneReport } from './report.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -136,10 +130,10 @@ async function heldOutScorer(r: ResolvedFinetuneOptions, loaded: LoadedModel, ev
 }
 
 /** Save the trainer's state into out/checkpoint (atomically) and report it. */
-function saveCheckpoint(run: Run): void {
+async function saveCheckpoint(run: Run): Promise<void> {
   const { trainer, state } = run;
   Object.assign(state, { step: trainer.step, rngState: trainer.rng.state, optimizerT: trainer.optimizer.t });
-  const dir = writeCheckpoint(run.out, trainer, run.modelDir, state);
+  const dir = await writeCheckpoint(run.out, trainer, run.modelDir, state);
   run.onProgress({ phase: 'checkpoint', step: trainer.step, dir });
 }
 
@@ -172,7 +166,7 @@ async function trainLoop(run: Run, data: TrainingData, resumed: boolean): Promis
       stoppedBy = 'timeBudget';
       break;
     }
-    const step = trainer.trainStep(microBatches(run, data));
+    const step = await trainer.trainStep(microBatches(run, data));
     state.losses.push(step.loss);
     const secs = elapsed();
     state.totalSeconds += secs - secondsCounted;
@@ -197,12 +191,12 @@ async function trainLoop(run: Run, data: TrainingData, resumed: boolean): Promis
       run.onProgress({ phase: 'eval', step: trainer.step, ppl: p.ppl, windows: p.windows, seconds: p.seconds, which: 'periodic' });
     }
     if (trainer.step % r.checkpointEvery === 0) {
-      saveCheckpoint(run);
+      await saveCheckpoint(run);
       lastCheckpoint = trainer.step;
     }
   }
   const seconds = elapsed();
-  if (lastCheckpoint !== trainer.step) saveCheckpoint(run);
+  if (lastCheckpoint !== trainer.step) await saveCheckpoint(run);
   return { stoppedBy, seconds };
 }
 
@@ -213,7 +207,7 @@ async function trainLoop(run: Run, data: TrainingData, resumed: boolean): Promis
 async function mergeStep(run: Run, held: Held): Promise<{ merge: MergeReport | null; mergedPpl: number | null }> {
   const { r } = run;
   if (r.merge === 'none') return { merge: null, mergedPpl: null };
-  const merge = writeMergedCheckpoint({
+  const merge = await writeMergedCheckpoint({
     checkpoint: held.loaded!.checkpoint,
     adapters: run.adapters,
     mode: r.merge,
@@ -242,13 +236,13 @@ async function mergeStep(run: Run, held: Held): Promise<{ merge: MergeReport | n
  * save the adapters and score them; merge; report.
  */
 export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
-  requireSyncReads('finetune (the training loop reads losses and norms back each step)');
   const tStart = performance.now();
   const r = resolveFinetuneOptions(o);
   const onProgress = o.onProgress ?? ((): void => undefined);
   await ensureGradients();
   const out = resolve(r.out);
   const held = new Held();
+  mkdirSync(dirname(out), { recursive: true }); // the lock file sits beside the output (an experiment's finetune/ may not exist yet)
   const lock = acquireOutputLock(`${out}.lock`, { command: 'llm-prune finetune', forceUnlock: o.forceUnlock ?? false, forceOption: r.optionName('forceUnlock') });
   try {
     const loaded = (held.loaded = await loadModel(r.model, { hubToken: r.hubToken ?? undefined }));
@@ -274,7 +268,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneReport> {
     }
     const loop = await trainLoop(run, data, resumeFrom !== null);
 
-    saveAdapters(out, adapters, loaded.dir);
+    await saveAdapters(out, adapters, loaded.dir);
     let after: WindowPerplexity | null = null;
     if (score) {
       after = await score(adapters.forward(), r.eval!.maxWindows);

@@ -22,6 +22,17 @@ export interface StepResult {
 }
 
 /**
+ * `tf.addN(ts)`. On webgpu in groups: one shader binds at most maxStorageBuffersPerShaderStage buffers (8 unless the
+ * device asks for more, and tfjs does not), the output one of them; tfjs's AddN does not split its inputs.
+ */
+function addAll(ts: tf.Tensor[]): tf.Tensor {
+  if (tf.getBackend() !== 'webgpu' || ts.length <= 7) return tf.addN(ts);
+  let acc = tf.addN(ts.slice(0, 7));
+  for (let i = 7; i < ts.length; i += 6) acc = tf.addN([acc, ...ts.slice(i, i + 6)]);
+  return acc;
+}
+
+/**
  * Trains LoRA adapters on a resident model: gradients by tf.variableGrads over the adapter variables, summed over
  * micro-batches and averaged, clipped to a global norm, applied by AdamW. Dropout masks come from `rng`.
  * Needs tfjs's gradient functions: await ensureGradients() (loss.ts) before constructing one.
@@ -43,7 +54,7 @@ export class LoraTrainer {
   }
 
   /** One optimizer step over `microBatches` (each ids [batch][seqlen]). Leaves no tensors behind. */
-  trainStep(microBatches: number[][][]): StepResult {
+  async trainStep(microBatches: number[][][]): Promise<StepResult> {
     if (microBatches.length === 0) throw new ConfigError('trainStep: no micro-batches');
     const vars = this.optimizer.vars;
     const forward = this.adapters.trainingForward(this.rng);
@@ -51,8 +62,15 @@ export class LoraTrainer {
     let lossSum = 0;
     for (const mb of microBatches) {
       const { value, grads } = tf.variableGrads(() => causalLmLoss(this.model, mb, forward), vars);
-      lossSum += value.dataSync()[0]!;
-      value.dispose();
+      try {
+        lossSum += (await value.data())[0]!;
+      } catch (e) {
+        tf.dispose(Object.values(grads));
+        tf.dispose(acc ?? []);
+        throw e;
+      } finally {
+        value.dispose();
+      }
       const g = vars.map((v) => grads[v.name]!);
       if (acc === null) acc = g;
       else {
@@ -70,9 +88,12 @@ export class LoraTrainer {
       const scaled = tf.tidy(() => grads.map((g) => (k === 1 ? tf.clone(g) : tf.div(g, k))));
       tf.dispose(grads);
       grads.splice(0, grads.length, ...scaled);
-      const sumSq = tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))));
-      gradNorm = Math.sqrt(sumSq.dataSync()[0]!);
-      sumSq.dispose();
+      const sumSq = tf.tidy(() => addAll(grads.map((g) => tf.sum(tf.square(g)))));
+      try {
+        gradNorm = Math.sqrt((await sumSq.data())[0]!);
+      } finally {
+        sumSq.dispose();
+      }
       if (this.options.maxGradNorm > 0) {
         // torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6))
         const coef = Math.min(1, this.options.maxGradNorm / (gradNorm + 1e-6));

@@ -22,7 +22,9 @@ export interface BackendInfo {
  *   'batched' runs one matMul over every head, what a GPU wants (thousands of tiny dispatches otherwise).
  * - `hostReads`: 'sync' lets a kernel read a value back in the middle of its work (`dataSync`, cheap on CPU
  *   backends: the mask's no-tie fast path); 'none' avoids it (WebGPU in Node has no synchronous read at all, and a
- *   read stalls the GPU queue), taking the branch-free path that gives the same result.
+ *   read stalls the GPU queue), taking the branch-free path that gives the same result. What must read values on
+ *   the host (SparseGPT's Hessian, the Wanda variant's bisection, RIA's permutation, OWL's ratios, DSnoT's cycle,
+ *   generate, the LoRA step) reads them with `await t.data()` on every backend.
  * - `park`: where the layer loop keeps what waits between its steps (each block's seven linears while one is being
  *   pruned, the calibration activations while the next block loads). 'js-memory' copies them to JS arrays and frees
  *   them on the backend: wasm's heap is 4 GB, a 13B block and its pruning transients nearly fill it, and small
@@ -60,19 +62,6 @@ export function kernelsFor(backend: string): Kernels {
  */
 export function kernels(): Kernels {
   return kernelsFor(tf.getBackend());
-}
-
-/**
- * Throws a ConfigError when the active backend cannot read tensors synchronously (webgpu): for the few features
- * that still do (`what` names it for the message).
- */
-export function requireSyncReads(what: string): void {
-  if (kernels().hostReads === 'none') {
-    // said for both routes: the caller may be the CLI (--backend) or an experiment file (backend:)
-    throw new ConfigError(
-      `${what} reads tensors synchronously and does not run on the ${tf.getBackend()} backend yet; use the wasm backend (--backend wasm, or backend: wasm in an experiment file)`,
-    );
-  }
 }
 
 /** Options of `initBackend`. */
@@ -148,11 +137,11 @@ export async function initBackend(
   const opts = typeof nameOrOptions === 'string' ? { ...options, backend: nameOrOptions } : nameOrOptions;
   const name = opts.backend ?? 'auto';
   if (!BACKEND_NAMES.includes(name)) {
-    throw new ConfigError(`--backend: '${String(name)}' is not one of ${BACKEND_NAMES.join(', ')}`);
+    throw new ConfigError(`backend: '${String(name)}' is not one of ${BACKEND_NAMES.join(', ')}`, { option: 'backend' });
   }
   const threads = opts.threads ?? defaultThreads();
   if (!Number.isInteger(threads) || threads < 1) {
-    throw new ConfigError(`--threads: '${String(opts.threads)}' is not a whole number >= 1`);
+    throw new ConfigError(`threads: '${String(opts.threads)}' is not a whole number >= 1`, { option: 'threads' });
   }
   const sameThreads = active?.name !== 'wasm' || opts.threads === undefined || opts.threads === active.threads;
   if (active && (name === 'auto' || name === active.name) && sameThreads) return active;
@@ -162,8 +151,9 @@ export async function initBackend(
     if (pkg) info = { name: 'tensorflow', package: pkg, note: `backend tensorflow (${pkg}, native)`, threads: null };
     else if (name === 'tensorflow') {
       throw new ConfigError(
-        "--backend tensorflow: neither '@tensorflow/tfjs-node-gpu' nor '@tensorflow/tfjs-node' could be loaded; " +
-          'install one (npm install @tensorflow/tfjs-node; its install downloads libtensorflow) or use --backend wasm',
+        "backend tensorflow: neither '@tensorflow/tfjs-node-gpu' nor '@tensorflow/tfjs-node' could be loaded; " +
+          'install one (npm install @tensorflow/tfjs-node; its install downloads libtensorflow) or use the wasm backend',
+        { option: 'backend' },
       );
     }
   }
@@ -172,8 +162,9 @@ export async function initBackend(
     if (typeof r !== 'string') info = r;
     else if (name === 'webgpu') {
       throw new ConfigError(
-        `--backend webgpu: ${r}. Install the optional packages (npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0) ` +
+        `backend webgpu: ${r}. Install the optional packages (npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0) ` +
           'and a Vulkan driver (GPU), or Mesa EGL/GLES (libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri) for the software adapter',
+        { option: 'backend' },
       );
     }
   }
@@ -184,11 +175,11 @@ export async function initBackend(
       const note = `backend wasm (SIMD, ${what})` + (w.note ? `; ${w.note}` : '');
       info = { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', note, threads: w.threads };
     } else if (name === 'wasm') {
-      throw new ConfigError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
+      throw new ConfigError('backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise', { option: 'backend' });
     }
   }
   if (!info) {
-    if (!(await tryCpu())) throw new ConfigError('--backend cpu: @tensorflow/tfjs-backend-cpu failed to initialise');
+    if (!(await tryCpu())) throw new ConfigError('backend cpu: @tensorflow/tfjs-backend-cpu failed to initialise', { option: 'backend' });
     info = { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', note: 'backend cpu (plain JavaScript, slow)', threads: 1 };
   }
   await tf.ready();

@@ -50,8 +50,6 @@ import {
 const INDEX_FILE = 'model.safetensors.index.json';
 const SINGLE_FILE = 'model.safetensors';
 
-// The tensor names and shapes are the architecture spec's; re-exported here for existing importers.
-export { blockTensors, expectedTensors, hasBias, linearShape, linearTensorName } from './architecture.js';
 
 function readJsonObject(file: string): Record<string, unknown> {
   let v: unknown;

@@ -317,4 +317,3 @@ export function readConfig(file: string): LlamaConfig {
 }
 
 /** Parameter count implied by a config: computed from the architecture spec's tensors. */
-export { parameterCount } from './architecture.js';

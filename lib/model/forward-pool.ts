@@ -1,13 +1,12 @@
 /**
- * Forward passes sharded over a pool of `worker_threads`, each running its own single-threaded wasm backend
- * (issue 9: "a pool of worker_threads, each with its own single-threaded backend, sharding the calibration windows
- * and evaluation windows"): the perplexity windows (lib/eval/perplexity.ts) and the layer loop's calibration
- * windows (lib/prune/pipeline.ts: the unpruned block's forward with its statistics, and the pruned block's forward).
+ * Forward passes sharded over a pool of `worker_threads`, each running its own single-threaded wasm backend: the
+ * perplexity windows (lib/eval/perplexity.ts) and the layer loop's calibration windows (lib/prune/pipeline.ts: the
+ * unpruned block's forward with its statistics, and the pruned block's forward).
  *
  * Why a pool and not only the wasm backend's own threads (lib/model/wasm-threads.ts): XNNPACK's pool splits the
  * matMuls, but about a quarter of the forward is in kernels tfjs-backend-wasm runs on one thread (softmax, the
  * loss's exp, slices, unstack, elementwise ops), and each threaded matMul ends in a barrier. Windows are independent,
- * so N workers with one thread each keep N cores busy on whole forwards instead. Measured: README, "CPU speed".
+ * so N workers with one thread each keep N cores busy on whole forwards instead. Measured: docs/benchmarks.md.
  *
  * Results do not depend on the worker count. Evaluation: the windows are cut into the same batches as in-process
  * ([i, i + batchSize)), each batch runs whole in one worker, the losses come back per window and the caller sums
@@ -134,7 +133,7 @@ const WORKER_COPIES = 4;
 /**
  * The most workers (at most `wanted`) whose memory fits in a quarter of the free memory (`freeBytes`, default the
  * system's) beside `sharedBytes`; 0 (run in-process) below 2. The pool must never be what makes a model too large
- * for the machine: in-process, memory is bounded by one block (README, "Larger than RAM").
+ * for the machine: in-process, memory is bounded by one block (docs/scaling.md, "Larger than RAM").
  */
 export function affordableWorkers(wanted: number, weightBytesPerWorker: number, sharedBytes = 0, freeBytes = os.freemem()): number {
   const budget = freeBytes / 4 - sharedBytes;

@@ -13,7 +13,7 @@
  * what it wants to hold beyond the call.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { CheckpointError } from '../errors.js';
+import { CheckpointError, UnsupportedError } from '../errors.js';
 import type { AttentionKind, LlamaConfig } from './config.js';
 import type { Checkpoint } from './checkpoint.js';
 import {
@@ -32,6 +32,7 @@ import {
 } from './architecture.js';
 import { kernels as activeKernels, type Kernels } from './backend.js';
 import { transposeFloat32 } from './dtype-convert.js';
+import { bindingLimitBytes, checkBinding, gatherRows, matMulColumns, uploadRowChunks } from './binding.js';
 
 /** One linear layer: y = x wT + bias. */
 export interface Linear {
@@ -106,6 +107,7 @@ export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights 
     const linears = {} as Record<LinearName, Linear>;
     for (const n of LINEAR_NAMES) {
       const [out, inp] = linearShape(c, n);
+      checkBinding([out, inp], linearTensorName(layer, n)); // on webgpu: a clear error instead of a skipped dispatch
       const wT = tf.tensor2d(ckpt.readTransposed(linearTensorName(layer, n), scratch?.subarray(0, out * inp)), [inp, out]);
       made.push(wT);
       const bias = hasBias(c, n) ? vec(linearTensorName(layer, n, 'bias')) : null;
@@ -207,12 +209,33 @@ export function ropeInvFreq(c: LlamaConfig, table: RopeTable = 'global'): Float3
   return inv;
 }
 
+/** The one tensor of `parts`, or an UnsupportedError naming `what` when it is held in chunks (binding.ts). */
+function single(parts: tf.Tensor2D[], what: string): tf.Tensor2D {
+  if (parts.length !== 1) throw new UnsupportedError(`${what} is held in ${parts.length} chunks (the WebGPU binding limit): use embed() / head()`);
+  return parts[0]!;
+}
+
+/**
+ * lm_head^T [hidden, vocab]: transposed on the backend when it fits the binding limit (as always on wasm), else
+ * uploaded in column chunks transposed on the host (binding.ts).
+ */
+function loadHead(ckpt: Checkpoint): tf.Tensor2D[] {
+  const c = ckpt.config;
+  const values = ckpt.read(c.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD);
+  if (4 * c.vocabSize * c.hiddenSize <= bindingLimitBytes()) {
+    return [tf.tidy(() => tf.transpose(tf.tensor2d(values, [c.vocabSize, c.hiddenSize])) as tf.Tensor2D)];
+  }
+  return uploadRowChunks(values, c.vocabSize, c.hiddenSize, true);
+}
+
 /** A LLaMA-family causal LM. Blocks can be resident (evaluation) or supplied by the caller (layer-wise pruning). */
 export class LlamaModel {
   readonly config: LlamaConfig;
-  readonly embedTable: tf.Tensor2D; // [vocab, hidden]
+  /** [vocab, hidden] in row chunks: one chunk, except on a WebGPU adapter that cannot bind the whole (binding.ts). */
+  readonly embedParts: tf.Tensor2D[];
   readonly finalNorm: tf.Tensor1D; // [hidden]
-  readonly lmHeadT: tf.Tensor2D | null; // [hidden, vocab]; null when loaded without the head (layer-wise pruning)
+  /** lm_head^T [hidden, vocab] in column chunks (one, but for the binding limit); null: loaded without the head. */
+  readonly headParts: tf.Tensor2D[] | null;
   readonly blocks: (BlockWeights | null)[]; // null = not loaded
   private readonly ropes = new Map<RopeTable, { cos: tf.Tensor2D; sin: tf.Tensor2D }>(); // [positions, headDim], grown on demand
   private readonly masks = new Map<number | null, tf.Tensor2D>(); // attention masks of the last shape, by window (null: full)
@@ -224,18 +247,28 @@ export class LlamaModel {
 
   constructor(
     config: LlamaConfig,
-    embedTable: tf.Tensor2D,
+    embedTable: tf.Tensor2D | tf.Tensor2D[],
     finalNorm: tf.Tensor1D,
-    lmHeadT: tf.Tensor2D | null,
+    lmHeadT: tf.Tensor2D | tf.Tensor2D[] | null,
     blocks: (BlockWeights | null)[],
     kernels: Kernels | null = null,
   ) {
     this.config = config;
-    this.embedTable = embedTable;
+    this.embedParts = Array.isArray(embedTable) ? embedTable : [embedTable];
     this.finalNorm = finalNorm;
-    this.lmHeadT = lmHeadT;
+    this.headParts = lmHeadT === null ? null : Array.isArray(lmHeadT) ? lmHeadT : [lmHeadT];
     this.blocks = blocks;
     this.kernels = kernels;
+  }
+
+  /** The embedding table [vocab, hidden] as one tensor (an UnsupportedError when it is held in chunks). */
+  get embedTable(): tf.Tensor2D {
+    return single(this.embedParts, 'the embedding table');
+  }
+
+  /** lm_head^T [hidden, vocab] as one tensor, or null (an UnsupportedError when it is held in chunks). */
+  get lmHeadT(): tf.Tensor2D | null {
+    return this.headParts === null ? null : single(this.headParts, 'lm_head');
   }
 
   /**
@@ -247,14 +280,10 @@ export class LlamaModel {
     const made: tf.Tensor[] = []; // freed when a read fails halfway
     const blocks: (BlockWeights | null)[] = [];
     try {
-      const embedTable = tf.tensor2d(ckpt.read(EMBED_TOKENS), [c.vocabSize, c.hiddenSize]);
-      made.push(embedTable);
-      const headName = c.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD;
-      const lmHeadT =
-        options.head === false
-          ? null
-          : tf.tidy(() => tf.transpose(tf.tensor2d(ckpt.read(headName), [c.vocabSize, c.hiddenSize])) as tf.Tensor2D);
-      if (lmHeadT) made.push(lmHeadT);
+      const embedTable = uploadRowChunks(ckpt.read(EMBED_TOKENS), c.vocabSize, c.hiddenSize);
+      made.push(...embedTable);
+      const lmHeadT = options.head === false ? null : loadHead(ckpt);
+      if (lmHeadT) made.push(...lmHeadT);
       const finalNorm = tf.tensor1d(ckpt.read(FINAL_NORM));
       made.push(finalNorm);
       for (let i = 0; i < c.numLayers; i++) blocks.push(options.blocks === false ? null : loadBlockWeights(ckpt, i));
@@ -286,7 +315,7 @@ export class LlamaModel {
     }
     const scale = this.config.embedScale; // Gemma: embeddings times sqrt(hidden_size)
     return tf.tidy(() => {
-      const e = tf.reshape(tf.gather(this.embedTable, tf.tensor1d(flat, 'int32')), [b, s, this.config.hiddenSize]) as tf.Tensor3D;
+      const e = tf.reshape(gatherRows(this.embedParts, flat), [b, s, this.config.hiddenSize]) as tf.Tensor3D;
       return scale === null ? e : (tf.mul(e, scale) as tf.Tensor3D);
     });
   }
@@ -510,12 +539,12 @@ export class LlamaModel {
    * `matMul(x, lmHeadT)` multiplies by the head (training passes a frozen matMul with a fast backward).
    */
   headFlat(x: tf.Tensor3D, matMul: (a: tf.Tensor2D, lmHeadT: tf.Tensor2D) => tf.Tensor2D = (a, w) => tf.matMul(a, w)): tf.Tensor2D {
-    const lmHeadT = this.lmHeadT;
-    if (!lmHeadT) throw new CheckpointError('head: this model was loaded without lm_head');
+    const parts = this.headParts;
+    if (!parts) throw new CheckpointError('head: this model was loaded without lm_head');
     return tf.tidy(() => {
       const [b, s, hd] = x.shape;
       const n = this.rmsNorm(x, this.finalNorm);
-      return matMul(tf.reshape(n, [b * s, hd]), lmHeadT);
+      return matMulColumns(tf.reshape(n, [b * s, hd]) as tf.Tensor2D, parts, matMul);
     });
   }
 
@@ -588,9 +617,9 @@ export class LlamaModel {
   }
 
   dispose(): void {
-    this.embedTable.dispose();
+    tf.dispose(this.embedParts);
     this.finalNorm.dispose();
-    this.lmHeadT?.dispose();
+    tf.dispose(this.headParts ?? []);
     for (let i = 0; i < this.blocks.length; i++) this.setBlock(i, null);
     for (const r of this.ropes.values()) tf.dispose([r.cos, r.sin]);
     this.ropes.clear();
@@ -649,8 +678,20 @@ function attendBatched(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.
   const rep = h / kvh;
   const kvOf = tf.tensor1d(Array.from({ length: h }, (_, j) => Math.floor(j / rep)), 'int32'); // kv head of query head j
   const repeat = (t: tf.Tensor4D): tf.Tensor4D => (rep === 1 ? t : (tf.gather(t, kvOf, 1) as tf.Tensor4D)); // [b, h, ., .]
-  const scores = tf.add(tf.matMul(tf.reshape(q, [b * h, s, d]), tf.reshape(repeat(kT), [b * h, d, n])), mask); // [b*h, s, n]
-  return tf.matMul(tf.softmax(scores), tf.reshape(repeat(vv), [b * h, n, d])) as tf.Tensor3D; // [b*h, s, d]
+  const qs = tf.reshape(q, [b * h, s, d]) as tf.Tensor3D;
+  const ks = tf.reshape(repeat(kT), [b * h, d, n]) as tf.Tensor3D;
+  const vs = tf.reshape(repeat(vv), [b * h, n, d]) as tf.Tensor3D;
+  // The scores [b*h, s, n] are the largest tensor of a forward (537 MB at 7B, seqlen 2048): over the WebGPU binding
+  // limit they are computed for groups of (sequence, head) pairs, each independent of the others (binding.ts).
+  const group = Math.max(1, Math.min(b * h, Math.floor(bindingLimitBytes() / (4 * s * n))));
+  const outs: tf.Tensor3D[] = [];
+  for (let g = 0; g < b * h; g += group) {
+    const m = Math.min(group, b * h - g);
+    const part = (t: tf.Tensor3D): tf.Tensor3D => (m === b * h ? t : (tf.slice(t, [g, 0, 0], [m, -1, -1]) as tf.Tensor3D));
+    const scores = tf.add(tf.matMul(part(qs), part(ks)), mask); // [m, s, n]
+    outs.push(tf.matMul(tf.softmax(scores), part(vs)) as tf.Tensor3D); // [m, s, d]
+  }
+  return outs.length === 1 ? outs[0]! : (tf.concat(outs, 0) as tf.Tensor3D); // [b*h, s, d]
 }
 
 /** y = x wT + bias for x [b, s, in] -> [b, s, out]. */

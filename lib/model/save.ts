@@ -1,11 +1,11 @@
 /** Output folders: written under a temporary name and renamed into place only when complete. */
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { DType } from './safetensors.js';
-import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
-import { fusedTensors } from './architecture.js';
+import { Checkpoint, CheckpointWriter, compressOptions, sparsityStructureOf, storageReport, type StorageReport } from './checkpoint.js';
+import { expectedTensors, fusedTensors } from './architecture.js';
 import type { CheckpointFormat } from './compressed-tensors.js';
 import { removeStaleStaged, stagedDone, stagedStarted } from '../interrupt.js';
 import { acquireOutputLock, type OutputLock } from '../output-lock.js';
@@ -56,7 +56,7 @@ export class StagedFolder {
    */
   constructor(out: string, options: StagedOptions = {}) {
     this.out = resolve(out);
-    const name = options.optionName ?? cliFlag;
+    const name = options.optionName ?? optionKey;
     mkdirSync(dirname(this.out), { recursive: true });
     if (options.lock ?? true) {
       this.lock = acquireOutputLock(`${this.out}.lock`, {
@@ -212,6 +212,7 @@ export interface SaveOptions {
   structure?: string; // sparsity structure for the compressed format (default: the checkpoint's, see sparsityStructureOf)
   dtype?: DType; // default: the checkpoint's main dtype
   overwrite?: boolean;
+  optionName?: OptionName; // how messages name the options (default the library's names; the CLI passes its flags)
   maxShardBytes?: number;
   /** Take over `<out>.lock` even when its holder looks alive. */
   forceUnlock?: boolean;
@@ -226,7 +227,12 @@ export function saveCheckpoint(ckpt: Checkpoint, o: SaveOptions): StorageReport 
   const dtype = o.dtype ?? ckpt.mainDtype();
   const format = o.format ?? 'dense';
   const compress = compressOptions(c, format, format === 'compressed' ? (o.structure ?? sparsityStructureOf(ckpt)) : 'unstructured');
-  const staged = new StagedFolder(o.out, { overwrite: o.overwrite ?? false, forceUnlock: o.forceUnlock ?? false, command: 'llm-prune convert' });
+  const staged = new StagedFolder(o.out, {
+    overwrite: o.overwrite ?? false,
+    forceUnlock: o.forceUnlock ?? false,
+    command: 'llm-prune convert',
+    ...(o.optionName ? { optionName: o.optionName } : {}),
+  });
   let writer: CheckpointWriter | null = null;
   try {
     writer = new CheckpointWriter(staged.tmp, expectedTensors(c), {

@@ -15,11 +15,11 @@ export function tensorZeros(t: tf.Tensor): tf.Scalar {
   return tf.tidy(() => tf.sum(tf.cast(tf.equal(t, 0), 'int32')));
 }
 
-/** Exact zeros of a tensor, counted on its backend (only the count is read back, synchronously). */
-export function countTensorZeros(t: tf.Tensor): number {
+/** Exact zeros of a tensor, counted on its backend (only the count is read back). */
+export async function countTensorZeros(t: tf.Tensor): Promise<number> {
   const z = tensorZeros(t);
   try {
-    return z.dataSync()[0]!;
+    return (await z.data())[0]!;
   } finally {
     z.dispose();
   }

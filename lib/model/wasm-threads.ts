@@ -267,6 +267,31 @@ export async function setWasmBackend(
   threads: number,
   bundleText?: string, // the dist bundle's text (default: read from node_modules); tests pass altered copies
 ): Promise<WasmThreadsResult> {
+  return withoutProcessHandlers(() => startWasm(pkg, threads, bundleText));
+}
+
+/** The process-wide handlers that the Emscripten glue of tfjs-backend-wasm installs under Node. */
+const GLUE_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
+
+/**
+ * Run `init` and then remove the `uncaughtException` / `unhandledRejection` listeners added meanwhile. The wasm
+ * module's Emscripten glue, when it starts under Node, installs listeners that rethrow every uncaught error from
+ * inside the glue: the process then exits 7 instead of 1, its first stderr line points into tf-backend-wasm.node.js,
+ * and tsx prints the glue's minified source. Without them, an uncaught error ends the process as Node ends any.
+ */
+export async function withoutProcessHandlers<T>(init: () => Promise<T>): Promise<T> {
+  const emitter: NodeJS.EventEmitter = process;
+  const before = new Map(GLUE_EVENTS.map((e) => [e, new Set(emitter.listeners(e))]));
+  try {
+    return await init();
+  } finally {
+    for (const e of GLUE_EVENTS) {
+      for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as (...a: unknown[]) => void);
+    }
+  }
+}
+
+async function startWasm(pkg: WasmPackage, threads: number, bundleText: string | undefined): Promise<WasmThreadsResult> {
   const want = Math.min(Math.max(1, Math.floor(threads)), MAX_WASM_THREADS);
   const capNote = threads > MAX_WASM_THREADS ? `wasm threads: ${threads} asked, tfjs's pool holds ${MAX_WASM_THREADS}` : null;
   let note: string | null = null;

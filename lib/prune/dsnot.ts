@@ -1,12 +1,11 @@
 /**
- * DSnoT, training-free prune-and-grow refinement of a mask (Zhang et al. 2024; REFERENCE.md section 7.3). Reference:
+ * DSnoT, training-free prune-and-grow refinement of a mask (Zhang et al. 2024; docs/methods.md section 7.3). Reference:
  * zyxxmu/DSnoT lib/prune.py `prune_DSnoT` (unstructured branch) and lib/layerwrapper.py `WrappedGPT`.
  * Defaults are the reference README's LLaMA command and main.py: 50 cycles, update threshold 0.1, variance power 1,
  * skip_layer "mlp" (only the attention linears are refined), no sign check (`without_same_sign`, which the
  * reference's argparse cannot switch off). The cycle runs on the host: it is a short sequential loop per row.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { requireSyncReads } from '../model/backend.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
 import { ConfigError } from '../errors.js';
@@ -121,6 +120,7 @@ export function dsnotCycle(x: DsnotInput, o: DsnotOptions): Uint8Array {
 
 export const dsnot: MaskRefiner<DsnotOptions> = {
   name: 'dsnot',
+  version: 1, // bump when a change alters its masks or weights
   summary: 'training-free prune-and-grow refinement of the mask (Zhang et al. 2024), unstructured',
   stats: ['scaler', 'sum', 'variance'],
   options: dsnotOptions,
@@ -128,22 +128,22 @@ export const dsnot: MaskRefiner<DsnotOptions> = {
     const group = where.linear === 'gate_proj' || where.linear === 'up_proj' || where.linear === 'down_proj' ? 'mlp' : 'self_attn';
     return group !== options.skipLayer;
   },
-  refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: DsnotOptions): tf.Tensor2D {
+  async refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: DsnotOptions): Promise<tf.Tensor2D> {
     if (target.structure.kind !== 'unstructured') throw new ConfigError('dsnot: only unstructured sparsity is supported (as ported from the reference)');
     const o = parseOptions('dsnot', dsnotOptions, options) as DsnotOptions;
     const [rows, cols] = weight.shape;
     if (stats.inFeatures !== cols) throw new ConfigError(`dsnot: weight [${rows}, ${cols}] does not match statistics of ${stats.inFeatures} inputs`);
     if (stats.samples === 0) throw new ConfigError('dsnot: the statistics have seen no calibration sample');
-    requireSyncReads('dsnot (its refinement cycle runs on the host)');
+    // the cycle runs on the host: its inputs are read back once per linear
     const out = dsnotCycle(
       {
         rows,
         cols,
-        weight: Float32Array.from(weight.dataSync()),
-        mask: Uint8Array.from(mask.dataSync()),
-        scaler: stats.scalerRow.dataSync() as Float32Array,
-        sum: stats.sumRow.dataSync() as Float32Array,
-        variance: stats.variance.dataSync() as Float32Array,
+        weight: Float32Array.from(await weight.data()),
+        mask: Uint8Array.from(await mask.data()),
+        scaler: (await stats.scalerRow.data()) as Float32Array,
+        sum: (await stats.sumRow.data()) as Float32Array,
+        variance: (await stats.variance.data()) as Float32Array,
       },
       o,
     );

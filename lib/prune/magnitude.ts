@@ -1,5 +1,5 @@
 /**
- * Magnitude pruning (baseline, REFERENCE.md section 3; reference: locuslab/wanda lib/prune.py prune_magnitude).
+ * Magnitude pruning (baseline, docs/methods.md section 3; reference: locuslab/wanda lib/prune.py prune_magnitude).
  * S = |W|. Unstructured: one threshold for the whole matrix, t = sorted(|W|.flatten())[floor(numel * p)], and every
  * weight with |W| <= t is removed (the `<=` can remove a little more than p, and at p = 0 the smallest weights;
  * kept as the reference does). N:M: per row, as in mask.ts. Uses no calibration data.
@@ -33,6 +33,7 @@ const magnitudeOptions = z.strictObject({});
 
 export const magnitude: PruneMethod<z.infer<typeof magnitudeOptions>> = {
   name: 'magnitude',
+  version: 1, // bump when a change alters its masks or weights
   summary: '|W|, one threshold per matrix (baseline; no calibration data)',
   stats: [],
   options: magnitudeOptions,

@@ -1,5 +1,5 @@
 /**
- * Shared mask functions (REFERENCE.md section 3): per-row unstructured masks, N:M masks, the whole-tensor
+ * Shared mask functions (docs/methods.md section 3): per-row unstructured masks, N:M masks, the whole-tensor
  * sort-and-index threshold, and validation of PruneOptions. Masks are float32 tensors with 1 = removed, 0 = kept.
  *
  * Ties are broken deterministically on every backend, without relying on the tie order of `tf.topk`: among equal

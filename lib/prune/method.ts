@@ -9,8 +9,6 @@ export type Structure =
   | { kind: 'unstructured' } // ratio p of every comparison group
   | { kind: 'nm'; n: number; m: number }; // N zeros in every group of M consecutive input columns
 
-/** The linear layers of a block come from the architecture spec (re-exported for existing importers). */
-export { LINEAR_NAMES, type LinearName } from '../model/architecture.js';
 
 /** What one linear layer is pruned to: its target sparsity and structure (the same for every method). */
 export interface PruneOptions {
@@ -42,6 +40,11 @@ export type OptionsSchema<O> = z.ZodType<O, Record<string, unknown>>;
  */
 export interface PruneMethod<O = Record<string, unknown>> {
   readonly name: string;
+  /**
+   * The version of this module's numbers: bump it with any change that can change what it computes (masks, kept
+   * weights, statistics it reads). Stored experiment results record it, and a run redoes results made at another.
+   */
+  readonly version: number;
   /** One line for help texts. */
   readonly summary: string;
   /** What the method reads from the calibration data; empty for methods (magnitude) that use none. */
@@ -58,25 +61,31 @@ export interface PruneMethod<O = Record<string, unknown>> {
   /**
    * Prune `weight` ([out, in], not consumed) to `target` using `stats` (not consumed; null when `stats` is empty).
    * `options` is what `this.options` parsed (default: its defaults); `where` names the linear (for messages and per-linear choices).
+   * A method that reads values back to the host (SparseGPT's Hessian, the Wanda variant's bisection, RIA's
+   * permutation) returns a promise: reads are `await t.data()`, the only kind WebGPU has.
    */
-  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: O, where?: LinearRef): PruneResult;
+  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: O, where?: LinearRef): PruneResult | Promise<PruneResult>;
 }
 
 /** A mask refiner (DSnoT): re-chooses a mask after the method chose it, at the same per-row sparsity. */
 export interface MaskRefiner<O = Record<string, unknown>> {
   readonly name: string;
+  /** The version of its numbers (see PruneMethod.version). */
+  readonly version: number;
   readonly summary: string;
   readonly stats: readonly StatName[];
   readonly options: OptionsSchema<O>;
   /** Whether this linear is refined at all (DSnoT skips the MLP linears by default). */
   applies(where: LinearRef, options: O): boolean;
   /** A new mask ([out, in], 1 = removed; the caller owns it) from `weight` (the unpruned weight) and `mask`. */
-  refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: O): tf.Tensor2D;
+  refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: O): tf.Tensor2D | Promise<tf.Tensor2D>;
 }
 
 /** Per-block sparsities chosen before the layer loop (OWL). `mean` of the result is the global target. */
 export interface LayerwiseAllocator<O = Record<string, unknown>> {
   readonly name: string;
+  /** The version of its numbers (see PruneMethod.version). */
+  readonly version: number;
   readonly summary: string;
   readonly options: OptionsSchema<O>;
 }

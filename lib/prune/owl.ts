@@ -1,17 +1,18 @@
 /**
- * OWL, outlier-weighted layerwise sparsity (Yin et al. 2024; REFERENCE.md section 7.1). Reference: luuyin/OWL
+ * OWL, outlier-weighted layerwise sparsity (Yin et al. 2024; docs/methods.md section 7.1). Reference: luuyin/OWL
  * lib/prune_all.py `prune_wanda_outlier`. Pass 1 runs the block loop on the UNPRUNED model and measures each block's
  * outlier ratio of the Wanda metric; the ratios map to per-block sparsities that average the target; pass 2 (the
  * ordinary layer loop) prunes block i at s_i with any method. The outlier ratios always come from the Wanda metric
  * (OWL's "layerwise outlier distribution"), whatever method prunes in pass 2.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { requireSyncReads, type Kernels } from '../model/backend.js';
+import type { Kernels } from '../model/backend.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { CalibrationSet } from '../data/calibration.js';
-import { LINEAR_NAMES, type LayerwiseAllocator } from './method.js';
+import { type LayerwiseAllocator } from './method.js';
+import { LINEAR_NAMES } from '../model/architecture.js';
 import { runLayerLoop } from './pipeline.js';
 import { linearModuleName, parseOptions } from './plan.js';
 import { wandaMetric } from './wanda.js';
@@ -24,6 +25,7 @@ export type OwlOptions = z.infer<typeof owlOptions>;
 
 export const owl: LayerwiseAllocator<OwlOptions> = {
   name: 'owl',
+  version: 1, // bump when a change alters its masks or weights
   summary: 'outlier-weighted layerwise sparsity: blocks with more Wanda-metric outliers are pruned less (Yin et al. 2024)',
   options: owlOptions,
 };
@@ -87,7 +89,6 @@ export async function owlAllocate(
   kernels?: Kernels,
 ): Promise<OwlAllocation> {
   const o = parseOptions('owl', owlOptions, options) as OwlOptions;
-  requireSyncReads('owl (outlier ratios are counted on the host)');
   const c = checkpoint.config;
   const ratios: number[] = [];
   await runLayerLoop({
@@ -99,13 +100,16 @@ export async function owlAllocate(
     ...(kernels ? { kernels } : {}),
     inspect: {
       needs: ['scaler'],
-      fn: (layer, block, stats) => {
+      fn: async (layer, block, stats) => {
         const parts: Float32Array[] = [];
         for (const n of LINEAR_NAMES) {
           if (selected && !selected.has(linearModuleName(layer, n))) continue;
           const values = tf.tidy(() => wandaMetric(tf.transpose(block.linears[n].wT) as tf.Tensor2D, stats(n).scalerRow));
-          parts.push(values.dataSync() as Float32Array);
-          values.dispose();
+          try {
+            parts.push((await values.data()) as Float32Array); // the ratio is counted on the host
+          } finally {
+            values.dispose();
+          }
         }
         if (parts.length === 0) throw new ConfigError(`OWL: block ${layer} has no linear to measure`);
         ratios.push(outlierRatio(parts, o.m));

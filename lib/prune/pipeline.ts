@@ -1,5 +1,5 @@
 /**
- * THE layer loop (REFERENCE.md section 2), written once for every method:
+ * THE layer loop (docs/methods.md section 2), written once for every method:
  *   embed the calibration windows; then for each decoder block:
  *     1. run it unpruned while the taps feed each linear's input to the method's statistics,
  *     2. prune its seven linears,
@@ -14,7 +14,7 @@
  * blockSparsity, reforward, writeBlock); runLayerLoop sets up, runs the blocks, saves resume checkpoints.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
 import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
 import { tensorZeros } from '../model/sparsity.js';
@@ -84,14 +84,14 @@ export interface LayerLoopOptions {
    * Extra statistics for a pass that inspects blocks (OWL's outlier ratios): `fn` sees each block's unpruned
    * weights and the statistics of each linear's input, after the calibration forward and before pruning.
    */
-  inspect?: { needs: readonly StatName[]; fn: (layer: number, block: BlockWeights, stats: (n: LinearName) => ActivationStats) => void };
+  inspect?: { needs: readonly StatName[]; fn: (layer: number, block: BlockWeights, stats: (n: LinearName) => ActivationStats) => void | Promise<void> };
   /** Continue a killed run (lib/prune/resume.ts): non-block tensors and blocks < nextLayer are already written. */
   start?: LoopStart;
   /** Called when blocks < nextLayer are written (before block 0 too), with the next block's inputs (not consumed). */
   onCheckpoint?: (cp: LoopCheckpoint) => void | Promise<void>;
   /** The backend's kernel choices (attention, parking; lib/model/backend.ts). Default: those of the active backend. */
   kernels?: Kernels;
-  /** How messages name the options (default the CLI's flags: --batch-size; experiment files pass key paths). */
+  /** How messages name the options (default the library's names: batchSize; the CLI passes its flags, experiment files key paths). */
   optionName?: OptionName;
   /**
    * Worker threads for the calibration forwards (lib/model/forward-pool.ts); 1 runs them in-process. Default: the
@@ -234,15 +234,15 @@ function checkLoopOptions(o: LayerLoopOptions, plan: PrunePlan, useData: boolean
 }
 
 /** Prune one linear by its plan entry: the method, then the refiner. Returns the new [out, in] weight. */
-function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | null, permutations: Record<string, number[]>): tf.Tensor2D {
-  const result = e.method.prune(w, e.method.stats.length > 0 ? stats : null, e.target, e.options, e.ref);
+async function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | null, permutations: Record<string, number[]>): Promise<tf.Tensor2D> {
+  const result = await e.method.prune(w, e.method.stats.length > 0 ? stats : null, e.target, e.options, e.ref);
   if (result.permutation) permutations[e.ref.name] = result.permutation;
   if (!e.refine) {
     result.mask.dispose();
     return result.weight;
   }
   try {
-    const mask = e.refine.refiner.refine(w, result.mask, stats!, e.target, e.refine.options);
+    const mask = await e.refine.refiner.refine(w, result.mask, stats!, e.target, e.refine.options);
     try {
       return applyMask(w, mask);
     } finally {
@@ -330,20 +330,20 @@ async function collectStatistics(s: Loop, layer: number, block: BlockWeights): P
 }
 
 /** The [out, in] weight of linear `n` pruned by its plan entry `e` (the weight `w` is not consumed). */
-function prunedWeight(s: Loop, n: LinearName, e: LinearPlan, w: tf.Tensor2D, stats: Map<string, ActivationStats>): tf.Tensor2D {
+async function prunedWeight(s: Loop, n: LinearName, e: LinearPlan, w: tf.Tensor2D, stats: Map<string, ActivationStats>): Promise<tf.Tensor2D> {
   try {
-    return pruneLinear(w, e, stats.get(INPUT_GROUP[n]) ?? null, s.permutations);
+    return await pruneLinear(w, e, stats.get(INPUT_GROUP[n]) ?? null, s.permutations);
   } finally {
     w.dispose();
   }
 }
 
 /** Step 2, weights kept on the backend (Kernels.park 'none'): each planned linear replaced by its pruned weight. */
-function pruneLinearsInPlace(s: Loop, bp: BlockPlan, block: BlockWeights, stats: Map<string, ActivationStats>): void {
+async function pruneLinearsInPlace(s: Loop, bp: BlockPlan, block: BlockWeights, stats: Map<string, ActivationStats>): Promise<void> {
   for (const n of LINEAR_NAMES) {
     const e = bp.linears[n];
     if (!e) continue;
-    const pruned = prunedWeight(s, n, e, linearWeight(block, n), stats);
+    const pruned = await prunedWeight(s, n, e, linearWeight(block, n), stats);
     try {
       setLinearWeight(block, n, pruned);
     } finally {
@@ -365,7 +365,7 @@ async function pruneLinearsParked(s: Loop, bp: BlockPlan, block: BlockWeights, s
       if (!e) continue;
       const [out, inp] = linearShape(s.c, n);
       const w = tf.tidy(() => tf.transpose(tf.tensor2d(parked.get(n)!, [inp, out]))) as tf.Tensor2D; // [out, in]
-      const pruned = prunedWeight(s, n, e, w, stats);
+      const pruned = await prunedWeight(s, n, e, w, stats);
       try {
         const wT = tf.transpose(pruned); // back to [in, out], parked until the block is rebuilt
         parked.set(n, (await wT.data()) as Float32Array);
@@ -408,11 +408,11 @@ async function pruneBlock(s: Loop, bp: BlockPlan, block: BlockWeights): Promise<
   const layer = bp.layer;
   const stats = await collectStatistics(s, layer, block);
   try {
-    s.o.inspect?.fn(layer, block, (n) => stats.get(INPUT_GROUP[n])!);
+    await s.o.inspect?.fn(layer, block, (n) => stats.get(INPUT_GROUP[n])!);
     s.fp('mid-block', layer);
     const t = now();
     if (s.park) await pruneLinearsParked(s, bp, block, stats);
-    else pruneLinearsInPlace(s, bp, block, stats);
+    else await pruneLinearsInPlace(s, bp, block, stats);
     const sparsity = await blockSparsity(bp, block);
     s.times.prune += now() - t;
     return sparsity;
@@ -501,7 +501,7 @@ export async function runLayerLoop(o: LayerLoopOptions): Promise<LayerLoopResult
   const c = o.checkpoint.config;
   const needs = statNeeds(plan, o.inspect?.needs ?? []);
   const useData = [...needs.values()].some((x) => x.size > 0);
-  checkLoopOptions(o, plan, useData, o.optionName ?? cliFlag);
+  checkLoopOptions(o, plan, useData, o.optionName ?? optionKey);
   const kernels = o.kernels ?? activeKernels();
   // Non-block tensors go out unchanged (a resumed run wrote them before its first block).
   if (o.writer && !o.start) {

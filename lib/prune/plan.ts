@@ -3,11 +3,12 @@
  * sparsity and structure, and the refiner (or nothing: the linear is left as it is). Layerwise allocators (OWL) give
  * per-block sparsities; `targets` / `ignore` choose linears by name (llm-compressor's convention).
  */
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { cliFlag, ConfigError, optionKey, type OptionName } from '../errors.js';
 import type { LlamaConfig } from '../model/config.js';
-import { linearTensorName } from '../model/checkpoint.js';
+import { linearTensorName } from '../model/architecture.js';
 import { validateOptions } from './mask.js';
-import { LINEAR_NAMES, type LinearName, type LinearRef, type MaskRefiner, type PruneMethod, type PruneOptions } from './method.js';
+import { type LinearRef, type MaskRefiner, type PruneMethod, type PruneOptions } from './method.js';
+import { LINEAR_NAMES, type LinearName } from '../model/architecture.js';
 
 /** One linear's entry of the plan. */
 export interface LinearPlan {
@@ -57,13 +58,13 @@ function compilePattern(pattern: string): RegExp {
 /**
  * The linears selected by `targets` (default: every linear) minus those matched by `ignore`. Every pattern must match
  * at least one linear (a typo would otherwise silently prune everything, or nothing). Messages name the two options
- * as `optionName` does (default the CLI's flags).
+ * as `optionName` does (default the library's names).
  */
 export function selectLinears(
   c: LlamaConfig,
   targets: readonly string[],
   ignore: readonly string[],
-  optionName: OptionName = cliFlag,
+  optionName: OptionName = optionKey,
 ): { selected: Set<string>; skipped: string[] } {
   const all: string[] = [];
   for (let layer = 0; layer < c.numLayers; layer++) for (const n of LINEAR_NAMES) all.push(linearModuleName(layer, n));
@@ -90,12 +91,12 @@ export interface PlanSpec {
   refinerOptions?: unknown;
   targets?: readonly string[];
   ignore?: readonly string[];
-  optionName?: OptionName; // how messages name the options (default the CLI's flags: --refine, --targets)
+  optionName?: OptionName; // how messages name the options (default the library's names: refine, targets)
 }
 
 /** The plan of a run. Validates every option before any work. */
 export function buildPlan(c: LlamaConfig, spec: PlanSpec): PrunePlan {
-  const name = spec.optionName ?? cliFlag;
+  const name = spec.optionName ?? optionKey;
   validateOptions(spec.target);
   const options = parseOptions(`${name('method')} ${spec.method.name}`, spec.method.options, spec.methodOptions);
   spec.method.check?.(spec.target, options, methodOptionName(spec.optionName, spec.method.name));
@@ -131,11 +132,12 @@ export function buildPlan(c: LlamaConfig, spec: PlanSpec): PrunePlan {
 }
 
 /**
- * How messages name a method's own options: by the method's CLI flags when the caller gave no naming (the CLI), else
- * the caller's name of `<method>.<key>` (an experiment file: `prune.ria.permute`).
+ * How messages name a method's own options: by the method's CLI flags (`--permute`, its schema's flag names) when the
+ * caller gave no naming or the CLI's (`cliFlag`), else the caller's name of `<method>.<key>` (an experiment file:
+ * `prune.ria.permute`).
  */
 export function methodOptionName(optionName: OptionName | undefined, method: string): OptionName | undefined {
-  return optionName ? (key) => optionName(`${method}.${key}`) : undefined;
+  return optionName && optionName !== cliFlag ? (key) => optionName(`${method}.${key}`) : undefined;
 }
 
 /** `schema.parse(raw ?? {})` with a ConfigError naming `what` and each bad key. */

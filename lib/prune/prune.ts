@@ -5,10 +5,10 @@
 import { getBackend } from '@tensorflow/tfjs-core';
 import { existsSync, statfsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { ConfigError, cliFlag, type OptionName } from '../errors.js';
+import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import { PRUNE_DEFAULTS } from './defaults.js';
-import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, storageReport, type StorageReport } from '../model/checkpoint.js';
-import { fusedTensors } from '../model/architecture.js';
+import { Checkpoint, CheckpointWriter, compressOptions, storageReport, type StorageReport } from '../model/checkpoint.js';
+import { expectedTensors, fusedTensors } from '../model/architecture.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../model/compressed-tensors.js';
 import { HfTokenizer } from '../model/tokenizer.js';
 import { DTYPES, dtypeSize, type DType } from '../model/safetensors.js';
@@ -66,8 +66,8 @@ export interface PruneConfig {
   /** One line per event: stale partial folders of interrupted runs removed, resume state size, block resumed from. */
   onNote?: (line: string) => void;
   /**
-   * How messages name the options (default the CLI's flags: `--seqlen`; an experiment passes its key paths:
-   * `calibration.seqlen`). `noResumable` names turning `resumable` off (`--no-resumable`).
+   * How messages name the options (default the library's names: `seqlen`; the CLI passes its flags, an experiment
+   * its key paths: `calibration.seqlen`). `noResumable` names turning `resumable` off (`--no-resumable`).
    */
   optionName?: OptionName;
   /**
@@ -165,7 +165,7 @@ function checkOutputOptions(cfg: PruneConfig, name: OptionName, compressed: bool
 
 /** Step 1: every option that needs no model checked and resolved (defaults: PRUNE_DEFAULTS), before anything is read. */
 function resolveOptions(cfg: PruneConfig): Resolved {
-  const name = cfg.optionName ?? cliFlag;
+  const name = cfg.optionName ?? optionKey;
   const method = getMethod(cfg.method, name('method'));
   const structure = cfg.structure ?? parseStructure(PRUNE_DEFAULTS.structure);
   const sparsity = structure.kind === 'nm' && cfg.sparsity === undefined ? structure.n / structure.m : cfg.sparsity;

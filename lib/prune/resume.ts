@@ -17,10 +17,11 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, CheckpointError } from '../errors.js';
-import { blockTensors, linearShape, type Checkpoint } from '../model/checkpoint.js';
+import { type Checkpoint } from '../model/checkpoint.js';
+import { blockTensors, linearShape } from '../model/architecture.js';
 import type { LlamaConfig } from '../model/config.js';
 import { SafetensorsFile, SafetensorsWriter, type DType } from '../model/safetensors.js';
-import { LINEAR_NAMES } from './method.js';
+import { LINEAR_NAMES } from '../model/architecture.js';
 import type { BlockSparsity, LoopCheckpoint, LoopStart, PhaseTimes } from './pipeline.js';
 
 const STATE_VERSION = 2; // 2: permutations (RIA --permute) and OWL's allocation in the state
@@ -227,9 +228,9 @@ export function blockParams(c: LlamaConfig): number {
 }
 
 /**
- * Peak-memory model of the layer loop (bytes), for README "Larger than RAM" and bench/scale.ts. With E the embedding
- * table, B one block and L the largest linear, all in float32, and A the calibration activations (nsamples x seqlen
- * x hidden float32), the loop goes through four phases, none of which holds more than one block:
+ * Peak-memory model of the layer loop (bytes), for docs/scaling.md ("Larger than RAM") and bench/scale.ts. With E the
+ * embedding table, B one block and L the largest linear, all in float32, and A the calibration activations
+ * (nsamples x seqlen x hidden float32), the loop goes through four phases, none of which holds more than one block:
  *   start    E on the backend (the windows are embedded, then E is freed); each non-block tensor passes through JS
  *            memory once (float32 + encoded: 1.5 E)
  *   forward  2 B + 2 A on the backend (the block, the packed copy of each weight XNNPACK's matMul keeps, the

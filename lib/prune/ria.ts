@@ -1,5 +1,5 @@
 /**
- * RIA, relative importance and activations (Zhang et al. 2024; REFERENCE.md section 7.2). Reference:
+ * RIA, relative importance and activations (Zhang et al. 2024; docs/methods.md section 7.2). Reference:
  * biomedical-cybernetics/Relative-importance-and-activation-pruning lib/prune.py `prune_ria`.
  *   RIA_ij = (|W_ij| / sum_k |W_kj| + |W_ij| / sum_k |W_ik|) * sqrt(scaler_row_j) ** a
  * Unstructured: ONE threshold per matrix (t = sorted(RIA.flatten())[int(R*C*s)], remove RIA <= t), or per output
@@ -8,7 +8,6 @@
  * order; the weights are NOT moved, so the mask is N:M in that order (returned as `permutation`), not in the stored one.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { requireSyncReads } from '../model/backend.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
 import { ConfigError, type OptionName } from '../errors.js';
@@ -106,7 +105,7 @@ export function riaPermutation(metric: Float32Array, rows: number, cols: number,
 }
 
 /** The RIA mask ([out, in], 1 = removed) of `metric` and, with `permute`, the permutation it is N:M in. */
-export function riaMask(metric: tf.Tensor2D, target: PruneOptions, o: RiaOptions): { mask: tf.Tensor2D; permutation?: number[] } {
+export async function riaMask(metric: tf.Tensor2D, target: PruneOptions, o: RiaOptions): Promise<{ mask: tf.Tensor2D; permutation?: number[] }> {
   const { structure } = target;
   const [rows, cols] = metric.shape;
   if (structure.kind === 'unstructured') {
@@ -120,8 +119,8 @@ export function riaMask(metric: tf.Tensor2D, target: PruneOptions, o: RiaOptions
   }
   checkNmShape(metric.shape, structure.n, structure.m);
   if (!o.permute) return { mask: nmMask(metric, structure.n, structure.m) };
-  requireSyncReads('ria --permute (the channel permutation is solved on the host)');
-  const permutation = riaPermutation(metric.dataSync() as Float32Array, rows, cols, structure.n, structure.m);
+  // the permutation is solved on the host (one read of the metric)
+  const permutation = riaPermutation((await metric.data()) as Float32Array, rows, cols, structure.n, structure.m);
   const inverse = new Array<number>(cols);
   permutation.forEach((col, k) => (inverse[col] = k));
   const mask = tf.tidy(() => {
@@ -134,6 +133,7 @@ export function riaMask(metric: tf.Tensor2D, target: PruneOptions, o: RiaOptions
 
 export const ria: PruneMethod<RiaOptions> = {
   name: 'ria',
+  version: 1, // bump when a change alters its masks or weights
   summary: 'relative importance * activations^a; per-matrix threshold; N:M with optional channel permutation (Zhang et al. 2024)',
   stats: ['scaler'],
   options: riaOptions,
@@ -144,14 +144,14 @@ export const ria: PruneMethod<RiaOptions> = {
       throw new ConfigError(`ria: ${name('perOutneuron')} applies to unstructured sparsity only`);
     }
   },
-  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: RiaOptions): PruneResult {
+  async prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: RiaOptions): Promise<PruneResult> {
     validateOptions(target);
     const o = parseOptions('ria', riaOptions, options) as z.infer<typeof riaOptions>;
     ria.check!(target, o);
     const s = checkStats('ria', weight, stats);
     const metric = riaMetric(weight, s.scalerRow, o.alpha);
     try {
-      const { mask, permutation } = riaMask(metric, target, o);
+      const { mask, permutation } = await riaMask(metric, target, o);
       return { weight: applyMask(weight, mask), mask, ...(permutation ? { permutation } : {}) };
     } finally {
       metric.dispose();

@@ -1,14 +1,13 @@
 /**
- * SparseGPT (Frantar & Alistarh 2023; baseline, REFERENCE.md section 3). Reference: IST-DASLab/sparsegpt
+ * SparseGPT (Frantar & Alistarh 2023; baseline, docs/methods.md section 3). Reference: IST-DASLab/sparsegpt
  * sparsegpt.py, as vendored in locuslab/wanda lib/sparsegpt.py (add_batch, fasterprune with blocksize 128 and
  * percdamp 0.01). Unlike Wanda and magnitude it updates the weights that remain.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { requireSyncReads } from '../model/backend.js';
 import { ConfigError, DataError } from '../errors.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
-import { checkNmShape, smallestPerRowMask, sortedValueAt, validateOptions } from './mask.js';
+import { checkNmShape, smallestPerRowMask, sortedValueTensor, validateOptions } from './mask.js';
 import type { PruneMethod, PruneOptions, PruneResult } from './method.js';
 import { ActivationStats } from './stats.js';
 import { checkStats } from './wanda.js';
@@ -214,8 +213,13 @@ function blockMetric(rows: tf.Tensor2D, diag: Float32Array, from: number, len: n
 function unstructuredBlockMask(w1: tf.Tensor2D, diag: Float32Array, sparsity: number): tf.Tensor2D {
   const metric = blockMetric(w1, diag, 0, w1.shape[0]);
   try {
-    const thresh = sortedValueAt(metric, Math.floor(metric.size * sparsity));
-    return tf.tidy(() => tf.cast(tf.lessEqual(metric, tf.scalar(thresh)), 'float32') as tf.Tensor2D);
+    // wasm / cpu: the value read back and sorted on the host; webgpu: the same order statistic on the device
+    const thresh = sortedValueTensor(metric, Math.floor(metric.size * sparsity));
+    try {
+      return tf.tidy(() => tf.cast(tf.lessEqual(metric, thresh), 'float32') as tf.Tensor2D);
+    } finally {
+      thresh.dispose();
+    }
   } finally {
     metric.dispose();
   }
@@ -323,11 +327,12 @@ export type SparseGptOptions = z.infer<typeof sparsegptOptions>;
 /** The SparseGPT method: Hessian statistics, then the OBS sweep that removes and updates weights. */
 export const sparsegpt: PruneMethod<SparseGptOptions> = {
   name: 'sparsegpt',
+  version: 1, // bump when a change alters its masks or weights
   summary: 'OBS sweep with weight updates from the Hessian of the inputs (Frantar & Alistarh 2023)',
   stats: ['hessian'],
   options: sparsegptOptions,
   updatesWeights: true,
-  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: SparseGptOptions): PruneResult {
+  async prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: SparseGptOptions): Promise<PruneResult> {
     validateOptions(target);
     const o = parseOptions('sparsegpt', sparsegptOptions, options) as z.infer<typeof sparsegptOptions>;
     const s = checkStats('sparsegpt', weight, stats);
@@ -341,8 +346,8 @@ export const sparsegpt: PruneMethod<SparseGptOptions> = {
         );
       }
     }
-    requireSyncReads('sparsegpt (its column sweep reads the inverse Hessian on the host)');
-    const { hinv, dead } = prepareHinv(s.hessian.dataSync() as Float32Array, s.inFeatures, o.damp);
+    // the inverse Hessian is factored on the host in float64: one read of the Hessian per linear
+    const { hinv, dead } = prepareHinv((await s.hessian.data()) as Float32Array, s.inFeatures, o.damp);
     return sparseGptSweep(weight, hinv, dead, target, o.blocksize);
   },
 };

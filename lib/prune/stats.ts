@@ -2,7 +2,7 @@
  * Calibration statistics of one linear layer's inputs, shared by every method, allocator and refiner: each asks for
  * the quantities it reads (`StatName`) and the pipeline keeps one accumulator per input with the union of the
  * requests. All float32, folded in one calibration sample (one sequence) at a time, as the references do:
- *   scaler   Wanda's `scaler_row`: running mean over samples of sum_t x_tj^2 (REFERENCE.md section 3)
+ *   scaler   Wanda's `scaler_row`: running mean over samples of sum_t x_tj^2 (docs/methods.md section 3)
  *   sum      DSnoT's `sum_metric_row`: running mean over samples of sum_t x_tj (a sum over tokens, not a mean)
  *   variance DSnoT's `var`: token-weighted running average of each sample's population variance over its tokens
  *   hessian  SparseGPT's H = (2/n) sum x x^T over all rows

@@ -1,10 +1,9 @@
 /**
- * Wanda (Sun et al. 2023, REFERENCE.md section 3): metric S = |W| * sqrt(s_j), s_j the running mean over samples of
+ * Wanda (Sun et al. 2023, docs/methods.md section 3): metric S = |W| * sqrt(s_j), s_j the running mean over samples of
  * the per-sample sum of squares of input feature j; per-row unstructured, N:M, or the alpha-bisection variant.
  * Reference: locuslab/wanda lib/layerwrapper.py (statistics) and lib/prune.py prune_wanda (masks).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { requireSyncReads } from '../model/backend.js';
 import { ConfigError, type OptionName } from '../errors.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
@@ -39,17 +38,17 @@ export interface VariantResult {
  * count-th smallest value; every S <= threshold is removed (so ties with it go too). A row with count 0 keeps
  * everything (the reference would index position -1 there and fail). Bisection on alpha exactly as the reference
  * loop: start 0.4, bracket [0, 0.8], repeat while |sparsity - target| > 0.001 and the bracket is >= 0.001 wide.
- * The layer sparsity and its comparisons are done in float32 like the reference's 0-dim tensors.
+ * The layer sparsity and its comparisons are done in float32 like the reference's 0-dim tensors. Each step reads
+ * the removed count back (`await data()`: one scalar per step, on every backend).
  */
-export function wandaVariantMask(metric: tf.Tensor2D, target: number): VariantResult {
-  requireSyncReads('the Wanda variant (--use-variant: a bisection that reads the sparsity back each step)');
+export async function wandaVariantMask(metric: tf.Tensor2D, target: number): Promise<VariantResult> {
   const f32 = Math.fround;
   const [out, inFeatures] = metric.shape;
   const numel = out * inFeatures;
   const sortedVals = tf.tidy(() => tf.neg(tf.topk(tf.neg(metric), inFeatures, true).values)); // [out, in] ascending
   const cumsum = tf.cumsum(sortedVals, 1); // [out, in]
   const rowSum = tf.sum(metric, 1); // [out]
-  const givenAlpha = (alpha: number): { mask: tf.Tensor2D; sparsity: number } => {
+  const givenAlpha = async (alpha: number): Promise<{ mask: tf.Tensor2D; sparsity: number }> => {
     const mask = tf.tidy(() => {
       const thresCumsum = tf.reshape(tf.mul(rowSum, tf.scalar(alpha)), [out, 1]); // [out, 1]
       const count = tf.sum(tf.cast(tf.lessEqual(tf.sub(cumsum, thresCumsum), tf.scalar(0)), 'int32'), 1, true); // [out, 1]
@@ -60,8 +59,15 @@ export function wandaVariantMask(metric: tf.Tensor2D, target: number): VariantRe
       return tf.cast(tf.lessEqual(tf.sub(metric, thres), tf.scalar(0)), 'float32') as tf.Tensor2D; // via the difference: fast on wasm
     });
     const total = tf.sum(mask);
-    const removed = total.dataSync()[0] as number;
-    total.dispose();
+    let removed: number;
+    try {
+      removed = (await total.data())[0] as number;
+    } catch (e) {
+      mask.dispose();
+      throw e;
+    } finally {
+      total.dispose();
+    }
     return { mask, sparsity: f32(f32(removed) / f32(numel)) };
   };
   try {
@@ -69,7 +75,7 @@ export function wandaVariantMask(metric: tf.Tensor2D, target: number): VariantRe
     const tol = f32(0.001);
     let alpha = 0.4;
     const hist: [number, number] = [0, 0.8];
-    let cur = givenAlpha(alpha);
+    let cur = await givenAlpha(alpha);
     while (Math.abs(f32(cur.sparsity - targetF)) > tol && hist[1] - hist[0] >= 0.001) {
       let alphaNew: number;
       if (cur.sparsity > targetF) {
@@ -81,7 +87,7 @@ export function wandaVariantMask(metric: tf.Tensor2D, target: number): VariantRe
       }
       alpha = alphaNew;
       cur.mask.dispose();
-      cur = givenAlpha(alpha);
+      cur = await givenAlpha(alpha);
     }
     return { mask: cur.mask, alpha, sparsity: cur.sparsity };
   } finally {
@@ -111,6 +117,7 @@ export function checkStats(owner: string, weight: tf.Tensor2D, stats: Activation
 /** The Wanda method: calibration statistics, then a per-output-row mask of |W| * sqrt(s). Weights are not updated. */
 export const wanda: PruneMethod<WandaOptions> = {
   name: 'wanda',
+  version: 1, // bump when a change alters its masks or weights
   summary: '|W| * sqrt(mean input norm^2), per output row (Sun et al. 2023)',
   stats: ['scaler'],
   options: wandaOptions,
@@ -120,14 +127,14 @@ export const wanda: PruneMethod<WandaOptions> = {
       throw new ConfigError(`wanda: the variant (${name('variant')}) applies to unstructured sparsity only`);
     }
   },
-  prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: WandaOptions, _where?: LinearRef): PruneResult {
+  async prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: WandaOptions, _where?: LinearRef): Promise<PruneResult> {
     validateOptions(target);
     const o = parseOptions('wanda', wandaOptions, options) as z.infer<typeof wandaOptions>;
     wanda.check!(target, o);
     const s = checkStats('wanda', weight, stats);
     const metric = wandaMetric(weight, s.scalerRow); // [out, in]
     try {
-      const mask = o.variant ? wandaVariantMask(metric, target.sparsity).mask : structureMask(metric, target);
+      const mask = o.variant ? (await wandaVariantMask(metric, target.sparsity)).mask : structureMask(metric, target);
       return { weight: applyMask(weight, mask), mask };
     } finally {
       metric.dispose();

@@ -4,13 +4,12 @@
  * what errors look like (exit code 1, one `error: ...` line naming the path or flag, no stack trace).
  * Each invocation costs a Node start with tsx (a few seconds), so there are only a handful.
  */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readTexts } from '../../lib/data/sources.js';
 import { HfTokenizer } from '../../lib/model/tokenizer.js';
 import { runCli, type CliRun } from '../helpers/cli.js';
-import { sharedPath } from '../helpers/shared.js';
+import { syntheticDocs, writeSyntheticData } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 type Run = CliRun;
@@ -27,28 +26,32 @@ function brief(r: Run): { code: number | null; stderr: string } {
 
 let tmp: string;
 let tiny: TinyCheckpoint;
-const tinyStories = (): string => sharedPath('models', 'TinyStories-656K');
+let tied: TinyCheckpoint; // tied embeddings stored only as lm_head.weight, as TinyStories-656K
+const tinyStories = (): string => tied.dir;
 
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-cli-'));
   tiny = writeTinyCheckpoint(join(tmp, 'tiny'), { seed: 5, hiddenSize: 32, intermediateSize: 64, numLayers: 2, maxPositions: 64 });
+  tied = writeTinyCheckpoint(join(tmp, 'tied'), { seed: 6, hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, tie: 'lm_head' });
 });
 
 afterAll(() => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-test('inspect prints the checkpoint as JSON (TinyStories-656K: 656,000 parameters)', async () => {
+test('inspect prints the checkpoint as JSON (a tied tiny checkpoint: its parameters counted here from the tensors)', async () => {
   const r = await cli('inspect', '--model', tinyStories());
   expect(brief(r)).toEqual({ code: 0, stderr: expect.any(String) });
   const info = JSON.parse(r.stdout) as Record<string, unknown>;
+  let parameters = 0;
+  for (const v of tied.tensors.values()) parameters += v.length; // the tied embedding once (no lm_head entry)
   expect(info).toMatchObject({
-    parameters: 656000,
+    parameters,
     architecture: 'LlamaForCausalLM',
     layers: 2,
-    hiddenSize: 128,
+    hiddenSize: 32,
     vocabSize: 2048,
-    maxPositions: 512,
+    maxPositions: 128,
     tiedEmbeddings: true,
     dtype: 'F32',
   });
@@ -92,7 +95,7 @@ describe('prune', () => {
 
   test('wanda 2:4 with a small calibration JSONL', async () => {
     const calibration = join(tmp, 'calibration.jsonl');
-    const docs = (await readTexts(sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), { limit: 20 })).map((text) => ({ text }));
+    const docs = syntheticDocs(20, 3).map(({ text }) => ({ text }));
     writeFileSync(calibration, docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
     const out = join(tmp, 'wanda');
     const r = await cli(
@@ -128,13 +131,8 @@ test('prune --format compressed writes compressed-tensors; convert --format dens
 });
 
 test('eval --ppl wikitext2 --max-windows 1 --seqlen 64 (and two task items) prints JSON with ppl and writes --out', async () => {
-  // A data folder laid out like shared/data: the head of the real WikiText-2 test split (tokenizing the whole split
-  // alone takes ~40 s) and the shared task files.
-  const dataDir = join(tmp, 'data');
-  mkdirSync(join(dataDir, 'wikitext-2-raw-v1'), { recursive: true });
-  const rows = (await readTexts(sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'))).slice(0, 60);
-  writeFileSync(join(dataDir, 'wikitext-2-raw-v1', 'test.jsonl'), rows.map((text) => JSON.stringify({ text })).join('\n') + '\n');
-  symlinkSync(sharedPath('data', 'tasks'), join(dataDir, 'tasks'));
+  // A data folder laid out like shared/data with seeded rows (test/helpers/synthetic-text.ts).
+  const dataDir = writeSyntheticData(join(tmp, 'data'), { docs: 5, articles: 6, items: 5 });
   const outFile = join(tmp, 'eval.json');
   const r = await cli(
     'eval', '--model', tinyStories(), '--ppl', 'wikitext2', '--max-windows', '1', '--seqlen', '64',
@@ -171,7 +169,7 @@ describe('errors: exit code 1 and one `error: ...` line, no stack trace', () => 
     const missing = join(tmp, 'no-such-model');
     const r = await cli('inspect', '--model', missing);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`error: --model ${missing}: folder does not exist`);
+    expect(r.stderr).toContain(`error: --model '${missing}': folder does not exist`);
     noStack(r.stderr);
     expect(r.stdout).toBe('');
   });

@@ -1,6 +1,6 @@
 /**
  * One defaults object per stage (lib/prune/defaults.ts, lib/eval/defaults.ts, lib/finetune/defaults.ts): every CLI
- * flag that has a stage default shows that value (the README's CLI reference is generated from these flags), and
+ * flag that has a stage default shows that value (docs/cli.md is generated from these flags), and
  * the experiment schema fills in the same values (test/experiment/schema.test.ts).
  */
 import { buildCli } from '../../lib/cli/index.js';
@@ -10,10 +10,10 @@ import { PRUNE_DEFAULTS } from '../../lib/prune/defaults.js';
 
 /** `--flag` -> its help text in `llm-prune <command> --help`. */
 async function helpBlocks(command: string): Promise<Map<string, string>> {
-  const help = await buildCli([command], {}).getHelp();
+  const help = (await buildCli([command], {}).getHelp()).split('\nExamples:')[0]!; // the option lists
   const out = new Map<string, string>();
-  for (const block of help.split(/\n(?=\s{2}--)/)) {
-    const flag = /^\s{2}--([\w-]+)/.exec(block)?.[1];
+  for (const block of help.split(/\n(?= +--)/)) {
+    const flag = /^ +--([\w-]+)/.exec(block)?.[1];
     if (flag) out.set(flag, block.replace(/\s+/g, ' '));
   }
   return out;

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { runCli, type CliRun } from '../helpers/cli.js';
-import { sharedPath } from '../helpers/shared.js';
+import { writeSyntheticData } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 /** The CLI in a child process with exactly these LLM_PRUNE_* / HF_* variables (the others of this process kept). */
@@ -61,8 +61,7 @@ afterAll(() => {
 
 test('LLM_PRUNE_SHARED and LLM_PRUNE_MODEL reach demo (--dry-run): its data folder and model come from them', async () => {
   const shared = join(tmp, 'my-shared');
-  mkdirSync(shared);
-  symlinkSync(sharedPath('data'), join(shared, 'data'));
+  writeSyntheticData(join(shared, 'data'), { docs: 40, articles: 3, items: 5 });
   const out = join(tmp, 'demo-plan');
   const r = await cli(['demo', '--dry-run', '--set', `output=${out}`, '--set', 'calibration.seqlen=32', '--set', 'eval.seqlen=32'], { LLM_PRUNE_SHARED: shared, LLM_PRUNE_MODEL: tiny.dir, LLM_PRUNE_CACHE: join(tmp, 'cache') });
   expect({ code: r.code, stderr: r.stderr.slice(-1500) }).toEqual({ code: 0, stderr: expect.stringContaining(`demo model: ${tiny.dir} (from $LLM_PRUNE_MODEL); data: ${join(shared, 'data')}`) });
@@ -88,7 +87,7 @@ test('HF_TOKEN reaches the hub request of inspect (never printed); without it th
   const without = await cli(['inspect', '--model', 'meta-llama/Llama-3.2-1B'], { HF_HUB_CACHE: hub });
   for (const r of [withToken, without]) {
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: --model meta-llama\/Llama-3\.2-1B: not a local folder, and fetching it from the Hugging Face hub failed/m);
+    expect(r.stderr).toMatch(/^error: --model 'meta-llama\/Llama-3\.2-1B': not a local folder, and fetching it from the Hugging Face hub failed/m);
   }
   expect(withToken.stderr + withToken.stdout).not.toContain(secret);
   expect(withToken.stderr).not.toContain('set HF_TOKEN or pass --hf-token');

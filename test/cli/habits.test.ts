@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, type CliRun } from '../helpers/cli.js';
-import { sharedPath } from '../helpers/shared.js';
+import { writeStandInShared } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 /** The `llm-prune` command (lib/bin.ts) with a token cache of its own and these variables added. */
@@ -32,9 +32,10 @@ test('--version is the package version', async () => {
 });
 
 test('run CONFIG --dry-run prints the plan (settings, actions, estimate) and writes nothing', async () => {
-  sharedPath('models', 'c4-llama-7m');
+  // a stand-in for the shared folder: a tiny checkpoint named c4-llama-7m and seeded data
+  const shared = writeStandInShared(join(tmp, 'stand-in-shared'), ['c4-llama-7m'], (d) => void writeTinyCheckpoint(d, { maxPositions: 512 }));
   const out = join(tmp, 'demo-plan');
-  const r = await cli(['run', join('configs', 'demo.yaml'), '--dry-run', '--set', `output=${out}`]);
+  const r = await cli(['run', join('configs', 'demo.yaml'), '--dry-run', '--set', `output=${out}`, '--shared', shared]);
   expect({ code: r.code, stderr: r.stderr.slice(-800) }).toEqual({ code: 0, stderr: expect.stringContaining('estimated time: ~') });
   const plan = JSON.parse(r.stdout) as { output: string; settings: { id: string; action: string; estimatedSeconds: number }[]; estimatedSeconds: number };
   expect(plan.output).toBe(out);
@@ -50,7 +51,7 @@ test('run CONFIG --dry-run prints the plan (settings, actions, estimate) and wri
 
 test('run without a file says how to give it; --config is still accepted', async () => {
   const none = await cli(['run']);
-  expect({ code: none.code, err: none.stderr.trim() }).toEqual({ code: 1, err: 'error: run: give the experiment file: llm-prune run CONFIG (.yaml or .json)' });
+  expect({ code: none.code, err: none.stderr.trim() }).toEqual({ code: 1, err: 'error: run: give the experiment file: llm-prune run CONFIG (.yaml or .json, or a shipped config by name such as demo)' });
   const flag = await cli(['run', '--config', join(tmp, 'missing.yaml'), '--dry-run']);
   expect({ code: flag.code, err: flag.stderr.trim() }).toEqual({ code: 1, err: `error: ${join(tmp, 'missing.yaml')}: cannot read experiment file (ENOENT)` });
 });
@@ -73,12 +74,12 @@ test('--hf-token reaches the hub request path but is never printed', async () =>
   const secret = 'hf_NotARealTokenButSecret123';
   const r = await cli(['inspect', '--model', 'meta-llama/Llama-3.2-1B', '--hf-token', secret], { HF_HUB_CACHE: join(tmp, 'hub'), HF_TOKEN: '' });
   expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/^error: --model meta-llama\/Llama-3\.2-1B: not a local folder, and fetching it from the Hugging Face hub failed/m);
+  expect(r.stderr).toMatch(/^error: --model 'meta-llama\/Llama-3\.2-1B': not a local folder, and fetching it from the Hugging Face hub failed/m);
   expect(r.stderr + r.stdout).not.toContain(secret);
 });
 
 test('eval --adapter labels its row and its JSON with the adapter', async () => {
-  const model = sharedPath('models', 'TinyStories-656K');
+  const model = tiny.dir;
   const data = join(tmp, 'train.jsonl');
   writeFileSync(data, Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `Once upon a time there was a cat number ${i}. It liked to play in the sun with its friends every day.` })).join('\n') + '\n');
   const ft = join(tmp, 'ft');
@@ -90,4 +91,28 @@ test('eval --adapter labels its row and its JSON with the adapter', async () => 
   const r = await cli(['eval', '--model', model, '--adapter', ft, '--tasks', task]);
   expect({ code: r.code, stderr: r.stderr.slice(-500) }).toEqual({ code: 0, stderr: expect.stringContaining(`| ${model} + LoRA ${ft} |`) });
   expect(JSON.parse(r.stdout)).toMatchObject({ model, adapter: ft });
+});
+
+test('run --reuse-any-version keeps a result stored by another version (with a warning); without it the setting is redone', async () => {
+  const config = join(tmp, 'versions.json');
+  const out = join(tmp, 'versions-out');
+  // magnitude reads no calibration data: the source only has to exist
+  const experiment = { model: tiny.dir, backend: 'wasm', calibration: { source: config }, prune: { method: 'magnitude', sparsity: 0.5 }, dense: false, eval: { ppl: [] }, output: out };
+  writeFileSync(config, JSON.stringify(experiment));
+  const first = await cli(['run', config]);
+  expect({ code: first.code, stderr: first.stderr.slice(-800) }).toEqual({ code: 0, stderr: expect.any(String) });
+  const file = join(out, 'settings', 'magnitude-unstructured-0.5.json');
+  const stored = JSON.parse(readFileSync(file, 'utf8')) as { versions: { package: string } };
+  writeFileSync(file, JSON.stringify({ ...stored, versions: { ...stored.versions, package: '0.0.1' } }));
+  const plan = async (...flags: string[]): Promise<[string, string]> => {
+    const r = await cli(['run', config, '--dry-run', ...flags]);
+    expect(r.code).toBe(0);
+    return [(JSON.parse(r.stdout) as { settings: { action: string }[] }).settings[0]!.action, r.stderr];
+  };
+  const [kept, keptErr] = await plan('--reuse-any-version');
+  expect(kept).toBe('reuse');
+  expect(keptErr).toContain('magnitude-unstructured-0.5: warning: reusing a result computed by another version (package 0.0.1 -> ');
+  const [redone, redoneErr] = await plan();
+  expect(redone).toBe('compute');
+  expect(redoneErr).toContain('magnitude-unstructured-0.5: redoing: the stored result was computed by another version (package 0.0.1 -> ');
 });

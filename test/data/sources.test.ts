@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { ConfigError, DataError } from '../../lib/errors.js';
 import { detectFormat, PARQUET_COMPRESSORS, readRows, readTextFile, readTexts } from '../../lib/data/sources.js';
-import { sharedPath } from '../helpers/shared.js';
+import { parquetOf } from '../helpers/parquet.js';
+import { jsonl, syntheticDocs, syntheticTaskRows } from '../helpers/synthetic-text.js';
 
 let dir: string;
 function file(name: string, content: string | Buffer): string {
@@ -179,36 +180,39 @@ describe('errors common to all formats', () => {
 });
 
 describe('Parquet (hyparquet)', () => {
-  test('the shared C4 validation sample: 2000 documents, texts and all columns', async () => {
-    const path = sharedPath('data', 'c4', 'c4-validation.sample2000.parquet');
+  test('a C4-like Parquet file: 2000 documents, texts and all columns', async () => {
+    const docs = syntheticDocs(2000, 4);
+    const path = file('c4-validation.parquet', parquetOf(docs));
     const texts = await readTexts(path);
     expect(texts).toHaveLength(2000);
-    expect(texts[0]!.startsWith('We offer valet parking as well as street and private lot.\n')).toBe(true);
+    expect(texts).toEqual(docs.map((d) => d.text));
     expect(texts.every((t) => typeof t === 'string' && t.length > 0)).toBe(true);
     const rows = await readRows(path, { limit: 3 });
     expect(rows).toHaveLength(3);
     expect(Object.keys(rows[0]!).sort()).toEqual(['text', 'timestamp', 'url']);
-    expect(rows[0]!['url']).toBe('https://www.opentable.com/boneyard-bistro?Ref=8101');
+    expect(rows[0]!['url']).toBe(docs[0]!.url);
     expect(rows.map((r) => r['text'])).toEqual(texts.slice(0, 3));
   });
 
-  test('the shared RTE Parquet file equals its JSONL twin, int64 columns as numbers', async () => {
-    const fromParquet = await readRows(sharedPath('data', 'tasks', 'rte', 'validation.parquet'));
-    const fromJsonl = await readRows(sharedPath('data', 'tasks', 'rte', 'validation.jsonl'));
+  test('an RTE-like Parquet file equals its JSONL twin, int64 columns as numbers', async () => {
+    const rte = syntheticTaskRows(277, 6)['tasks/rte/validation.jsonl']!;
+    const fromParquet = await readRows(file('rte.parquet', parquetOf(rte)));
+    const fromJsonl = await readRows(file('rte.jsonl', jsonl(rte)));
     expect(fromParquet).toHaveLength(277);
     expect(typeof fromParquet[0]!['label']).toBe('number');
     expect(fromParquet).toEqual(fromJsonl);
   });
 
   test('a missing column, a non-string field and a corrupt file are DataErrors', async () => {
-    const path = sharedPath('data', 'tasks', 'rte', 'validation.parquet');
+    const rte = syntheticTaskRows(5, 6)['tasks/rte/validation.jsonl']!;
+    const path = file('rte-errors.parquet', parquetOf(rte));
     await expect(readTexts(path)).rejects.toThrow(
       `${path}: no column "text" (columns: sentence1, sentence2, label, idx)`,
     );
     await expect(readTexts(path, { field: 'label' })).rejects.toThrow(
       `${path}: row 0: field "label" is a number, expected a string`,
     );
-    expect(await readTexts(path, { field: 'sentence2', limit: 1 })).toEqual(['Christopher Reeve had an accident.']);
+    expect(await readTexts(path, { field: 'sentence2', limit: 1 })).toEqual([rte[0]!['sentence2']]);
     const bad = file('bad.parquet', 'PAR1 this is not parquet PAR1');
     await expect(readRows(bad)).rejects.toThrow(`${bad}: cannot read Parquet (`);
   });
@@ -220,12 +224,13 @@ describe('Parquet (hyparquet)', () => {
   });
 });
 
-describe('the shared C4 train head (JSONL)', () => {
+describe('a C4-like train head (JSONL)', () => {
   test('1000 documents with text, url and timestamp', async () => {
-    const path = sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl');
+    const docs = syntheticDocs(1000, 5);
+    const path = file('c4-train.head1000.jsonl', jsonl(docs));
     const texts = await readTexts(path);
     expect(texts).toHaveLength(1000);
-    expect(texts[0]!.startsWith('Beginners BBQ Class Taking Place in Missoula!')).toBe(true);
+    expect(texts[0]).toBe(docs[0]!.text);
     const rows = await readRows(path, { limit: 2 });
     expect(Object.keys(rows[1]!).sort()).toEqual(['text', 'timestamp', 'url']);
   });

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DataError } from '../../lib/errors.js';
+import { cliFlag, ConfigError, DataError } from '../../lib/errors.js';
 import { defaultDataDir, perplexitySetFile } from '../../lib/eval/datasets.js';
 import { evaluate, EvaluationIdsCache, evaluationIdsCache } from '../../lib/eval/evaluate.js';
 import { encodePair, type Request, type Score } from '../../lib/eval/harness.js';
@@ -19,7 +19,8 @@ import { readTexts } from '../../lib/data/sources.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { ReferenceLlama } from '../helpers/reference-llama.js';
-import { sharedPath } from '../helpers/shared.js';
+import { parquetOf } from '../helpers/parquet.js';
+import { jsonl, syntheticDocs, syntheticWikiRows, writeSyntheticData } from '../helpers/synthetic-text.js';
 import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint, randomIds } from '../helpers/tiny-checkpoint.js';
 
 const CONTEXT = 64; // max_position_embeddings of the tiny checkpoint
@@ -169,13 +170,13 @@ describe('modelScorer against the float64 reference', () => {
   }
 });
 
-describe('evaluate() on TinyStories-656K: the seven tasks and WikiText-2', () => {
+describe('evaluate() on a tied tiny checkpoint (context 512): the seven tasks and WikiText-2', () => {
   test('shapes, n = 5 per task, acc in [0, 1], acc_norm exactly where reported, the mean; perplexity wiring', async () => {
-    const m = await loadModel(sharedPath('models', 'TinyStories-656K'));
+    const dataDir = writeSyntheticData(join(tmp, 'seven-tasks-data'), { docs: 2, articles: 24, items: 6 });
+    const m = await loadModel(writeTinyCheckpoint(join(tmp, 'tied-512'), { seed: 4, hiddenSize: 32, intermediateSize: 64, tie: 'lm_head', maxPositions: 512 }).dir);
     try {
-      // The head of the real WikiText-2 test split, so that tokenizing it stays quick (the whole split is ~40 s).
       const wiki = join(tmp, 'wiki-head.jsonl');
-      const rows = (await readTexts(sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'))).slice(0, 120);
+      const rows = (await readTexts(join(dataDir, 'wikitext-2-raw-v1', 'test.jsonl'))).slice(0, 120);
       writeFileSync(wiki, rows.map((text) => JSON.stringify({ text })).join('\n') + '\n');
       const progress = new Set<string>();
       const r = await evaluate(m, {
@@ -184,7 +185,7 @@ describe('evaluate() on TinyStories-656K: the seven tasks and WikiText-2', () =>
         maxWindows: 2,
         tasks: [...PAPER_TASKS],
         limit: 5,
-        dataDir: sharedPath('data'),
+        dataDir,
         onProgress: (what) => progress.add(what),
       });
       // (plus 'wikitext2: tokenizing ...' when the tokenized text is not in the disk cache yet: test/eval/token-cache.test.ts)
@@ -214,7 +215,7 @@ describe('evaluate() on TinyStories-656K: the seven tasks and WikiText-2', () =>
           expect(t.accNorm).toBeNull();
           expect(t.accNormStderr).toBeNull();
         }
-        expect(t.file).toBe(join(sharedPath('data'), ...taskFile(t.task)));
+        expect(t.file).toBe(join(dataDir, ...taskFile(t.task)));
       }
       expect(z.mean.contributions).toEqual(z.tasks.map((t) => ({ task: t.task, metric: 'acc', value: t.acc })));
       expect(z.mean.value).toBeCloseTo(z.tasks.reduce((a, t) => a + t.acc, 0) / 7, 12);
@@ -314,13 +315,14 @@ describe('malformed task files through evaluate()', () => {
   test('unknown task name and unknown perplexity set', async () => {
     await expect(evaluate(loaded, { tasks: ['nosuchtask'], dataDir: tmp })).rejects.toThrow(ConfigError);
     await expect(evaluate(loaded, { tasks: ['nosuchtask'], dataDir: tmp })).rejects.toThrow(/task "nosuchtask": unknown; known tasks are boolq, rte/);
-    await expect(evaluate(loaded, { ppl: ['ptb' as 'c4'] })).rejects.toThrow(new ConfigError(`--ppl: 'ptb' is not one of wikitext2, c4`));
+    await expect(evaluate(loaded, { ppl: ['ptb' as 'c4'] })).rejects.toThrow(new ConfigError(`ppl: 'ptb' is not one of wikitext2, c4`));
   });
 });
 
 describe('perplexitySetFile', () => {
-  test('finds the shared files', async () => {
-    const data = sharedPath('data');
+  test('finds the files of a data folder laid out like shared/data', async () => {
+    const data = writeSyntheticData(join(tmp, 'ppl-sets'), { docs: 3, articles: 1, items: 1 });
+    writeFileSync(join(data, 'c4', 'c4-validation.sample2000.parquet'), parquetOf(syntheticDocs(3, 2)));
     expect(await perplexitySetFile('wikitext2', data)).toBe(join(data, 'wikitext-2-raw-v1', 'test.jsonl'));
     expect(await perplexitySetFile('c4', data)).toBe(join(data, 'c4', 'c4-validation.sample2000.parquet'));
   });
@@ -329,13 +331,16 @@ describe('perplexitySetFile', () => {
     const empty = join(tmp, 'no-data');
     mkdirSync(empty);
     const expected =
-      `perplexity set 'wikitext2': no file found; put one of ${join(empty, 'wikitext-2-raw-v1/test.jsonl')}, ` +
+      `dataDir '${empty}': no file of perplexity set 'wikitext2'; put one of ${join(empty, 'wikitext-2-raw-v1/test.jsonl')}, ` +
       `${join(empty, 'wikitext-2-raw-v1/test.parquet')}, ${join(empty, 'wikitext-2-raw-v1/test-00000-of-00001.parquet')} in place ` +
-      `(from the hub dataset Salesforce/wikitext, file wikitext-2-raw-v1/test-00000-of-00001.parquet), or pass --download when online`;
+      `(from the hub dataset Salesforce/wikitext, file wikitext-2-raw-v1/test-00000-of-00001.parquet), or turn download on (--download) when online`;
     await expect(perplexitySetFile('wikitext2', empty)).rejects.toThrow(new DataError(expected));
     // evaluate() passes it through unchanged
     await expect(evaluate(loaded, { ppl: ['wikitext2'], dataDir: empty })).rejects.toThrow(new DataError(expected));
     await expect(perplexitySetFile('c4', empty)).rejects.toThrow(/allenai\/c4, file en\/c4-validation\.00000-of-00008\.json\.gz/);
+    // the error names the library option; the CLI shows it as its flag
+    const e = (await perplexitySetFile('wikitext2', empty).catch((x: unknown) => x)) as DataError;
+    expect({ option: e.option, cli: e.messageAs(cliFlag).startsWith(`--data-dir '${empty}': no file of perplexity set`) }).toEqual({ option: 'dataDir', cli: true });
   });
 
   test('with download and a failing fetch: DataError naming the hub dataset and file', async () => {
@@ -362,7 +367,9 @@ describe('no hidden process state', () => {
     process.env['LLM_PRUNE_DATA'] = join(tmp, 'from-process-env');
     try {
       expect(defaultDataDir({ LLM_PRUNE_DATA: join(tmp, 'given') })).toBe(join(tmp, 'given'));
-      expect(defaultDataDir({ LLM_PRUNE_SHARED: sharedPath() })).toBe(sharedPath('data'));
+      const shared = join(tmp, 'some-shared');
+      mkdirSync(join(shared, 'data'), { recursive: true });
+      expect(defaultDataDir({ LLM_PRUNE_SHARED: shared })).toBe(join(shared, 'data'));
       expect(defaultDataDir({ LLM_PRUNE_SHARED: join(tmp, 'nowhere') })).toBe(join(process.cwd(), 'data'));
       expect(defaultDataDir()).not.toBe(join(tmp, 'from-process-env'));
     } finally {
@@ -373,7 +380,7 @@ describe('no hidden process state', () => {
 
   test('the token-id cache: evaluate fills the one it is given (not the process-wide one); clear() empties it', async () => {
     const file = join(tmp, 'ids-cache.jsonl');
-    writeFileSync(file, (await readTexts(sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'))).slice(0, 40).map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    writeFileSync(file, jsonl(syntheticWikiRows(4, 8).slice(0, 40)));
     evaluationIdsCache.clear();
     const own = new EvaluationIdsCache(2);
     const plain = { ppl: ['wikitext2' as const], pplFiles: { wikitext2: file }, seqlen: 16, maxWindows: 1 };

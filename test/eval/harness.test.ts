@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, DataError, LlmPruneError } from '../../lib/errors.js';
 import {
   encodePair,
@@ -12,52 +15,57 @@ import { resultsTable, type EvaluationRow, type ZeroShotResults } from '../../li
 import type { LoadedTask } from '../../lib/eval/tasks.js';
 import { HfTokenizer } from '../../lib/model/tokenizer.js';
 import type { TextTokenizer } from '../../lib/model/tokenizer-types.js';
-import { sharedPath } from '../helpers/shared.js';
+import { writeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 
-describe('encodePair with the c4-llama-7m tokenizer (lm-eval _encode_pair)', () => {
-  const tok = HfTokenizer.fromFolder(sharedPath('models', 'c4-llama-7m'));
-  const answer = [854, 4011, 1908, 4061]; // "Answer:"
-  const yes = [301, 276]; // "yes" after "Answer:" (not the standalone " yes" = [4003, 301, 276])
+describe('encodePair with a SentencePiece-style BPE tokenizer (lm-eval _encode_pair)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'llm-prune-harness-tok-'));
+  writeTinyTokenizer(dir);
+  const tok = HfTokenizer.fromFolder(dir);
+  const enc = (text: string): number[] => tok.encode(text, { addSpecialTokens: false });
+  /** lm-eval: trailing whitespace of the context moves to the continuation; the continuation is what the whole
+   * text's tokens add after the (moved) context's tokens. */
+  const reference = (context: string, continuation: string) => {
+    const n = context.length - context.replace(/\s+$/, '').length;
+    const [c, x] = [context.slice(0, context.length - n), context.slice(context.length - n) + continuation];
+    const whole = enc(c + x);
+    const ctx = enc(c);
+    return { context: ctx, continuation: whole.slice(ctx.length) };
+  };
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   test('a trailing space of the context moves to the continuation', () => {
-    expect(tok.encode('Answer: ', { addSpecialTokens: false })).toEqual([...answer, 4003]); // a lone "▁" token
+    expect(enc('Answer: ').slice(0, -1)).toEqual(enc('Answer:')); // a lone "▁" token at the end
+    const answer = enc('Answer:');
+    const yes = enc('Answer: yes').slice(answer.length);
     expect(encodePair(tok, 'Answer: ', 'yes')).toEqual({ context: answer, continuation: yes });
     expect(encodePair(tok, 'Answer:', ' yes')).toEqual({ context: answer, continuation: yes });
-    // Slicing after the unmoved context's 5 tokens would have lost "y".
-    expect(tok.encode('Answer: yes', { addSpecialTokens: false }).slice(5)).toEqual([276]);
-    // And encoding the continuation alone gives different tokens.
-    expect(tok.encode(' yes', { addSpecialTokens: false })).toEqual([4003, 301, 276]);
+    expect(encodePair(tok, 'Answer: ', 'yes')).toEqual(reference('Answer: ', 'yes'));
+    // encoding the continuation alone gives other tokens (a leading "▁" is prepended)
+    expect(enc(' yes')).not.toEqual(yes);
   });
 
   test('a trailing newline moves too (Python rstrip)', () => {
-    expect(encodePair(tok, 'Question: Is the sky blue?\n', 'Answer: yes')).toEqual({
-      context: [1720, 387, 298, 4061, 1358, 266, 962, 4021, 1012, 591, 4070],
-      continuation: [13, 4031, 4009, 4011, 1908, 4061, 301, 276],
-    });
+    const r = encodePair(tok, 'Question: Is the sky blue?\n', 'Answer: yes');
+    expect(r).toEqual(reference('Question: Is the sky blue?\n', 'Answer: yes'));
+    expect(r.context).toEqual(enc('Question: Is the sky blue?'));
+    expect(tok.decode(r.continuation)).toContain('Answer: yes');
   });
 
   test('WinoGrande pair, BOS flag, empty context', () => {
-    expect(encodePair(tok, 'Sarah was a much better surgeon than Maria so Maria', ' always got the easier cases.')).toEqual({
-      context: [318, 289, 1284, 410, 260, 852, 1211, 1005, 365, 264, 650, 1917, 572, 463, 1917, 572],
-      continuation: [1174, 1402, 266, 1082, 1010, 2843, 4024],
-    });
-    expect(encodePair(tok, 'The cat', ' sat on the mat.', { addBos: true })).toEqual({
-      context: [1, 348, 3287],
-      continuation: [2639, 325, 266, 992, 4024],
-    });
-    expect(encodePair(tok, 'The cat', ' sat on the mat.')).toEqual({
-      context: [348, 3287],
-      continuation: [2639, 325, 266, 992, 4024],
-    });
+    const wino = ['Sarah was a much better surgeon than Maria so Maria', ' always got the easier cases.'] as const;
+    expect(encodePair(tok, ...wino)).toEqual(reference(...wino));
+    const plain = encodePair(tok, 'The cat', ' sat on the mat.');
+    expect(plain).toEqual(reference('The cat', ' sat on the mat.'));
+    expect(encodePair(tok, 'The cat', ' sat on the mat.', { addBos: true })).toEqual({ context: [tok.bosId, ...plain.context], continuation: plain.continuation });
     // lm-eval scores a continuation without context after the prefix token (BOS).
-    expect(encodePair(tok, '', 'The cat')).toEqual({ context: [1], continuation: [348, 3287] });
+    expect(encodePair(tok, '', 'The cat')).toEqual({ context: [tok.bosId], continuation: enc('The cat') });
   });
 
   test('a whitespace-only context has nothing to predict from unless BOS is added', () => {
     expect(() => encodePair(tok, '  ', 'yes')).toThrow(
       new DataError('context "  " is only whitespace: no token to predict "yes" from (use addBos)'),
     );
-    expect(encodePair(tok, '  ', 'yes', { addBos: true }).context).toEqual([1]);
+    expect(encodePair(tok, '  ', 'yes', { addBos: true }).context).toEqual([tok.bosId]);
   });
 });
 

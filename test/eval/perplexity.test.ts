@@ -7,13 +7,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DataError, keyPath } from '../../lib/errors.js';
+import { cliFlag, ConfigError, DataError, keyPath } from '../../lib/errors.js';
 import { evaluationIds, makeWindows, perplexityOfIds, windowLosses } from '../../lib/eval/perplexity.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import type { TextTokenizer } from '../../lib/model/tokenizer-types.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { ReferenceLlama } from '../helpers/reference-llama.js';
-import { sharedPath } from '../helpers/shared.js';
 import { writeTinyCheckpoint, type TinyCheckpoint, randomIds } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
@@ -128,13 +127,13 @@ describe('errors', () => {
 
   test('seqlen beyond the model context', async () => {
     await expect(perplexityOfIds(loaded.model, ids, { seqlen: 65 })).rejects.toThrow(
-      new ConfigError('--seqlen 65 exceeds the model context (max_position_embeddings = 64)'),
+      new ConfigError('seqlen 65 exceeds the model context (max_position_embeddings = 64)'),
     );
   });
 
   test('seqlen below 2 or not an integer', async () => {
-    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 1 })).rejects.toThrow(new ConfigError('--seqlen must be an integer >= 2, got 1'));
-    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8.5 })).rejects.toThrow(new ConfigError('--seqlen must be an integer >= 2, got 8.5'));
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 1 })).rejects.toThrow(new ConfigError('seqlen must be an integer >= 2, got 1'));
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8.5 })).rejects.toThrow(new ConfigError('seqlen must be an integer >= 2, got 8.5'));
   });
 
   test('text shorter than one window', async () => {
@@ -146,24 +145,27 @@ describe('errors', () => {
   test('maxWindows not a positive integer (slice(0, -1) would silently drop the last window)', async () => {
     for (const bad of [0, -1, 1.5]) {
       await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: bad })).rejects.toThrow(
-        new ConfigError(`--max-windows must be a positive integer, got ${bad}`),
+        new ConfigError(`maxWindows must be a positive integer, got ${bad}`),
       );
     }
   });
 
   test('batch size not a positive integer', async () => {
     await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8, batchSize: 0 })).rejects.toThrow(
-      new ConfigError('--batch-size must be a positive integer, got 0'),
+      new ConfigError('batchSize must be a positive integer, got 0'),
     );
   });
 
-  test('the caller names the options: an experiment file gets its key paths (eval.seqlen), not CLI flags', async () => {
+  test('the caller names the options: an experiment file gets its key paths (eval.seqlen), the CLI its flags', async () => {
     const optionName = keyPath('eval');
     await expect(perplexityOfIds(loaded.model, ids, { seqlen: 65, optionName })).rejects.toThrow(
       new ConfigError('eval.seqlen 65 exceeds the model context (max_position_embeddings = 64)'),
     );
     await expect(perplexityOfIds(loaded.model, ids, { seqlen: 8, maxWindows: 0, optionName })).rejects.toThrow(
       new ConfigError('eval.maxWindows must be a positive integer, got 0'),
+    );
+    await expect(perplexityOfIds(loaded.model, ids, { seqlen: 65, optionName: cliFlag })).rejects.toThrow(
+      new ConfigError('--seqlen 65 exceeds the model context (max_position_embeddings = 64)'),
     );
   });
 });

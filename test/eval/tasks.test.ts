@@ -14,80 +14,66 @@ import {
   pyStrip,
   type TaskItem,
 } from '../../lib/eval/tasks.js';
-import { sharedPath } from '../helpers/shared.js';
+import { parquetOf } from '../helpers/parquet.js';
+import { syntheticTaskRows, writeSyntheticData } from '../helpers/synthetic-text.js';
 
-const dataDir = sharedPath('data');
-
-/** Row `n` (1-based) of a shared task file, parsed independently of the loader. */
-function rawRow(file: string, n: number): Record<string, unknown> {
-  const line = readFileSync(sharedPath('data', file), 'utf8').split('\n')[n - 1] as string;
-  return JSON.parse(line) as Record<string, unknown>;
-}
+// a data folder laid out like shared/data with seeded rows (test/helpers/synthetic-text.ts)
+const ITEMS = 30;
+const dataDir = writeSyntheticData(join(mkdtempSync(join(tmpdir(), 'llm-prune-tasks-data-')), 'data'), { items: ITEMS, docs: 2, articles: 1, seed: 9 });
+const rows = syntheticTaskRows(ITEMS, 11);
 
 async function firstItem(name: string): Promise<TaskItem> {
   const task = await loadTask(name, { dataDir });
   return task.items[0] as TaskItem;
 }
 
-describe('task adapters on the first row of each shared file', () => {
+describe('task adapters on seeded rows of each task file (expected items built here from the rows)', () => {
+  const row = (file: string, n = 1): Record<string, unknown> => rows[file]![n - 1]!;
+  const lens = (xs: string[]): number[] => xs.map((x) => x.length);
+  const choicesOf = (r: Record<string, unknown>) => r['choices'] as { text: string[]; label: string[] };
+
   test('boolq: "{passage}\\nQuestion: {question}?\\nAnswer:" -> " no" | " yes"', async () => {
     const task = await loadTask('boolq', { dataDir });
-    expect(task.items).toHaveLength(3270);
+    expect(task.items).toHaveLength(ITEMS);
     expect(task.file).toBe(join(dataDir, 'tasks/boolq/validation.jsonl'));
-    const row = rawRow('tasks/boolq/validation.jsonl', 1);
-    const item = task.items[0] as TaskItem;
-    expect(item.contexts).toEqual([
-      `${row['passage'] as string}\nQuestion: does ethanol take more energy make that produces?\nAnswer:`,
-    ]);
-    expect((item.contexts[0] as string).startsWith('All biomass goes through at least some of these steps')).toBe(true);
-    expect(item.continuations).toEqual([' no', ' yes']);
-    expect(item.gold).toBe(0); // label 0 = no
+    for (const [i, item] of task.items.entries()) {
+      const r = row('tasks/boolq/validation.jsonl', i + 1);
+      expect(item).toEqual({ contexts: [`${r['passage'] as string}\nQuestion: ${r['question'] as string}?\nAnswer:`], continuations: [' no', ' yes'], gold: r['label'], normLengths: [2, 3] });
+    }
     expect(task.reportsAccNorm).toBe(false);
   });
 
   test('rte: "{s1}\\nQuestion: {s2} True or False?\\nAnswer:" -> " True" | " False", label 1 -> False', async () => {
+    const r = row('tasks/rte/validation.jsonl');
     expect(await firstItem('rte')).toEqual({
-      contexts: [
-        'Dana Reeve, the widow of the actor Christopher Reeve, has died of lung cancer at age 44, according to the ' +
-          'Christopher Reeve Foundation.\nQuestion: Christopher Reeve had an accident. True or False?\nAnswer:',
-      ],
+      contexts: [`${r['sentence1'] as string}\nQuestion: ${r['sentence2'] as string} True or False?\nAnswer:`],
       continuations: [' True', ' False'],
-      gold: 1,
+      gold: r['label'],
       normLengths: [4, 5],
     });
   });
 
-  test('hellaswag: "{activity_label}: {ctx_a} {Ctx_b}" cleaned -> " " + ending', async () => {
+  test('hellaswag: "{activity_label}: {ctx_a} {Ctx_b}" -> " " + ending', async () => {
     const task = await loadTask('hellaswag', { dataDir });
-    expect(task.items).toHaveLength(10042);
+    expect(task.items).toHaveLength(ITEMS);
+    const r = row('tasks/hellaswag/validation.jsonl');
+    const endings = r['endings'] as string[];
     expect(task.items[0]).toEqual({
-      contexts: ['Roof shingle removal: A man is sitting on a roof. he'],
-      continuations: [
-        ' is using wrap to wrap a pair of skis.',
-        ' is ripping level tiles off.',
-        " is holding a rubik's cube.",
-        ' starts pulling up roofing on a roof.',
-      ],
-      gold: 3,
-      normLengths: [37, 27, 26, 36],
+      contexts: [`${r['activity_label'] as string}: ${r['ctx_a'] as string}`], // ctx_b is empty
+      continuations: endings.map((e) => ` ${e}`),
+      gold: Number(r['label']),
+      normLengths: lens(endings),
     });
-    // Row 3506 keeps a [www...] span in ctx_a: the harness cleanup drops it and the double space it leaves.
-    expect((task.items[3505] as TaskItem).contexts).toEqual([
-      'Family Life: How to entertain a toddler. Ask the toddler what he or she would like to do instead of doing ' +
-        'what you would like to do.. Visit a site like to find loads of creative activities for toddlers and ' +
-        'preschoolers.. Choose small, simple games like candy land or chutes and ladders.',
-    ]);
-    expect((task.items[3505] as TaskItem).gold).toBe(1);
   });
 
   test('winogrande: partial contexts with each option, shared continuation after the blank', async () => {
+    const r = row('tasks/winogrande/validation.jsonl');
+    const s = r['sentence'] as string;
+    const blank = s.indexOf('_');
     expect(await firstItem('winogrande')).toEqual({
-      contexts: [
-        'Sarah was a much better surgeon than Maria so Sarah',
-        'Sarah was a much better surgeon than Maria so Maria',
-      ],
-      continuations: [' always got the easier cases.'],
-      gold: 1, // answer "2"
+      contexts: [s.slice(0, blank) + (r['option1'] as string), s.slice(0, blank) + (r['option2'] as string)],
+      continuations: [' ' + s.slice(blank + 1).trim()],
+      gold: Number(r['answer']) - 1,
       normLengths: null,
     });
   });
@@ -95,63 +81,50 @@ describe('task adapters on the first row of each shared file', () => {
   test('arc_easy: "Question: {question}\\nAnswer:" -> " " + choice', async () => {
     const task = await loadTask('arc_easy', { dataDir });
     expect(task.file).toBe(join(dataDir, 'tasks/arc_easy/test.jsonl'));
-    expect(task.items).toHaveLength(2376);
+    expect(task.items).toHaveLength(ITEMS);
+    const r = row('tasks/arc_easy/test.jsonl');
+    const c = choicesOf(r);
     expect(task.items[0]).toEqual({
-      contexts: ['Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:'],
-      continuations: [
-        ' Sunlight is the source of energy for nearly all ecosystems.',
-        ' Most ecosystems are found on land instead of in water.',
-        ' Carbon dioxide is more available than other gases.',
-        ' The producers in all ecosystems are plants.',
-      ],
-      gold: 0,
-      normLengths: [59, 54, 50, 43],
+      contexts: [`Question: ${r['question'] as string}\nAnswer:`],
+      continuations: c.text.map((t) => ` ${t}`),
+      gold: c.label.indexOf(r['answerKey'] as string),
+      normLengths: lens(c.text),
     });
   });
 
-  test('arc_challenge: same template, answerKey C -> 2', async () => {
+  test('arc_challenge: same template, answerKey letter -> index', async () => {
+    const r = row('tasks/arc_challenge/test.jsonl');
+    const c = choicesOf(r);
     expect(await firstItem('arc_challenge')).toEqual({
-      contexts: [
-        'Question: An astronomer observes that a planet rotates faster after a meteorite impact. Which is the most ' +
-          'likely effect of this increase in rotation?\nAnswer:',
-      ],
-      continuations: [
-        ' Planetary density will decrease.',
-        ' Planetary years will become longer.',
-        ' Planetary days will become shorter.',
-        ' Planetary gravity will become stronger.',
-      ],
-      gold: 2,
-      normLengths: [32, 35, 35, 39],
+      contexts: [`Question: ${r['question'] as string}\nAnswer:`],
+      continuations: c.text.map((t) => ` ${t}`),
+      gold: c.label.indexOf(r['answerKey'] as string),
+      normLengths: lens(c.text),
     });
   });
 
   test('openbookqa: question_stem -> " " + choice', async () => {
+    const r = row('tasks/openbookqa/test.jsonl');
+    const c = choicesOf(r);
     expect(await firstItem('openbookqa')).toEqual({
-      contexts: [
-        'A person wants to start saving money so that they can afford a nice vacation at the end of the year. After ' +
-          'looking over their budget and expenses, they decide the best way to save money is to',
-      ],
-      continuations: [' make more phone calls', ' quit eating lunch out', ' buy less with monopoly money', ' have lunch with friends'],
-      gold: 1,
-      normLengths: [21, 21, 28, 23],
+      contexts: [r['question_stem']],
+      continuations: c.text.map((t) => ` ${t}`),
+      gold: c.label.indexOf(r['answerKey'] as string),
+      normLengths: lens(c.text),
     });
   });
 
   test('generic rows: copa by name, piqa as a custom file', async () => {
     const copa = await loadTask('copa', { dataDir });
     expect(copa.file).toBe(join(dataDir, 'tasks/generic/copa.jsonl'));
-    expect(copa.items[0]).toEqual({
-      contexts: ['The man turned on the faucet, therefore'],
-      continuations: [' the toilet filled with water.', ' water flowed from the spout.'],
-      gold: 1,
-      normLengths: [29, 28],
-    });
-    const piqa = await loadTask('my_piqa', { file: sharedPath('data', 'tasks/generic/piqa.jsonl') });
+    const r = row('tasks/generic/copa.jsonl');
+    const choices = r['choices'] as string[];
+    expect(copa.items[0]).toEqual({ contexts: [r['query']], continuations: choices.map((c) => ` ${c}`), gold: r['gold'], normLengths: lens(choices) });
+    const piqa = await loadTask('my_piqa', { file: join(dataDir, 'tasks/generic/piqa.jsonl') });
     expect(piqa).toMatchObject({ name: 'my_piqa', displayName: 'my_piqa', reportsAccNorm: true });
-    expect(piqa.items).toHaveLength(1838);
-    expect((piqa.items[0] as TaskItem).contexts).toEqual(["Question: How do I ready a guinea pig cage for it's new occupants?\n"]);
-    expect((piqa.items[0] as TaskItem).gold).toBe(0);
+    expect(piqa.items).toHaveLength(ITEMS);
+    expect((piqa.items[0] as TaskItem).contexts).toEqual([row('tasks/generic/piqa.jsonl')['query']]);
+    expect((piqa.items[0] as TaskItem).gold).toBe(row('tasks/generic/piqa.jsonl')['gold']);
   });
 
   test('registry: the paper tasks in order, acc_norm exactly for hellaswag, arc_easy, arc_challenge, openbookqa', () => {
@@ -279,13 +252,15 @@ describe('validation errors name file, row and field', () => {
   });
 
   test('rte from parquet gives the same items as from jsonl; limit reads the first rows', async () => {
-    const fromParquet = await loadTask('rte', { file: sharedPath('data', 'tasks/rte/validation.parquet') });
+    const parquet = join(dir, 'rte.parquet');
+    writeFileSync(parquet, parquetOf(rows['tasks/rte/validation.jsonl']!));
+    const fromParquet = await loadTask('rte', { file: parquet });
     const fromJsonl = await loadTask('rte', { dataDir });
-    expect(fromParquet.items).toHaveLength(277);
+    expect(fromParquet.items).toHaveLength(ITEMS);
     expect(fromParquet.items).toEqual(fromJsonl.items);
     const first = await loadTask('hellaswag', { dataDir, limit: 3 });
     expect(first.items).toHaveLength(3);
-    expect((first.items[2] as TaskItem).gold).toBe(2); // row 3: label "2"
+    expect((first.items[2] as TaskItem).gold).toBe(Number(rows['tasks/hellaswag/validation.jsonl']![2]!['label']));
     await expect(loadTask('rte', { dataDir, limit: 0 })).rejects.toThrow(
       new ConfigError('task "rte": limit 0 is not a positive integer'),
     );

@@ -12,7 +12,7 @@ import { hubToken, redactToken, resolveModelPath } from '../../lib/model/hub.js'
 import { formatLine } from '../../lib/progress.js';
 import { expandPathVars } from '../../lib/paths.js';
 import { ConfigError } from '../../lib/errors.js';
-import { sharedPath } from '../helpers/shared.js';
+import { writeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 
 let tmp: string;
 let cache: string;
@@ -25,7 +25,8 @@ afterAll(() => {
 });
 
 test('first call tokenizes in a worker (same ids as the tokenizer), with a heartbeat; the second reads the disk cache', async () => {
-  const tok = HfTokenizer.fromFolder(sharedPath('models', 'TinyStories-656K'));
+  writeTinyTokenizer(join(tmp, 'tok'));
+  const tok = HfTokenizer.fromFolder(join(tmp, 'tok'));
   const file = join(tmp, 'text.txt');
   const text = 'Once upon a time, there was a little girl named Lily.\n\n She liked to play outside. '.repeat(200);
   writeFileSync(file, text);
@@ -51,7 +52,8 @@ test('first call tokenizes in a worker (same ids as the tokenizer), with a heart
   // Another content (or another tokenizer) is another key: never stale ids.
   writeFileSync(file, text + ' The end.');
   expect(cachedTokenCount('wikitext2', file, tok.fingerprint, cache)).toBeNull();
-  const other = HfTokenizer.fromFolder(sharedPath('models', 'c4-llama-7m'));
+  writeTinyTokenizer(join(tmp, 'tok-other'), { vocabSize: 1024 });
+  const other = HfTokenizer.fromFolder(join(tmp, 'tok-other'));
   expect(cachedTokenCount('wikitext2', file, other.fingerprint, cache)).toBeNull();
 });
 

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataError } from '../../lib/errors.js';
-import { blockSparsitySpec, pplVsSparsitySpec, renderSvg, targetLabel } from '../../lib/experiment/charts.js';
+import { blockSparsitySpec, FEW_POINTS, pplLabel, pplVsSparsitySpec, renderSvg, sparsityDomain, targetLabel, zerosDomain } from '../../lib/experiment/charts.js';
 import {
   csvField,
   csvReport,
@@ -218,8 +218,8 @@ describe('charts', () => {
     // The dense legend symbol is a dashed grey stroke, like its rule; the method legend has no dense entry.
     expect(svg).toMatch(/role-legend-symbol[^>]*><path [^>]*d="M-10,0L10,0" stroke="#555555" stroke-width="2" stroke-dasharray="6,4"/);
     expect(svg).toContain("Symbol legend titled 'Method' for fill color and stroke color with 3 values: Wanda, Magnitude, Wanda (variant)");
-    // The x axis ends at the largest sparsity shown (60%), not at 100%.
-    expect(svg).toContain("X-axis titled 'Sparsity (% of weights removed per pruned layer)' for a linear scale with values from 0 to 60");
+    // The x axis spans the sparsities shown (50%, 60%) with a margin: no point on the frame, not 0 to 100%.
+    expect(svg).toContain("X-axis titled 'Sparsity (% of weights removed per pruned layer)' for a linear scale with values from 45 to 65");
   });
 
   test('log scale only when perplexities span a factor of 10 or more', async () => {
@@ -238,6 +238,71 @@ describe('charts', () => {
   test('no perplexity chart without pruned results for the set', () => {
     expect(pplVsSparsitySpec([dense], 'wikitext2')).toBeNull();
     expect(pplVsSparsitySpec([wanda], 'c4')).toBeNull();
+  });
+
+  /** A pruned setting at `sparsity` with perplexity `ppl` and these block zero fractions. */
+  const at = (method: 'wanda' | 'magnitude', sparsity: number, ppl: number, blocks = [sparsity, sparsity]): SettingResult => ({
+    ...wanda, id: `${method}-unstructured-${sparsity}`, method, sparsity, actualSparsity: sparsity,
+    perplexity: { wikitext2: { ppl, windows: 4, tokens: 4096 } }, blockSparsity: blocks,
+  });
+  type Layer = { mark: { type: string; xOffset?: number }; encoding: { x: { scale: { domain: [number, number] } } }; data: { values: { sparsity: number; label?: string }[] } };
+  const layersOf = (results: SettingResult[]): Layer[] => (pplVsSparsitySpec(results, 'wikitext2') as unknown as { layer: Layer[] }).layer;
+
+  test('sparsity axis: a margin on both sides of the levels shown, ends on multiples of 5, inside 0-100 unless a level is close', () => {
+    expect(sparsityDomain([50])).toEqual([45, 55]);
+    expect(sparsityDomain([50, 60])).toEqual([45, 65]);
+    expect(sparsityDomain([10, 20, 30, 40, 50, 60, 70, 80])).toEqual([0, 90]);
+    expect(sparsityDomain([2])).toEqual([0, 10]);
+    expect(sparsityDomain([95])).toEqual([90, 100]);
+    expect(sparsityDomain([99])).toEqual([90, 105]);
+    expect(sparsityDomain([0])).toEqual([0, 5]);
+  });
+
+  test.each([
+    ['one sparsity level', [0.5]],
+    ['two levels', [0.5, 0.6]],
+    ['ten levels', [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]],
+  ])('perplexity chart with %s: every point at least 2.5 points of sparsity inside the x axis', (_name, levels) => {
+    const results = [dense, ...levels.flatMap((s) => [at('wanda', s, 30 + 10 * s), at('magnitude', s, 32 + 20 * s)])];
+    const points = layersOf(results).filter((l) => l.mark.type === 'point');
+    expect(points).toHaveLength(2);
+    for (const layer of points) {
+      const [lo, hi] = layer.encoding.x.scale.domain;
+      for (const p of layer.data.values) expect(Math.min(p.sparsity - lo, hi - p.sparsity)).toBeGreaterThanOrEqual(2.5);
+    }
+  });
+
+  test(`value labels on the points up to ${FEW_POINTS} points, none beyond; one level keeps the method legend`, async () => {
+    const few = [dense, at('wanda', 0.5, 269.69), at('magnitude', 0.5, 275.25)];
+    const labels = layersOf(few).filter((l) => l.mark.type === 'text');
+    expect(labels.map((l) => l.data.values.map((v) => v.label))).toEqual([['269.7'], ['275.3']]);
+    // the two methods' labels on opposite sides of their points, at the points' offsets
+    expect(labels.map((l) => (l.mark as unknown as { align: string }).align)).toEqual(['right', 'left']);
+    const svg = await renderSvg(pplVsSparsitySpec(few, 'wikitext2')!);
+    for (const text of ['>269.7<', '>275.3<', '>Method<', '>Wanda<', '>Magnitude<']) expect(svg).toContain(text);
+    const levels = Array.from({ length: FEW_POINTS / 2 + 1 }, (_, i) => 0.1 + 0.05 * i);
+    const many = [dense, ...levels.flatMap((s) => [at('wanda', s, 30 + s), at('magnitude', s, 31 + s)])];
+    expect(layersOf(many).filter((l) => l.mark.type === 'text')).toEqual([]);
+    expect(pplLabel(25.314)).toBe('25.31');
+    expect(pplLabel(1234.56)).toBe('1234.6');
+    expect(pplLabel(123456.7)).toBe('123457');
+  });
+
+  test('a single point without a dense model still has a y extent', async () => {
+    const svg = await renderSvg(pplVsSparsitySpec([at('wanda', 0.5, 31.2)], 'wikitext2')!);
+    expect(svg).toContain("Y-axis titled 'WikiText-2 perplexity' for a linear scale with values from 29.5 to 32.9");
+  });
+
+  test('block sparsity: the y axis around the data, so 50.0% and 50.1% are apart; all equal gives +-0.5 points', async () => {
+    expect(zerosDomain([50, 50.1])).toEqual([expect.closeTo(49.985, 9), expect.closeTo(50.115, 9)]);
+    expect(zerosDomain([50, 50])).toEqual([49.5, 50.5]);
+    expect(zerosDomain([10, 95])).toEqual([0, 100]);
+    const spec = blockSparsitySpec([dense, at('wanda', 0.5, 30, [0.5, 0.5]), at('magnitude', 0.5, 31, [0.501, 0.5])]);
+    const y = (spec as unknown as { spec: { mark: { type: string }; encoding: { y: { scale: { domain: number[] } } } } }).spec;
+    expect(y.mark.type).toBe('point');
+    expect(y.encoding.y.scale.domain).toEqual([expect.closeTo(49.985, 9), expect.closeTo(50.115, 9)]);
+    const svg = await renderSvg(spec!);
+    expect(svg).toMatch(/Y-axis titled 'Zero fraction \(%\)' for a linear scale with values from 49\.9\d* to 50\.1\d*/);
   });
 
   test('block sparsity: axis titles, one row per method, legend per target', async () => {

@@ -17,11 +17,13 @@ import { ConfigError, DataError } from '../../lib/errors.js';
 import { runExperiment } from '../../lib/experiment/run.js';
 import { expandSettings, loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
 import { validateResults, type ResultsFile, type SettingResult } from '../../lib/experiment/report.js';
-import { linearZeros } from '../../lib/finetune/peft.js';
+import { linearZeros } from '../../lib/model/sparsity.js';
 import type { FinetuneReport } from '../../lib/finetune/train.js';
-import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { linearTensorName } from '../../lib/model/architecture.js';
 import { useTestBackend } from '../helpers/backend.js';
-import { SHARED_DIR, sharedPath } from '../helpers/shared.js';
+import { writeStandInShared } from '../helpers/synthetic-text.js';
+import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 import { readResults, runNoted, writeExperimentFolder } from '../helpers/experiment-folder.js';
 
 const ID = 'wanda-unstructured-0.5';
@@ -260,13 +262,13 @@ describe('runExperiment with a finetune stage', () => {
   });
 
   test('configs/finetune-c4-llama-7m.yaml loads: Wanda 50% and 2:4, LoRA rank 8 on q_proj, v_proj at lr 1e-3, masked merge', () => {
-    sharedPath('models', 'c4-llama-7m');
-    const exp = loadExperiment(resolve('configs', 'finetune-c4-llama-7m.yaml'), {}, { shared: SHARED_DIR });
+    const shared = writeStandInShared(join(tmp, 'stand-in-shared'), ['c4-llama-7m'], (d) => void writeTinyCheckpoint(d, { numLayers: 1 }));
+    const exp = loadExperiment(resolve('configs', 'finetune-c4-llama-7m.yaml'), {}, { shared });
     expect(expandSettings(exp).map((s) => s.id)).toEqual(['wanda-unstructured-0.5', 'wanda-2of4']);
     expect(exp.calibration).toMatchObject({ nsamples: 128, seqlen: 256, seed: 0 });
     expect(exp.eval).toMatchObject({ ppl: ['wikitext2'], seqlen: 256, maxWindows: 100, tasks: [] });
     expect(exp.finetune).toMatchObject({
-      data: sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'),
+      data: join(shared, 'data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'),
       rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], lr: 1e-3, maxSteps: 300, seqlen: 256, batchSize: 1, gradAccum: 1, merge: 'masked',
     });
   });

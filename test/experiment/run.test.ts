@@ -5,13 +5,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { runExperiment } from '../../lib/experiment/run.js';
 import { loadExperiment, type Experiment } from '../../lib/experiment/schema.js';
 import type { ResultsFile } from '../../lib/experiment/report.js';
+import { packageVersion } from '../../lib/paths.js';
+import { getMethod } from '../../lib/prune/registry.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { readResults, runNoted, withoutTimings, writeExperimentFolder } from '../helpers/experiment-folder.js';
 
@@ -216,6 +218,32 @@ describe('runExperiment', () => {
     expect(again.r.computed).toEqual([]);
     expect(again.notes).toContain('[2/4] magnitude-unstructured-0.5: removed its checkpoint (keepCheckpoints is false)');
     expect(existsSync(join(out, 'checkpoints'))).toBe(false);
+  });
+
+  test('a result stored by another package or method version is redone; reuseAnyVersion keeps it with a warning', async () => {
+    const out = join(tmp, 'out-v');
+    cpSync(join(tmp, 'out-a', 'settings'), join(out, 'settings'), { recursive: true });
+    const restamp = (id: string, versions: unknown): void => {
+      const file = join(out, 'settings', `${id}.json`);
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), versions }));
+    };
+    const stored = JSON.parse(readFileSync(join(out, 'settings', 'wanda-2of4.json'), 'utf8')) as { versions: { package: string; methods: unknown } };
+    expect(stored.versions).toEqual({ package: packageVersion(), methods: { wanda: getMethod('wanda').version } });
+    restamp('magnitude-unstructured-0.5', { package: '0.0.1', methods: { magnitude: getMethod('magnitude').version } });
+    restamp('wanda-2of4', { package: packageVersion(), methods: { wanda: getMethod('wanda').version + 1 } });
+    const kept = await runNoted(load(out, { 'calibration.nsamples': 6, reuseAnyVersion: true }));
+    expect(kept.r.computed).toEqual([]);
+    expect(kept.notes).toContain(
+      `[2/4] magnitude-unstructured-0.5: warning: reusing a result computed by another version (package 0.0.1 -> ${packageVersion()}) as reuseAnyVersion asks; this version may compute other numbers`,
+    );
+    const redone = await runNoted(load(out, { 'calibration.nsamples': 6 }));
+    expect(redone.r.computed).toEqual(['magnitude-unstructured-0.5', 'wanda-2of4']);
+    expect(redone.r.reused).toEqual(['dense', 'wanda-unstructured-0.5']);
+    expect(redone.notes).toContain(
+      `[4/4] wanda-2of4: redoing: the stored result was computed by another version (wanda ${getMethod('wanda').version + 1} -> ${getMethod('wanda').version}); --reuse-any-version (reuseAnyVersion: true) keeps it`,
+    );
+    const again = JSON.parse(readFileSync(join(out, 'settings', 'magnitude-unstructured-0.5.json'), 'utf8')) as { versions: unknown };
+    expect(again.versions).toEqual({ package: packageVersion(), methods: { magnitude: getMethod('magnitude').version } });
   });
 
   test('refusals: a folder in use by a live run, a seqlen beyond the model context', async () => {

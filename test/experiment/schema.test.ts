@@ -2,18 +2,14 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
-import {
-  expandSettings,
-  ExperimentConfigError,
-  loadExperiment,
-  parseStructure,
-  settingId,
-} from '../../lib/experiment/schema.js';
+import { expandSettings, ExperimentConfigError, loadExperiment, settingId } from '../../lib/experiment/schema.js';
+import { parseStructure } from '../../lib/prune/structure.js';
+import { writeStandInShared } from '../helpers/synthetic-text.js';
+import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 import { EVAL_DEFAULTS } from '../../lib/eval/defaults.js';
 import { FINETUNE_DEFAULTS } from '../../lib/finetune/defaults.js';
 import { PRUNE_DEFAULTS } from '../../lib/prune/defaults.js';
 import { DEFAULT_LORA } from '../../lib/finetune/lora.js';
-import { sharedPath } from '../helpers/shared.js';
 
 /**
  * Each test writes its experiment file into a temporary project:
@@ -166,7 +162,7 @@ describe('loadExperiment: errors name the file and the key path', () => {
     const e = errorOf(BASE + 'colour: red\n');
     expect(e.message).toBe(
       `${join(root, 'configs', 'bad.yaml')}: colour: unknown key 'colour'; allowed: name, model, backend, threads, calibration, ` +
-        'prune, dense, eval, finetune, output, keepCheckpoints',
+        'prune, dense, eval, finetune, output, keepCheckpoints, reuseAnyVersion',
     );
   });
 
@@ -424,12 +420,16 @@ describe('shipped configs', () => {
     expect(files).toEqual(Object.keys(expected).sort());
   });
 
-  test.each(files)('%s validates against the shared models and data', (f) => {
-    sharedPath('models'); // fails loudly, with instructions, when the shared folder is absent
-    const exp = loadExperiment(join(dir, f));
-    expect(expandSettings(exp)).toHaveLength(expected[f]!);
-    expect(exp.model.startsWith(sharedPath('models'))).toBe(true);
-    expect(exp.calibration.source).toBe(sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'));
-    expect(exp.eval.dataDir).toBe(sharedPath('data'));
+  test.each(files)('%s validates against a stand-in shared folder (tiny checkpoints, seeded data)', (f) => {
+    const shared = writeStandInShared(mkdtempSync(join(tmpdir(), 'llm-prune-stand-in-shared-')), ['c4-llama-7m', 'TinyStories-656K'], (d) => void writeTinyCheckpoint(d, { hiddenSize: 16, intermediateSize: 32, numHeads: 2, numLayers: 1 }));
+    try {
+      const exp = loadExperiment(join(dir, f), {}, { shared });
+      expect(expandSettings(exp)).toHaveLength(expected[f]!);
+      expect(exp.model.startsWith(join(shared, 'models'))).toBe(true);
+      expect(exp.calibration.source).toBe(join(shared, 'data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'));
+      expect(exp.eval.dataDir).toBe(join(shared, 'data'));
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
+    }
   });
 });

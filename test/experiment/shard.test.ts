@@ -49,8 +49,8 @@ afterAll(() => {
 
 test('parseShard and shardOf: K/N 0-based, the shard of an id does not depend on the rest of the grid', () => {
   expect(parseShard('2/3')).toEqual({ index: 2, count: 3 });
-  expect(() => parseShard('3/3')).toThrow(/--shard: '3\/3' is not K\/N with 0 <= K < N/);
-  expect(() => parseShard('1-3')).toThrow(/--shard/);
+  expect(() => parseShard('3/3')).toThrow(/^shard: '3\/3' is not K\/N with 0 <= K < N/);
+  expect(() => parseShard('1-3')).toThrow(/^shard: '1-3'/);
   expect(shardOf('wanda-unstructured-0.5', 3)).toBe(shardOf('wanda-unstructured-0.5', 3));
   const counts = [0, 0, 0];
   for (const id of IDS) counts[shardOf(id, 3)]!++;

@@ -7,11 +7,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { CheckpointError, ConfigError, UnsupportedError } from '../../lib/errors.js';
-import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
+import { CheckpointError, cliFlag, ConfigError, UnsupportedError } from '../../lib/errors.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { linearTensorName } from '../../lib/model/architecture.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { SafetensorsFile } from '../../lib/model/safetensors.js';
-import { LINEAR_NAMES, type LinearName } from '../../lib/prune/method.js';
+import { LINEAR_NAMES, type LinearName } from '../../lib/model/architecture.js';
 import { prune } from '../../lib/prune/prune.js';
 import { LoraAdapters, SeededRandom, dropoutMask, frozenMatMul, validateLoraConfig } from '../../lib/finetune/lora.js';
 import {
@@ -22,7 +23,7 @@ import {
   saveAdapters,
   writeMergedCheckpoint,
 } from '../../lib/finetune/peft.js';
-import { causalLmLoss, ensureGradients } from '../../lib/finetune/train.js';
+import { causalLmLoss, ensureGradients } from '../../lib/finetune/loss.js';
 import { windowLosses } from '../../lib/eval/perplexity.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
@@ -74,7 +75,7 @@ function logitsOf(model: LoadedModel, forward: Parameters<LoadedModel['model']['
 }
 
 describe('LoRA gradients', () => {
-  test('autodiff gradients of A and B match central finite differences (float32, relative error < 1e-3)', () => {
+  test('autodiff gradients of A and B match central finite differences (float32, relative error < 1e-3)', async () => {
     const targets: LinearName[] = ['q_proj', 'v_proj', 'o_proj', 'down_proj'];
     const ad = LoraAdapters.create(base.model.config, { rank: 4, alpha: 8, dropout: 0, targets }, 7);
     try {
@@ -118,7 +119,7 @@ describe('LoRA gradients', () => {
     }
   });
 
-  test('with B = 0 (fresh adapters) only B gets gradient and the output equals the base model', () => {
+  test('with B = 0 (fresh adapters) only B gets gradient and the output equals the base model', async () => {
     const ad = LoraAdapters.create(base.model.config, { rank: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj'] }, 1);
     try {
       expect(maxAbsDiff(logitsOf(base, ad.forward()), logitsOf(base))).toBe(0);
@@ -134,7 +135,7 @@ describe('LoRA gradients', () => {
     }
   });
 
-  test('frozenMatMul and the cross-entropy give the gradients of tfjs defaults', () => {
+  test('frozenMatMul and the cross-entropy give the gradients of tfjs defaults', async () => {
     const x = tf.variable(tf.randomNormal([5, 6], 0, 1, 'float32', 3) as tf.Tensor2D);
     const w = tf.randomNormal([6, 4], 0, 1, 'float32', 4) as tf.Tensor2D;
     const r = tf.tidy(() => tf.randomNormal([5, 4], 0, 1, 'float32', 5));
@@ -180,7 +181,7 @@ describe('LoRA gradients', () => {
     }
   });
 
-  test('no tensors are left behind by the forward options', () => {
+  test('no tensors are left behind by the forward options', async () => {
     const ad = LoraAdapters.create(base.model.config, { rank: 2, alpha: 4, dropout: 0.1, targets: ['q_proj'] }, 1);
     const rng = new SeededRandom(9);
     tf.dispose(base.model.logits(IDS, ad.trainingForward(rng)));
@@ -195,7 +196,7 @@ describe('LoRA gradients', () => {
 });
 
 describe('LoRA configuration and dropout', () => {
-  test('A starts uniform in +-1/sqrt(in), B at zero, the same for the same seed', () => {
+  test('A starts uniform in +-1/sqrt(in), B at zero, the same for the same seed', async () => {
     const cfg = { rank: 8, alpha: 16, dropout: 0.05, targets: ['v_proj', 'q_proj'] as LinearName[] };
     const a = LoraAdapters.create(base.model.config, cfg, 4);
     const b = LoraAdapters.create(base.model.config, cfg, 4);
@@ -220,17 +221,18 @@ describe('LoRA configuration and dropout', () => {
     }
   });
 
-  test('invalid settings are refused with the option named', () => {
+  test('invalid settings are refused with the option named', async () => {
     const ok = { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj'] as LinearName[] };
-    expect(() => validateLoraConfig({ ...ok, rank: 0 })).toThrow('--rank must be a positive integer, got 0');
-    expect(() => validateLoraConfig({ ...ok, alpha: -1 })).toThrow('--alpha must be a positive number, got -1');
-    expect(() => validateLoraConfig({ ...ok, dropout: 1 })).toThrow('--dropout must be in [0, 1), got 1');
+    expect(() => validateLoraConfig({ ...ok, rank: 0 })).toThrow(new ConfigError('rank must be a positive integer, got 0'));
+    expect(() => validateLoraConfig({ ...ok, alpha: -1 })).toThrow(new ConfigError('alpha must be a positive number, got -1'));
+    expect(() => validateLoraConfig({ ...ok, dropout: 1 })).toThrow(new ConfigError('dropout must be in [0, 1), got 1'));
+    expect(() => validateLoraConfig({ ...ok, rank: 0 }, cliFlag)).toThrow(new ConfigError('--rank must be a positive integer, got 0')); // the CLI's names
     expect(() => validateLoraConfig({ ...ok, targets: [] })).toThrow(ConfigError);
-    expect(() => validateLoraConfig({ ...ok, targets: ['qkv' as LinearName] })).toThrow("--targets: 'qkv' is not a linear layer");
+    expect(() => validateLoraConfig({ ...ok, targets: ['qkv' as LinearName] })).toThrow(/^targets: 'qkv' is not a linear layer/);
     expect(() => validateLoraConfig({ ...ok, targets: ['q_proj', 'q_proj'] })).toThrow('names a layer twice');
   });
 
-  test('dropout masks: fraction p zeroed, kept values scaled by 1/(1-p), reproducible from the generator state', () => {
+  test('dropout masks: fraction p zeroed, kept values scaled by 1/(1-p), reproducible from the generator state', async () => {
     const rng = new SeededRandom(42);
     const m1 = dropoutMask(rng, 20000, 0.25);
     const zeros = m1.filter((v) => v === 0).length;
@@ -246,14 +248,14 @@ describe('LoRA configuration and dropout', () => {
 });
 
 describe('PEFT files', () => {
-  test('names, shapes, dtype and adapter_config fields; reload gives identical outputs', () => {
+  test('names, shapes, dtype and adapter_config fields; reload gives identical outputs', async () => {
     const ad = LoraAdapters.create(base.model.config, { rank: 4, alpha: 8, dropout: 0.05, targets: ['q_proj', 'v_proj', 'up_proj'] }, 3);
     const dir = join(tmp, 'peft');
     rmSync(dir, { recursive: true, force: true });
     try {
       randomize(ad, 8, 0.2);
       mkdirSync(dir, { recursive: true });
-      saveAdapters(dir, ad, '/models/pruned');
+      await saveAdapters(dir, ad, '/models/pruned');
       const cfg = JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG_FILE), 'utf8')) as Record<string, unknown>;
       expect(cfg).toEqual({
         base_model_name_or_path: '/models/pruned',
@@ -302,12 +304,12 @@ describe('PEFT files', () => {
     }
   });
 
-  test('malformed or unsupported adapter folders are refused with the file and field named', () => {
+  test('malformed or unsupported adapter folders are refused with the file and field named', async () => {
     const ad = LoraAdapters.create(base.model.config, { rank: 2, alpha: 4, dropout: 0, targets: ['q_proj'] }, 3);
     const dir = join(tmp, 'peft-bad');
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    saveAdapters(dir, ad, 'x');
+    await saveAdapters(dir, ad, 'x');
     ad.dispose();
     const cfgFile = join(dir, ADAPTER_CONFIG_FILE);
     const good = readFileSync(cfgFile, 'utf8');
@@ -348,8 +350,8 @@ describe('merged checkpoints', () => {
     const ad = LoraAdapters.create(m.model.config, { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] }, 1);
     try {
       randomize(ad, 12, 0.05);
-      const masked = writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'masked', out: join(tmp, 'merged-masked') });
-      const dense = writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, 'merged-dense') });
+      const masked = await writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'masked', out: join(tmp, 'merged-masked') });
+      const dense = await writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, 'merged-dense') });
       expect(masked.dtype).toBe('BF16');
       expect(masked.sameZeroCounts).toBe(true);
       expect(masked.zerosLost).toBe(0);
@@ -410,7 +412,7 @@ describe('merged checkpoints', () => {
     const ad = LoraAdapters.create(base.model.config, { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] }, 1);
     try {
       randomize(ad, 13, 0.2);
-      const r = writeMergedCheckpoint({ checkpoint: base.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, 'merged-f32') });
+      const r = await writeMergedCheckpoint({ checkpoint: base.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, 'merged-f32') });
       expect(r.dtype).toBe('F32');
       const merged = await loadModel(r.dir);
       try {
@@ -422,13 +424,13 @@ describe('merged checkpoints', () => {
       } finally {
         merged.dispose();
       }
-      expect(() => writeMergedCheckpoint({ checkpoint: base.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, 'merged-f32') })).toThrow(
+      await expect(async () => writeMergedCheckpoint({ checkpoint: base.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, 'merged-f32') })).rejects.toThrow(
         'folder exists and is not empty',
       );
       writeTinyCheckpoint(join(tmp, 'narrow'), { hiddenSize: 32 });
       const narrow = Checkpoint.open(join(tmp, 'narrow'));
       try {
-        expect(() => writeMergedCheckpoint({ checkpoint: narrow, adapters: ad, mode: 'masked', out: join(tmp, 'merged-narrow') })).toThrow(
+        await expect(async () => writeMergedCheckpoint({ checkpoint: narrow, adapters: ad, mode: 'masked', out: join(tmp, 'merged-narrow') })).rejects.toThrow(
           `merge: the adapter of block 0 q_proj [64, 64] does not fit the checkpoint ${narrow.dir} (2 blocks, q_proj is [32, 32])`,
         );
       } finally {

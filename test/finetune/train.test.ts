@@ -13,19 +13,12 @@ import { FINETUNE_DEFAULTS } from '../../lib/finetune/defaults.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { LoraAdapters } from '../../lib/finetune/lora.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapters } from '../../lib/finetune/peft.js';
-import {
-  AdamW,
-  LoraTrainer,
-  causalLmLoss,
-  ensureGradients,
-  finetune,
-  learningRate,
-  resolveFinetuneOptions,
-  trainingWindows,
-  type FinetuneOptions,
-  type FinetuneProgress,
-  type TrainerOptions,
-} from '../../lib/finetune/train.js';
+import { finetune, type FinetuneProgress } from '../../lib/finetune/train.js';
+import { AdamW, learningRate } from '../../lib/finetune/optim.js';
+import { LoraTrainer, type TrainerOptions } from '../../lib/finetune/trainer.js';
+import { causalLmLoss, ensureGradients } from '../../lib/finetune/loss.js';
+import { resolveFinetuneOptions, type FinetuneOptions } from '../../lib/finetune/options.js';
+import { trainingWindows } from '../../lib/finetune/data.js';
 import { perplexityOfIds, evaluationIds } from '../../lib/eval/perplexity.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { TinyRandom, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
@@ -75,14 +68,14 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('learning-rate schedules (as transformers get_*_schedule_with_warmup)', () => {
   const o = { lr: 1, warmupSteps: 2, totalSteps: 10 };
-  test('warmup is linear from 0 at step 0', () => {
+  test('warmup is linear from 0 at step 0', async () => {
     for (const schedule of ['constant', 'linear', 'cosine'] as const) {
       expect(learningRate(0, { ...o, schedule })).toBe(0);
       expect(learningRate(1, { ...o, schedule })).toBe(0.5);
       expect(learningRate(2, { ...o, schedule })).toBe(1);
     }
   });
-  test('constant, linear and cosine decay', () => {
+  test('constant, linear and cosine decay', async () => {
     expect(learningRate(9, { ...o, schedule: 'constant' })).toBe(1);
     expect(learningRate(6, { ...o, schedule: 'linear' })).toBeCloseTo(0.5, 12);
     expect(learningRate(10, { ...o, schedule: 'linear' })).toBe(0);
@@ -94,7 +87,7 @@ describe('learning-rate schedules (as transformers get_*_schedule_with_warmup)',
 });
 
 describe('AdamW', () => {
-  test('matches torch.optim.AdamW step for step (decoupled weight decay, bias correction)', () => {
+  test('matches torch.optim.AdamW step for step (decoupled weight decay, bias correction)', async () => {
     const p0 = [0.5, -1.25, 2];
     const gs = [
       [0.1, -0.2, 0.3],
@@ -145,7 +138,7 @@ describe('LoraTrainer', () => {
   });
   afterAll(() => loaded?.dispose());
 
-  test('a few steps lower the training loss, and the step leaves no tensors behind', () => {
+  test('a few steps lower the training loss, and the step leaves no tensors behind', async () => {
     const ad = LoraAdapters.create(loaded.model.config, { rank: 4, alpha: 8, dropout: 0.05, targets: ['q_proj', 'v_proj'] }, 0);
     const tr = new LoraTrainer(loaded.model, ad, TRAINER, 0);
     try {
@@ -153,7 +146,7 @@ describe('LoraTrainer', () => {
       const losses: number[] = [];
       let afterStep2 = 0;
       for (let i = 0; i < 8; i++) {
-        const r = tr.trainStep(batch);
+        const r = await tr.trainStep(batch);
         expect(r.step).toBe(i + 1);
         expect(r.lr).toBe(1e-2);
         expect(r.gradNorm).toBeGreaterThan(0);
@@ -189,23 +182,23 @@ describe('LoraTrainer', () => {
     expect(tf.getGradient(tf.BatchMatMul)).toBe(matMulGrad);
   });
 
-  test('gradient accumulation over two micro-batches equals one batch of both windows; gradNorm is the global norm', () => {
+  test('gradient accumulation over two micro-batches equals one batch of both windows; gradNorm is the global norm', async () => {
     const cfg = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] as const };
-    const run = (micro: number[][][]): { values: Float32Array[]; gradNorm: number; loss: number } => {
+    const run = async (micro: number[][][]): Promise<{ values: Float32Array[]; gradNorm: number; loss: number }> => {
       const ad = LoraAdapters.create(loaded.model.config, { ...cfg, targets: [...cfg.targets] }, 3);
       const tr = new LoraTrainer(loaded.model, ad, { ...TRAINER, maxGradNorm: 0 }, 3);
       try {
         // B = 0 at the start gives A no gradient; one step first makes both non-trivial
-        tr.trainStep([[windows[2]!]]);
-        const r = tr.trainStep(micro);
+        await tr.trainStep([[windows[2]!]]);
+        const r = await tr.trainStep(micro);
         return { values: ad.variables().map((v) => v.dataSync() as Float32Array), gradNorm: r.gradNorm, loss: r.loss };
       } finally {
         tr.dispose();
         ad.dispose();
       }
     };
-    const accumulated = run([[windows[0]!], [windows[1]!]]);
-    const batched = run([[windows[0]!, windows[1]!]]);
+    const accumulated = await run([[windows[0]!], [windows[1]!]]);
+    const batched = await run([[windows[0]!, windows[1]!]]);
     expect(accumulated.loss).toBeCloseTo(batched.loss, 5);
     expect(accumulated.gradNorm).toBeCloseTo(batched.gradNorm, 5);
     accumulated.values.forEach((v, i) => {
@@ -222,7 +215,7 @@ describe('LoraTrainer', () => {
       const { value, grads } = tf.variableGrads(() => causalLmLoss(loaded.model, [windows[0]!], ad.forward()), ad.variables());
       const want = Math.sqrt(Object.values(grads).reduce((s, g) => s + tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]!), 0));
       tf.dispose([value, grads]);
-      const r = tr.trainStep([[windows[0]!]]);
+      const r = await tr.trainStep([[windows[0]!]]);
       expect(r.gradNorm).toBeCloseTo(want, 5);
       expect(r.gradNorm).toBeGreaterThan(1e-3); // so the step was clipped
     } finally {
@@ -254,7 +247,7 @@ describe('training windows', () => {
     const all = new Set(Array.from({ length: 40 }, (_, i) => i));
     await expect(
       trainingWindows({ file: dataFile, tokenizer: loaded.tokenizer, seqlen: 16, count: 3, seed: 0, excludeDocuments: all }),
-    ).rejects.toThrow(new DataError(`--data ${dataFile}: all 40 documents were used for calibration; nothing is left to train on`));
+    ).rejects.toThrow(new DataError(`data ${dataFile}: all 40 documents were used for calibration; nothing is left to train on`));
     await expect(
       trainingWindows({ file: evalFile, tokenizer: loaded.tokenizer, seqlen: 16, count: 3, seed: 0, excludeDocuments: new Set([0]) }),
     ).rejects.toThrow(ConfigError);
@@ -299,10 +292,10 @@ describe('resolveFinetuneOptions (the one place FINETUNE_DEFAULTS are applied)',
     tokenCacheDir: null, // tokenCacheDir()'s default
   };
 
-  test('absent and undefined keys both take FINETUNE_DEFAULTS (a config section can be passed as it is)', () => {
+  test('absent and undefined keys both take FINETUNE_DEFAULTS (a config section can be passed as it is)', async () => {
     const { optionName, ...r } = resolveFinetuneOptions(required);
     expect(r).toEqual(defaults);
-    expect(optionName('maxSteps')).toBe('--max-steps');
+    expect(optionName('maxSteps')).toBe('maxSteps'); // the library's own names unless the caller passes others
     const allUndefined: FinetuneOptions = { ...required };
     for (const k of ['dataField', 'rank', 'alpha', 'dropout', 'targets', 'lr', 'schedule', 'warmupSteps', 'totalSteps', 'weightDecay', 'beta1',
       'beta2', 'eps', 'maxGradNorm', 'seqlen', 'batchSize', 'gradAccum', 'timeBudget', 'seed', 'checkpointEvery', 'resume', 'overwrite',
@@ -315,7 +308,7 @@ describe('resolveFinetuneOptions (the one place FINETUNE_DEFAULTS are applied)',
     expect(ev).toEqual({ file: 'eval.txt', ...D.eval, seqlen: null, maxWindows: null });
   });
 
-  test('given values win; targets come back in layer order; schedule length follows maxSteps unless given', () => {
+  test('given values win; targets come back in layer order; schedule length follows maxSteps unless given', async () => {
     const r = resolveFinetuneOptions({ ...required, rank: 4, targets: ['v_proj', 'q_proj'], schedule: 'cosine', gradAccum: 3, merge: 'masked', mergeFormat: 'compressed' });
     expect(r.lora).toEqual({ rank: 4, alpha: D.alpha, dropout: D.dropout, targets: ['q_proj', 'v_proj'] });
     expect(r.trainer.schedule).toBe('cosine');
@@ -421,7 +414,7 @@ describe('finetune()', () => {
     expect(state.step).toBe(2);
     // a restart with resume off is refused
     await expect(finetune(base('killed', { resume: false }))).rejects.toThrow(
-      `--out ${join(tmp, 'killed')}: holds a training checkpoint at step 2; pass --resume to continue it or --overwrite to start over`,
+      `out ${join(tmp, 'killed')}: holds a training checkpoint at step 2; pass resume to continue it or overwrite to start over`,
     );
     // stopped by maxSteps at 4 (resuming is the default: FINETUNE_DEFAULTS.resume), then resumed to 6
     const r4 = await finetune(base('killed', { maxSteps: 4 }));
@@ -478,15 +471,15 @@ describe('finetune()', () => {
 
   test('refusals: evaluation text as training data, bad options, non-empty output folder', async () => {
     await expect(finetune(base('x', { eval: { file: dataFile } }))).rejects.toThrow(
-      `--data ${dataFile} is also the evaluation file: training on the evaluation text would make its perplexity meaningless`,
+      `data ${dataFile} is also the evaluation file: training on the evaluation text would make its perplexity meaningless`,
     );
-    await expect(finetune(base('x', { maxSteps: 0 }))).rejects.toThrow('--max-steps must be a positive integer, got 0');
-    await expect(finetune(base('x', { lr: 0 }))).rejects.toThrow('--lr must be in (0, 1], got 0');
-    await expect(finetune(base('x', { seqlen: 1000 }))).rejects.toThrow('--seqlen 1000: must be an integer in 2..128 (the model context)');
+    await expect(finetune(base('x', { maxSteps: 0 }))).rejects.toThrow(new ConfigError('maxSteps must be a positive integer, got 0'));
+    await expect(finetune(base('x', { lr: 0 }))).rejects.toThrow(new ConfigError('lr must be in (0, 1], got 0'));
+    await expect(finetune(base('x', { seqlen: 1000 }))).rejects.toThrow(new ConfigError('seqlen 1000: must be an integer in 2..128 (the model context)'));
     await expect(finetune(base('x', { merge: 'sparse' as 'masked' }))).rejects.toThrow(ConfigError);
     mkdirSync(join(tmp, 'busy'));
     writeFileSync(join(tmp, 'busy', 'keep.txt'), 'x');
-    await expect(finetune(base('busy'))).rejects.toThrow(`--out ${join(tmp, 'busy')}: folder exists and is not empty (pass --overwrite to replace it)`);
+    await expect(finetune(base('busy'))).rejects.toThrow(new ConfigError(`out ${join(tmp, 'busy')}: folder exists and is not empty (pass overwrite to replace it)`));
     expect(readFileSync(join(tmp, 'busy', 'keep.txt'), 'utf8')).toBe('x');
   });
 

@@ -1,6 +1,7 @@
 /**
- * Tiny experiments for the runner's tests (test/experiment/): a tiny random checkpoint and tiny data files (the
- * first rows of the shared C4, WikiText-2 and ARC-Easy files) laid out like shared/data, and the experiment file.
+ * Tiny experiments for the runner's tests (test/experiment/): a tiny random checkpoint and tiny seeded data files
+ * (C4-like documents, WikiText-2-like rows, ARC-Easy-like items: test/helpers/synthetic-text.ts) laid out like
+ * shared/data, and the experiment file.
  *
  *   const configFile = writeExperimentFolder(tmp, 'tiny.json', { name: 'tiny', model: './model', ... }, { c4: ['calibration.jsonl', 200], tasks: true });
  */
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { runExperiment, type RunResult } from '../../lib/experiment/run.js';
 import type { ResultsFile } from '../../lib/experiment/report.js';
 import type { Experiment } from '../../lib/experiment/schema.js';
-import { sharedPath } from './shared.js';
+import { jsonl, syntheticDocs, syntheticTaskRows, syntheticWikiRows } from './synthetic-text.js';
 import { writeTinyCheckpoint } from './tiny-checkpoint.js';
 
 /** The first `n` lines of a file. */
@@ -18,13 +19,13 @@ export function firstLines(file: string, n: number): string {
 }
 
 export interface ExperimentFolderOptions {
-  c4: [file: string, lines: number]; // data/c4/<file>: the first lines of the shared C4 head file
-  tasks?: boolean; // also data/tasks/arc_easy/test.jsonl: the first 20 ARC-Easy items
+  c4: [file: string, lines: number]; // data/c4/<file>: that many C4-like documents
+  tasks?: boolean; // also data/tasks/arc_easy/test.jsonl: 20 ARC-Easy-like items
 }
 
 /**
- * In `dir`: model/ (writeTinyCheckpoint's default model), data/c4/<file>, data/wikitext-2-raw-v1/test.jsonl (the
- * first 50 lines), with `tasks` data/tasks/arc_easy/test.jsonl, and the experiment file `name` holding `config` as
+ * In `dir`: model/ (writeTinyCheckpoint's default model), data/c4/<file>, data/wikitext-2-raw-v1/test.jsonl (50
+ * rows), with `tasks` data/tasks/arc_easy/test.jsonl, and the experiment file `name` holding `config` as
  * JSON. Returns the experiment file's path.
  */
 export function writeExperimentFolder(dir: string, name: string, config: Record<string, unknown>, options: ExperimentFolderOptions): string {
@@ -32,9 +33,9 @@ export function writeExperimentFolder(dir: string, name: string, config: Record<
   const data = join(dir, 'data');
   for (const d of ['c4', 'wikitext-2-raw-v1', ...(options.tasks ? ['tasks/arc_easy'] : [])]) mkdirSync(join(data, d), { recursive: true });
   const [c4File, c4Lines] = options.c4;
-  writeFileSync(join(data, 'c4', c4File), firstLines(sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), c4Lines));
-  writeFileSync(join(data, 'wikitext-2-raw-v1', 'test.jsonl'), firstLines(sharedPath('data', 'wikitext-2-raw-v1', 'test.jsonl'), 50));
-  if (options.tasks) writeFileSync(join(data, 'tasks', 'arc_easy', 'test.jsonl'), firstLines(sharedPath('data', 'tasks', 'arc_easy', 'test.jsonl'), 20));
+  writeFileSync(join(data, 'c4', c4File), jsonl(syntheticDocs(c4Lines, 1)));
+  writeFileSync(join(data, 'wikitext-2-raw-v1', 'test.jsonl'), jsonl(syntheticWikiRows(6, 2).slice(0, 50)));
+  if (options.tasks) writeFileSync(join(data, 'tasks', 'arc_easy', 'test.jsonl'), jsonl(syntheticTaskRows(20, 3)['tasks/arc_easy/test.jsonl']!));
   const configFile = join(dir, name);
   writeFileSync(configFile, JSON.stringify(config));
   return configFile;

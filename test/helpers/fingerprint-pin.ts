@@ -45,7 +45,7 @@ export async function lockPinFolder(): Promise<() => void> {
 export function writePinFolder(): string {
   rmSync(PIN_ROOT, { recursive: true, force: true });
   const model = join(PIN_ROOT, 'model');
-  writeTinyCheckpoint(model, {});
+  writeTinyCheckpoint(model, { tokenizerFrom: sharedPath('models', 'TinyStories-656K') });
   const data = join(PIN_ROOT, 'data');
   for (const d of ['c4', 'wikitext-2-raw-v1', 'tasks/arc_easy']) mkdirSync(join(data, d), { recursive: true });
   writeFileSync(join(data, 'c4', 'train.jsonl'), firstLines(sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), 60));

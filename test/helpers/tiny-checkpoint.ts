@@ -2,25 +2,29 @@
  * Tiny random LLaMA-family checkpoints for tests.
  *
  *   const t = writeTinyCheckpoint(dir, { dtype: 'BF16', numKvHeads: 2 });
- *   const loaded = await loadModel(t.dir);            // config.json + safetensors + TinyStories tokenizer files
+ *   const loaded = await loadModel(t.dir);            // config.json + safetensors + tokenizer files
  *   t.tensors.get('model.layers.0.self_attn.q_proj.weight') // the float32 values actually stored ([out, in])
  *
  * Written with the library's CheckpointWriter (F32, F16 or BF16; sharded when `maxShardBytes` is given),
- * config.json with Hugging Face field names, and the tokenizer files of shared/models/TinyStories-656K (vocab 2048).
+ * config.json with Hugging Face field names, and a BPE tokenizer (vocab 2048) written by test/helpers/tiny-tokenizer.ts.
  * Values are seeded and deterministic: N(0, 1/in) for linear weights and N(0, 1/hidden) for embeddings and lm_head
  * (so attention scores and logits are O(1): a test can see RoPE, masking and head mixing), 1 + N(0, 0.1^2) for
  * RMSNorm weights, N(0, 0.1^2) for biases.
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CheckpointWriter, expectedTensors } from '../../lib/model/checkpoint.js';
+import { CheckpointWriter } from '../../lib/model/checkpoint.js';
+import { expectedTensors } from '../../lib/model/architecture.js';
 import { parseConfig, type LlamaConfig } from '../../lib/model/config.js';
 import type { DType } from '../../lib/model/safetensors.js';
 import { readSafetensorsFolder } from './reference-llama.js';
-import { sharedPath } from './shared.js';
+import { TinyRandom } from './tiny-random.js';
+import { writeTinyTokenizer } from './tiny-tokenizer.js';
+
+export { TinyRandom };
 
 // Math functions as module constants: global lookups are slow inside jest's vm context (~10x in hot loops).
-const { PI, cos, imul, log, sin, sqrt } = Math;
+const { sqrt } = Math;
 
 /** What to write. Every field is optional; defaults give a 2-layer LLaMA, hidden 64, 4 heads, F32, untied. */
 export interface TinyCheckpointOptions {
@@ -43,6 +47,9 @@ export interface TinyCheckpointOptions {
   maxPositions?: number; // max_position_embeddings, default 128
   rmsNormEps?: number; // default 1e-6
   maxShardBytes?: number; // shard the safetensors (with model.safetensors.index.json) above this size
+  /** Copy tokenizer.json, tokenizer_config.json and special_tokens_map.json from this folder instead of writing
+   * test/helpers/tiny-tokenizer.ts's (acceptance tests: a real checkpoint's tokenizer with the same vocabulary). */
+  tokenizerFrom?: string;
 }
 
 /** What was written. */
@@ -57,7 +64,7 @@ export interface TinyCheckpoint {
   files: string[]; // the safetensors file names written
 }
 
-const VOCAB = 2048; // the TinyStories-656K tokenizer
+const VOCAB = 2048; // the vocabulary of the tokenizer written by test/helpers/tiny-tokenizer.ts (and TinyStories-656K's)
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 const TORCH_DTYPE: Record<DType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 const MODEL_TYPE: Record<string, string> = {
@@ -65,45 +72,6 @@ const MODEL_TYPE: Record<string, string> = {
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
 };
-
-/** A small deterministic PRNG (mulberry32) with Box-Muller normals. */
-export class TinyRandom {
-  private state: number;
-  private spare: number | null = null;
-
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform in (0, 1). */
-  uniform(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = imul(t ^ (t >>> 15), t | 1);
-    t ^= t + imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  }
-
-  /** Standard normal. */
-  normal(): number {
-    if (this.spare !== null) {
-      const s = this.spare;
-      this.spare = null;
-      return s;
-    }
-    const r = sqrt(-2 * log(this.uniform()));
-    const a = 2 * PI * this.uniform();
-    this.spare = r * sin(a);
-    return r * cos(a);
-  }
-
-  /** `n` values of N(mean, std^2) as float32. */
-  normals(n: number, std: number, mean = 0): Float32Array {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = mean + std * this.normal();
-    return out;
-  }
-}
 
 /** Build config.json (Hugging Face field names) for the options. */
 export function tinyConfigJson(options: TinyCheckpointOptions = {}): Record<string, unknown> {
@@ -213,8 +181,8 @@ export function writeTinyCheckpoint(dir: string, options: TinyCheckpointOptions 
     addMetadata(join(dir, holder), { 'model.embed_tokens.weight': 'lm_head.weight' });
   }
   writeFileSync(join(dir, 'config.json'), JSON.stringify(raw, null, 2));
-  const tokDir = sharedPath('models', 'TinyStories-656K');
-  for (const f of TOKENIZER_FILES) copyFileSync(join(tokDir, f), join(dir, f));
+  if (options.tokenizerFrom === undefined) writeTinyTokenizer(dir, { vocabSize: VOCAB });
+  else for (const f of TOKENIZER_FILES) copyFileSync(join(options.tokenizerFrom, f), join(dir, f));
 
   const stored = readSafetensorsFolder(dir);
   const tensors = new Map<string, Float32Array>();

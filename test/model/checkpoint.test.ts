@@ -2,8 +2,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError, UnsupportedError } from '../../lib/errors.js';
-import { Checkpoint, CheckpointWriter, blockTensors, expectedTensors } from '../../lib/model/checkpoint.js';
-import { parameterCount, parseConfig, SUPPORTED_ARCHITECTURES } from '../../lib/model/config.js';
+import { Checkpoint, CheckpointWriter } from '../../lib/model/checkpoint.js';
+import { blockTensors, expectedTensors } from '../../lib/model/architecture.js';
+import { parseConfig, SUPPORTED_ARCHITECTURES } from '../../lib/model/config.js';
+import { parameterCount } from '../../lib/model/architecture.js';
 import { resolveModelPath } from '../../lib/model/hub.js';
 import { SafetensorsFile, SafetensorsWriter } from '../../lib/model/safetensors.js';
 import { readSafetensorsFolder } from '../helpers/reference-llama.js';
@@ -336,7 +338,7 @@ describe('hub ids', () => {
     const p = resolveModelPath('someone/some-model', { cacheDir, fetch: fetchThatThrows });
     await expect(p).rejects.toThrow(CheckpointError);
     await expect(resolveModelPath('someone/some-model', { cacheDir, fetch: fetchThatThrows })).rejects.toThrow(
-      /^--model someone\/some-model: not a local folder, and fetching it from the Hugging Face hub failed \(.*ENOTFOUND.*\)\. Offline, download config\.json, tokenizer\.json, tokenizer_config\.json and model\.safetensors \(or model\.safetensors\.index\.json with its model-0000x-of-0000y\.safetensors shards\) from https:\/\/huggingface\.co\/someone\/some-model into one folder and pass --model FOLDER \(gated models such as Llama also need a token: set HF_TOKEN or pass --hf-token\)$/,
+      /^model 'someone\/some-model': not a local folder, and fetching it from the Hugging Face hub failed \(.*ENOTFOUND.*\)\. Offline, download config\.json, tokenizer\.json, tokenizer_config\.json and model\.safetensors \(or model\.safetensors\.index\.json with its model-0000x-of-0000y\.safetensors shards\) from https:\/\/huggingface\.co\/someone\/some-model into one folder and pass --model FOLDER \(gated models such as Llama also need a token: set HF_TOKEN or pass --hf-token\)$/,
     );
   });
 
@@ -345,7 +347,7 @@ describe('hub ids', () => {
     await expect(resolveModelPath(t.dir)).resolves.toBe(t.dir);
     const missing = join(tmp, 'missing', 'model');
     await expect(resolveModelPath(missing)).rejects.toThrow(
-      new RegExp(`^--model ${esc(missing)}: folder does not exist \\(and it is not a hub id of the form owner/name\\)$`),
+      new RegExp(`^model '${esc(missing)}': folder does not exist \\(and it is not a hub id of the form owner/name\\)$`),
     );
   });
 });

@@ -12,10 +12,11 @@ import { ConfigError } from '../../lib/errors.js';
 import { LoraAdapters } from '../../lib/finetune/lora.js';
 import { writeMergedCheckpoint } from '../../lib/finetune/peft.js';
 import { loadModel } from '../../lib/model/load.js';
-import { Checkpoint, CheckpointWriter, compressOptions, expectedTensors, linearTensorName } from '../../lib/model/checkpoint.js';
+import { Checkpoint, CheckpointWriter, compressOptions } from '../../lib/model/checkpoint.js';
+import { expectedTensors, linearTensorName } from '../../lib/model/architecture.js';
 import { COMPRESSED_TENSORS_VERSION } from '../../lib/model/compressed-tensors.js';
 import { saveCheckpoint } from '../../lib/model/save.js';
-import { LINEAR_NAMES } from '../../lib/prune/method.js';
+import { LINEAR_NAMES } from '../../lib/model/architecture.js';
 import { parseStructure, prune, type PruneReport } from '../../lib/prune/prune.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { TinyRandom, writeTinyCheckpoint, type TinyCheckpoint } from '../helpers/tiny-checkpoint.js';
@@ -135,7 +136,7 @@ describe.each([
     pair = await prunePair(model, structure);
   });
 
-  test(`an independent decoder gets exactly the dense pruned weights (${format})`, () => {
+  test(`an independent decoder gets exactly the dense pruned weights (${format})`, async () => {
     const dense = readRawFolder(pair.dense.out);
     const packed = readRawFolder(pair.compressed.out);
     const c = model.config;
@@ -168,7 +169,7 @@ describe.each([
     expect(compressedWeights).toBe(c.numLayers * LINEAR_NAMES.length);
   });
 
-  test('config.json carries the compressed-tensors block; the report states the bytes', () => {
+  test('config.json carries the compressed-tensors block; the report states the bytes', async () => {
     const config = JSON.parse(readFileSync(join(pair.compressed.out, 'config.json'), 'utf8')) as Record<string, unknown>;
     const qc = config['quantization_config'] as Record<string, unknown>;
     expect(Object.keys(qc)).toEqual(['quant_method', 'sparsity_config', 'transform_config', 'version']);
@@ -206,7 +207,7 @@ describe.each([
     expect(pair.compressed.sparsity).toEqual(pair.dense.sparsity);
   });
 
-  test('a compressed folder re-saved dense is byte-identical to the dense save of the same prune', () => {
+  test('a compressed folder re-saved dense is byte-identical to the dense save of the same prune', async () => {
     const ckpt = Checkpoint.open(pair.compressed.out);
     const out = join(tmp, `resaved-${counter++}`);
     try {
@@ -253,7 +254,7 @@ test('sharded compressed checkpoints: index lists every part; read back equals t
   }
 });
 
-test('sparse-24-bitmask refuses a weight that is not 2:4, naming it', () => {
+test('sparse-24-bitmask refuses a weight that is not 2:4, naming it', async () => {
   const model = tinyModel();
   const ckpt = Checkpoint.open(model.dir);
   try {
@@ -316,7 +317,7 @@ describe('reading validates compressed weights', () => {
     };
   }
 
-  test('a bit set without its value: values count != popcount', () => {
+  test('a bit set without its value: values count != popcount', async () => {
     const dir = corrupted(`${q}.bitmask`, (b) => {
       const last = b.length - 1;
       b[last] = b[last]! | (b[last]! & 1 ? 2 : 1); // one more bit in the last row (columns 0..1 of its last byte)
@@ -324,28 +325,28 @@ describe('reading validates compressed weights', () => {
     expect(readQ(dir)).toThrow(/weight 'model\.layers\.0\.self_attn\.q_proj\.weight' \(sparse-bitmask\): 'bitmask' has more bits set than the \d+ values in 'compressed'/);
   });
 
-  test('a padding bit past the last column', () => {
+  test('a padding bit past the last column', async () => {
     const dir = corrupted(`${q}.bitmask`, (b) => {
       b[4] = b[4]! | 0x80; // row 0, byte 4 holds columns 32..35: bit 7 is column 39
     });
     expect(readQ(dir)).toThrow(/'bitmask' row 0 has bits set past column 35/);
   });
 
-  test('row offsets inconsistent with the bitmask', () => {
+  test('row offsets inconsistent with the bitmask', async () => {
     const dir = corrupted(`${q}.row_offsets`, (b) => {
       b[8] = b[8]! + 1; // row 1's offset
     });
     expect(readQ(dir)).toThrow(/'row_offsets'\[1\] is \d+, but the bitmask rows before it hold \d+ values/);
   });
 
-  test('stored shape differing from config.json', () => {
+  test('stored shape differing from config.json', async () => {
     const dir = corrupted(`${q}.shape`, (b) => {
       b[0] = 35;
     });
     expect(readQ(dir)).toThrow(/'shape' holds \[35, 36\], config\.json implies \[36, 36\]/);
   });
 
-  test('a missing part, a quantized format, an unknown sparsity format', () => {
+  test('a missing part, a quantized format, an unknown sparsity format', async () => {
     expect(() => Checkpoint.open(corrupted(null, () => {}, (c) => {
       (c['quantization_config'] as Record<string, unknown>)['format'] = 'pack-quantized';
     }))).toThrow(/quantization_config has the quantized compressed-tensors format 'pack-quantized', which is not supported/);
@@ -372,7 +373,7 @@ describe('reading validates compressed weights', () => {
   });
 });
 
-test('the writer plans compression only for the decoder linears', () => {
+test('the writer plans compression only for the decoder linears', async () => {
   const model = tinyModel();
   const opts = compressOptions(model.config, 'compressed', 'unstructured')!;
   expect([...opts.names].sort()).toEqual(
@@ -399,8 +400,8 @@ test('finetune merges: masked + compressed keeps the base structure (2:4: sparse
       v.dispose();
     }
     const tensorsBefore = tf.memory().numTensors;
-    const dense = writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'masked', out: join(tmp, `md-${counter++}`) });
-    const packed = writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'masked', out: join(tmp, `mc-${counter++}`), format: 'compressed' });
+    const dense = await writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'masked', out: join(tmp, `md-${counter++}`) });
+    const packed = await writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'masked', out: join(tmp, `mc-${counter++}`), format: 'compressed' });
     expect(tf.memory().numTensors).toBe(tensorsBefore);
     expect(packed.sameZeroCounts).toBe(true);
     expect(packed.storage.sparseFormat).toBe('sparse-24-bitmask');
@@ -418,7 +419,7 @@ test('finetune merges: masked + compressed keeps the base structure (2:4: sparse
       a.close();
       b.close();
     }
-    expect(() => writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, `mx-${counter++}`), format: 'compressed' })).toThrow(
+    await expect(async () => writeMergedCheckpoint({ checkpoint: m.checkpoint, adapters: ad, mode: 'dense', out: join(tmp, `mx-${counter++}`), format: 'compressed' })).rejects.toThrow(
       ConfigError,
     );
   } finally {

@@ -4,15 +4,16 @@
  * thread with a note. Speed belongs in bench/forward.ts (--threads-compare).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend } from '../../lib/model/backend.js';
 import { loadModel } from '../../lib/model/load.js';
 import { bundlePrelude, checkAssumptions } from '../../lib/model/wasm-threads.js';
-import { sharedPath } from '../helpers/shared.js';
+import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.js';
 
 const bundle = readFileSync(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm'), 'utf8');
 
@@ -36,13 +37,16 @@ describe('assumption checks', () => {
 
 describe('threads', () => {
   const ids = [Array.from({ length: 128 }, (_, i) => (i * 37 + 1) % 2048)];
+  // a BF16 checkpoint wide enough that the threads split the matrix products
+  const dir = writeTinyCheckpoint(join(mkdtempSync(join(tmpdir(), 'llm-prune-threads-')), 'model'), { seed: 5, dtype: 'BF16', hiddenSize: 128, intermediateSize: 384, numHeads: 4, numKvHeads: 2, maxPositions: 256 }).dir;
+  afterAll(() => rmSync(dirname(dir), { recursive: true, force: true }));
 
   async function logitsWith(threads: number): Promise<Float32Array> {
     const info = await initBackend('wasm', { threads });
     expect(info.threads).toBe(threads);
     expect(getThreadsCount()).toBe(threads); // what XNNPACK really uses
     expect(info.note).toContain(threads === 1 ? 'single-threaded' : `${threads} threads`);
-    const m = await loadModel(sharedPath('models', 'c4-llama-7m'));
+    const m = await loadModel(dir);
     try {
       const t = m.model.logits(ids);
       const out = (await t.data()) as Float32Array;

@@ -46,18 +46,18 @@ describe('DSnoT', () => {
     c.stats.dispose();
   });
 
-  it('refine: the tensor path equals the cycle; N:M refused; attention only by default', () => {
+  it('refine: the tensor path equals the cycle; N:M refused; attention only by default', async () => {
     const c = dsnotCase(77, 8, 128, 0.5);
     const weight = tf.tensor2d(c.layer.w, [8, 128]);
     const mask = tf.tensor2d(Float32Array.from(c.initialMask), [8, 128]);
     const o = dsnot.options.parse({}) as { cycles: number; threshold: number; skipLayer: 'mlp'; powVar: number };
     expect(o).toEqual({ cycles: 50, threshold: 0.1, skipLayer: 'mlp', powVar: 1 });
     const before = tf.memory().numTensors;
-    const refined = dsnot.refine(weight, mask, c.stats, { sparsity: 0.5, structure: UNSTRUCTURED }, o);
+    const refined = await dsnot.refine(weight, mask, c.stats, { sparsity: 0.5, structure: UNSTRUCTURED }, o);
     expect(tf.memory().numTensors).toBe(before + 1);
     const want = refDsnot({ rows: 8, cols: 128, w: c.layer.w, initialMask: c.initialMask, scaler: c.scaler, sum: c.sum, variance: c.variance, maxCycle: 50, threshold: 0.1 });
     expect(maskOf(refined)).toEqual(want);
-    expect(() => dsnot.refine(weight, mask, c.stats, { sparsity: 0.5, structure: { kind: 'nm', n: 2, m: 4 } }, o)).toThrow(ConfigError);
+    await expect(async () => dsnot.refine(weight, mask, c.stats, { sparsity: 0.5, structure: { kind: 'nm', n: 2, m: 4 } }, o)).rejects.toThrow(ConfigError);
     const ref = (linear: 'q_proj' | 'o_proj' | 'down_proj' | 'gate_proj') => ({ layer: 0, linear, name: `model.layers.0.x.${linear}` });
     expect([dsnot.applies(ref('q_proj'), o), dsnot.applies(ref('o_proj'), o), dsnot.applies(ref('gate_proj'), o), dsnot.applies(ref('down_proj'), o)]).toEqual([true, true, false, false]);
     expect(dsnot.applies(ref('down_proj'), { ...o, skipLayer: 'no_skip' })).toBe(true);

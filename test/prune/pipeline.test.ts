@@ -9,10 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CalibrationSet } from '../../lib/data/calibration.js';
 import { CheckpointError, ConfigError } from '../../lib/errors.js';
-import { Checkpoint, linearShape, linearTensorName } from '../../lib/model/checkpoint.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { linearShape, linearTensorName } from '../../lib/model/architecture.js';
 import { kernels as activeKernels, type Kernels } from '../../lib/model/backend.js';
 import { LlamaModel, type BlockWeights, type Tap } from '../../lib/model/llama.js';
-import { LINEAR_NAMES, type PruneOptions, type Structure } from '../../lib/prune/method.js';
+import { type PruneOptions, type Structure } from '../../lib/prune/method.js';
+import { LINEAR_NAMES } from '../../lib/model/architecture.js';
 import { runLayerLoop, type LayerLoopOptions, type LayerLoopResult } from '../../lib/prune/pipeline.js';
 import { buildPlan } from '../../lib/prune/plan.js';
 import { dsnot } from '../../lib/prune/dsnot.js';
@@ -487,9 +489,9 @@ describe('errors', () => {
     try {
       const run = (): Promise<LayerLoopResult> => runLayerLoop({ ...baseOptions('wanda'), checkpoint: c, prune: opts({ kind: 'nm', n: 2, m: 8 }) });
       await expect(run()).rejects.toThrow(ConfigError);
-      await expect(run()).rejects.toThrow('--structure 2:8: down_proj has 100 inputs, not a multiple of 8');
+      await expect(run()).rejects.toThrow(new ConfigError('structure 2:8: down_proj has 100 inputs, not a multiple of 8'));
       await expect(runLayerLoop({ ...baseOptions('magnitude'), checkpoint: c, prune: opts({ kind: 'nm', n: 1, m: 3 }) })).rejects.toThrow(
-        '--structure 1:3: q_proj has 64 inputs, not a multiple of 3',
+        new ConfigError('structure 1:3: q_proj has 64 inputs, not a multiple of 3'),
       );
     } finally {
       c.close();
@@ -504,10 +506,10 @@ describe('errors', () => {
     expect((await runLayerLoop({ ...baseOptions('magnitude'), calibration: null })).blocks).toHaveLength(2);
   });
 
-  test.each([0, -1, 1.5, Number.NaN])('batch size %p: ConfigError naming --batch-size', async (batchSize) => {
+  test.each([0, -1, 1.5, Number.NaN])('batch size %p: ConfigError naming batchSize', async (batchSize) => {
     await expect(runLayerLoop({ ...baseOptions('wanda'), batchSize })).rejects.toThrow(ConfigError);
     await expect(runLayerLoop({ ...baseOptions('wanda'), batchSize })).rejects.toThrow(
-      `--batch-size must be a positive integer, got ${batchSize}`,
+      new ConfigError(`batchSize must be a positive integer, got ${batchSize}`),
     );
   });
 

@@ -11,10 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CalibrationSet } from '../../lib/data/calibration.js';
 import { ConfigError } from '../../lib/errors.js';
-import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { linearTensorName } from '../../lib/model/architecture.js';
 import type { BlockWeights } from '../../lib/model/llama.js';
 import { dsnot } from '../../lib/prune/dsnot.js';
-import { LINEAR_NAMES } from '../../lib/prune/method.js';
+import { LINEAR_NAMES } from '../../lib/model/architecture.js';
 import { owlAllocate } from '../../lib/prune/owl.js';
 import { runLayerLoop } from '../../lib/prune/pipeline.js';
 import { buildPlan, type PlanSpec } from '../../lib/prune/plan.js';
@@ -255,12 +256,12 @@ describe('prune() with a plan, end to end', () => {
     expect(r.sparsity.blocks[0]!.matrices.k_proj).toBe(0.5);
   });
 
-  test('bad plans fail before any data is read, naming the flag', async () => {
+  test('bad plans fail before any data is read, naming the option', async () => {
     const base = { model: tiny.dir, out: join(tmp, 'bad'), calibration: join(tmp, 'missing.txt'), nsamples: 2, seqlen: 32 };
     await expect(prune({ ...base, method: 'sparsegpt', sparsity: 0.5, refine: 'dsnot' })).rejects.toThrow(/sparsegpt updates the weights/);
-    await expect(prune({ ...base, method: 'wanda', sparsity: 0.5, structure: { kind: 'nm', n: 2, m: 4 }, layerwise: 'owl' })).rejects.toThrow(/--layerwise owl: allocates unstructured/);
+    await expect(prune({ ...base, method: 'wanda', sparsity: 0.5, structure: { kind: 'nm', n: 2, m: 4 }, layerwise: 'owl' })).rejects.toThrow(/^layerwise owl: allocates unstructured/);
     await expect(prune({ ...base, method: 'wanda', sparsity: 0.5, ignore: ['model.layer.0'] })).rejects.toThrow(ConfigError);
     await expect(prune({ ...base, method: 'ria', sparsity: 0.5, methodOptions: { alpha: 'x' } })).rejects.toThrow(/method ria: bad options: alpha/);
-    await expect(prune({ ...base, method: 'magnitude', sparsity: 0.5, refine: 'dsnot' })).rejects.toThrow(/--refine dsnot needs a calibration data file|missing\.txt/);
+    await expect(prune({ ...base, method: 'magnitude', sparsity: 0.5, refine: 'dsnot' })).rejects.toThrow(/^refine dsnot needs a calibration data file|missing\.txt/);
   });
 });

@@ -9,7 +9,7 @@ import { buildPlan, matchesLinear, selectLinears } from '../../lib/prune/plan.js
 import { LAYERWISE_NAMES, REFINER_NAMES, getMethod, optionFlags } from '../../lib/prune/registry.js';
 import { ria } from '../../lib/prune/ria.js';
 import type { LlamaConfig } from '../../lib/model/config.js';
-import { ownerOptions } from '../../lib/cli.js';
+import { ownerOptions } from '../../lib/cli/owner-flags.js';
 import { useTestBackend } from '../helpers/backend.js';
 
 beforeAll(async () => {
@@ -43,10 +43,10 @@ describe('plan: targets, ignore, checks', () => {
     expect([...t.selected].every((n) => /self_attn\.(q|k|v)_proj$/.test(n))).toBe(true);
     expect(t.selected.size).toBe(9);
     expect(() => selectLinears(config, [], ['model.layer.0'])).toThrow(
-      new ConfigError("--ignore 'model.layer.0' matches no linear layer (names look like model.layers.0.self_attn.q_proj; use 're:' for a pattern)"),
+      new ConfigError("ignore 'model.layer.0' matches no linear layer (names look like model.layers.0.self_attn.q_proj; use 're:' for a pattern)"),
     );
     expect(() => selectLinears(config, ['re:(('], [])).toThrow(ConfigError);
-    expect(() => selectLinears(config, [], ['Linear'])).toThrow(new ConfigError('--targets / --ignore: no linear layer is left to prune'));
+    expect(() => selectLinears(config, [], ['Linear'])).toThrow(new ConfigError('targets / ignore: no linear layer is left to prune'));
   });
 
   it('builds per-block entries with the method options, refiner on attention only, and refuses bad combinations', () => {

@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readTexts } from '../../lib/data/sources.js';
 import { generate } from '../../lib/generate.js';
-import { Checkpoint, linearShape, linearTensorName } from '../../lib/model/checkpoint.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { linearShape, linearTensorName } from '../../lib/model/architecture.js';
 import { loadModel } from '../../lib/model/load.js';
-import { LINEAR_NAMES } from '../../lib/prune/method.js';
+import { LINEAR_NAMES } from '../../lib/model/architecture.js';
 import { parseStructure, prune } from '../../lib/prune/prune.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { readSafetensorsFolder } from '../helpers/reference-llama.js';
@@ -125,9 +126,9 @@ describe('c4-llama-7m (real BF16 model): small runs that reload and generate', (
           }
         }
       }
-      generate(m, '', 1); // warm-up: the model caches its RoPE table
+      await generate(m, '', 1); // warm-up: the model caches its RoPE table
       const before = tf.memory().numTensors;
-      const g = generate(m, 'The city council met on', 10);
+      const g = await generate(m, 'The city council met on', 10);
       expect(tf.memory().numTensors).toBe(before);
       const promptLen = m.tokenizer.encode('The city council met on', { addSpecialTokens: true }).length;
       expect(g.ids).toHaveLength(promptLen + 10);

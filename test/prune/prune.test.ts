@@ -8,19 +8,20 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ConfigError } from '../../lib/errors.js';
+import { cliFlag, ConfigError } from '../../lib/errors.js';
 import { generate } from '../../lib/generate.js';
-import { Checkpoint, linearTensorName } from '../../lib/model/checkpoint.js';
+import { Checkpoint } from '../../lib/model/checkpoint.js';
+import { linearTensorName } from '../../lib/model/architecture.js';
 import { loadModel } from '../../lib/model/load.js';
 import { kernels, type Kernels } from '../../lib/model/backend.js';
 import type { DType } from '../../lib/model/safetensors.js';
-import { LINEAR_NAMES } from '../../lib/prune/method.js';
+import { LINEAR_NAMES } from '../../lib/model/architecture.js';
 import type { MethodName } from '../../lib/prune/registry.js';
 import { parseStructure, prune, type PruneConfig, type PruneReport } from '../../lib/prune/prune.js';
 import { pruneOptionName } from '../../lib/experiment/schema.js';
 import { useTestBackend } from '../helpers/backend.js';
 import { readSafetensorsFolder } from '../helpers/reference-llama.js';
-import { sharedPath } from '../helpers/shared.js';
+import { jsonl, syntheticDocs } from '../helpers/synthetic-text.js';
 import { writeTinyCheckpoint, type TinyCheckpoint, type TinyCheckpointOptions } from '../helpers/tiny-checkpoint.js';
 
 let tmp: string;
@@ -29,7 +30,8 @@ let c4: string; // C4 train documents (calibration source)
 beforeAll(async () => {
   await useTestBackend();
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-e2e-'));
-  c4 = sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl');
+  c4 = join(tmp, 'c4-train.jsonl'); // seeded C4-like documents
+  writeFileSync(c4, jsonl(syntheticDocs(200, 2)));
 });
 
 afterAll(() => {
@@ -208,8 +210,8 @@ describe('prune() output folder (tiny checkpoints)', () => {
   });
 });
 
-test('TinyStories-656K (tied embeddings stored only as lm_head.weight): the output stores them once and reloads', async () => {
-  const dir = sharedPath('models', 'TinyStories-656K');
+test('tied embeddings stored only as lm_head.weight (as TinyStories-656K): the output stores them once and reloads', async () => {
+  const dir = writeTinyCheckpoint(join(tmp, 'tied-input'), { seed: 12, tie: 'lm_head', numHeads: 4, numKvHeads: 2 }).dir;
   const report = await prune({ model: dir, out: join(tmp, 'tinystories'), method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });
   expect(report.sparsity.overall).toBe(0.5);
   expect(report.dtype).toBe('F32');
@@ -220,7 +222,7 @@ test('TinyStories-656K (tied embeddings stored only as lm_head.weight): the outp
   const m = await loadModel(report.out);
   try {
     expect(m.model.config.tieWordEmbeddings).toBe(true);
-    expect(generate(m, 'Once upon a time', 5).ids).toHaveLength(m.tokenizer.encode('Once upon a time').length + 5);
+    expect((await generate(m, 'Once upon a time', 5)).ids).toHaveLength(m.tokenizer.encode('Once upon a time').length + 5);
   } finally {
     m.dispose();
   }
@@ -243,13 +245,18 @@ describe('staging: the output appears only when complete', () => {
       stdout: 'block 0\nblock 1\n',
     });
     expect(existsSync(out)).toBe(false);
-    expect(outsOf(out)).toEqual([`pruned.partial-${child.pid}`]);
+    // the killed run's output lock stays until a later run takes it over (lib/output-lock.ts)
+    expect(outsOf(out).sort()).toEqual(['pruned.lock', `pruned.partial-${child.pid}`]);
     expect(readdirSync(`${out}.partial-${child.pid}`)).toContain('model.safetensors'); // it was writing
     // a second run completes, and removes the stale partial folder of the dead process (lib/interrupt.ts)
     const notes: string[] = [];
     const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4, resumable: false, onNote: (l) => notes.push(l) });
     await expectCompleteOutput(report, input, 'F32', []);
-    expect(notes).toEqual([`removed pruned.partial-${child.pid} (left by interrupted runs whose process is gone)`]);
+    expect(notes).toEqual([
+      expect.stringMatching(/^took over \S*pruned\.lock from .*: its process is gone$/),
+      `removed pruned.partial-${child.pid} (left by interrupted runs whose process is gone)`,
+    ]);
+    expect(outsOf(out)).toEqual(['pruned']); // the lock released
   }, 240_000);
 
   test('a run SIGKILLed after block 1 leaves no output folder (only its resumable .partial); a second run completes', async () => {
@@ -266,7 +273,7 @@ describe('staging: the output appears only when complete', () => {
       stdout: 'block 0\nblock 1\n',
     });
     expect(existsSync(out)).toBe(false);
-    expect(outsOf(out)).toEqual(['pruned.partial']);
+    expect(outsOf(out).sort()).toEqual(['pruned.lock', 'pruned.partial']); // the lock: taken over by the next run
     expect(readdirSync(`${out}.partial`).sort()).toEqual(['model.safetensors', 'resume']); // it was writing; test/prune/resume.test.ts resumes such runs
     // a second run without --resume starts over in the same staging folder and completes
     const report = await prune({ model: input.dir, out, method: 'wanda', sparsity: 0.5, ...SMALL, calibration: c4 });
@@ -291,7 +298,7 @@ describe('staging: the output appears only when complete', () => {
     const before = tf.memory().numTensors;
     // the Wanda variant with SparseGPT is refused before any folder is made
     await expect(pruneTiny(input, { out, method: 'sparsegpt', useVariant: true })).rejects.toThrow(
-      /--use-variant: applies to wanda only, not sparsegpt/,
+      /^useVariant: applies to wanda only, not sparsegpt/,
     );
     expect(existsSync(dirname(out)) ? outsOf(out) : []).toEqual([]);
     expect(existsSync(out)).toBe(false);
@@ -316,7 +323,7 @@ describe('staging: the output appears only when complete', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  test('--out existing and not empty: ConfigError naming --out, nothing touched; overwrite replaces it; empty is fine', async () => {
+  test('out existing and not empty: ConfigError naming out, nothing touched; overwrite replaces it; empty is fine', async () => {
     const input = tinyModel({});
     const out = join(tmp, 'existing');
     mkdirSync(out);
@@ -324,9 +331,9 @@ describe('staging: the output appears only when complete', () => {
     const run = (overwrite?: boolean): Promise<PruneReport> =>
       pruneTiny(input, { out, method: 'magnitude', ...(overwrite !== undefined ? { overwrite } : {}) });
     await expect(run()).rejects.toThrow(ConfigError);
-    await expect(run(false)).rejects.toThrow(`--out ${out}: folder exists and is not empty (pass --overwrite to replace it)`);
+    await expect(run(false)).rejects.toThrow(new ConfigError(`out ${out}: folder exists and is not empty (pass overwrite to replace it)`));
     // refused before any data is read: a missing calibration file is not even looked at
-    await expect(pruneTiny(input, { out, calibration: join(tmp, 'no-such-file.jsonl') })).rejects.toThrow(/^--out .*folder exists/);
+    await expect(pruneTiny(input, { out, calibration: join(tmp, 'no-such-file.jsonl') })).rejects.toThrow(/^out .*folder exists/);
     expect(readdirSync(out)).toEqual(['keep.txt']);
     expect(outsOf(out)).toEqual(['existing']);
     const report = await run(true);
@@ -353,18 +360,20 @@ test('bad pruning options are refused before the model or the data are read', as
   expect(existsSync(cfg.out)).toBe(false);
 });
 
-describe("messages name the caller's options: the CLI's flags by default, an experiment file's key paths when given", () => {
+describe("messages name the caller's options: the library's names by default, the CLI's flags or an experiment file's key paths when given", () => {
+  const asCli = { optionName: cliFlag };
   const asExperiment = { optionName: pruneOptionName('wanda-unstructured-0.5') };
-  const cases: [string, (m: TinyCheckpoint) => Partial<PruneConfig>, string, string][] = [
-    ['seqlen beyond the model context', () => ({ seqlen: 99999 }), '--seqlen 99999: must be an integer in 1..', 'calibration.seqlen 99999: must be an integer in 1..'],
-    ['a targets pattern that matches nothing', () => ({ targets: ['model.layers.99'] }), "--targets 'model.layers.99' matches no linear layer", "prune.targets 'model.layers.99' matches no linear layer"],
-    ['no calibration file', () => ({ calibration: '' }), '--calibration: --method wanda needs a calibration data file', 'calibration.source: prune.method wanda needs a calibration data file'],
-    ['batch size 0', () => ({ batchSize: 0 }), '--batch-size must be a positive integer, got 0', 'calibration.batchSize must be a positive integer, got 0'],
-    ['nsamples 0', () => ({ nsamples: 0 }), '--nsamples must be a positive integer, got 0', 'calibration.nsamples must be a positive integer, got 0'],
-    ['an unknown method', () => ({ method: 'obs' as MethodName }), "--method: 'obs' is not one of", "prune.method: 'obs' is not one of"],
-    ['the variant of another method', () => ({ method: 'sparsegpt', useVariant: true }), '--use-variant: applies to wanda only', 'prune.useVariant: applies to wanda only'],
-    ['a method option that does not fit the structure', () => ({ method: 'ria', methodOptions: { permute: true } }), 'ria: --permute applies to N:M structures only', 'ria: prune.ria.permute applies to N:M structures only'],
-    ['N:M whose M does not divide the inputs', () => ({ sparsity: 1 / 3, structure: parseStructure('1:3') }), '--structure 1:3: q_proj has 64 inputs, not a multiple of 3', 'prune.structure 1:3: q_proj has 64 inputs, not a multiple of 3'],
+  // label, options, library, CLI, experiment file (a method's own options keep their flag names by default)
+  const cases: [string, (m: TinyCheckpoint) => Partial<PruneConfig>, string, string, string][] = [
+    ['seqlen beyond the model context', () => ({ seqlen: 99999 }), 'seqlen 99999: must be an integer in 1..', '--seqlen 99999: must be an integer in 1..', 'calibration.seqlen 99999: must be an integer in 1..'],
+    ['a targets pattern that matches nothing', () => ({ targets: ['model.layers.99'] }), "targets 'model.layers.99' matches no linear layer", "--targets 'model.layers.99' matches no linear layer", "prune.targets 'model.layers.99' matches no linear layer"],
+    ['no calibration file', () => ({ calibration: '' }), 'calibration: method wanda needs a calibration data file', '--calibration: --method wanda needs a calibration data file', 'calibration.source: prune.method wanda needs a calibration data file'],
+    ['batch size 0', () => ({ batchSize: 0 }), 'batchSize must be a positive integer, got 0', '--batch-size must be a positive integer, got 0', 'calibration.batchSize must be a positive integer, got 0'],
+    ['nsamples 0', () => ({ nsamples: 0 }), 'nsamples must be a positive integer, got 0', '--nsamples must be a positive integer, got 0', 'calibration.nsamples must be a positive integer, got 0'],
+    ['an unknown method', () => ({ method: 'obs' as MethodName }), "method: 'obs' is not one of", "--method: 'obs' is not one of", "prune.method: 'obs' is not one of"],
+    ['the variant of another method', () => ({ method: 'sparsegpt', useVariant: true }), 'useVariant: applies to wanda only', '--use-variant: applies to wanda only', 'prune.useVariant: applies to wanda only'],
+    ['a method option that does not fit the structure', () => ({ method: 'ria', methodOptions: { permute: true } }), 'ria: --permute applies to N:M structures only', 'ria: --permute applies to N:M structures only', 'ria: prune.ria.permute applies to N:M structures only'],
+    ['N:M whose M does not divide the inputs', () => ({ sparsity: 1 / 3, structure: parseStructure('1:3') }), 'structure 1:3: q_proj has 64 inputs, not a multiple of 3', '--structure 1:3: q_proj has 64 inputs, not a multiple of 3', 'prune.structure 1:3: q_proj has 64 inputs, not a multiple of 3'],
   ];
   /** The message of the ConfigError that `p` rejects with. */
   async function configError(p: Promise<unknown>): Promise<string> {
@@ -375,10 +384,12 @@ describe("messages name the caller's options: the CLI's flags by default, an exp
     expect(e).toBeInstanceOf(ConfigError);
     return (e as Error).message;
   }
-  test.each(cases)('%s', async (_label, extra, cli, experiment) => {
+  test.each(cases)('%s', async (_label, extra, library, cli, experiment) => {
     const input = tinyModel({});
     const out = join(tmp, `named-${counter++}`);
-    expect(await configError(pruneTiny(input, { out, ...extra(input) }))).toContain(cli);
+    const fromLibrary = await configError(pruneTiny(input, { out, ...extra(input) }));
+    expect(fromLibrary.slice(0, library.length)).toBe(library);
+    expect(await configError(pruneTiny(input, { out, ...extra(input), ...asCli }))).toContain(cli);
     const fromFile = await configError(pruneTiny(input, { out, ...extra(input), ...asExperiment }));
     expect(fromFile).toContain(experiment);
     expect(fromFile).not.toMatch(/--[a-z]/); // no CLI flag in what an experiment-file user reads

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import type { LlamaConfig } from '../../lib/model/config.js';
 import { ResumeStore } from '../../lib/prune/resume.js';
 import { makeSyntheticLlama } from '../../scripts/make-synthetic-llama.js';
-import { sharedPath } from '../helpers/shared.js';
+import { jsonl, syntheticDocs } from '../helpers/synthetic-text.js';
+import { writeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 
 let tmp: string;
 let model: string;
@@ -20,10 +21,12 @@ let c4: string;
 
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'llm-prune-resume-'));
-  c4 = sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl');
+  c4 = join(tmp, 'c4.jsonl');
+  writeFileSync(c4, jsonl(syntheticDocs(200, 3)));
   model = join(tmp, 'model');
+  writeTinyTokenizer(join(tmp, 'tokenizer'), { vocabSize: 4096 }); // the tiny shape's vocabulary
   // 4 blocks, sharded in ~6 files: resuming must reopen every shard without truncating it
-  makeSyntheticLlama({ shape: 'tiny', out: model, layers: 4, seed: 7, maxShardBytes: 200_000, tokenizerFrom: sharedPath('models', 'c4-llama-7m') });
+  makeSyntheticLlama({ shape: 'tiny', out: model, layers: 4, seed: 7, maxShardBytes: 200_000, tokenizerFrom: join(tmp, 'tokenizer') });
 });
 
 afterAll(() => {

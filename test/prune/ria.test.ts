@@ -25,7 +25,7 @@ describe('RIA', () => {
     return { layer, stats, scaler, weight };
   }
 
-  it.each([0.5, 0.3, 1])('metric (a = %f) equals the reference within float32 rounding', (a) => {
+  it.each([0.5, 0.3, 1])('metric (a = %f) equals the reference within float32 rounding', async (a) => {
     const { layer, stats, scaler, weight } = riaCase(11, 12, 40);
     const got = riaMetric(weight, stats.scalerRow, a);
     const want = refRiaMetric(layer.w, scaler, 12, 40, a);
@@ -39,11 +39,11 @@ describe('RIA', () => {
     [16, 64, 0.5],
     [24, 100, 0.3],
     [32, 96, 0.7],
-  ])('unstructured on %i x %i at %f: ONE threshold per matrix, int(R*C*s)+1 removed (no ties)', (out, inF, s) => {
+  ])('unstructured on %i x %i at %f: ONE threshold per matrix, int(R*C*s)+1 removed (no ties)', async (out, inF, s) => {
     const { stats, weight } = riaCase(out + inF, out, inF);
     const metric = riaMetric(weight, stats.scalerRow, 0.5);
     const m = Float32Array.from(metric.dataSync());
-    const res = ria.prune(weight, stats, { sparsity: s, structure: UNSTRUCTURED });
+    const res = await ria.prune(weight, stats, { sparsity: s, structure: UNSTRUCTURED });
     const want = refRiaUnstructured(m, s);
     expect(maskOf(res.mask)).toEqual(want);
     expect(want.reduce((x, y) => x + y, 0)).toBe(Math.floor(out * inF * s) + 1);
@@ -53,7 +53,7 @@ describe('RIA', () => {
     const w = res.weight.dataSync();
     want.forEach((v, i) => expect(w[i]).toBe(v ? 0 : (weight.dataSync()[i] as number)));
     // per_outneuron: Wanda-style rows
-    const perRow = ria.prune(weight, stats, { sparsity: s, structure: UNSTRUCTURED }, { alpha: 0.5, permute: false, perOutneuron: true });
+    const perRow = await ria.prune(weight, stats, { sparsity: s, structure: UNSTRUCTURED }, { alpha: 0.5, permute: false, perOutneuron: true });
     expect(maskOf(perRow.mask)).toEqual(refRowMask(m, out, inF, Math.floor(inF * s)));
     tf.dispose([metric, res.weight, res.mask, perRow.weight, perRow.mask, weight]);
     stats.dispose();
@@ -63,10 +63,10 @@ describe('RIA', () => {
     [2, 4],
     [4, 8],
     [1, 4],
-  ])('%i:%i without permutation: N smallest of each M columns per row', (n, m) => {
+  ])('%i:%i without permutation: N smallest of each M columns per row', async (n, m) => {
     const { stats, weight } = riaCase(7 * n + m, 16, 64);
     const metric = riaMetric(weight, stats.scalerRow, 0.5);
-    const res = ria.prune(weight, stats, { sparsity: n / m, structure: { kind: 'nm', n, m } });
+    const res = await ria.prune(weight, stats, { sparsity: n / m, structure: { kind: 'nm', n, m } });
     expect(maskOf(res.mask)).toEqual(refNmMask(metric.dataSync(), 16, 64, n, m));
     expect(res.permutation).toBeUndefined();
     tf.dispose([metric, res.weight, res.mask, weight]);
@@ -78,11 +78,11 @@ describe('RIA', () => {
     [2, 4, 24, 48],
     [4, 8, 16, 64],
     [1, 4, 8, 40],
-  ])('%i:%i --permute on %i x %i: reallocation + LSA rounds equal the reference; N:M in the permuted order only', (n, m, out, inF) => {
+  ])('%i:%i --permute on %i x %i: reallocation + LSA rounds equal the reference; N:M in the permuted order only', async (n, m, out, inF) => {
     const { stats, weight } = riaCase(31 * out + inF, out, inF);
     const metric = riaMetric(weight, stats.scalerRow, 0.5);
     const values = Float32Array.from(metric.dataSync());
-    const res = ria.prune(weight, stats, { sparsity: n / m, structure: { kind: 'nm', n, m } }, { alpha: 0.5, permute: true, perOutneuron: false });
+    const res = await ria.prune(weight, stats, { sparsity: n / m, structure: { kind: 'nm', n, m } }, { alpha: 0.5, permute: true, perOutneuron: false });
     const ref = refRiaPermutedMask(values, out, inF, n, m);
     expect(res.permutation).toEqual(ref.index);
     const mask = maskOf(res.mask);
@@ -104,13 +104,13 @@ describe('RIA', () => {
     stats.dispose();
   });
 
-  it('option checks: --permute needs N:M, per-outneuron needs unstructured, unknown keys refused', () => {
+  it('option checks: --permute needs N:M, per-outneuron needs unstructured, unknown keys refused', async () => {
     const { stats, weight } = riaCase(1, 4, 16);
-    expect(() => ria.prune(weight, stats, { sparsity: 0.5, structure: UNSTRUCTURED }, { alpha: 0.5, permute: true, perOutneuron: false })).toThrow(
+    await expect(async () => ria.prune(weight, stats, { sparsity: 0.5, structure: UNSTRUCTURED }, { alpha: 0.5, permute: true, perOutneuron: false })).rejects.toThrow(
       new ConfigError('ria: --permute applies to N:M structures only'),
     );
-    expect(() => ria.prune(weight, stats, { sparsity: 0.5, structure: { kind: 'nm', n: 2, m: 4 } }, { alpha: 0.5, permute: false, perOutneuron: true })).toThrow(ConfigError);
-    expect(() => ria.prune(weight, stats, { sparsity: 0.5, structure: UNSTRUCTURED }, { permut: true } as never)).toThrow(/ria: bad options/);
+    await expect(async () => ria.prune(weight, stats, { sparsity: 0.5, structure: { kind: 'nm', n: 2, m: 4 } }, { alpha: 0.5, permute: false, perOutneuron: true })).rejects.toThrow(ConfigError);
+    await expect(async () => ria.prune(weight, stats, { sparsity: 0.5, structure: UNSTRUCTURED }, { permut: true } as never)).rejects.toThrow(/ria: bad options/);
     weight.dispose();
     stats.dispose();
   });

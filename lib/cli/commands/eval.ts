@@ -4,22 +4,24 @@ import type { Argv } from 'yargs';
 import { EVAL_DEFAULTS } from '../../eval/defaults.js';
 import { evaluate } from '../../eval/evaluate.js';
 import { PERPLEXITY_SETS, type PerplexitySet } from '../../eval/perplexity.js';
+import { PAPER_TASKS } from '../../eval/tasks.js';
 import { resultsTable } from '../../eval/results.js';
-import { ConfigError } from '../../errors.js';
+import { cliFlag, ConfigError } from '../../errors.js';
 import { loadAdapters } from '../../finetune/peft.js';
 import { loadModel } from '../../model/load.js';
 import { writeJsonAtomic } from '../../model/save.js';
 import { acquireOutputLock } from '../../output-lock.js';
-import { defineCommand, FORCE_UNLOCK, useBackend, type CliContext, type Globals } from '../command.js';
+import { backendOptions, defineCommand, FORCE_UNLOCK, hubOptions, useBackend, type CliContext } from '../command.js';
 import { fromEnv } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { list } from '../values.js';
+import { hubAccessOf, localModel } from '../hub.js';
 
-function evalFlags(y: Argv<Globals>) {
-  return y
+function evalFlags(y: Argv) {
+  return hubOptions(backendOptions(y))
     .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' })
     .option('ppl', { type: 'string', default: '', describe: `perplexity sets, comma-separated (${PERPLEXITY_SETS.join(', ')})` })
-    .option('tasks', { type: 'string', default: '', describe: 'tasks, comma-separated: boolq,rte,hellaswag,winogrande,arc_easy,arc_challenge,openbookqa; name=FILE; or custom task files' })
+    .option('tasks', { type: 'string', default: '', describe: `tasks, comma-separated: ${PAPER_TASKS.join(', ')}; name=FILE; or custom task files` })
     .option('limit', { type: 'number', describe: 'first N items of each task' })
     .option('seqlen', { type: 'number', describe: 'perplexity window (default: model context)' })
     .option('max-windows', { type: 'number', describe: 'score only the first N perplexity windows' })
@@ -37,6 +39,10 @@ export function evalCommand(ctx: CliContext) {
     command: 'eval',
     describe: 'Evaluate perplexity (wikitext2, c4) and zero-shot tasks',
     builder: evalFlags,
+    examples: [
+      ['llm-prune eval --model runs/wanda-50 --ppl wikitext2 --data-dir ./data', 'WikiText-2 perplexity'],
+      ['llm-prune eval --model runs/wanda-50 --tasks boolq,arc_easy --limit 100 --data-dir ./data', 'two zero-shot tasks on their first 100 items'],
+    ],
     handler: async (argv) => {
       await useBackend(argv);
       const ppl = list(argv.ppl) as PerplexitySet[];
@@ -49,7 +55,7 @@ export function evalCommand(ctx: CliContext) {
       let m: Awaited<ReturnType<typeof loadModel>> | null = null;
       let adapters: ReturnType<typeof loadAdapters> | null = null;
       try {
-        m = await loadModel(argv.model, { hubToken: env.hubToken });
+        m = await loadModel(await localModel(argv.model, argv, ctx.env), { hubToken: env.hubToken });
         adapters = argv.adapter !== undefined ? loadAdapters(argv.adapter, m.model) : null;
         const forward = adapters?.forward;
         const r = await evaluate(m, {
@@ -64,8 +70,10 @@ export function evalCommand(ctx: CliContext) {
           addBos: argv.addBos,
           download: argv.download,
           hubToken: env.hubToken,
+          hub: hubAccessOf(argv, ctx.env),
           tokenCacheDir: env.tokenCacheDir,
           onProgress: (what, d, t, e) => progress.update(what, d, t, e),
+          optionName: cliFlag,
         });
         progress.done();
         const result = { model: m.dir, ...(argv.adapter !== undefined ? { adapter: argv.adapter } : {}), ...r };

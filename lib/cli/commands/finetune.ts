@@ -1,19 +1,21 @@
 /** `llm-prune finetune`: LoRA adapters trained on a (pruned) checkpoint; PEFT adapters and optionally a merged model. */
 import { join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
+import { cliFlag } from '../../errors.js';
 import { tokenCacheDir } from '../../eval/token-cache.js';
 import { FINETUNE_DEFAULTS } from '../../finetune/defaults.js';
 import { finetune, type FinetuneProgress } from '../../finetune/train.js';
 import { keepOnInterrupt } from '../../interrupt.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
-import { LINEAR_NAMES, type LinearName } from '../../prune/method.js';
-import { defineCommand, FORCE_UNLOCK, useBackend, type CliContext, type Globals } from '../command.js';
+import { LINEAR_NAMES, type LinearName } from '../../model/architecture.js';
+import { backendOptions, defineCommand, FORCE_UNLOCK, hubOptions, useBackend, type CliContext } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print, progress } from '../output.js';
 import { list } from '../values.js';
+import { localModel } from '../hub.js';
 
-function finetuneFlags(y: Argv<Globals>) {
-  return y
+function finetuneFlags(y: Argv) {
+  return hubOptions(backendOptions(y))
     .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder (pruned) or hub id' })
     .option('data', { type: 'string', demandOption: true, describe: 'training text: .jsonl, .json, .parquet, .txt (.gz)' })
     .option('out', { type: 'string', demandOption: true, describe: 'output folder (adapters, checkpoints, report.json)' })
@@ -55,6 +57,10 @@ export function finetuneCommand(ctx: CliContext) {
     command: 'finetune',
     describe: 'Train LoRA adapters on a (pruned) checkpoint; save PEFT adapters and optionally a merged model',
     builder: finetuneFlags,
+    examples: [
+      ['llm-prune finetune --model runs/wanda-50 --data train.jsonl --out runs/lora --max-steps 200', 'LoRA adapters on a pruned model'],
+      ['llm-prune finetune --model runs/wanda-50 --data train.jsonl --out runs/lora --max-steps 200 \\\n    --merge masked', 'also a merged model that keeps the sparsity'],
+    ],
     handler: async (argv) => {
       await useBackend(argv);
       keepOnInterrupt(
@@ -63,7 +69,7 @@ export function finetuneCommand(ctx: CliContext) {
         `no trainer checkpoint was saved yet (one every ${argv.checkpointEvery} steps)`,
       );
       const report = await finetune({
-        model: argv.model,
+        model: await localModel(argv.model, argv, ctx.env),
         hubToken: hubTokenOf(argv, ctx.env),
         tokenCacheDir: tokenCacheDir(ctx.env),
         data: argv.data,
@@ -91,6 +97,7 @@ export function finetuneCommand(ctx: CliContext) {
         merge: argv.merge as 'none' | 'masked' | 'dense',
         mergeFormat: argv.format as CheckpointFormat,
         onProgress: showProgress,
+        optionName: (o) => (o === 'mergeFormat' ? '--format' : cliFlag(o)), // --format: the merged checkpoint's
       });
       progress.done();
       print(report);

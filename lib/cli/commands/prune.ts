@@ -1,22 +1,24 @@
 /** `llm-prune prune`: prune layer by layer and write a Hugging Face checkpoint folder with report.json. */
 import type { Argv } from 'yargs';
+import { cliFlag } from '../../errors.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat } from '../../model/compressed-tensors.js';
 import { DTYPES, type DType } from '../../model/safetensors.js';
 import { PRUNE_DEFAULTS } from '../../prune/defaults.js';
 import { prune, parseStructure, type PruneReport } from '../../prune/prune.js';
 import { getMethod, LAYERWISE_NAMES, METHOD_NAMES, REFINER_NAMES, type LayerwiseName, type MethodName, type RefinerName } from '../../prune/registry.js';
-import { defineCommand, FORCE_UNLOCK, useBackend, type CliContext, type Globals } from '../command.js';
+import { backendOptions, defineCommand, FORCE_UNLOCK, hubOptions, useBackend, type CliContext } from '../command.js';
 import { hubTokenOf } from '../env.js';
 import { print, progress, warnIgnored } from '../output.js';
 import { ownerOptions, withOwnerFlags } from '../owner-flags.js';
 import { parseSize } from '../values.js';
+import { localModel } from '../hub.js';
 
 /** Flags that only feed calibration data (ignored by methods without it). */
 const CALIBRATION_FLAGS = ['--calibration', '--calibration-field', '--nsamples', '--seqlen', '--seed', '--batch-size'];
 
-function pruneFlags(y: Argv<Globals>) {
+function pruneFlags(y: Argv) {
   return withOwnerFlags(
-    y
+    hubOptions(backendOptions(y))
       .option('model', { type: 'string', demandOption: true, describe: 'checkpoint folder or hub id' })
       .option('method', { choices: METHOD_NAMES as unknown as string[], demandOption: true, describe: 'pruning method' })
       .option('sparsity', { type: 'number', describe: `zero fraction in [0, 1) (default ${PRUNE_DEFAULTS.sparsity}; N:M implies N/M)` })
@@ -57,6 +59,10 @@ export function pruneCommand(ctx: CliContext) {
     command: 'prune',
     describe: 'Prune layer by layer; write a Hugging Face checkpoint folder with report.json',
     builder: pruneFlags,
+    examples: [
+      ['llm-prune prune --model ./c4-llama-7m --method wanda --calibration c4.jsonl --out runs/wanda-50', 'Wanda at 50% unstructured (the default sparsity)'],
+      ['llm-prune prune --model ./c4-llama-7m --method magnitude --structure 2:4 --out runs/magnitude-2of4', '2:4 semi-structured, no calibration data'],
+    ],
     handler: async (argv) => {
       await useBackend(argv);
       const usesData = getMethod(argv.method as MethodName).stats.length > 0 || argv.layerwise !== undefined || argv.refine !== undefined;
@@ -69,7 +75,7 @@ export function pruneCommand(ctx: CliContext) {
       });
       const sparsity = argv.sparsity ?? (structure.kind === 'nm' ? structure.n / structure.m : PRUNE_DEFAULTS.sparsity);
       const report = await prune({
-        model: argv.model,
+        model: await localModel(argv.model, argv, ctx.env),
         hubToken: hubTokenOf(argv, ctx.env),
         out: argv.out,
         method: argv.method as MethodName,
@@ -94,6 +100,7 @@ export function pruneCommand(ctx: CliContext) {
         resume: argv.resume,
         resumable: argv.resumable,
         resumeActivations: argv.resumeActivations as 'F32' | 'input',
+        optionName: cliFlag,
         onProgress: (p) =>
           progress.update(p.pass === 'owl' ? 'OWL outlier pass, blocks' : 'prune blocks', p.layer + 1, p.layers, p.tokensPerSecond > 0 ? `${p.tokensPerSecond.toFixed(0)} tok/s` : ''),
         onNote: (line) => progress.note(line),
