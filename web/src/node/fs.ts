@@ -144,6 +144,11 @@ export function utimesSync(path: string): void {
   node(path);
 }
 
+/** The hub's download cache links files; the page reads hub models by URL instead and never asks for links. */
+export function symlinkSync(_target: string, path: string): never {
+  throw fsError('ENOSYS', 'symbolic links are not available in the browser', path);
+}
+
 export function statfsSync(): { bavail: number; bsize: number } {
   return { bavail: Number.MAX_SAFE_INTEGER / 4096, bsize: 4096 }; // memory is the limit, checked by the page before a run
 }
@@ -210,11 +215,14 @@ export const promises = {
   async stat(path: string): Promise<Stats> {
     return statSync(path);
   },
+  async open(path: string): Promise<never> {
+    throw fsError('ENOSYS', 'file handles are not available in the browser (the hub cache writes through them)', path);
+  },
 };
 
 export const constants = { F_OK: 0, R_OK: 4, W_OK: 2, X_OK: 1 };
 
 export default {
   existsSync, statSync, readFileSync, readdirSync, writeFileSync, appendFileSync, mkdirSync, rmSync, renameSync, copyFileSync,
-  statfsSync, openSync, createReadStream, linkSync, utimesSync, readSync, writeSync, fstatSync, fsyncSync, closeSync, promises, constants,
+  statfsSync, openSync, createReadStream, linkSync, utimesSync, symlinkSync, readSync, writeSync, fstatSync, fsyncSync, closeSync, promises, constants,
 };
