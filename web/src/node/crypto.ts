@@ -1,8 +1,14 @@
-/** `node:crypto`'s createHash for the browser build: sha256 (the library's only digest) through @noble/hashes, same hex. */
+/** `node:crypto`'s createHash for the browser build: sha256 (the library's only digest) through @noble/hashes. */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 
-export function createHash(algorithm: string): { update(data: string | Uint8Array): ReturnType<typeof createHash>; digest(enc: 'hex'): string } {
+interface Hash {
+  update(data: string | Uint8Array): Hash;
+  digest(): Uint8Array;
+  digest(enc: 'hex'): string;
+}
+
+export function createHash(algorithm: string): Hash {
   if (algorithm !== 'sha256') throw new Error(`createHash('${algorithm}'): only sha256 is available in the browser build`);
   const h = sha256.create();
   const self = {
@@ -10,11 +16,12 @@ export function createHash(algorithm: string): { update(data: string | Uint8Arra
       h.update(typeof data === 'string' ? new TextEncoder().encode(data) : data);
       return self;
     },
-    digest(enc: 'hex') {
-      if (enc !== 'hex') throw new Error(`digest('${String(enc)}'): only hex is available in the browser build`);
-      return bytesToHex(h.digest());
+    digest(enc?: 'hex') {
+      if (enc !== undefined && enc !== 'hex') throw new Error(`digest('${String(enc)}'): only hex or bytes are available in the browser build`);
+      const bytes = h.digest();
+      return enc === 'hex' ? bytesToHex(bytes) : bytes;
     },
-  };
+  } as Hash;
   return self;
 }
 
