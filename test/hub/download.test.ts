@@ -129,7 +129,7 @@ test('missing repository, revision and file: errors naming them', async () => {
   await expect(downloadHubFile({ type: 'dataset', name: 'someone/data' }, 'nope.parquet', access(cacheDir))).rejects.toThrow(
     `dataset someone/data: nope.parquet: not found on ${hub.endpoint} (the file does not exist: EntryNotFound)`,
   );
-  await expect(resolveModelPath('nobody/nothing', access(cacheDir))).rejects.toThrow(/^--model nobody\/nothing: not a local folder, and fetching it from the Hugging Face hub failed \(.*RepoNotFound\)\)\. Offline, .* from http:\/\/127\.0\.0\.1:\d+\/nobody\/nothing into one folder/);
+  await expect(resolveModelPath('nobody/nothing', access(cacheDir))).rejects.toThrow(/^model 'nobody\/nothing': not a local folder, and fetching it from the Hugging Face hub failed \(.*RepoNotFound\)\)\. Offline, .* from http:\/\/127\.0\.0\.1:\d+\/nobody\/nothing into one folder/);
 });
 
 test("@huggingface/hub's downloadFileToCacheDir reuses a blob this code cached (same layout)", async () => {

@@ -21,8 +21,10 @@ const PINNED: Record<string, [number, string]> = {
   wanda: [1, '019d769ae3b073e8'],
   sparsegpt: [1, '5029aef4907c5287'],
   ria: [1, '5c8c0194670ee7b7'],
-  owl: [1, '840431be2ede87e5'],
-  dsnot: [1, 'f744d0b9a9edbe7f'],
+  admm: [1, 'f65834d1c26a5e33'],
+  'layerwise:owl': [1, '840431be2ede87e5'],
+  'refine:dsnot': [1, 'f744d0b9a9edbe7f'],
+  'refine:admm': [1, '2dd24636df1dbba6'],
 };
 
 const OUT = 16;
@@ -91,10 +93,25 @@ async function dsnotNumbers(): Promise<string> {
   return out;
 }
 
+/** The ADMM update: the weights it gives Wanda's unstructured 50% mask (the mask is kept). */
+async function admmUpdateNumbers(): Promise<string> {
+  const refiner = getRefiner('admm');
+  const wanda = getMethod('wanda');
+  const { w, stats } = layer({ stats: [...new Set([...wanda.stats, ...refiner.stats])] });
+  const weight = tf.tensor2d(w, [OUT, IN]);
+  const first = await wanda.prune(weight, stats, UNSTRUCTURED, wanda.options.parse({}), WHERE);
+  const updated = await refiner.update!(weight, first.mask, stats!, UNSTRUCTURED, refiner.options.parse({}));
+  const out = digest(await updated.mask.data(), await updated.weight.data());
+  tf.dispose([weight, first.weight, first.mask, updated.weight, updated.mask]);
+  stats!.dispose();
+  return out;
+}
+
 async function numbersOf(kind: 'method' | 'layerwise' | 'refine', name: string): Promise<string> {
   if (kind === 'method') return methodNumbers(name);
-  if (name === 'owl') return owlNumbers();
-  if (name === 'dsnot') return dsnotNumbers();
+  if (kind === 'layerwise' && name === 'owl') return owlNumbers();
+  if (kind === 'refine' && name === 'dsnot') return dsnotNumbers();
+  if (kind === 'refine' && name === 'admm') return admmUpdateNumbers();
   throw new Error(`${kind} '${name}': no inputs defined in test/prune/method-versions.test.ts; add them and pin it`);
 }
 
@@ -108,5 +125,6 @@ test.each(COMPONENTS)('%s %s: its numbers are the pinned ones for its version (c
   const before = tf.memory().numTensors;
   const got: [number, string] = [version, await numbersOf(kind, name)];
   expect(tf.memory().numTensors).toBe(before);
-  expect({ [name]: got }).toEqual({ [name]: PINNED[name] });
+  const key = kind === 'method' ? name : `${kind}:${name}`; // a method and a refiner may share a name (admm)
+  expect({ [key]: got }).toEqual({ [key]: PINNED[key] });
 });
