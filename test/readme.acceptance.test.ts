@@ -18,9 +18,12 @@
  * machine at a load average of 40 the demo took over 20.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { readRows } from '../lib/data/sources.js';
+import { demoRepos } from './helpers/demo-hub.js';
+import { startHubServer } from './helpers/hub-server.js';
 import { installPackedPackage, PKG, ROOT } from './helpers/packed-package.js';
 import { readmeBlocks, type CodeBlock } from './helpers/readme-blocks.js';
 import { SHARED_DIR, sharedPath } from './helpers/shared.js';
@@ -41,21 +44,21 @@ interface Hub {
 }
 
 /**
- * The hub for the quickstart: test/helpers/hub-server.ts (serving the shared folder in the hub's URL layout) when
- * the repository has it; else no hub, and the shared folder at ../shared of the project (a symbolic link), which
- * the demo finds as on a developer machine.
+ * The hub for the quickstart: test/helpers/hub-server.ts serving, in the hub's URL layout, the demo's model
+ * (TinyStories-656K) and data made from the shared folder's files; the quickstart's `demo` downloads them from it
+ * (HF_ENDPOINT) as it would from the Hugging Face hub.
  */
 async function startHub(): Promise<Hub> {
-  const helper = join(ROOT, 'test', 'helpers', 'hub-server.ts');
-  if (existsSync(helper)) {
-    const { startHubServer } = (await import('./helpers/hub-server.js' as string)) as {
-      startHubServer(shared: string): Promise<{ url: string; close(): Promise<void> }>;
-    };
-    const server = await startHubServer(SHARED_DIR);
-    return { env: { HF_ENDPOINT: server.url, HF_HUB_CACHE: join(tmp, 'hub') }, close: () => server.close() };
-  }
-  symlinkSync(resolve(SHARED_DIR), join(tmp, 'shared'));
-  return { env: {}, close: async () => undefined };
+  const data = (f: string): string => sharedPath('data', f);
+  const server = await startHubServer(
+    demoRepos(sharedPath('models', 'TinyStories-656K'), {
+      wikitext: await readRows(data('wikitext-2-raw-v1/test.jsonl')),
+      c4: readFileSync(data('c4/c4-train.00000-of-01024.head1000.jsonl'), 'utf8'),
+      boolq: await readRows(data('tasks/boolq/validation.jsonl')),
+      arcEasy: await readRows(data('tasks/arc_easy/test.jsonl')),
+    }),
+  );
+  return { env: { HF_ENDPOINT: server.endpoint, HF_HUB_CACHE: join(tmp, 'hub') }, close: () => server.close() };
 }
 
 /** The environment of a block: a user's, with the caches in the test's folder; the shared folder if it reads one. */
