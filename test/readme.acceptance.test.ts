@@ -17,7 +17,7 @@
  * about half a minute). Each block may take up to 28 minutes, under jest's 30 of the acceptance suite: on a 2-core
  * machine at a load average of 40 the demo took over 20.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -76,14 +76,24 @@ function blockEnv(block: Pick<CodeBlock, 'code'>): NodeJS.ProcessEnv {
   return base;
 }
 
-/** Run in the project; throws with the end of stderr (and says so when it timed out) unless it exits 0. */
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): { stdout: string; stderr: string } {
-  const r = spawnSync(command, args, { cwd: project, env, encoding: 'utf8', timeout: 1_680_000, maxBuffer: 256 * 1024 * 1024 });
-  if (r.status !== 0) {
-    const why = r.status === null ? `killed by ${r.signal ?? 'a signal'} (timed out after 28 min?)` : `exit code ${r.status}`;
-    throw new Error(`${command} ${args.slice(0, 2).join(' ')}...: ${why}\n${(r.stderr ?? '').slice(-3000)}`);
-  }
-  return { stdout: r.stdout, stderr: r.stderr };
+/**
+ * Run in the project; throws with the end of stderr (and says so when it timed out) unless it exits 0. Asynchronous:
+ * the local hub server answers from this process's event loop while the command runs.
+ */
+function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 1_680_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) return resolvePromise({ stdout, stderr });
+      const why = code === null ? `killed by ${signal ?? 'a signal'} (timed out after 28 min?)` : `exit code ${code}`;
+      reject(new Error(`${command} ${args.slice(0, 2).join(' ')}...: ${why}\n${stderr.slice(-3000)}`));
+    });
+  });
 }
 
 beforeAll(async () => {
@@ -114,8 +124,8 @@ test('the README has shell blocks to run and one TypeScript block', () => {
 });
 
 describe.each(SHELL.map((b) => [`line ${b.line}`, b] as const))('shell block at README %s', (_where, block) => {
-  test('runs from the installed package and exits 0', () => {
-    run('bash', ['-euo', 'pipefail', '-c', block.code], blockEnv(block));
+  test('runs from the installed package and exits 0', async () => {
+    await run('bash', ['-euo', 'pipefail', '-c', block.code], blockEnv(block));
   });
 });
 
@@ -135,7 +145,7 @@ test('what the shell blocks made: the demo report, pruned, converted and fine-tu
   expect(existsSync(join(project, 'node_modules', PKG.name, 'runs'))).toBe(false); // nothing written into the package
 });
 
-test('the library example type-checks against the installed package and runs with node', () => {
+test('the library example type-checks against the installed package and runs with node', async () => {
   const code = BLOCKS.find((b) => b.lang === 'ts')!.code;
   writeFileSync(join(project, 'example.mts'), code);
   writeFileSync(join(project, 'example.mjs'), code);
@@ -156,7 +166,7 @@ test('the library example type-checks against the installed package and runs wit
     }),
   );
   execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: project, encoding: 'utf8' });
-  const r = run(process.execPath, ['example.mjs'], blockEnv({ code }));
+  const r = await run(process.execPath, ['example.mjs'], blockEnv({ code }));
   expect(r.stdout).toMatch(/^zeros 0\.5$/m);
   expect(r.stdout).toMatch(/^ppl \d+(\.\d+)? boolq \d/m);
 });
