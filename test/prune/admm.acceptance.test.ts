@@ -11,7 +11,7 @@
  * Not yet part of CI: it runs only with LLM_PRUNE_ADMM_ACCEPTANCE=1 (or LLM_PRUNE_ADMM_FULL=1) until its duration on
  * the CI machine is measured (the float64 port is plain loops); docs/admm.md says so.
  */
-import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calibrationFromFile } from '../../lib/data/calibration.js';
@@ -50,6 +50,7 @@ function withLinears(dir: string, to: string, linears: Map<string, Float32Array>
   try {
     const dtype = src.files[0]!.entries.values().next().value!.dtype as DType;
     const plan = expectedTensors(src.config).map((t) => ({ name: t.name, shape: t.shape }));
+    mkdirSync(to, { recursive: true });
     const w = new CheckpointWriter(to, plan, { dtype });
     for (const t of plan) w.write(t.name, linears.get(t.name) ?? src.read(t.name));
     w.finish();
