@@ -8,6 +8,7 @@ describe('shipped configs', () => {
   const dir = resolve('configs');
   const files = readdirSync(dir).filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
   const expected: Record<string, number> = {
+    'admm-c4-llama-7m.yaml': 20,
     'c4-llama-7m.yaml': 4,
     'demo.yaml': 2,
     'finetune-c4-llama-7m.yaml': 2,
