@@ -12,9 +12,9 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { describeAdapter, type AdapterInfo, type GpuAdapterLike } from './adapter.js';
+import { adapterLine, describeAdapter, type AdapterInfo, type GpuAdapterLike } from './adapter.js';
 
-export { adapterLine, type AdapterInfo } from './adapter.js';
+export { adapterLine, type AdapterInfo };
 
 interface DawnGpu {
   requestAdapter(options?: Record<string, unknown>): Promise<GpuAdapterLike | null>;

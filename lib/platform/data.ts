@@ -5,14 +5,14 @@
  * file tree, tokenizing in-process). Both read rows with lib/data/rows.ts. Core modules import these instead.
  */
 import { platform } from './index.js';
-import type { DataReaders, detectFormat } from '../data/rows.js';
+import type * as Rows from '../data/rows.js';
 import type * as TokenCache from '../eval/token-cache.js';
 
 /** What a platform provides for data files and tokenized data sets. */
 export interface DataFiles {
-  readRows: DataReaders['readRows'];
-  readTexts: DataReaders['readTexts'];
-  detectFormat: typeof detectFormat;
+  readRows: Rows.DataReaders['readRows'];
+  readTexts: Rows.DataReaders['readTexts'];
+  detectFormat: typeof Rows.detectFormat;
   cachedTextIds: typeof TokenCache.cachedTextIds;
   cachedTokenCount: typeof TokenCache.cachedTokenCount;
 }

@@ -141,7 +141,7 @@ test('examples/cluster: the Kubernetes Jobs and the SLURM script are well-formed
   expect(readFileSync(join('examples', 'cluster', 'slurm-sweep.sbatch'), 'utf8')).toContain('examples/cluster/shard.sh');
 });
 
-test('run CONFIG --shard K/N --dry-run: the plan of that shard only, nothing written', () => {
+test('run CONFIG --shard K/N --dry-run: the plan of that shard only, nothing written', async () => {
   const out = join(tmp, 'dry');
   const grid = expandSettings(loadExperiment(configFile)).map((s) => s.id);
   const r = spawnSync(
