@@ -19,9 +19,15 @@ function normalizeParts(path: string): string {
   return absolute ? `/${body}` : body || '.';
 }
 
+/** node:path's normalize: as normalizeParts, a trailing slash kept. */
+function normalize(path: string): string {
+  const n = normalizeParts(path);
+  return path.endsWith('/') && n !== '/' ? `${n}/` : n;
+}
+
 function join(...parts: string[]): string {
   const joined = parts.filter((p) => p !== '').join('/');
-  return joined === '' ? '.' : normalizeParts(joined);
+  return joined === '' ? '.' : normalize(joined);
 }
 
 function resolve(...parts: string[]): string {
