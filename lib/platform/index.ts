@@ -1,9 +1,10 @@
 /**
  * What the core asks of its runtime, in one injected object: files and paths (lib/platform/fs.ts, path.ts), the
- * machine (cores, free memory, host name), SHA-256 (asynchronous: WebCrypto's digest is), worker threads for the forward pool, and the start-up of the
- * wasm and WebGPU backends. The core (everything under lib/ but the platform layers, test/structure.test.ts lists
- * them) imports no Node built-in and reaches these only through `platform()`. The Node layer (lib/node/) installs
- * itself when lib/index.ts, the CLI or a worker loads; a browser layer installs its own (`installPlatform`).
+ * machine (cores, free memory, host name), SHA-256 (asynchronous, as WebCrypto's digest is), worker threads for the
+ * forward pool, and the start-up of the wasm and WebGPU backends. The core (everything under lib/ but the platform
+ * layers, test/layers.test.ts lists them) imports no Node built-in and reaches these only through `platform()`. The
+ * Node layer (lib/node/) installs itself when lib/index.ts, the CLI or a worker loads; the browser layer
+ * (lib/browser/) is installed by `installBrowserPlatform()` in a Web Worker.
  */
 import type { ByteSink, ByteSource } from './bytes.js';
 import type { HubDownloads } from './hub.js';
@@ -86,7 +87,7 @@ export function installPlatform(p: Platform): void {
 export function platform(): Platform {
   if (!installed) {
     throw new Error(
-      "no platform layer installed: import 'tfjs-llm-prune' (Node) or call installPlatform() with a browser layer before using files, workers or backends",
+      "no platform layer installed: import 'tfjs-llm-prune' (Node) or call installBrowserPlatform() (lib/browser/) before using files, workers or backends",
     );
   }
   return installed;
