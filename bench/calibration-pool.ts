@@ -31,7 +31,7 @@ const info = await initBackend('wasm', { threads });
 const dir = benchModelPath('c4-llama-7m');
 const ckpt = Checkpoint.open(dir);
 const calibration = await calibrationFromFile(benchSharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'), {
-  tokenizer: HfTokenizer.fromFolder(dir),
+  tokenizer: await HfTokenizer.fromFolder(dir),
   nsamples: Number(values.nsamples),
   seqlen: Number(values.seqlen),
   seed: 0,

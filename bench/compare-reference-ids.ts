@@ -21,7 +21,7 @@ const { values } = parseArgs({
   },
 });
 if (!values.model || !values.calibration || !values.wikitext) throw new Error('give --model, --calibration and --wikitext');
-const tokenizer = HfTokenizer.fromFolder(values.model);
+const tokenizer = await HfTokenizer.fromFolder(values.model);
 const seqlen = Number(values.seqlen);
 const calib = await calibrationFromFile(values.calibration, { tokenizer, nsamples: Number(values.nsamples), seqlen, seed: Number(values.seed) });
 const ids = await evaluationIds('wikitext2', values.wikitext, tokenizer, seqlen);

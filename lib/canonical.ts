@@ -17,6 +17,6 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** sha256 (hex) of canonicalJson(value). */
-export function canonicalSha256(value: unknown): string {
+export function canonicalSha256(value: unknown): Promise<string> {
   return sha256Hex(canonicalJson(value));
 }

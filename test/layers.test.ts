@@ -1,9 +1,11 @@
 /**
  * The platform split (docs/architecture.md), checked by parsing lib/ with the TypeScript compiler:
- *   - the core (every module of lib/ outside NODE_LAYER) imports no Node built-in (`node:*` or a bare `fs`, `path`,
- *     ...), statically or dynamically, and uses no global `Buffer`, `process` or `NodeJS` types: what touches the platform goes
- *     through lib/platform/ (the injected Platform);
- *   - the core imports nothing of the Node layer at run time (type-only imports are erased, so they are allowed);
+ *   - the core (every module of lib/ outside NODE_LAYER and BROWSER_LAYER) imports no Node built-in (`node:*` or a
+ *     bare `fs`, `path`, ...), statically or dynamically, and uses no global `Buffer`, `process` or `NodeJS` types: what
+ *     touches the platform goes through lib/platform/ (the injected Platform);
+ *   - the browser layer keeps the same rules as the core (it may use the browser's globals);
+ *   - neither the core nor the browser layer imports anything of the Node layer at run time, and the core nothing of
+ *     the browser layer (type-only imports are erased, so they are allowed);
  *   - the model layer (lib/model/) imports nothing from the layers above it (eval/, prune/, data/, experiment/,
  *     finetune/, cli/, node/), not even types.
  */
@@ -34,6 +36,9 @@ export const NODE_LAYER: readonly string[] = [
   'hub/', // hub downloads into the on-disk cache (streams, sha256, gzip of the demo's C4 head)
   'experiment/configs.ts', // the shipped configs, found in the installed package's folder
 ];
+
+/** THE BROWSER LAYER: the Platform for a page's worker (files in memory, WebCrypto, navigator, WebGPU, wasm). */
+export const BROWSER_LAYER: readonly string[] = ['browser/'];
 
 const NODE_BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 const ABOVE_MODEL = ['eval/', 'prune/', 'data/', 'experiment/', 'finetune/', 'cli/', 'node/', 'cli.ts', 'bin.ts', 'index.ts', 'generate.ts'];
@@ -98,6 +103,7 @@ export function breaches(rel: string, text: string): string[] {
     if (NODE_BUILTINS.has(i.spec) || i.spec.startsWith('node:')) out.push(`${at} imports the Node built-in '${i.spec}'`);
     const t = target(rel, i.spec);
     if (t && !i.typeOnly && inList(t, NODE_LAYER)) out.push(`${at} imports the Node-layer module lib/${t}`);
+    if (t && !i.typeOnly && inList(t, BROWSER_LAYER) && !inList(rel, BROWSER_LAYER)) out.push(`${at} imports the browser-layer module lib/${t}`);
     if (t && rel.startsWith('model/') && inList(t, ABOVE_MODEL)) out.push(`${at} (model layer) imports lib/${t} from a layer above it`);
   }
   for (const g of globals) out.push(`lib/${rel}:${g.line} uses the Node global ${g.name}`);
@@ -107,8 +113,8 @@ export function breaches(rel: string, text: string): string[] {
 describe('platform layers', () => {
   const files = sourceFiles(LIB).map((f) => relative(LIB, f));
 
-  test('every NODE_LAYER entry exists', () => {
-    for (const e of NODE_LAYER) expect([e, files.some((f) => (e.endsWith('/') ? f.startsWith(e) : f === e))]).toEqual([e, true]);
+  test('every NODE_LAYER and BROWSER_LAYER entry exists', () => {
+    for (const e of [...NODE_LAYER, ...BROWSER_LAYER]) expect([e, files.some((f) => (e.endsWith('/') ? f.startsWith(e) : f === e))]).toEqual([e, true]);
   });
 
   test('the core imports no Node built-in and no Node-layer module, uses no Buffer or process; the model layer imports nothing above it', () => {
@@ -130,5 +136,9 @@ describe('platform layers', () => {
     expect(breaches('model/x.ts', 'let e: NodeJS.ErrnoException;')).toEqual(['lib/model/x.ts:1 uses the Node global NodeJS']);
     expect(breaches('eval/x.ts', "const v = process.env['X'];")).toEqual(['lib/eval/x.ts:1 uses the Node global process']);
     expect(breaches('node/x.ts', "import { readFileSync } from 'node:fs';")).toEqual([]);
+    expect(breaches('browser/x.ts', "import { readFileSync } from 'node:fs';")).toEqual(["lib/browser/x.ts:1 imports the Node built-in 'node:fs'"]);
+    expect(breaches('browser/x.ts', "import { fileSource } from '../node/files.js';")).toEqual(['lib/browser/x.ts:1 imports the Node-layer module lib/node/files.ts']);
+    expect(breaches('browser/x.ts', "import { posixPath } from './path.js';")).toEqual([]);
+    expect(breaches('eval/x.ts', "import { posixPath } from '../browser/path.js';")).toEqual(['lib/eval/x.ts:1 imports the browser-layer module lib/browser/path.ts']);
   });
 });

@@ -1,50 +1,35 @@
 /**
  * `npm run build:web`: the page (web/src/main.ts) and the pruning worker (web/src/worker.ts) bundled for the
  * browser into web/dist/, with index.html and tfjs's wasm binaries beside them (servable by any static server).
- * The library's Node built-ins resolve to the browser modules of web/src/node/ (an in-memory file tree over
- * byte sources, sha256, and errors for what a page cannot do); `process` and `Buffer` are injected.
+ * The worker installs the library's browser layer (lib/browser/); nothing of Node is bundled: an import of a Node
+ * built-in reached from the page's sources fails the build (`noNodeBuiltins`), and a package that reaches one
+ * without a browser replacement of its own fails it too (esbuild's browser platform).
  */
 import { build, type Plugin } from 'esbuild';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { builtinModules, createRequire } from 'node:module';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const WEB = dirname(fileURLToPath(import.meta.url));
-const NODE = join(WEB, 'src', 'node');
+const ROOT = dirname(WEB);
 const OUT = join(WEB, 'dist');
 
-/** Node built-in -> its browser module. */
-const BUILTINS: Record<string, string> = {
-  fs: 'fs.ts',
-  'fs/promises': 'fs-promises.ts',
-  path: 'path.ts',
-  os: 'os.ts',
-  crypto: 'crypto.ts',
-  url: 'url.ts',
-  buffer: 'buffer.ts',
-  module: 'unavailable.ts',
-  worker_threads: 'unavailable.ts',
-  child_process: 'unavailable.ts',
-  zlib: 'unavailable.ts',
-  stream: 'unavailable.ts',
-  perf_hooks: 'unavailable.ts',
-  util: 'unavailable.ts',
-};
+const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 
-const browserBuiltins: Plugin = {
-  name: 'browser-builtins',
+/**
+ * Fail the build when the page's own sources (anything outside node_modules: web/src, lib/) import a Node built-in,
+ * naming the importer. Packages are left to esbuild, which applies their `browser` field and fails on the rest.
+ */
+export const noNodeBuiltins: Plugin = {
+  name: 'no-node-builtins',
   setup(b) {
-    b.onResolve({ filter: /^(node:)?[a-z_]+(\/promises)?$/ }, (args) => {
-      const name = args.path.replace(/^node:/, '');
-      if (name === 'buffer' && args.importer.startsWith(NODE)) return undefined; // the shims' own import of the npm package
-      const file = BUILTINS[name];
-      if (file) return { path: join(NODE, file) };
-      if (args.path.startsWith('node:')) return { errors: [{ text: `${args.path}: no browser module (add one to web/build.ts)` }] };
-      return undefined;
+    b.onResolve({ filter: /^(node:)?[a-z_]+(\/[a-z_]+)?$/ }, (args) => {
+      if (!BUILTINS.has(args.path) && !args.path.startsWith('node:')) return undefined;
+      if (args.importer.split(sep).includes('node_modules')) return undefined;
+      const from = args.importer ? relative(ROOT, args.importer) : args.path;
+      return { errors: [{ text: `${from} imports the Node built-in '${args.path}': the page's bundle must not reach Node (the browser layer is lib/browser/)` }] };
     });
-    b.onResolve({ filter: /^@huggingface\/hub$/ }, () => ({ path: join(NODE, 'hub.ts') }));
-    b.onResolve({ filter: /^hyparquet$/ }, (args) => (args.importer.endsWith('hyparquet.ts') ? undefined : { path: join(NODE, 'hyparquet.ts') }));
   },
 };
 
@@ -62,9 +47,7 @@ export async function buildWeb(options: { minify?: boolean; out?: string } = {})
     target: 'es2022',
     minify: options.minify ?? true,
     sourcemap: true,
-    inject: [join(NODE, 'globals.ts')],
-    define: { global: 'globalThis' },
-    plugins: [browserBuiltins],
+    plugins: [noNodeBuiltins],
     logLevel: 'warning',
   });
   copyFileSync(join(WEB, 'index.html'), join(OUT_DIR, 'index.html'));

@@ -13,7 +13,7 @@ import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { ConfigError, DataError } from '../errors.js';
 import { sha256Hex } from '../platform/index.js';
 import { PythonRandom } from './random.js';
-import type { ReadRowsOptions, SourceFormat } from './sources.js';
+import type { ReadRowsOptions, SourceFormat } from './rows.js';
 import { detectFormat, readTexts } from '../platform/data.js';
 
 /** One calibration sample: `ids = tokenize(documents[doc]).slice(offset, offset + seqlen)`. */
@@ -49,7 +49,7 @@ function checkCounts(nsamples: number, seqlen: number): void {
 }
 
 /** sha256 (hex) of all windows' token ids, in order, each as a little-endian int32. */
-export function windowsHash(windows: readonly { ids: readonly number[] }[]): string {
+export function windowsHash(windows: readonly { ids: readonly number[] }[]): Promise<string> {
   const parts = windows.map(({ ids }) => {
     const bytes = new Uint8Array(ids.length * 4);
     const view = new DataView(bytes.buffer);
@@ -64,7 +64,7 @@ export function windowsHash(windows: readonly { ids: readonly number[] }[]): str
  * tokenized at most once (a document can be drawn again). Throws DataError when `maxDraws` draws found no document
  * longer than `seqlen` tokens.
  */
-export function sampleWindows(options: SampleWindowsOptions): CalibrationSet {
+export async function sampleWindows(options: SampleWindowsOptions): Promise<CalibrationSet> {
   const { documents, tokenizer, nsamples, seqlen, seed } = options;
   checkCounts(nsamples, seqlen);
   if (documents.length === 0) throw new DataError('calibration documents: the list is empty');
@@ -102,20 +102,20 @@ export function sampleWindows(options: SampleWindowsOptions): CalibrationSet {
     const offset = rng.randint(0, ids.length - seqlen - 1);
     windows.push({ doc, offset, ids: ids.slice(offset, offset + seqlen) });
   }
-  return { windows, hash: windowsHash(windows) };
+  return { windows, hash: await windowsHash(windows) };
 }
 
 /**
  * Windows cut from one text tokenized once (the reference's WikiText-2 train loader, whose text is the rows joined
  * with " "): `s = randint(0, ntokens - seqlen - 1)` per sample, with the same generator. Every window has doc 0.
  */
-export function sampleWindowsFromText(
+export async function sampleWindowsFromText(
   text: string,
   tokenizer: TextTokenizer,
   nsamples: number,
   seqlen: number,
   seed: number | bigint,
-): CalibrationSet {
+): Promise<CalibrationSet> {
   checkCounts(nsamples, seqlen);
   const ids = tokenizer.encode(text, { addSpecialTokens: true });
   if (ids.length <= seqlen) {
@@ -129,7 +129,7 @@ export function sampleWindowsFromText(
     const offset = rng.randint(0, ids.length - seqlen - 1);
     windows.push({ doc: 0, offset, ids: ids.slice(offset, offset + seqlen) });
   }
-  return { windows, hash: windowsHash(windows) };
+  return { windows, hash: await windowsHash(windows) };
 }
 
 export interface CalibrationFileOptions {
@@ -172,14 +172,14 @@ export async function calibrationFromFile(path: string, options: CalibrationFile
   });
   if (mode === 'joined') {
     try {
-      return sampleWindowsFromText(texts.join(separator), tokenizer, nsamples, seqlen, seed);
+      return await sampleWindowsFromText(texts.join(separator), tokenizer, nsamples, seqlen, seed);
     } catch (e) {
       if (e instanceof DataError) throw new DataError(`${path}: ${e.message}`);
       throw e;
     }
   }
   try {
-    return sampleWindows({
+    return await sampleWindows({
       documents: texts,
       tokenizer,
       nsamples,

@@ -81,12 +81,12 @@ export function stamp(path: string): FileStamp {
   return { path, size: s.size, mtimeMs: s.mtimeMs };
 }
 
-export function fingerprint(inputs: unknown): string {
+export function fingerprint(inputs: unknown): Promise<string> {
   return canonicalSha256(inputs);
 }
 
 /** The fingerprint of a setting's fine-tune: its setting's fingerprint and the fine-tune's own inputs. */
-export function finetuneFingerprint(settingFingerprint: string, inputs: FinetuneInputs): string {
+export function finetuneFingerprint(settingFingerprint: string, inputs: FinetuneInputs): Promise<string> {
   return fingerprint({ setting: settingFingerprint, finetune: inputs });
 }
 

@@ -89,9 +89,9 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
   makeFolder(exp.output);
   const lock = acquireLock(exp.output, shard, { forceUnlock: options.forceUnlock ?? false, ...(options.onNote ? { onNote: options.onNote } : {}) });
   try {
-    const { grid, plan } = shardPlan(ctx, shard, false);
+    const { grid, plan } = await shardPlan(ctx, shard, false);
     const tally: Tally = { results: [], computed: [], reused: [], finetuned: [] };
-    for (const [index, s] of plan.entries()) await runSetting(ctx, settingJob(ctx, s, index, plan.length), tally);
+    for (const [index, s] of plan.entries()) await runSetting(ctx, await settingJob(ctx, s, index, plan.length), tally);
     return await finishRun(ctx, grid, tally, shard, t0);
   } finally {
     lock.release();
@@ -104,23 +104,26 @@ export async function runExperiment(exp: Experiment, options: RunOptions = {}): 
  */
 export async function planSettings(exp: Experiment, options: RunOptions = {}): Promise<PlannedSetting[]> {
   const ctx = await prepareRun(exp, options);
-  const { plan } = shardPlan(ctx, options.shard, true);
-  return plan.map((s, index) => {
-    const job = settingJob(ctx, s, index, plan.length);
+  const { plan } = await shardPlan(ctx, options.shard, true);
+  const out: PlannedSetting[] = [];
+  for (const [index, s] of plan.entries()) {
+    const job = await settingJob(ctx, s, index, plan.length);
     const stored = reusableSetting(job, exp, true, ctx.note);
     const action = !stored ? 'compute' : finetuneWork(job, stored, exp.keepCheckpoints).why === null ? 'reuse' : 'finetune';
-    return { id: job.id, setting: s, action };
-  });
+    out.push({ id: job.id, setting: s, action });
+  }
+  return out;
 }
 
 /**
  * The whole grid (the dense model first) and the settings this run does (the shard's, or all). Unless `dry`,
  * removes the leftovers of an interrupted run (a shard only its own) and creates settings/.
  */
-function shardPlan(ctx: RunContext, shard: Shard | undefined, dry: boolean): { grid: (PruneSetting | null)[]; plan: (PruneSetting | null)[] } {
+async function shardPlan(ctx: RunContext, shard: Shard | undefined, dry: boolean): Promise<{ grid: (PruneSetting | null)[]; plan: (PruneSetting | null)[] }> {
   const { exp, note } = ctx;
   const grid: (PruneSetting | null)[] = [...(exp.dense ? [null] : []), ...expandSettings(exp)];
-  const plan = shard ? grid.filter((s) => shardOf(idOf(s), shard.count) === shard.index) : grid;
+  const shards = shard ? await Promise.all(grid.map((s) => shardOf(idOf(s), shard.count))) : [];
+  const plan = shard ? grid.filter((_, i) => shards[i] === shard.index) : grid;
   const mine = new Set(plan.map(idOf));
   const ownedBy = (name: string): boolean => mine.has(name) || [...mine].some((id) => name.startsWith(`${id}.`));
   const removed = dry ? [] : removeLeftovers(exp.output, shard ? ownedBy : undefined);
@@ -135,10 +138,10 @@ function idOf(s: PruneSetting | null): string {
 }
 
 /** Setting `s` (null: the dense model), the index-th of `count` this run does: its fingerprints and files. */
-function settingJob(ctx: RunContext, s: PruneSetting | null, index: number, count: number): SettingJob {
+async function settingJob(ctx: RunContext, s: PruneSetting | null, index: number, count: number): Promise<SettingJob> {
   const id = idOf(s);
   const inputs = settingInputs(s, ctx.shared);
-  const print = fingerprint(inputs);
+  const print = await fingerprint(inputs);
   const ftInputs = s ? ctx.ftInputs : null; // the dense model is not fine-tuned
   return {
     id,
@@ -148,7 +151,7 @@ function settingJob(ctx: RunContext, s: PruneSetting | null, index: number, coun
     print,
     versions: versionStamp(s),
     ftInputs,
-    ftPrint: ftInputs ? finetuneFingerprint(print, ftInputs) : null,
+    ftPrint: ftInputs ? await finetuneFingerprint(print, ftInputs) : null,
     ...settingPaths(ctx.exp.output, id),
   };
 }

@@ -34,8 +34,8 @@ export function parseShard(text: string): Shard {
 }
 
 /** The shard a setting id belongs to among `count`. */
-export function shardOf(id: string, count: number): number {
-  return parseInt(sha256Hex(id).slice(0, 8), 16) % count;
+export async function shardOf(id: string, count: number): Promise<number> {
+  return parseInt((await sha256Hex(id)).slice(0, 8), 16) % count;
 }
 
 /** experiment.json: what every shard of one experiment shares. */

@@ -87,7 +87,7 @@ export async function trainingWindows(o: TrainingDataOptions): Promise<TrainingD
           'could overlap them. Use another file',
       );
     }
-    const set = sampleWindowsFromText(texts.join(' '), o.tokenizer, o.count, o.seqlen, o.seed);
+    const set = await sampleWindowsFromText(texts.join(' '), o.tokenizer, o.count, o.seqlen, o.seed);
     return { file: o.file, mode: 'joined', documents: 1, excludedDocuments: 0, windows: set.windows, hash: set.hash };
   }
   const keep: number[] = [];
@@ -99,7 +99,7 @@ export async function trainingWindows(o: TrainingDataOptions): Promise<TrainingD
   }
   let set;
   try {
-    set = sampleWindows({ documents: keep.map((i) => texts[i]!), tokenizer: o.tokenizer, nsamples: o.count, seqlen: o.seqlen, seed: o.seed });
+    set = await sampleWindows({ documents: keep.map((i) => texts[i]!), tokenizer: o.tokenizer, nsamples: o.count, seqlen: o.seqlen, seed: o.seed });
   } catch (e) {
     if (e instanceof DataError) throw new DataError(`${dataName} ${o.file}: ${e.message}`);
     throw e;
@@ -111,6 +111,6 @@ export async function trainingWindows(o: TrainingDataOptions): Promise<TrainingD
     documents: texts.length,
     excludedDocuments: texts.length - keep.length,
     windows,
-    hash: windowsHash(windows),
+    hash: await windowsHash(windows),
   };
 }

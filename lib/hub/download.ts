@@ -19,9 +19,9 @@ import { dirname, join, relative } from 'node:path';
 import { open } from 'node:fs/promises';
 import { DataError } from '../errors.js';
 
-import { DEFAULT_HUB_ENDPOINT } from '../platform/hub.js';
+import { DEFAULT_HUB_ENDPOINT, resolveUrl, type HubRepo } from '../platform/hub.js';
 
-export { DEFAULT_HUB_ENDPOINT };
+export { DEFAULT_HUB_ENDPOINT, resolveUrl, type HubRepo };
 
 /** The environment variables of the hub (the names huggingface_hub uses). */
 export interface HubEnv {
@@ -43,13 +43,6 @@ export function hubCacheDir(env: HubEnv = {}): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'huggingface', 'hub');
 }
 
-/** A repository on the hub. */
-export interface HubRepo {
-  type: 'model' | 'dataset';
-  name: string; // owner/name
-  revision?: string; // branch, tag or commit (default main)
-}
-
 /** How to reach the hub. */
 export interface HubAccess {
   endpoint?: string | undefined; // default https://huggingface.co (the CLI: $HF_ENDPOINT)
@@ -66,13 +59,6 @@ export class HubUnreachableError extends DataError {
 }
 
 const COMMIT = /^[0-9a-f]{40}$/;
-
-/** `{endpoint}/[datasets/]{name}/resolve/{revision}/{path}`. */
-export function resolveUrl(repo: HubRepo, path: string, endpoint: string = DEFAULT_HUB_ENDPOINT): string {
-  const prefix = repo.type === 'dataset' ? 'datasets/' : '';
-  const rev = encodeURIComponent(repo.revision ?? 'main');
-  return `${endpoint}/${prefix}${repo.name}/resolve/${rev}/${path.split('/').map(encodeURIComponent).join('/')}`;
-}
 
 /** The repository's folder in the hub cache. */
 export function repoCacheDir(repo: HubRepo, cacheDir: string): string {

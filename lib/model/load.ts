@@ -26,7 +26,7 @@ export async function loadModel(
   const dir = await resolveModelPath(model, { cacheDir: options.cacheDir, token: options.hubToken });
   const checkpoint = Checkpoint.open(dir);
   try {
-    const tokenizer = HfTokenizer.fromFolder(dir);
+    const tokenizer = await HfTokenizer.fromFolder(dir);
     const m = LlamaModel.fromCheckpoint(checkpoint, {
       ...(options.blocks === false ? { blocks: false } : {}),
       ...(options.kernels ? { kernels: options.kernels } : {}),

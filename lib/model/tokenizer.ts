@@ -53,10 +53,11 @@ export class HfTokenizer implements TextTokenizer {
   readonly source: { json: Record<string, unknown>; config: Record<string, unknown> };
   private readonly inner: Tokenizer;
 
-  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>) {
+  /** Build from the two JSON objects; `fingerprint` is theirs (HfTokenizer.fromJson computes it). */
+  private constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, fingerprint: string) {
     this.inner = new Tokenizer(tokenizerJson, tokenizerConfig);
     this.source = { json: tokenizerJson, config: tokenizerConfig };
-    this.fingerprint = sha256Hex(JSON.stringify(tokenizerJson), JSON.stringify(tokenizerConfig));
+    this.fingerprint = fingerprint;
     const bos = tokenName(tokenizerConfig['bos_token']);
     const eos = tokenName(tokenizerConfig['eos_token']);
     this.bosId = bos === null ? null : (this.inner.token_to_id(bos) ?? null);
@@ -73,8 +74,14 @@ export class HfTokenizer implements TextTokenizer {
     };
   }
 
+  /** A tokenizer from tokenizer.json and tokenizer_config.json as parsed objects. */
+  static async fromJson(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>): Promise<HfTokenizer> {
+    const fingerprint = await sha256Hex(JSON.stringify(tokenizerJson), JSON.stringify(tokenizerConfig));
+    return new HfTokenizer(tokenizerJson, tokenizerConfig, fingerprint);
+  }
+
   /** Load `tokenizer.json` (required) and `tokenizer_config.json` (optional) from a checkpoint folder. */
-  static fromFolder(dir: string): HfTokenizer {
+  static async fromFolder(dir: string): Promise<HfTokenizer> {
     const tj = join(dir, 'tokenizer.json');
     if (!existsSync(tj)) {
       throw new CheckpointError(`${tj}: missing; a checkpoint needs tokenizer.json (the fast-tokenizer file)`);
@@ -82,7 +89,7 @@ export class HfTokenizer implements TextTokenizer {
     const tc = join(dir, 'tokenizer_config.json');
     const config = existsSync(tc) ? readJson(tc) : {};
     try {
-      return new HfTokenizer(readJson(tj), config);
+      return await HfTokenizer.fromJson(readJson(tj), config);
     } catch (e) {
       if (e instanceof CheckpointError) throw e;
       throw new CheckpointError(`${tj}: cannot build a tokenizer (${(e as Error).message})`);

@@ -12,51 +12,16 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
+import { adapterLine, describeAdapter, type AdapterInfo, type GpuAdapterLike } from './adapter.js';
 
-/** The adapter tfjs runs on: what Dawn reports, and whether it is a CPU (software) implementation. */
-export interface AdapterInfo {
-  vendor: string;
-  architecture: string;
-  device: string;
-  description: string;
-  path: string; // how it was found: 'default' (Vulkan on Linux) or 'opengles'
-  maxBindingBytes: number; // maxStorageBufferBindingSize: no tensor may be larger (llvmpipe: 128 MiB)
-  software: boolean; // llvmpipe, lavapipe, SwiftShader, or Dawn's fallback adapter: never report its speed as GPU speed
-}
+export { adapterLine, type AdapterInfo };
 
-interface DawnAdapter {
-  limits?: { maxStorageBufferBindingSize?: number };
-  info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
-  isFallbackAdapter?: boolean;
-}
 interface DawnGpu {
-  requestAdapter(options?: Record<string, unknown>): Promise<DawnAdapter | null>;
+  requestAdapter(options?: Record<string, unknown>): Promise<GpuAdapterLike | null>;
 }
 interface DawnModule {
   create(flags: string[]): DawnGpu;
   globals: Record<string, unknown>;
-}
-
-const SOFTWARE = /llvmpipe|lavapipe|softpipe|swiftshader|software rasterizer/i;
-
-function describe(a: DawnAdapter, path: string): AdapterInfo {
-  const i = a.info ?? {};
-  const info = {
-    vendor: i.vendor ?? '',
-    architecture: i.architecture ?? '',
-    device: i.device ?? '',
-    description: i.description ?? '',
-    path,
-    maxBindingBytes: a.limits?.maxStorageBufferBindingSize ?? 0,
-  };
-  const software = Boolean(i.isFallbackAdapter || a.isFallbackAdapter) || SOFTWARE.test(`${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
-  return { ...info, software };
-}
-
-/** One line for the user: `llvmpipe-llvm-15 (OpenGL ES 3.2 Mesa 22.3.6), software adapter`. */
-export function adapterLine(a: AdapterInfo): string {
-  const name = [a.vendor, a.architecture, a.device].filter((s) => s !== '').join(' ') || 'unnamed adapter';
-  return `${name}${a.description ? ` (${a.description})` : ''}${a.software ? ', software adapter (runs on the CPU: not a GPU)' : ''}`;
 }
 
 /**
@@ -90,7 +55,7 @@ export const webgpuLoaders: { dawn: () => Promise<unknown>; tfjs: () => Promise<
  */
 interface Chosen {
   gpu: DawnGpu;
-  adapter: DawnAdapter;
+  adapter: GpuAdapterLike;
   info: AdapterInfo;
 }
 let chosen: Chosen | null = null;
@@ -117,7 +82,7 @@ async function findAdapter(allowSoftware: boolean): Promise<Chosen> {
   ];
   const seen: string[] = [];
   for (const t of tries) {
-    let adapter: DawnAdapter | null = null;
+    let adapter: GpuAdapterLike | null = null;
     const gpu = dawn.create(t.flags);
     try {
       adapter = await gpu.requestAdapter(t.options);
@@ -125,7 +90,7 @@ async function findAdapter(allowSoftware: boolean): Promise<Chosen> {
       adapter = null;
     }
     if (!adapter) continue;
-    const info = describe(adapter, t.path);
+    const info = describeAdapter(adapter, t.path);
     if (info.software && !allowSoftware) {
       seen.push(adapterLine(info));
       continue;

@@ -23,10 +23,10 @@ export const nodePlatform: Platform = {
   name: 'node',
   fs: fs as unknown as FileSystem,
   path: { ...path, sep: path.sep },
-  sha256: (parts) => {
+  sha256: async (parts) => {
     const h = createHash('sha256');
     for (const p of parts) h.update(p);
-    return h.digest();
+    return new Uint8Array(h.digest());
   },
   cpuCount: () => (typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length),
   freeMemory: () => os.freemem(),

@@ -1,7 +1,7 @@
 /**
  * The file operations the core uses, under Node's names and signatures, forwarded to the installed platform's file
- * system (lib/platform/index.ts): the Node layer passes node:fs itself; a browser layer can pass an in-memory or
- * origin-private file system. Core modules import these instead of node:fs.
+ * system (lib/platform/index.ts): the Node layer passes node:fs itself; the browser layer its in-memory tree
+ * (lib/browser/memory-fs.ts). Core modules import these instead of node:fs.
  */
 import { platform } from './index.js';
 

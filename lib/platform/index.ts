@@ -1,9 +1,10 @@
 /**
  * What the core asks of its runtime, in one injected object: files and paths (lib/platform/fs.ts, path.ts), the
- * machine (cores, free memory, host name), SHA-256, worker threads for the forward pool, and the start-up of the
- * wasm and WebGPU backends. The core (everything under lib/ but the platform layers, test/structure.test.ts lists
- * them) imports no Node built-in and reaches these only through `platform()`. The Node layer (lib/node/) installs
- * itself when lib/index.ts, the CLI or a worker loads; a browser layer installs its own (`installPlatform`).
+ * machine (cores, free memory, host name), SHA-256 (asynchronous, as WebCrypto's digest is), worker threads for the
+ * forward pool, and the start-up of the wasm and WebGPU backends. The core (everything under lib/ but the platform
+ * layers, test/layers.test.ts lists them) imports no Node built-in and reaches these only through `platform()`. The
+ * Node layer (lib/node/) installs itself when lib/index.ts, the CLI or a worker loads; the browser layer
+ * (lib/browser/) is installed by `installBrowserPlatform()` in a Web Worker.
  */
 import type { ByteSink, ByteSource } from './bytes.js';
 import type { HubDownloads } from './hub.js';
@@ -11,8 +12,8 @@ import type { DataFiles } from './data.js';
 import type { FileSystem } from './fs.js';
 import type { acquireOutputLock } from '../output-lock.js';
 import type { PathApi } from './path.js';
-import type { AdapterInfo } from '../model/webgpu.js';
-import { portableSha256 } from './sha256.js';
+import type { AdapterInfo } from '../model/adapter.js';
+import { defaultSha256 } from './sha256.js';
 
 /** A message port of a started worker (the forward pool's protocol runs over it). */
 export interface PoolWorker {
@@ -41,8 +42,8 @@ export interface Platform {
   name: string;
   fs: FileSystem;
   path: PathApi;
-  /** SHA-256 of the concatenated parts (strings as UTF-8): 32 bytes. Synchronous, so fingerprints stay plain values. */
-  sha256(parts: readonly (Uint8Array | string)[]): Uint8Array;
+  /** SHA-256 of the concatenated parts (strings as UTF-8): 32 bytes (Node: node:crypto; browsers: WebCrypto). */
+  sha256(parts: readonly (Uint8Array | string)[]): Promise<Uint8Array>;
   /** Logical cores the process may use. */
   cpuCount(): number;
   /** Free memory in bytes (the forward pool's budget). */
@@ -86,7 +87,7 @@ export function installPlatform(p: Platform): void {
 export function platform(): Platform {
   if (!installed) {
     throw new Error(
-      "no platform layer installed: import 'tfjs-llm-prune' (Node) or call installPlatform() with a browser layer before using files, workers or backends",
+      "no platform layer installed: import 'tfjs-llm-prune' (Node) or call installBrowserPlatform() (lib/browser/) before using files, workers or backends",
     );
   }
   return installed;
@@ -106,7 +107,7 @@ export function toHex(bytes: Uint8Array): string {
   return s;
 }
 
-/** sha256 (hex) of the concatenated parts, through the installed platform's function (the portable one before any). */
-export function sha256Hex(...parts: (Uint8Array | string)[]): string {
-  return toHex(installed ? installed.sha256(parts) : portableSha256(parts));
+/** sha256 (hex) of the concatenated parts, through the installed platform's function (WebCrypto before any is installed). */
+export async function sha256Hex(...parts: (Uint8Array | string)[]): Promise<string> {
+  return toHex(await (installed ? installed.sha256(parts) : defaultSha256(parts)));
 }

@@ -1,6 +1,7 @@
 /**
- * SHA-256 (FIPS 180-4) in plain TypeScript: the digest any platform layer can use where its runtime offers no
- * synchronous one (WebCrypto's `crypto.subtle.digest` is asynchronous only). Same digests as node:crypto
+ * SHA-256 for the platform layers: WebCrypto's `crypto.subtle.digest` (browsers, and Node >= 20), and FIPS 180-4
+ * in plain TypeScript for where WebCrypto is missing: `crypto.subtle` exists only in secure contexts, so a page
+ * served over plain http from a host other than localhost has none. Same digests as node:crypto
  * (test/platform/sha256.test.ts).
  */
 
@@ -81,4 +82,40 @@ export function portableSha256(parts: readonly (Uint8Array | string)[]): Uint8Ar
   const view = new DataView(out.buffer);
   for (let i = 0; i < 8; i++) view.setUint32(4 * i, h[i]!);
   return out;
+}
+
+/** The part of WebCrypto's SubtleCrypto used here. */
+interface SubtleDigest {
+  digest(algorithm: 'SHA-256', data: Uint8Array): Promise<ArrayBuffer>;
+}
+
+/** The runtime's `crypto.subtle`, or null where there is none (not a secure context). */
+export function webCrypto(): SubtleDigest | null {
+  return (globalThis as unknown as { crypto?: { subtle?: SubtleDigest } }).crypto?.subtle ?? null;
+}
+
+/** The parts as one array (strings as UTF-8); a single byte part is used as it is. */
+function concatParts(parts: readonly (Uint8Array | string)[]): Uint8Array {
+  const encoder = new TextEncoder();
+  const bytes = parts.map((p) => (typeof p === 'string' ? encoder.encode(p) : p));
+  if (bytes.length === 1) return bytes[0]!;
+  const out = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of bytes) {
+    out.set(b, at);
+    at += b.length;
+  }
+  return out;
+}
+
+/** SHA-256 of the concatenated parts through WebCrypto; throws where the runtime has no `crypto.subtle`. */
+export async function webCryptoSha256(parts: readonly (Uint8Array | string)[]): Promise<Uint8Array> {
+  const subtle = webCrypto();
+  if (!subtle) throw new Error('crypto.subtle is not available here (WebCrypto needs a secure context: https or localhost)');
+  return new Uint8Array(await subtle.digest('SHA-256', concatParts(parts)));
+}
+
+/** SHA-256 of the concatenated parts: WebCrypto where the runtime has it, else the portable function above. */
+export async function defaultSha256(parts: readonly (Uint8Array | string)[]): Promise<Uint8Array> {
+  return webCrypto() ? webCryptoSha256(parts) : portableSha256(parts);
 }

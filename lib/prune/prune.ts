@@ -243,7 +243,7 @@ async function readCalibration(cfg: PruneConfig, r: Resolved, dir: string, seqle
   const who = r.method.stats.length > 0 ? `${r.name('method')} ${cfg.method}` : r.allocator ? `${r.name('layerwise')} ${r.allocator.name}` : `${r.name('refine')} ${r.refiner!.name}`;
   if (!cfg.calibration) throw new ConfigError(`${r.name('calibration')}: ${who} needs a calibration data file`);
   return calibrationFromFile(cfg.calibration, {
-    tokenizer: HfTokenizer.fromFolder(dir),
+    tokenizer: await HfTokenizer.fromFolder(dir),
     nsamples: r.nsamples,
     seqlen,
     seed: r.seed,
@@ -252,7 +252,7 @@ async function readCalibration(cfg: PruneConfig, r: Resolved, dir: string, seqle
 }
 
 /** Decide where the run starts: a fresh staged folder, or the resume state of a killed run in `<out>.partial`. */
-function openResume(
+async function openResume(
   cfg: PruneConfig,
   r: Resolved,
   staged: StagedFolder,
@@ -260,9 +260,9 @@ function openResume(
   inputs: Record<string, unknown>,
   storage: DType,
   seqlen: number,
-): { store: ResumeStore; start: (LoopStart & { allocation: StoredAllocation | null }) | null } {
+): Promise<{ store: ResumeStore; start: (LoopStart & { allocation: StoredAllocation | null }) | null }> {
   const c = ckpt.config;
-  const store = new ResumeStore(staged.tmp, resumeFingerprint(inputs), storage);
+  const store = new ResumeStore(staged.tmp, await resumeFingerprint(inputs), storage);
   let start: (LoopStart & { allocation: StoredAllocation | null }) | null = null;
   if (r.resume && store.exists()) {
     start = store.load(c, r.name('resume'));
@@ -326,8 +326,8 @@ interface OpenOutput {
 }
 
 /** Step 4: the resume state (a new one, or the killed run's), then the writer. */
-function openOutput(cfg: PruneConfig, r: Resolved, staged: StagedFolder, ckpt: Checkpoint, fingerprint: Record<string, unknown>, out: OutputSpec, seqlen: number): OpenOutput {
-  const { store, start } = r.resumable ? openResume(cfg, r, staged, ckpt, fingerprint, out.actStorage, seqlen) : { store: null, start: null };
+async function openOutput(cfg: PruneConfig, r: Resolved, staged: StagedFolder, ckpt: Checkpoint, fingerprint: Record<string, unknown>, out: OutputSpec, seqlen: number): Promise<OpenOutput> {
+  const { store, start } = r.resumable ? await openResume(cfg, r, staged, ckpt, fingerprint, out.actStorage, seqlen) : { store: null, start: null };
   if (start) staged.protect();
   const tensors = expectedTensors(ckpt.config);
   const writer = new CheckpointWriter(staged.tmp, tensors, {
@@ -457,7 +457,7 @@ export async function prune(cfg: PruneConfig): Promise<PruneReport> {
     const calibration = await readCalibration(cfg, r, dir, seqlen);
     const calibrationSampling = (performance.now() - tc) / 1000;
     const out = outputSpec(cfg, r, ckpt);
-    output = openOutput(cfg, r, staged, ckpt, fingerprintInputs(cfg, r, ckpt, spec, calibration, out), out, seqlen);
+    output = await openOutput(cfg, r, staged, ckpt, fingerprintInputs(cfg, r, ckpt, spec, calibration, out), out, seqlen);
     const allocation = await allocate(cfg, r, ckpt, spec, calibration, output.start, kernels);
     output.store?.setAllocation(allocation);
     const plan = buildPlan(c, { ...spec, ...(allocation ? { blockSparsities: allocation.sparsities } : {}) });

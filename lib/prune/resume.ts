@@ -62,7 +62,7 @@ export function hasResumeState(stagedDir: string): boolean {
 }
 
 /** sha256 of a canonical JSON of everything the output bytes depend on. */
-export function resumeFingerprint(inputs: Record<string, unknown>): string {
+export function resumeFingerprint(inputs: Record<string, unknown>): Promise<string> {
   return canonicalSha256({ version: STATE_VERSION, ...inputs });
 }
 

@@ -62,7 +62,7 @@ test('generate --max-new-tokens 5 continues the prompt by 5 tokens', async () =>
   const r = await cli('generate', '--model', tinyStories(), '--prompt', prompt, '--max-new-tokens', '5');
   expect(brief(r)).toEqual({ code: 0, stderr: expect.any(String) });
   const out = JSON.parse(r.stdout) as { ids: number[]; text: string; newText: string };
-  const promptIds = HfTokenizer.fromFolder(tinyStories()).encode(prompt, { addSpecialTokens: true });
+  const promptIds = (await HfTokenizer.fromFolder(tinyStories())).encode(prompt, { addSpecialTokens: true });
   expect(out.ids).toHaveLength(promptIds.length + 5);
   expect(out.ids.slice(0, promptIds.length)).toEqual(promptIds);
   expect(typeof out.newText).toBe('string');

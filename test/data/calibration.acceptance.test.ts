@@ -14,13 +14,13 @@ let tokenizer: CachingTokenizer;
 
 beforeAll(async () => {
   c4Docs = await readTexts(sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl'));
-  tokenizer = new CachingTokenizer(HfTokenizer.fromFolder(sharedPath('models', 'TinyStories-656K')));
+  tokenizer = new CachingTokenizer(await HfTokenizer.fromFolder(sharedPath('models', 'TinyStories-656K')));
 });
 
 describe('sampleWindows on C4 (TinyStories-656K tokenizer)', () => {
   let set: CalibrationSet;
-  beforeAll(() => {
-    set = sampleWindows({ documents: c4Docs, tokenizer, nsamples: 32, seqlen: 512, seed: 0 });
+  beforeAll(async () => {
+    set = await sampleWindows({ documents: c4Docs, tokenizer, nsamples: 32, seqlen: 512, seed: 0 });
   });
 
   test('seed 0, 32 x 512: the reference (document, offset) picks and window tokens', () => {
@@ -39,13 +39,13 @@ describe('sampleWindows on C4 (TinyStories-656K tokenizer)', () => {
     }
   });
 
-  test('the hash is sha256 of the ids as little-endian int32 (checked with Python) and is stable', () => {
-    expect(set.hash).toBe(windowsHash(set.windows));
+  test('the hash is sha256 of the ids as little-endian int32 (checked with Python) and is stable', async () => {
+    expect(set.hash).toBe(await windowsHash(set.windows));
     expect(set.hash).toBe(python(PY_HASH, set.windows.map((w) => w.ids)));
     expect(set.hash).toBe('9e28729f7a144a170ba9e3f8f154009be59b4dca14388fa9ec57d3b861710898');
   });
 
-  test('the (doc, offset) choices equal a Python replay of the reference loop for several seeds and sizes', () => {
+  test('the (doc, offset) choices equal a Python replay of the reference loop for several seeds and sizes', async () => {
     const runs: { seed: number; nsamples: number; seqlen: number }[] = [
       { seed: 0, nsamples: 32, seqlen: 512 },
       { seed: 1, nsamples: 16, seqlen: 128 },
@@ -54,9 +54,9 @@ describe('sampleWindows on C4 (TinyStories-656K tokenizer)', () => {
       { seed: 123456789, nsamples: 40, seqlen: 256 },
       { seed: 7, nsamples: 3, seqlen: 1 },
     ];
-    const sets = runs.map((r) =>
+    const sets = await Promise.all(runs.map((r) =>
       sampleWindows({ documents: c4Docs, tokenizer, nsamples: r.nsamples, seqlen: r.seqlen, seed: r.seed }),
-    );
+    ));
     // Python needs the lengths of the documents it draws: when its draws equal ours, those are the ones we drew
     // (and tokenized); a document we never drew stops the replay with a message the comparison below shows.
     const lens = c4Docs.map((d) => tokenizer.knownLength(d));
@@ -73,8 +73,8 @@ describe('calibrationFromFile on the shared WikiText-2 file', () => {
     const rows = (await readTexts(path)).slice(0, 200);
     const opts = { tokenizer, nsamples: 5, seqlen: 200, seed: 0, mode: 'joined', limit: 200 } as const;
     const set = await calibrationFromFile(path, opts);
-    expect(set).toEqual(sampleWindowsFromText(rows.join(' '), tokenizer, 5, 200, 0));
+    expect(set).toEqual(await sampleWindowsFromText(rows.join(' '), tokenizer, 5, 200, 0));
     const sep = await calibrationFromFile(path, { ...opts, separator: '\n\n' });
-    expect(sep).toEqual(sampleWindowsFromText(rows.join('\n\n'), tokenizer, 5, 200, 0));
+    expect(sep).toEqual(await sampleWindowsFromText(rows.join('\n\n'), tokenizer, 5, 200, 0));
   });
 });

@@ -34,7 +34,7 @@ beforeAll(async () => {
   const docs = syntheticDocs(1000, 1).map((d) => d.text);
   c4Docs = docs.map((d, i) => (i % 40 === 7 ? docs.slice(i, i + 12).join('\n') : d));
   writeTinyTokenizer(join(tmp, 'tokenizer'));
-  tokenizer = new CachingTokenizer(HfTokenizer.fromFolder(join(tmp, 'tokenizer')));
+  tokenizer = new CachingTokenizer(await HfTokenizer.fromFolder(join(tmp, 'tokenizer')));
 });
 afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
@@ -42,8 +42,8 @@ afterAll(() => {
 
 describe('sampleWindows on C4-like documents (a BPE tokenizer)', () => {
   let set: CalibrationSet;
-  beforeAll(() => {
-    set = sampleWindows({ documents: c4Docs, tokenizer, nsamples: 32, seqlen: 512, seed: 0 });
+  beforeAll(async () => {
+    set = await sampleWindows({ documents: c4Docs, tokenizer, nsamples: 32, seqlen: 512, seed: 0 });
   });
 
   test('seed 0, 32 x 512: each window is the slice of its document\'s ids with BOS at the picked offset', () => {
@@ -58,13 +58,13 @@ describe('sampleWindows on C4-like documents (a BPE tokenizer)', () => {
     }
   });
 
-  test('the hash is sha256 of the ids as little-endian int32 (checked with Python) and is stable', () => {
-    expect(set.hash).toBe(windowsHash(set.windows));
+  test('the hash is sha256 of the ids as little-endian int32 (checked with Python) and is stable', async () => {
+    expect(set.hash).toBe(await windowsHash(set.windows));
     expect(set.hash).toBe(python(PY_HASH, set.windows.map((w) => w.ids)));
-    expect(sampleWindows({ documents: c4Docs, tokenizer, nsamples: 32, seqlen: 512, seed: 0 }).hash).toBe(set.hash);
+    expect((await sampleWindows({ documents: c4Docs, tokenizer, nsamples: 32, seqlen: 512, seed: 0 })).hash).toBe(set.hash);
   });
 
-  test('the (doc, offset) choices equal a Python replay of the reference loop for several seeds and sizes', () => {
+  test('the (doc, offset) choices equal a Python replay of the reference loop for several seeds and sizes', async () => {
     const runs: { seed: number; nsamples: number; seqlen: number }[] = [
       { seed: 0, nsamples: 32, seqlen: 512 },
       { seed: 1, nsamples: 16, seqlen: 128 },
@@ -73,9 +73,9 @@ describe('sampleWindows on C4-like documents (a BPE tokenizer)', () => {
       { seed: 123456789, nsamples: 40, seqlen: 256 },
       { seed: 7, nsamples: 3, seqlen: 1 },
     ];
-    const sets = runs.map((r) =>
+    const sets = await Promise.all(runs.map((r) =>
       sampleWindows({ documents: c4Docs, tokenizer, nsamples: r.nsamples, seqlen: r.seqlen, seed: r.seed }),
-    );
+    ));
     // Python needs the lengths of the documents it draws: when its draws equal ours, those are the ones we drew
     // (and tokenized); a document we never drew stops the replay with a message the comparison below shows.
     const lens = c4Docs.map((d) => tokenizer.knownLength(d));
@@ -113,13 +113,13 @@ describe('sampleWindows on synthetic documents', () => {
   }
   const docs = lens.map(String);
 
-  test('(doc, offset) choices equal the Python replay for many seeds and sizes, bigint seeds included', () => {
+  test('(doc, offset) choices equal the Python replay for many seeds and sizes, bigint seeds included', async () => {
     const runs: { seed: number | bigint; nsamples: number; seqlen: number }[] = [];
     const seeds: (number | bigint)[] = [
       0, 1, 2, 3, 42, 1234, 2 ** 31 - 1, 2 ** 32, 2 ** 32 + 5, 123456789, 2n ** 70n + 3n,
     ];
     seeds.forEach((seed, i) => runs.push({ seed, nsamples: 5 + ((i * 7) % 40), seqlen: seqlens[i % seqlens.length]! }));
-    const sets = runs.map((r) => sampleWindows({ documents: docs, tokenizer: lengthTokenizer, ...r }));
+    const sets = await Promise.all(runs.map((r) => sampleWindows({ documents: docs, tokenizer: lengthTokenizer, ...r })));
     const py = python(PY_REPLAY_DOCS, {
       lens,
       runs: runs.map((r) => ({ ...r, seed: String(r.seed) })),
@@ -136,52 +136,52 @@ describe('sampleWindows on synthetic documents', () => {
     }
   });
 
-  test('a document drawn again is not tokenized again', () => {
+  test('a document drawn again is not tokenized again', async () => {
     const tok = counting(lengthTokenizer);
-    const set = sampleWindows({ documents: ['10', '3', '50', '7'], tokenizer: tok, nsamples: 200, seqlen: 8, seed: 5 });
+    const set = await sampleWindows({ documents: ['10', '3', '50', '7'], tokenizer: tok, nsamples: 200, seqlen: 8, seed: 5 });
     expect(set.windows).toHaveLength(200);
     expect(new Set(set.windows.map((w) => w.doc))).toEqual(new Set([0, 2])); // only these are longer than 8
     expect(tok.calls).toBe(4); // 200+ draws, each of the 4 documents encoded once
   });
 
-  test('the same inputs give the same windows and hash; another seed gives others', () => {
-    const a = sampleWindows({ documents: docs, tokenizer: lengthTokenizer, nsamples: 10, seqlen: 100, seed: 9 });
-    const b = sampleWindows({ documents: docs, tokenizer: lengthTokenizer, nsamples: 10, seqlen: 100, seed: 9 });
-    const c = sampleWindows({ documents: docs, tokenizer: lengthTokenizer, nsamples: 10, seqlen: 100, seed: 10 });
+  test('the same inputs give the same windows and hash; another seed gives others', async () => {
+    const a = await sampleWindows({ documents: docs, tokenizer: lengthTokenizer, nsamples: 10, seqlen: 100, seed: 9 });
+    const b = await sampleWindows({ documents: docs, tokenizer: lengthTokenizer, nsamples: 10, seqlen: 100, seed: 9 });
+    const c = await sampleWindows({ documents: docs, tokenizer: lengthTokenizer, nsamples: 10, seqlen: 100, seed: 10 });
     expect(b).toEqual(a);
     expect(c.hash).not.toBe(a.hash);
     expect(a.hash).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  test('no document long enough: DataError after 1000 * nsamples draws naming seqlen and the longest', () => {
+  test('no document long enough: DataError after 1000 * nsamples draws naming seqlen and the longest', async () => {
     const tok = counting(lengthTokenizer);
-    const run = (): unknown =>
+    const run = (): Promise<unknown> =>
       sampleWindows({ documents: ['5', '12', '9'], tokenizer: tok, nsamples: 2, seqlen: 12, seed: 0 });
-    expect(run).toThrow(DataError);
-    expect(run).toThrow(
+    await expect(run()).rejects.toThrow(DataError);
+    await expect(run()).rejects.toThrow(
       'calibration documents: no document longer than seqlen=12 tokens after 2000 draws ' +
         '(3 of 3 documents tokenized, the longest has 12 tokens); use a smaller seqlen or longer documents',
     );
-    expect(() =>
+    await expect(
       sampleWindows({ documents: docs, tokenizer: lengthTokenizer, nsamples: 4, seqlen: 5000, seed: 0, maxDraws: 50 }),
-    ).toThrow(
+    ).rejects.toThrow(
       /no document longer than seqlen=5000 tokens after 50 draws \(\d+ of 300 documents tokenized, the longest has \d+ tokens\)/,
     );
   });
 
-  test('bad arguments', () => {
+  test('bad arguments', async () => {
     const base = { documents: docs, tokenizer: lengthTokenizer, nsamples: 2, seqlen: 8, seed: 0 };
-    expect(() => sampleWindows({ ...base, nsamples: 0 })).toThrow(ConfigError);
-    expect(() => sampleWindows({ ...base, nsamples: 0 })).toThrow('nsamples 0: expected a positive integer');
-    expect(() => sampleWindows({ ...base, seqlen: 2.5 })).toThrow('seqlen 2.5: expected a positive integer');
-    expect(() => sampleWindows({ ...base, maxDraws: 0 })).toThrow('maxDraws 0: expected a positive integer');
-    expect(() => sampleWindows({ ...base, seed: 0.5 })).toThrow(ConfigError);
-    expect(() => sampleWindows({ ...base, documents: [] })).toThrow('calibration documents: the list is empty');
+    await expect(sampleWindows({ ...base, nsamples: 0 })).rejects.toThrow(ConfigError);
+    await expect(sampleWindows({ ...base, nsamples: 0 })).rejects.toThrow('nsamples 0: expected a positive integer');
+    await expect(sampleWindows({ ...base, seqlen: 2.5 })).rejects.toThrow('seqlen 2.5: expected a positive integer');
+    await expect(sampleWindows({ ...base, maxDraws: 0 })).rejects.toThrow('maxDraws 0: expected a positive integer');
+    await expect(sampleWindows({ ...base, seed: 0.5 })).rejects.toThrow(ConfigError);
+    await expect(sampleWindows({ ...base, documents: [] })).rejects.toThrow('calibration documents: the list is empty');
   });
 });
 
 describe('sampleWindowsFromText (WikiText-2 train style)', () => {
-  test('offsets equal the Python replay; windows are slices of one tokenization with BOS', () => {
+  test('offsets equal the Python replay; windows are slices of one tokenization with BOS', async () => {
     const text = c4Docs.slice(0, 12).join(' ');
     const ids = tokenizer.encode(text, { addSpecialTokens: true });
     expect(ids[0]).toBe(tokenizer.bosId);
@@ -190,7 +190,7 @@ describe('sampleWindowsFromText (WikiText-2 train style)', () => {
       { seed: 3, nsamples: 7, seqlen: ids.length - 1 }, // the only window: offset 0
       { seed: 2 ** 32 + 5, nsamples: 30, seqlen: 64 },
     ];
-    const sets = runs.map((r) => sampleWindowsFromText(text, tokenizer, r.nsamples, r.seqlen, r.seed));
+    const sets = await Promise.all(runs.map((r) => sampleWindowsFromText(text, tokenizer, r.nsamples, r.seqlen, r.seed)));
     const py = python(PY_REPLAY_TEXT, { ntokens: ids.length, runs }) as number[][];
     expect(sets.map((s) => s.windows.map((w) => w.offset))).toEqual(py);
     expect(py[1]!.every((o) => o === 0)).toBe(true);
@@ -200,15 +200,15 @@ describe('sampleWindowsFromText (WikiText-2 train style)', () => {
         expect(w.doc).toBe(0);
         expect(w.ids).toEqual(ids.slice(w.offset, w.offset + seqlen));
       }
-      expect(set.hash).toBe(windowsHash(set.windows));
+      expect(set.hash).toBe(await windowsHash(set.windows));
     }
   });
 
-  test('a text not longer than seqlen is a DataError giving both lengths', () => {
-    expect(() => sampleWindowsFromText('100', lengthTokenizer, 4, 100, 0)).toThrow(
+  test('a text not longer than seqlen is a DataError giving both lengths', async () => {
+    await expect(sampleWindowsFromText('100', lengthTokenizer, 4, 100, 0)).rejects.toThrow(
       'calibration text: 100 tokens, need more than seqlen=100 to cut windows from it',
     );
-    expect(() => sampleWindowsFromText('100', lengthTokenizer, 0, 10, 0)).toThrow(ConfigError);
+    await expect(sampleWindowsFromText('100', lengthTokenizer, 0, 10, 0)).rejects.toThrow(ConfigError);
   });
 });
 
@@ -218,7 +218,7 @@ describe('calibrationFromFile', () => {
     const p = join(tmp, 'c4-small.jsonl');
     writeFileSync(p, docs.map((text, i) => JSON.stringify({ id: i, text })).join('\n'));
     const fromFile = await calibrationFromFile(p, { tokenizer, nsamples: 6, seqlen: 128, seed: 0 });
-    expect(fromFile).toEqual(sampleWindows({ documents: docs, tokenizer, nsamples: 6, seqlen: 128, seed: 0 }));
+    expect(fromFile).toEqual(await sampleWindows({ documents: docs, tokenizer, nsamples: 6, seqlen: 128, seed: 0 }));
     const limited = await calibrationFromFile(p, { tokenizer, nsamples: 6, seqlen: 128, seed: 0, limit: 50 });
     expect(limited.windows.every((w) => w.doc < 50)).toBe(true);
   });
@@ -229,9 +229,9 @@ describe('calibrationFromFile', () => {
     const rows = (await readTexts(path)).slice(0, 200);
     const opts = { tokenizer, nsamples: 5, seqlen: 200, seed: 0, mode: 'joined', limit: 200 } as const;
     const set = await calibrationFromFile(path, opts);
-    expect(set).toEqual(sampleWindowsFromText(rows.join(' '), tokenizer, 5, 200, 0));
+    expect(set).toEqual(await sampleWindowsFromText(rows.join(' '), tokenizer, 5, 200, 0));
     const sep = await calibrationFromFile(path, { ...opts, separator: '\n\n' });
-    expect(sep).toEqual(sampleWindowsFromText(rows.join('\n\n'), tokenizer, 5, 200, 0));
+    expect(sep).toEqual(await sampleWindowsFromText(rows.join('\n\n'), tokenizer, 5, 200, 0));
   });
 
   test('a plain-text file is one text by default; with textUnit line its lines are joined', async () => {
@@ -239,13 +239,13 @@ describe('calibrationFromFile', () => {
     const p = join(tmp, 'calib.txt');
     writeFileSync(p, text);
     const set = await calibrationFromFile(p, { tokenizer, nsamples: 4, seqlen: 64, seed: 1 });
-    expect(set).toEqual(sampleWindowsFromText(text, tokenizer, 4, 64, 1));
+    expect(set).toEqual(await sampleWindowsFromText(text, tokenizer, 4, 64, 1));
     const lines = await calibrationFromFile(p, { tokenizer, nsamples: 4, seqlen: 64, seed: 1, textUnit: 'line' });
-    expect(lines).toEqual(sampleWindowsFromText(text.split('\n').join(' '), tokenizer, 4, 64, 1));
+    expect(lines).toEqual(await sampleWindowsFromText(text.split('\n').join(' '), tokenizer, 4, 64, 1));
     const docs = await calibrationFromFile(p, {
       tokenizer, nsamples: 4, seqlen: 64, seed: 1, textUnit: 'line', mode: 'documents',
     });
-    expect(docs).toEqual(sampleWindows({ documents: text.split('\n'), tokenizer, nsamples: 4, seqlen: 64, seed: 1 }));
+    expect(docs).toEqual(await sampleWindows({ documents: text.split('\n'), tokenizer, nsamples: 4, seqlen: 64, seed: 1 }));
   });
 
   test('errors name the file', async () => {

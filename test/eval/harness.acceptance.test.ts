@@ -8,7 +8,10 @@ import { HfTokenizer } from '../../lib/model/tokenizer.js';
 import { sharedPath } from '../helpers/shared.js';
 
 describe('encodePair with the c4-llama-7m tokenizer (lm-eval _encode_pair)', () => {
-  const tok = HfTokenizer.fromFolder(sharedPath('models', 'c4-llama-7m'));
+  let tok: HfTokenizer;
+  beforeAll(async () => {
+    tok = await HfTokenizer.fromFolder(sharedPath('models', 'c4-llama-7m'));
+  });
   const answer = [854, 4011, 1908, 4061]; // "Answer:"
   const yes = [301, 276]; // "yes" after "Answer:" (not the standalone " yes" = [4003, 301, 276])
 

@@ -20,7 +20,10 @@ import { writeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 describe('encodePair with a SentencePiece-style BPE tokenizer (lm-eval _encode_pair)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'llm-prune-harness-tok-'));
   writeTinyTokenizer(dir);
-  const tok = HfTokenizer.fromFolder(dir);
+  let tok: HfTokenizer;
+  beforeAll(async () => {
+    tok = await HfTokenizer.fromFolder(dir);
+  });
   const enc = (text: string): number[] => tok.encode(text, { addSpecialTokens: false });
   /** lm-eval: trailing whitespace of the context moves to the continuation; the continuation is what the whole
    * text's tokens add after the (moved) context's tokens. */

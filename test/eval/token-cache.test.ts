@@ -26,7 +26,7 @@ afterAll(() => {
 
 test('first call tokenizes in a worker (same ids as the tokenizer), with a heartbeat; the second reads the disk cache', async () => {
   writeTinyTokenizer(join(tmp, 'tok'));
-  const tok = HfTokenizer.fromFolder(join(tmp, 'tok'));
+  const tok = await HfTokenizer.fromFolder(join(tmp, 'tok'));
   const file = join(tmp, 'text.txt');
   const text = 'Once upon a time, there was a little girl named Lily.\n\n She liked to play outside. '.repeat(200);
   writeFileSync(file, text);
@@ -53,7 +53,7 @@ test('first call tokenizes in a worker (same ids as the tokenizer), with a heart
   writeFileSync(file, text + ' The end.');
   expect(cachedTokenCount('wikitext2', file, tok.fingerprint, cache)).toBeNull();
   writeTinyTokenizer(join(tmp, 'tok-other'), { vocabSize: 1024 });
-  const other = HfTokenizer.fromFolder(join(tmp, 'tok-other'));
+  const other = await HfTokenizer.fromFolder(join(tmp, 'tok-other'));
   expect(cachedTokenCount('wikitext2', file, other.fingerprint, cache)).toBeNull();
 });
 

@@ -53,16 +53,16 @@ afterAll(() => {
 });
 
 describe('settings written by the old runner', () => {
-  test('the ids and fingerprints are the pinned ones, and each is the sha256 of its canonical inputs', () => {
+  test('the ids and fingerprints are the pinned ones, and each is the sha256 of its canonical inputs', async () => {
     expect(readdirSync(PIN_FIXTURE).sort()).toEqual(Object.keys(PINNED).map((id) => `${id}.json`).sort());
     expect(['dense', ...expandSettings(loadExperiment(configFile)).map((s) => s.id)]).toEqual(Object.keys(PINNED));
     for (const [id, [print, ftPrint]] of Object.entries(PINNED)) {
       const s = fixture(id);
       expect(s.id).toBe(id);
       expect(s.fingerprint).toBe(print);
-      expect(canonicalSha256(s.inputs)).toBe(print);
+      expect(await canonicalSha256(s.inputs)).toBe(print);
       expect(s.finetune?.fingerprint).toBe(ftPrint);
-      if (s.finetune) expect(canonicalSha256({ setting: print, finetune: s.finetune.inputs })).toBe(ftPrint);
+      if (s.finetune) expect(await canonicalSha256({ setting: print, finetune: s.finetune.inputs })).toBe(ftPrint);
     }
   });
 

@@ -47,13 +47,19 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-test('parseShard and shardOf: K/N 0-based, the shard of an id does not depend on the rest of the grid', () => {
+/** The ids of `ids` in shard `k` of 3, in order. */
+async function shardIds(ids: readonly string[], k: number): Promise<string[]> {
+  const shards = await Promise.all(ids.map((id) => shardOf(id, 3)));
+  return ids.filter((_, i) => shards[i] === k);
+}
+
+test('parseShard and shardOf: K/N 0-based, the shard of an id does not depend on the rest of the grid', async () => {
   expect(parseShard('2/3')).toEqual({ index: 2, count: 3 });
   expect(() => parseShard('3/3')).toThrow(/^shard: '3\/3' is not K\/N with 0 <= K < N/);
   expect(() => parseShard('1-3')).toThrow(/^shard: '1-3'/);
-  expect(shardOf('wanda-unstructured-0.5', 3)).toBe(shardOf('wanda-unstructured-0.5', 3));
+  expect(await shardOf('wanda-unstructured-0.5', 3)).toBe(await shardOf('wanda-unstructured-0.5', 3));
   const counts = [0, 0, 0];
-  for (const id of IDS) counts[shardOf(id, 3)]!++;
+  for (const id of IDS) counts[await shardOf(id, 3)]!++;
   expect(counts.reduce((a, b) => a + b, 0)).toBe(IDS.length);
 });
 
@@ -65,7 +71,7 @@ test('3 shards run one after another, one folder each, merged: the results.json 
   for (const [k, dir] of dirs.entries()) {
     const r = await runExperiment(load(dir), { shard: { index: k, count: 3 } });
     computed.push(r.computed);
-    expect(r.computed).toEqual(IDS.filter((id) => shardOf(id, 3) === k));
+    expect(r.computed).toEqual(await shardIds(IDS, k));
     expect(readdirSync(dir)).not.toContain('results.json'); // a shard alone is not the experiment's report
   }
   expect(computed.flat().sort()).toEqual([...IDS].sort());
@@ -76,7 +82,7 @@ test('3 shards run one after another, one folder each, merged: the results.json 
   // a merge missing a shard is refused, or written partially when asked
   await expect(mergeResults(dirs.slice(0, 2), join(tmp, 'partial'))).rejects.toThrow(/settings are in none of the folders/);
   const partial = await mergeResults(dirs.slice(0, 2), join(tmp, 'partial'), { allowMissing: true });
-  expect(partial.missing).toEqual(IDS.filter((id) => shardOf(id, 3) === 2));
+  expect(partial.missing).toEqual(await shardIds(IDS, 2));
 });
 
 test('3 shards sharing one results folder, then report on it: the same results.json; a rerun reuses everything', async () => {
@@ -135,7 +141,7 @@ test('examples/cluster: the Kubernetes Jobs and the SLURM script are well-formed
   expect(readFileSync(join('examples', 'cluster', 'slurm-sweep.sbatch'), 'utf8')).toContain('examples/cluster/shard.sh');
 });
 
-test('run CONFIG --shard K/N --dry-run: the plan of that shard only, nothing written', () => {
+test('run CONFIG --shard K/N --dry-run: the plan of that shard only, nothing written', async () => {
   const out = join(tmp, 'dry');
   const grid = expandSettings(loadExperiment(configFile)).map((s) => s.id);
   const r = spawnSync(
@@ -145,7 +151,7 @@ test('run CONFIG --shard K/N --dry-run: the plan of that shard only, nothing wri
   );
   expect({ status: r.status, stderr: r.status === 0 ? '' : r.stderr.slice(-1500) }).toEqual({ status: 0, stderr: '' });
   const plan = JSON.parse(r.stdout) as { settings: { id: string; action: string }[] };
-  const mine = ['dense', ...grid].filter((id) => shardOf(id, 3) === 1);
+  const mine = await shardIds(['dense', ...grid], 1);
   expect(mine.length).toBeGreaterThan(0);
   expect(plan.settings.map((s) => s.id)).toEqual(mine);
   expect(plan.settings.every((s) => s.action === 'compute')).toBe(true);

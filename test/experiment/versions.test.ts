@@ -61,6 +61,10 @@ describe('version stamp', () => {
 
 describe('reusableSetting and the version stamp', () => {
   const inputs = { setting: { id: 'wanda-unstructured-0.5' }, model: { ref: 'm', files: [] } };
+  let print = '';
+  beforeAll(async () => {
+    print = await canonicalSha256(inputs);
+  });
   const result = {
     id: 'wanda-unstructured-0.5',
     method: 'wanda',
@@ -84,7 +88,7 @@ describe('reusableSetting and the version stamp', () => {
       setting: null,
       tag: `[1/1] ${result.id}`,
       inputs: inputs as unknown as SettingJob['inputs'],
-      print: canonicalSha256(inputs),
+      print,
       versions: current,
       ftInputs: null,
       ftPrint: null,

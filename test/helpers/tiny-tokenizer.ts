@@ -2,7 +2,7 @@
  * A small real BPE tokenizer written by code, for tests that must not need the shared models.
  *
  *   writeTinyTokenizer(dir);                    // dir/tokenizer.json, tokenizer_config.json, special_tokens_map.json
- *   const tok = HfTokenizer.fromFolder(dir);    // read by @huggingface/tokenizers exactly like a real checkpoint's
+ *   const tok = await HfTokenizer.fromFolder(dir);    // read by @huggingface/tokenizers exactly like a real checkpoint's
  *
  * The layout of a LLaMA-2 SentencePiece BPE exported as tokenizer.json (as both shared checkpoints): a `▁` prepended
  * and spaces replaced by `▁` (normalizer), a BPE model with byte fallback (`<0x00>`..`<0xFF>`, so every string

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildWeb } from '../../web/build.js';
+import { build } from 'esbuild';
+import { buildWeb, noNodeBuiltins } from '../../web/build.js';
 import { serve } from '../../web/serve.js';
 
 let dir: string;
@@ -33,6 +34,16 @@ test('the build holds the page, the worker bundle (no Node built-in left) and th
   for (const f of ['index.html', 'main.js', 'tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) {
     expect(readFileSync(join(dir, 'dist', f)).length).toBeGreaterThan(0);
   }
+});
+
+test("the build fails when the page's sources import a Node built-in, naming the importer and the module", async () => {
+  const entry = join(dir, 'entry.ts');
+  writeFileSync(entry, "import { readFileSync } from 'node:fs';\nimport os from 'os';\nexport const x = [readFileSync, os];\n");
+  const bundle = (): Promise<unknown> => build({ entryPoints: [entry], bundle: true, write: false, platform: 'browser', format: 'esm', logLevel: 'silent', plugins: [noNodeBuiltins] });
+  await expect(bundle()).rejects.toThrow(/entry\.ts imports the Node built-in 'node:fs'/);
+  await expect(bundle()).rejects.toThrow(/entry\.ts imports the Node built-in 'os'/);
+  writeFileSync(entry, "import { posixPath } from '" + join(process.cwd(), 'lib', 'browser', 'path.ts') + "';\nexport const x = posixPath.join('a', 'b');\n");
+  await expect(bundle()).resolves.toBeDefined();
 });
 
 test('pages come with the cross-origin isolation headers and their types', async () => {

@@ -1,11 +1,12 @@
 /**
- * The tfjs backend of the worker: WebGPU (the browser's adapter) or wasm (SIMD, with threads when the page is
- * cross-origin isolated). `auto` takes WebGPU only on a hardware adapter: a software one (SwiftShader) is slower
- * than wasm, so it is used only when asked for by name.
+ * The tfjs backend of the worker, started by the browser layer (lib/browser/backends.ts): WebGPU (the browser's
+ * adapter) or wasm (SIMD, with threads when the page is cross-origin isolated). `auto` takes WebGPU only on a
+ * hardware adapter: a software one (SwiftShader) is slower than wasm, so it is used only when asked for by name.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-webgpu';
-import { setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import * as wasm from '@tensorflow/tfjs-backend-wasm';
+import { platform } from '../../lib/platform/index.js';
+import type { AdapterInfo } from '../../lib/model/adapter.js';
 import type { BackendChoice } from './protocol.js';
 
 export interface ActiveBackend {
@@ -15,51 +16,38 @@ export interface ActiveBackend {
   binding: { maxStorageBufferBindingSize: number; maxBufferSize: number } | null;
 }
 
-interface GpuAdapterLike {
-  info?: { vendor?: string; architecture?: string; description?: string; device?: string; isFallbackAdapter?: boolean };
-  isFallbackAdapter?: boolean;
-  limits: { maxStorageBufferBindingSize: number; maxBufferSize: number };
+/** The limits of the device tfjs's WebGPU backend runs on. */
+function deviceLimits(): { maxStorageBufferBindingSize: number; maxBufferSize: number } {
+  const limits = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number; maxBufferSize: number } } }).device.limits;
+  return { maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize };
 }
 
-async function gpuAdapter(): Promise<GpuAdapterLike | null> {
-  const gpu = (navigator as { gpu?: { requestAdapter(o?: unknown): Promise<GpuAdapterLike | null> } }).gpu;
-  if (!gpu) return null;
-  return gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
-}
-
-function describeAdapter(a: GpuAdapterLike): string {
-  const i = a.info ?? {};
-  const words = [i.vendor, i.architecture, i.device, i.description].filter((w) => w && w.length > 0);
-  return words.length > 0 ? [...new Set(words)].join(' ') : 'unknown adapter';
-}
-
-async function useWebgpu(a: GpuAdapterLike): Promise<ActiveBackend> {
-  if (!(await tf.setBackend('webgpu'))) throw new Error('backend webgpu: tfjs could not start it on this adapter');
-  await tf.ready();
-  const software = a.isFallbackAdapter === true || a.info?.isFallbackAdapter === true || /swiftshader|llvmpipe/i.test(describeAdapter(a));
-  const { maxStorageBufferBindingSize, maxBufferSize } = a.limits;
-  return { name: 'webgpu', adapter: describeAdapter(a) + (software ? ' (software)' : ''), software, binding: { maxStorageBufferBindingSize, maxBufferSize } };
+function webgpuBackend(a: AdapterInfo): ActiveBackend {
+  const words = [a.vendor, a.architecture, a.device, a.description].filter((w) => w.length > 0);
+  const name = words.length > 0 ? [...new Set(words)].join(' ') : 'unknown adapter';
+  return { name: 'webgpu', adapter: name + (a.software ? ' (software)' : ''), software: a.software, binding: deviceLimits() };
 }
 
 async function useWasm(): Promise<ActiveBackend> {
-  setWasmPaths(new URL('./', self.location.href).href);
-  const threads = self.crossOriginIsolated ? Math.max(1, Math.min(8, navigator.hardwareConcurrency || 1)) : 1;
-  setThreadsCount(threads);
-  if (!(await tf.setBackend('wasm'))) throw new Error('backend wasm: tfjs could not start it');
-  await tf.ready();
+  const starters = platform().backends;
+  const threads = Math.max(1, Math.min(starters.maxWasmThreads, platform().cpuCount()));
+  const r = await starters.wasm(wasm, threads);
+  if (!r.ok) throw new Error('backend wasm: tfjs could not start it');
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  const mt = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
-  return { name: 'wasm', adapter: `wasm${simd ? ' SIMD' : ''}, ${mt ? threads : 1} thread${mt && threads > 1 ? 's' : ''}`, software: true, binding: null };
+  return { name: 'wasm', adapter: `wasm${simd ? ' SIMD' : ''}, ${r.threads} thread${r.threads > 1 ? 's' : ''}`, software: true, binding: null };
 }
 
 /** Start the chosen backend (once per worker: tfjs keeps one global backend). */
 export async function startBackend(choice: BackendChoice): Promise<ActiveBackend> {
   if (choice === 'wasm') return useWasm();
-  const a = await gpuAdapter();
+  const starters = platform().backends;
   if (choice === 'webgpu') {
-    if (!a) throw new Error('backend webgpu: this browser offers no WebGPU adapter (Chromium: enable WebGPU, or choose backend wasm)');
-    return useWebgpu(a);
+    try {
+      return webgpuBackend(await starters.webgpu(true));
+    } catch (e) {
+      throw new Error(`backend webgpu: ${(e as Error).message} (choose backend wasm)`);
+    }
   }
-  const hardware = a !== null && !(a.isFallbackAdapter === true || a.info?.isFallbackAdapter === true);
-  return hardware ? useWebgpu(a) : useWasm();
+  if (!starters.hardwareAdapterPossible()) return useWasm();
+  return starters.webgpu(false).then(webgpuBackend, useWasm);
 }

@@ -1,9 +1,9 @@
 /**
- * The pruning worker: one run per message, the CLI's pipeline over the in-memory file tree (node/vfs.ts) — the
- * dense model's perplexity (`eval --ppl`), `prune` into /out/pruned, the pruned model's perplexity, and the pruned
- * folder as a zip — posting progress to the page as it goes (protocol.ts).
+ * The pruning worker: one run per message, the CLI's pipeline over the browser layer's in-memory file tree
+ * (lib/browser/) — the dense model's perplexity (`eval --ppl`), `prune` into /out/pruned, the pruned model's
+ * perplexity, and the pruned folder as a zip — posting progress to the page as it goes (protocol.ts).
  */
-import '../../lib/node/platform.js'; // the platform layer, over the page's stand-ins for Node's modules (web/build.ts)
+import { installBrowserPlatform } from '../../lib/browser/platform.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { Checkpoint } from '../../lib/model/checkpoint.js';
 import { kernelsFor, type Kernels } from '../../lib/model/backend.js';
@@ -12,7 +12,6 @@ import { dtypeSize } from '../../lib/model/safetensors.js';
 import { evaluationIds, perplexityOfIds } from '../../lib/eval/perplexity.js';
 import { prune, parseStructure, type PruneReport } from '../../lib/prune/prune.js';
 import { LAYERWISE_NAMES, METHOD_NAMES, REFINER_NAMES, getMethod, type LayerwiseName, type MethodName, type RefinerName } from '../../lib/prune/registry.js';
-import { filesUnder } from './node/vfs.js';
 import { MODEL_DIR, OUT_DIR, mountInputs } from './inputs.js';
 import { estimateMemory, refusal } from './estimate.js';
 import { startBackend, type ActiveBackend } from './backend.js';
@@ -22,6 +21,8 @@ import type { BlockBar, FromWorker, RunParams, Stage, ToWorker } from './protoco
 const post = (m: FromWorker, transfer: Transferable[] = []): void => (self as unknown as Worker).postMessage(m, transfer);
 const stage = (s: Stage, note: string): void => post({ type: 'stage', stage: s, note });
 
+// the browser layer, with tfjs's .wasm files next to this script (web/build.ts copies them there)
+const { fs } = installBrowserPlatform({ wasmPaths: new URL('./', self.location.href).href });
 let backend: ActiveBackend | null = null;
 
 /** Perplexity of a checkpoint folder as `eval --ppl` computes it: the first `windows` windows of `seqlen` tokens. */
@@ -98,7 +99,7 @@ async function run(msg: ToWorker): Promise<void> {
   // one backend per worker: the page starts a new worker when another is asked for
   const kernels: Kernels = { ...kernelsFor(backend.name), windows: 'backend' }; // no worker threads in a page
   stage('inputs', 'reading headers');
-  const files = mountInputs(msg.inputs);
+  const files = await mountInputs(fs, msg.inputs);
   stage('estimate', 'memory');
   checkMemory(p, backend);
   stage('dense', 'perplexity of the dense model');
@@ -109,7 +110,7 @@ async function run(msg: ToWorker): Promise<void> {
   stage('pruned', 'perplexity of the pruned model');
   const pplPruned = await perplexity(OUT_DIR, files.eval, p, kernels, 'pruned');
   stage('package', 'zip');
-  const zip = concat(zipStore(filesUnder(OUT_DIR).map(([path, bytes]) => [`pruned/${path}`, bytes])));
+  const zip = concat(zipStore(fs.filesUnder(OUT_DIR).map(([path, bytes]) => [`pruned/${path}`, bytes])));
   const seconds = (performance.now() - t0) / 1000;
   const result = { backend: tf.getBackend(), adapter: backend.adapter, pplDense, pplPruned, sparsity: report.sparsity.overall, seconds };
   post({ type: 'done', result, blocks: bars(report), report, zip, zipName: `pruned-${p.method}-${p.sparsity}.zip` }, [zip.buffer]);
