@@ -45,12 +45,12 @@ export type Linear =
 
 /** The column chunks of a linear's wT ([in, out_i], in order): one tensor unless it is over the binding limit. */
 export function linearParts(l: Linear): tf.Tensor2D[] {
-  return l.parts ?? [l.wT];
+  return l.parts === undefined ? [l.wT] : l.parts;
 }
 
 /** A linear's wT [in, out] as one tensor, or an UnsupportedError naming `what` when it is held in chunks. */
 export function wholeWT(l: Linear, what: string): tf.Tensor2D {
-  if (l.wT) return l.wT;
+  if (l.parts === undefined) return l.wT;
   throw new UnsupportedError(`${what} is held in ${l.parts.length} chunks (the WebGPU binding limit): use linearWeightRows()`);
 }
 
@@ -167,7 +167,7 @@ export async function blockWeightsToArrays(c: LlamaConfig, layer: number, b: Blo
     // [in, out] as kept -> [out, in] in JS while copying (a backend transpose pass costs several times more)
     const [rows, cols] = linearShape(c, n);
     const l = b.linears[n];
-    if (l.parts) out.set(linearTensorName(layer, n), await readColumnChunks(l.parts, rows, cols));
+    if (l.parts !== undefined) out.set(linearTensorName(layer, n), await readColumnChunks(l.parts, rows, cols));
     else out.set(linearTensorName(layer, n), transposeFloat32(inPlace(l.wT) ?? (await read(l.wT)), cols, rows));
     const bias = b.linears[n].bias;
     if (bias) out.set(linearTensorName(layer, n, 'bias'), await read(bias));
@@ -216,7 +216,7 @@ export function setLinearWeight(b: BlockWeights, name: LinearName, w: tf.Tensor2
  * tensor, several the column chunks of wT (as the model holds a weight over the binding limit). The old one is freed.
  */
 export function setLinearWeightRows(b: BlockWeights, name: LinearName, ws: readonly tf.Tensor2D[]): void {
-  const l = b.linears[name] as { wT?: tf.Tensor2D; parts?: tf.Tensor2D[] }; // changed in place: the same Linear object
+  const l = b.linears[name] as unknown as { wT?: tf.Tensor2D; parts?: tf.Tensor2D[] }; // changed in place: the same Linear object
   const parts = tf.tidy(() => ws.map((w) => tf.transpose(w) as tf.Tensor2D));
   tf.dispose(linearParts(b.linears[name]));
   if (parts.length === 1) {

@@ -264,7 +264,7 @@ function blockMetric(rows: tf.Tensor2D, diag: Float32Array, from: number, len: n
  * block's columns of every chunk side by side ([count, out]).
  */
 function unstructuredBlockMasks(w1s: readonly tf.Tensor2D[], diag: Float32Array, sparsity: number): tf.Tensor2D[] {
-  const w1 = w1s.length === 1 ? w1s[0]! : (tf.concat(w1s, 1) as tf.Tensor2D);
+  const w1 = w1s.length === 1 ? w1s[0]! : (tf.concat([...w1s], 1) as tf.Tensor2D);
   const metric = blockMetric(w1, diag, 0, w1.shape[0]);
   if (w1 !== w1s[0]) w1.dispose();
   try {

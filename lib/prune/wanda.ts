@@ -83,7 +83,7 @@ export async function wandaVariantMaskRows(metrics: readonly tf.Tensor2D[], targ
     let removed = 0;
     try {
       const counts = totals.length === 1 ? await totals[0]!.data() : await readAll(totals);
-      for (const c of counts) removed += c;
+      for (let i = 0; i < counts.length; i++) removed += counts[i]!;
     } catch (e) {
       tf.dispose(masks);
       throw e;
@@ -96,7 +96,7 @@ export async function wandaVariantMaskRows(metrics: readonly tf.Tensor2D[], targ
     for (const metric of metrics) {
       const inFeatures = metric.shape[1];
       const sortedVals = tf.tidy(() => tf.neg(tf.topk(tf.neg(metric), inFeatures, true).values)) as tf.Tensor2D; // [out, in] ascending
-      rows.push({ metric, sortedVals, cumsum: tf.cumsum(sortedVals, 1), rowSum: tf.sum(metric, 1) });
+      rows.push({ metric, sortedVals, cumsum: tf.cumsum(sortedVals, 1), rowSum: tf.sum(metric, 1) as tf.Tensor1D });
     }
     const targetF = f32(target);
     const tol = f32(0.001);

@@ -198,8 +198,8 @@ describe('every method and refiner on chunked linears: the masks of the unchunke
 
   test('a method without a chunked form is refused naming the method, the linear and the limit; nothing leaks', async () => {
     const wanda = getMethod('wanda');
-    const whole: PruneMethod<unknown> = { ...wanda, name: 'whole-only', pruneRows: undefined } as PruneMethod<unknown>;
-    delete (whole as { pruneRows?: unknown }).pruneRows;
+    const whole: PruneMethod<unknown> = { ...wanda, name: 'whole-only' };
+    delete whole.pruneRows; // a method without a chunked form
     forceBindingLimit(LIMIT);
     const before = tf.memory().numTensors;
     try {
