@@ -617,12 +617,17 @@ export class LlamaModel {
   /** Hidden states after the last block: ids [batch][seq] -> [batch, seq, hidden]. */
   hidden(ids: number[][], opts: ForwardOptions = {}): tf.Tensor3D {
     let x = this.embed(ids);
-    for (let i = 0; i < this.config.numLayers; i++) {
-      const y = this.block(i, x, undefined, undefined, opts);
-      x.dispose();
-      x = y;
+    try {
+      for (let i = 0; i < this.config.numLayers; i++) {
+        const y = this.block(i, x, undefined, undefined, opts);
+        x.dispose();
+        x = y;
+      }
+      return x;
+    } catch (e) {
+      x.dispose(); // a block that throws (an activation over the binding limit) leaves nothing behind
+      throw e;
     }
-    return x;
   }
 
   /** Full forward: ids [batch][seq] -> logits [batch, seq, vocab]. */

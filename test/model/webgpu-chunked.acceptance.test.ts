@@ -2,7 +2,8 @@
  * Linear weights over the WebGPU binding limit, on the WebGPU adapter (Mesa's llvmpipe where there is no GPU), with
  * the limit forced small (`forceBindingLimit`) on a tiny model written in code (hidden 64, intermediate 128): at
  * 16 KiB the MLP linears ([128, 64] and [64, 128], 32 KiB) are held in two row chunks each, the attention linears
- * (16 KiB) whole, the embedding and lm_head in 32 chunks. The forward matches the unchunked forward; every method and
+ * (16 KiB) whole, the embedding and lm_head in 32 chunks. The forward matches the unchunked forward (the hidden states
+ * bit for bit, the logits within float32 rounding: see below); every method and
  * refiner prunes to the masks of the unchunked run (the weights equal, or within float32 summation order for the
  * methods that update them); a method without a chunked form is refused by name; tfjs memory does not grow.
  * The method-level equality on more cases (ties, the Wanda variant, N:M rounds) is in test/prune/rows.test.ts.
@@ -73,9 +74,9 @@ describe('a binding limit forced small: linears held in row chunks', () => {
         const out = { hidden: (await h.data()) as Float32Array, logits: (await l.data()) as Float32Array, parts: LINEAR_NAMES.map((n) => m.model.blocks[0]!.linears[n].parts?.length ?? 1) };
         tf.dispose([h, l]);
         if (limit !== null) {
-          const before = tf.memory().numTensors;
           const long = [ids[0]!.concat(ids[0]!.slice(0, 8)), ids[1]!.concat(ids[1]!.slice(0, 8))]; // 40 tokens: [40, 128] is 20 KiB
           expect(() => m.model.hidden(long)).toThrow(UnsupportedError);
+          const before = tf.memory().numTensors; // (after the model made its RoPE table and mask for 20 positions)
           expect(() => m.model.hidden(long)).toThrow(/the output of model\.layers\.0\.mlp\.gate_proj for 40 tokens \[40, 128\] is 20\.0 KiB, over the 16\.0 KiB this WebGPU adapter binds per tensor .*run fewer tokens per forward/);
           expect(tf.memory().numTensors).toBe(before);
         }
@@ -91,7 +92,9 @@ describe('a binding limit forced small: linears held in row chunks', () => {
       expect(chunked.parts).toEqual([1, 1, 1, 1, 2, 2, 2]); // q k v o whole (16 KiB), gate up down in two chunks
       process.stderr.write(`chunked forward: hidden max |diff| ${maxAbsDiff(chunked.hidden, whole.hidden)}, logits ${maxAbsDiff(chunked.logits, whole.logits)}\n`);
       expect(maxAbsDiff(chunked.hidden, whole.hidden)).toBe(0);
-      expect(maxAbsDiff(chunked.logits, whole.logits)).toBe(0);
+      // the head's 32 chunks have 2 x 64 outputs each: tfjs-webgpu sums matMuls of <= 128 outputs by a tree reduction
+      // (MatMulReduceProgram), the whole head sequentially, so the logits differ by float32 rounding (1.4e-6 measured)
+      expect(maxAbsDiff(chunked.logits, whole.logits)).toBeLessThan(1e-5);
     } finally {
       forceBindingLimit(null);
     }
@@ -116,7 +119,7 @@ const RUNS: Record<string, Run> = {
   'ria 50%': { method: 'ria', target: UNSTRUCTURED },
   'ria 2:4 --permute': { method: 'ria', target: NM24, methodOptions: { permute: true } },
   'wanda + dsnot 50%': { method: 'wanda', target: UNSTRUCTURED, refine: 'dsnot', refinerOptions: { skipLayer: 'no_skip' } },
-  'sparsegpt 50%': { method: 'sparsegpt', target: UNSTRUCTURED, ignore: NOT_DOWN, updates: true },
+  'sparsegpt 50% (blocks of 16 columns)': { method: 'sparsegpt', target: UNSTRUCTURED, methodOptions: { blocksize: 16 }, ignore: NOT_DOWN, updates: true },
   'sparsegpt 2:4': { method: 'sparsegpt', target: NM24, ignore: NOT_DOWN, updates: true },
   'admm 50%': { method: 'admm', target: UNSTRUCTURED, methodOptions: { iters: 6, rounds: 4 }, ignore: NOT_DOWN, updates: true },
   'admm 2:4': { method: 'admm', target: NM24, methodOptions: { iters: 6, rounds: 4 }, ignore: NOT_DOWN, updates: true },
