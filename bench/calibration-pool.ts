@@ -54,7 +54,7 @@ for (let r = 0; r < Number(values.rounds); r++) {
       writer: null,
       workers,
       onBlock: (_layer, block) => {
-        for (const n of LINEAR_NAMES) sums.push(tf.tidy(() => tf.sum(tf.abs(block.linears[n].wT)).dataSync()[0]!));
+        for (const n of LINEAR_NAMES) sums.push(tf.tidy(() => tf.sum(tf.abs(block.linears[n].wT!)).dataSync()[0]!));
       },
     });
     seconds[way]!.push((performance.now() - t0) / 1000);

@@ -26,7 +26,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { blockTensors } from '../lib/model/architecture.js';
 import { Checkpoint } from '../lib/model/checkpoint.js';
 import { useSimd } from '../lib/model/dtype-convert.js';
-import { blockWeightsToArrays, loadBlockWeights, type BlockWeights } from '../lib/model/llama.js';
+import { blockWeightsToArrays, linearParts, loadBlockWeights, type BlockWeights } from '../lib/model/llama.js';
 import { SafetensorsFile, SafetensorsWriter, dtypeSize, type DType } from '../lib/model/safetensors.js';
 import { makeSyntheticLlama, syntheticValues } from '../scripts/make-synthetic-llama.js';
 
@@ -268,5 +268,5 @@ export async function blockBench(dtype: DType): Promise<Record<string, number | 
 }
 
 function disposeBlockTensors(b: BlockWeights): void {
-  tf.dispose([...Object.values(b.norms), ...Object.values(b.linears).flatMap((l) => (l.bias ? [l.wT, l.bias] : [l.wT]))]);
+  tf.dispose([...Object.values(b.norms), ...Object.values(b.linears).flatMap((l) => (l.bias ? [...linearParts(l), l.bias] : linearParts(l)))]);
 }

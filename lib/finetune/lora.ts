@@ -16,7 +16,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, optionKey, type OptionName } from '../errors.js';
 import { FINETUNE_DEFAULTS } from './defaults.js';
 import type { LlamaConfig } from '../model/config.js';
-import { applyLinear, type ForwardOptions, type Linear } from '../model/llama.js';
+import { applyLinear, linearDims, linearParts, type ForwardOptions, type Linear } from '../model/llama.js';
+import { matMulColumns } from '../model/binding.js';
 import { LINEAR_NAMES, linearShape, type LinearName } from '../model/architecture.js';
 
 /** What to adapt and how. */
@@ -272,8 +273,9 @@ export class LoraAdapters {
   private adapted(pair: LoraPair, x: tf.Tensor3D, base: Linear, y: tf.Tensor3D, mask: Float32Array | null): tf.Tensor3D {
     return tf.tidy(() => {
       const [b, s, inp] = x.shape;
-      if (base.wT.shape[0] !== pair.inFeatures) {
-        throw new ConfigError(`LoRA block ${pair.layer} ${pair.name}: adapter expects ${pair.inFeatures} inputs, layer has ${base.wT.shape[0]}`);
+      const inputs = linearDims(base)[0];
+      if (inputs !== pair.inFeatures) {
+        throw new ConfigError(`LoRA block ${pair.layer} ${pair.name}: adapter expects ${pair.inFeatures} inputs, layer has ${inputs}`);
       }
       let xd = tf.reshape(x, [b * s, inp]) as tf.Tensor2D; // [b*s, in]
       if (mask) xd = tf.mul(xd, tf.tensor2d(mask, [b * s, inp]));
@@ -314,13 +316,16 @@ export function frozenMatMul(x: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
   return f(x) as tf.Tensor2D;
 }
 
-/** A frozen linear layer y = x wT + bias for x [b, s, in] -> [b, s, out], differentiable in x only (frozenMatMul). */
+/**
+ * A frozen linear layer y = x wT + bias for x [b, s, in] -> [b, s, out], differentiable in x only (frozenMatMul;
+ * a wT held in column chunks: one per chunk, concatenated).
+ */
 export function frozenLinear(x: tf.Tensor3D, l: Linear): tf.Tensor3D {
   return tf.tidy(() => {
     const [b, s, inp] = x.shape;
-    let y: tf.Tensor2D = frozenMatMul(tf.reshape(x, [b * s, inp]), l.wT);
+    let y: tf.Tensor2D = matMulColumns(tf.reshape(x, [b * s, inp]), linearParts(l), frozenMatMul, 'a linear output');
     if (l.bias) y = tf.add(y, l.bias);
-    return tf.reshape(y, [b, s, l.wT.shape[1]]) as tf.Tensor3D;
+    return tf.reshape(y, [b, s, linearDims(l)[1]]) as tf.Tensor3D;
   });
 }
 

@@ -28,6 +28,7 @@ import {
 } from '../model/checkpoint.js';
 import type { CheckpointFormat } from '../model/compressed-tensors.js';
 import { countZeros } from '../model/sparsity.js';
+import { checkBinding } from '../model/binding.js';
 import { LINEAR_NAMES, expectedTensors, fusedTensors, linearShape, linearTensorName, type LinearName } from '../model/architecture.js';
 import type { ForwardOptions, LlamaModel } from '../model/llama.js';
 import { SafetensorsFile, writeFloat32Safetensors, type DType } from '../model/safetensors.js';
@@ -286,6 +287,7 @@ async function writeMergedTensors(o: MergeOptions, dir: string, dtype: DType, co
         writer.write(name, values);
         continue;
       }
+      checkBinding([shape[0]!, shape[1]!], name); // on webgpu: the merge needs the whole weight as one tensor
       const merged = tf.tidy(() => {
         const wT = tf.transpose(tf.tensor2d(values, [shape[0]!, shape[1]!])) as tf.Tensor2D; // [in, out]
         return tf.transpose(o.adapters.mergedWeightT(pair, wT, o.mode)); // [out, in]

@@ -6,7 +6,10 @@
  * - the largest matrices of a model, the embedding table and lm_head (vocab x hidden: 524 MB at 7B), are uploaded in
  *   row chunks that each fit, and used chunk by chunk: `gatherRows` for the embedding, `matMulColumns` for the head
  *   (the logits are the concatenation of the chunks' matMuls: each output is the same dot product, so the same value);
- * - every other weight is checked before it is uploaded (`checkBinding`): a clear error instead of wrong numbers.
+ * - a block's linear weight over the limit is held as column chunks of wT ([in, out_i], lib/model/llama.ts) and its
+ *   matMul is done chunk by chunk (`matMulColumns`, as the head); pruning works on the matching row chunks of W;
+ * - every other tensor is checked before it is made (`checkBinding`): a clear error instead of wrong numbers (a
+ *   linear's output [tokens, out] too: a forward with fewer tokens fits).
  * Other backends have no such limit (`bindingLimitBytes()` is Infinity): nothing is chunked there.
  * `forceBindingLimit(bytes)` lowers the limit (tests of the chunked paths on a small model).
  */
@@ -43,16 +46,25 @@ export function bindingLimitBytes(): number {
   return forced === null ? limit : Math.min(limit, forced);
 }
 
-const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+/** A size as people read it: MiB, or KiB below 1 MiB. */
+export function sizeText(bytes: number): string {
+  return bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+}
 
-/** Throws an UnsupportedError naming `what` when a float32 tensor of `shape` cannot be bound on the active backend. */
-export function checkBinding(shape: readonly number[], what: string): void {
+/** What to do when an activation is over the limit. */
+export const FEWER_TOKENS = 'run fewer tokens per forward (--batch-size, --seqlen)';
+
+/**
+ * Throws an UnsupportedError naming `what` (or what it returns) when a float32 tensor of `shape` cannot be bound on
+ * the active backend; `remedy` ends the message (default: a GPU with a larger limit, or wasm).
+ */
+export function checkBinding(shape: readonly number[], what: string | (() => string), remedy = 'use a GPU with a larger limit, or --backend wasm'): void {
   const bytes = 4 * shape.reduce((a, b) => a * b, 1);
   const limit = bindingLimitBytes();
   if (bytes > limit) {
     throw new UnsupportedError(
-      `${what} [${shape.join(', ')}] is ${mib(bytes)}, over the ${mib(limit)} this WebGPU adapter binds per tensor ` +
-        '(maxStorageBufferBindingSize / maxBufferSize); use a GPU with a larger limit, or --backend wasm',
+      `${typeof what === 'string' ? what : what()} [${shape.join(', ')}] is ${sizeText(bytes)}, over the ${sizeText(limit)} this WebGPU adapter binds per tensor ` +
+        `(maxStorageBufferBindingSize / maxBufferSize); ${remedy}`,
     );
   }
 }
@@ -60,7 +72,7 @@ export function checkBinding(shape: readonly number[], what: string): void {
 /** Rows per chunk so that a chunk of `cols` float32 columns fits `limit` bytes (all rows when it fits). */
 export function rowsPerChunk(rows: number, cols: number, limit: number): number {
   const fit = Math.floor(limit / (4 * cols));
-  if (fit < 1) throw new UnsupportedError(`one row of ${cols} float32 values is over the ${mib(limit)} WebGPU binding limit`);
+  if (fit < 1) throw new UnsupportedError(`one row of ${cols} float32 values is over the ${sizeText(limit)} WebGPU binding limit`);
   return Math.min(rows, fit);
 }
 
@@ -112,13 +124,17 @@ export function gatherRows(parts: readonly tf.Tensor2D[], ids: Int32Array): tf.T
   });
 }
 
-/** x [n, k] times a matrix held as column chunks `partsT` ([k, m_i]): [n, sum m_i], one `matMul` per chunk. */
+/**
+ * x [n, k] times a matrix held as column chunks `partsT` ([k, m_i]): [n, sum m_i], one `matMul` per chunk (each
+ * output is the same dot product as in the unchunked matMul). The output must fit the binding limit: `what` names it.
+ */
 export function matMulColumns(
   x: tf.Tensor2D,
   partsT: readonly tf.Tensor2D[],
   matMul: (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D = (a, b) => tf.matMul(a, b),
+  what = 'the logits',
 ): tf.Tensor2D {
   if (partsT.length === 1) return matMul(x, partsT[0]!);
-  checkBinding([x.shape[0], partsT.reduce((a, p) => a + p.shape[1], 0)], 'the logits');
+  checkBinding([x.shape[0], partsT.reduce((a, p) => a + p.shape[1], 0)], what, FEWER_TOKENS);
   return tf.tidy(() => tf.concat(partsT.map((p) => matMul(x, p)), 1) as tf.Tensor2D);
 }

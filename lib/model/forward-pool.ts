@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { INPUT_GROUP, LINEAR_NAMES, linearShape, type LinearName, type NormKey } from './architecture.js';
 import { activeBackend, type Kernels } from './backend.js';
 import type { LlamaConfig } from './config.js';
-import { LlamaModel, disposeBlock, type BlockWeights, type Linear } from './llama.js';
+import { LlamaModel, disposeBlock, linearParts, wholeWT, type BlockWeights, type Linear } from './llama.js';
 import { hasPlatform, platform, type PoolWorker } from '../platform/index.js';
 
 /** A statistic's name (lib/prune/stats.ts StatName) and one sample's reductions of it (SampleReductions there). */
@@ -84,7 +84,7 @@ async function blockSnapshot(b: BlockWeights): Promise<BlockSnapshot> {
   const linears: BlockSnapshot['linears'] = {};
   for (const n of LINEAR_NAMES) {
     const l = b.linears[n];
-    linears[n] = { wT: await arrayOf(l.wT), bias: l.bias ? await arrayOf(l.bias) : null };
+    linears[n] = { wT: await arrayOf(wholeWT(l, n)), bias: l.bias ? await arrayOf(l.bias) : null }; // wasm: never chunked
   }
   const norms: BlockSnapshot['norms'] = {};
   for (const [key, t] of Object.entries(b.norms) as [NormKey, tf.Tensor1D][]) norms[key] = await arrayOf(t);
@@ -114,7 +114,7 @@ export function modelBytes(model: LlamaModel): number {
   for (const b of model.blocks) {
     if (!b) continue;
     for (const t of Object.values(b.norms)) n += t.size;
-    for (const name of LINEAR_NAMES) n += b.linears[name].wT.size + (b.linears[name].bias?.size ?? 0);
+    for (const name of LINEAR_NAMES) n += linearParts(b.linears[name]).reduce((a, p) => a + p.size, 0) + (b.linears[name].bias?.size ?? 0);
   }
   return 4 * n;
 }

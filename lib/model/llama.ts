@@ -32,12 +32,32 @@ import {
 } from './architecture.js';
 import { kernels as activeKernels, type Kernels } from './backend.js';
 import { transposeFloat32 } from './dtype-convert.js';
-import { bindingLimitBytes, checkBinding, gatherRows, matMulColumns, uploadRowChunks } from './binding.js';
+import { FEWER_TOKENS, bindingLimitBytes, checkBinding, gatherRows, matMulColumns, uploadRowChunks } from './binding.js';
 
-/** One linear layer: y = x wT + bias. */
-export interface Linear {
-  wT: tf.Tensor2D; // [in, out]
-  bias: tf.Tensor1D | null; // [out]
+/**
+ * One linear layer: y = x wT + bias, wT [in, out]. On webgpu a wT over the binding limit is held as column chunks
+ * `parts` ([in, out_i], in order, each within the limit: lib/model/binding.ts) and there is no `wT`; elsewhere it
+ * is always the one tensor `wT`. `linearParts` gives the chunks either way.
+ */
+export type Linear =
+  | { wT: tf.Tensor2D; parts?: undefined; bias: tf.Tensor1D | null } // bias [out]
+  | { wT?: undefined; parts: tf.Tensor2D[]; bias: tf.Tensor1D | null };
+
+/** The column chunks of a linear's wT ([in, out_i], in order): one tensor unless it is over the binding limit. */
+export function linearParts(l: Linear): tf.Tensor2D[] {
+  return l.parts === undefined ? [l.wT] : l.parts;
+}
+
+/** A linear's wT [in, out] as one tensor, or an UnsupportedError naming `what` when it is held in chunks. */
+export function wholeWT(l: Linear, what: string): tf.Tensor2D {
+  if (l.parts === undefined) return l.wT;
+  throw new UnsupportedError(`${what} is held in ${l.parts.length} chunks (the WebGPU binding limit): use linearWeightRows()`);
+}
+
+/** [in, out] of a linear, whole or chunked. */
+export function linearDims(l: Linear): [number, number] {
+  const parts = linearParts(l);
+  return [parts[0]!.shape[0], parts.reduce((a, p) => a + p.shape[1], 0)];
 }
 
 /** The weights of one decoder block: its RMSNorms (those `blockNorms(config)` lists) and its seven linears. */
@@ -86,7 +106,7 @@ export interface ForwardOptions {
 function disposeBlock(b: BlockWeights): void {
   for (const t of Object.values(b.norms)) t.dispose();
   for (const n of LINEAR_NAMES) {
-    b.linears[n].wT.dispose();
+    tf.dispose(linearParts(b.linears[n]));
     b.linears[n].bias?.dispose();
   }
 }
@@ -96,6 +116,7 @@ function disposeBlock(b: BlockWeights): void {
  * decoded). When a read fails halfway, the tensors already made are freed before the error propagates. The wasm
  * backend copies an array into its heap when a tensor is made from it, so there one array serves all seven weights
  * (no fresh weight-sized allocation per weight); other backends may keep the array as the tensor's storage.
+ * On webgpu a weight over the binding limit is uploaded as column chunks of wT (`Linear.parts`).
  */
 export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights {
   const c = ckpt.config;
@@ -105,13 +126,20 @@ export function loadBlockWeights(ckpt: Checkpoint, layer: number): BlockWeights 
   const scratch = tf.getBackend() === 'wasm' ? new Float32Array(Math.max(...sizes)) : null;
   try {
     const linears = {} as Record<LinearName, Linear>;
+    const limit = bindingLimitBytes();
     for (const n of LINEAR_NAMES) {
       const [out, inp] = linearShape(c, n);
-      checkBinding([out, inp], linearTensorName(layer, n)); // on webgpu: a clear error instead of a skipped dispatch
-      const wT = tf.tensor2d(ckpt.readTransposed(linearTensorName(layer, n), scratch?.subarray(0, out * inp)), [inp, out]);
-      made.push(wT);
+      const name = linearTensorName(layer, n);
       const bias = hasBias(c, n) ? vec(linearTensorName(layer, n, 'bias')) : null;
       if (bias) made.push(bias);
+      if (4 * out * inp > limit) {
+        const parts = uploadRowChunks(ckpt.read(name), out, inp, true); // column chunks of wT, each within the limit
+        made.push(...parts);
+        linears[n] = { parts, bias };
+        continue;
+      }
+      const wT = tf.tensor2d(ckpt.readTransposed(name, scratch?.subarray(0, out * inp)), [inp, out]);
+      made.push(wT);
       linears[n] = { wT, bias };
     }
     const norms: BlockWeights['norms'] = {};
@@ -138,8 +166,9 @@ export async function blockWeightsToArrays(c: LlamaConfig, layer: number, b: Blo
   for (const n of LINEAR_NAMES) {
     // [in, out] as kept -> [out, in] in JS while copying (a backend transpose pass costs several times more)
     const [rows, cols] = linearShape(c, n);
-    const wT = b.linears[n].wT;
-    out.set(linearTensorName(layer, n), transposeFloat32(inPlace(wT) ?? (await read(wT)), cols, rows));
+    const l = b.linears[n];
+    if (l.parts !== undefined) out.set(linearTensorName(layer, n), await readColumnChunks(l.parts, rows, cols));
+    else out.set(linearTensorName(layer, n), transposeFloat32(inPlace(l.wT) ?? (await read(l.wT)), cols, rows));
     const bias = b.linears[n].bias;
     if (bias) out.set(linearTensorName(layer, n, 'bias'), await read(bias));
   }
@@ -148,20 +177,55 @@ export async function blockWeightsToArrays(c: LlamaConfig, layer: number, b: Blo
   return out;
 }
 
+/** The [out, in] values (row-major) of a wT held as column chunks `parts` ([in, out_i]): each chunk read and transposed. */
+async function readColumnChunks(parts: readonly tf.Tensor2D[], rows: number, cols: number): Promise<Float32Array> {
+  const w = new Float32Array(rows * cols);
+  let r = 0;
+  for (const p of parts) {
+    const n = p.shape[1];
+    transposeFloat32((await p.data()) as Float32Array, cols, n, w.subarray(r * cols, (r + n) * cols));
+    r += n;
+  }
+  return w;
+}
+
 /**
  * The weight of a block's linear in the Hugging Face layout [out, in], whatever layout the model keeps internally
- * (a new tensor, owned by the caller). Code outside the model reads weights only through this.
+ * (a new tensor, owned by the caller). Code outside the model reads weights only through this, or through
+ * `linearWeightRows` for a weight held in chunks (an UnsupportedError here).
  */
 export function linearWeight(b: BlockWeights, name: LinearName): tf.Tensor2D {
-  return tf.transpose(b.linears[name].wT) as tf.Tensor2D;
+  return tf.transpose(wholeWT(b.linears[name], name)) as tf.Tensor2D;
+}
+
+/**
+ * The weight of a block's linear as row chunks [out_i, in] (in order; one chunk unless it is held in chunks on
+ * webgpu), new tensors owned by the caller.
+ */
+export function linearWeightRows(b: BlockWeights, name: LinearName): tf.Tensor2D[] {
+  return tf.tidy(() => linearParts(b.linears[name]).map((p) => tf.transpose(p) as tf.Tensor2D));
 }
 
 /** Replace a block's linear weight by `w` [out, in] (not consumed; the old weight is freed). */
 export function setLinearWeight(b: BlockWeights, name: LinearName, w: tf.Tensor2D): void {
-  const l = b.linears[name];
-  const wT = tf.transpose(w) as tf.Tensor2D;
-  l.wT.dispose();
-  l.wT = wT;
+  setLinearWeightRows(b, name, [w]);
+}
+
+/**
+ * Replace a block's linear weight by row chunks `ws` ([out_i, in], in order; not consumed): one chunk gives one
+ * tensor, several the column chunks of wT (as the model holds a weight over the binding limit). The old one is freed.
+ */
+export function setLinearWeightRows(b: BlockWeights, name: LinearName, ws: readonly tf.Tensor2D[]): void {
+  const l = b.linears[name] as unknown as { wT?: tf.Tensor2D; parts?: tf.Tensor2D[] }; // changed in place: the same Linear object
+  const parts = tf.tidy(() => ws.map((w) => tf.transpose(w) as tf.Tensor2D));
+  tf.dispose(linearParts(b.linears[name]));
+  if (parts.length === 1) {
+    l.wT = parts[0]!;
+    delete l.parts;
+  } else {
+    l.parts = parts;
+    delete l.wT;
+  }
 }
 
 /** A norm of a block, or an error naming it when the block was built without it. */
@@ -406,6 +470,8 @@ export class LlamaModel {
   }
 
   private linear(layer: number, name: LinearName, x: tf.Tensor3D, l: Linear, opts: ForwardOptions): tf.Tensor3D {
+    const [b, s] = x.shape;
+    checkBinding([b * s, linearDims(l)[1]], () => `the output of ${linearTensorName(layer, name).replace(/\.weight$/, '')} for ${b * s} tokens`, FEWER_TOKENS);
     if (opts.linear) return opts.linear(layer, name, x, l);
     return applyLinear(x, l);
   }
@@ -551,12 +617,17 @@ export class LlamaModel {
   /** Hidden states after the last block: ids [batch][seq] -> [batch, seq, hidden]. */
   hidden(ids: number[][], opts: ForwardOptions = {}): tf.Tensor3D {
     let x = this.embed(ids);
-    for (let i = 0; i < this.config.numLayers; i++) {
-      const y = this.block(i, x, undefined, undefined, opts);
-      x.dispose();
-      x = y;
+    try {
+      for (let i = 0; i < this.config.numLayers; i++) {
+        const y = this.block(i, x, undefined, undefined, opts);
+        x.dispose();
+        x = y;
+      }
+      return x;
+    } catch (e) {
+      x.dispose(); // a block that throws (an activation over the binding limit) leaves nothing behind
+      throw e;
     }
-    return x;
   }
 
   /** Full forward: ids [batch][seq] -> logits [batch, seq, vocab]. */
@@ -694,12 +765,12 @@ function attendBatched(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.
   return outs.length === 1 ? outs[0]! : (tf.concat(outs, 0) as tf.Tensor3D); // [b*h, s, d]
 }
 
-/** y = x wT + bias for x [b, s, in] -> [b, s, out]. */
+/** y = x wT + bias for x [b, s, in] -> [b, s, out] (wT in column chunks: one matMul per chunk, concatenated). */
 export function applyLinear(x: tf.Tensor3D, l: Linear): tf.Tensor3D {
   return tf.tidy(() => {
     const [b, s, inp] = x.shape;
-    const out = l.wT.shape[1];
-    let y = tf.matMul(tf.reshape(x, [b * s, inp]), l.wT);
+    const out = linearDims(l)[1];
+    let y = matMulColumns(tf.reshape(x, [b * s, inp]), linearParts(l), undefined, 'a linear output');
     if (l.bias) y = tf.add(y, l.bias);
     return tf.reshape(y, [b, s, out]) as tf.Tensor3D;
   });

@@ -25,7 +25,8 @@ import { z } from 'zod';
 import { ConfigError, type OptionName } from '../errors.js';
 import { parseOptions } from './plan.js';
 import { checkNmShape, nmMask, smallestPerRowMask, validateOptions } from './mask.js';
-import { optionFlagName, type LinearRef, type MaskRefiner, type PruneMethod, type PruneOptions, type PruneResult, type Reconstruction } from './method.js';
+import { optionFlagName, type LinearRef, type MaskRefiner, type PruneMethod, type PruneOptions, type PruneResult, type Reconstruction, type RowsPruneResult } from './method.js';
+import { eachRow, sortedValueOfRows } from './rows.js';
 import { choleskyLowerInPlace, invertLower } from './sparsegpt.js';
 import type { ActivationStats } from './stats.js';
 import { checkStats } from './wanda.js';
@@ -47,11 +48,11 @@ export type AdmmOptions = z.infer<typeof admmOptions>;
 const admmUpdateOptions = z.strictObject({ iters, damp, rho });
 export type AdmmUpdateOptions = z.infer<typeof admmUpdateOptions>;
 
-/** The normalized system of one linear (the caller disposes it). */
+/** The normalized system of one linear, W in column chunks as its weight's row chunks (the caller disposes it). */
 interface AdmmSystem {
   norm: tf.Tensor2D; // [1, in]: sqrt(diag XX) + 1e-8
-  w: tf.Tensor2D; // [in, out]: (weight * norm)^T
-  xy: tf.Tensor2D; // [in, out]: XXd W, XXd the damped normalized XX
+  ws: tf.Tensor2D[]; // [in, out_i]: (weight_i * norm)^T
+  xys: tf.Tensor2D[]; // [in, out_i]: XXd W_i, XXd the damped normalized XX
   xxInv: tf.Tensor2D; // [in, in]: (XXd + rho I)^-1
 }
 
@@ -76,8 +77,11 @@ async function inverseSpd(a: tf.Tensor2D): Promise<tf.Tensor2D> {
   }
 }
 
-/** fasterprune's preparation, from the Gram matrix `gram` ([in, in]) and `weight` ([out, in]); neither consumed. */
-async function admmSystem(weight: tf.Tensor2D, gram: tf.Tensor2D, o: { damp: number; rho: number }): Promise<AdmmSystem> {
+/**
+ * fasterprune's preparation, from the Gram matrix `gram` ([in, in]) and the weight's row chunks `rows` ([out_i, in];
+ * one: the whole weight); neither consumed. Each output column of W is updated by itself: W_i = XXinv (...)_i.
+ */
+async function admmSystem(rows: readonly tf.Tensor2D[], gram: tf.Tensor2D, o: { damp: number; rho: number }): Promise<AdmmSystem> {
   const inF = gram.shape[0];
   const pre = tf.tidy(() => {
     const eye = tf.eye(inF) as tf.Tensor2D;
@@ -86,18 +90,18 @@ async function admmSystem(weight: tf.Tensor2D, gram: tf.Tensor2D, o: { damp: num
     const xx = tf.div(tf.div(gram, tf.reshape(norm, [1, inF])), tf.reshape(norm, [inF, 1])) as tf.Tensor2D;
     const rho0 = tf.mul(tf.scalar(o.damp), tf.mean(diagOf(xx, eye)));
     const xxd = tf.add(xx, tf.mul(eye, rho0)) as tf.Tensor2D;
-    const w = tf.transpose(tf.mul(tf.cast(weight, 'float32'), tf.reshape(norm, [1, inF]))) as tf.Tensor2D; // [in, out]
+    const ws = rows.map((weight) => tf.transpose(tf.mul(tf.cast(weight, 'float32'), tf.reshape(norm, [1, inF]))) as tf.Tensor2D); // [in, out_i]
     return {
       norm: tf.reshape(norm, [1, inF]) as tf.Tensor2D,
-      w,
-      xy: tf.matMul(xxd, w) as tf.Tensor2D,
+      ws,
+      xys: ws.map((w) => tf.matMul(xxd, w) as tf.Tensor2D),
       a: tf.add(xxd, tf.mul(eye, tf.scalar(o.rho))) as tf.Tensor2D,
     };
   });
   try {
-    return { norm: pre.norm, w: pre.w, xy: pre.xy, xxInv: await inverseSpd(pre.a) };
+    return { norm: pre.norm, ws: pre.ws, xys: pre.xys, xxInv: await inverseSpd(pre.a) };
   } catch (e) {
-    tf.dispose([pre.norm, pre.w, pre.xy]);
+    tf.dispose([pre.norm, ...pre.ws, ...pre.xys]);
     throw e;
   } finally {
     pre.a.dispose();
@@ -112,28 +116,101 @@ function keepAllBut(v: tf.Tensor2D, k: number): tf.Tensor2D {
   });
 }
 
+/**
+ * `keepAllBut` of a matrix held in column chunks `vs` ([in, out_i], in order): |v| read back and put in the whole
+ * matrix's order ([in, out] row-major, which ties follow), the kept set chosen on the host and cut back into chunks.
+ */
+async function keepAllButRows(vs: readonly tf.Tensor2D[], k: number): Promise<tf.Tensor2D[]> {
+  const inF = vs[0]!.shape[0];
+  const out = vs.reduce((a, v) => a + v.shape[1], 0);
+  const whole = new Float32Array(inF * out);
+  let col = 0;
+  for (const v of vs) {
+    const w = v.shape[1];
+    const a = tf.abs(v);
+    try {
+      const values = (await a.data()) as Float32Array;
+      for (let i = 0; i < inF; i++) whole.set(values.subarray(i * w, (i + 1) * w), i * out + col);
+    } finally {
+      a.dispose();
+    }
+    col += w;
+  }
+  const removed = smallestFlat(whole, k);
+  col = 0;
+  return vs.map((v) => {
+    const w = v.shape[1];
+    const keep = new Float32Array(inF * w);
+    for (let i = 0; i < inF; i++) for (let j = 0; j < w; j++) keep[i * w + j] = 1 - (removed[i * out + col + j] as number);
+    col += w;
+    return tf.tensor2d(keep, [inF, w]);
+  });
+}
+
+/** 1 on the `k` smallest of `values` (ties: lower index first), as `smallestPerRowMask` of one row. */
+function smallestFlat(values: Float32Array, k: number): Uint8Array {
+  const mask = new Uint8Array(values.length);
+  if (k === 0) return mask;
+  const kth = Float32Array.from(values).sort()[k - 1] as number;
+  let need = k;
+  for (const v of values) if (v < kth) need--;
+  values.forEach((v, i) => {
+    if (v < kth) mask[i] = 1;
+    else if (v === kth && need > 0) {
+      mask[i] = 1;
+      need--;
+    }
+  });
+  return mask;
+}
+
 /** N:M, [in, out]: 1 on the M - N largest |v| of every group of M consecutive inputs of an output. */
 function groupLargest(v: tf.Tensor2D, n: number, m: number): tf.Tensor2D {
   return tf.tidy(() => tf.transpose(tf.sub(tf.scalar(1), nmMask(tf.transpose(tf.abs(v)) as tf.Tensor2D, n, m))) as tf.Tensor2D);
 }
 
+/** |v| with the group's M - N largest set to +inf ([in, out]). */
+function gradualValues(v: tf.Tensor2D, n: number, m: number): tf.Tensor2D {
+  return tf.tidy(() => tf.where(tf.cast(groupLargest(v, n, m), 'bool'), tf.fill(v.shape, Infinity), tf.abs(v)) as tf.Tensor2D);
+}
+
+/** The kept set from `gradualValues` z2 and the (k + 1)-th smallest of the matrix (the reference's kthvalue and `>=`). */
+function gradualKept(z2: tf.Tensor2D, kth: tf.Scalar): tf.Tensor2D {
+  // removed: z2 - kth < 0 (inf - inf is NaN: not removed, as inf >= inf keeps it in the reference)
+  return tf.tidy(() => tf.sub(tf.scalar(1), tf.cast(tf.less(tf.sub(z2, kth), tf.scalar(0)), 'float32')) as tf.Tensor2D);
+}
+
 /**
  * N:M round with target `cur`: the group's M - N largest kept (set to +inf), then every |v| below the (k + 1)-th
- * smallest of the matrix removed, k = floor(numel * cur) (the reference's kthvalue and `>=`).
+ * smallest of the matrix removed, k = floor(numel * cur).
  */
 function gradualKeep(v: tf.Tensor2D, n: number, m: number, cur: number): tf.Tensor2D {
   return tf.tidy(() => {
-    const top = groupLargest(v, n, m);
-    const z2 = tf.where(tf.cast(top, 'bool'), tf.fill(v.shape, Infinity), tf.abs(v)); // [in, out]
+    const z2 = gradualValues(v, n, m); // [in, out]
     const k = Math.floor(v.size * cur);
-    const kth = tf.max(tf.neg(tf.topk(tf.neg(tf.reshape(z2, [-1])), k + 1, false).values)); // (k+1)-th smallest
-    // removed: z2 - kth < 0 (inf - inf is NaN: not removed, as inf >= inf keeps it in the reference)
-    return tf.sub(tf.scalar(1), tf.cast(tf.less(tf.sub(z2, kth), tf.scalar(0)), 'float32')) as tf.Tensor2D;
+    const kth = tf.max(tf.neg(tf.topk(tf.neg(tf.reshape(z2, [-1])), k + 1, false).values)) as tf.Scalar; // (k+1)-th smallest
+    return gradualKept(z2, kth);
   });
+}
+
+/** `gradualKeep` of a matrix held in column chunks: the (k + 1)-th smallest from every chunk's values. */
+async function gradualKeepRows(vs: readonly tf.Tensor2D[], n: number, m: number, cur: number): Promise<tf.Tensor2D[]> {
+  const z2s = await eachRow(vs, (v) => gradualValues(v, n, m));
+  let kth: tf.Scalar | null = null;
+  try {
+    kth = await sortedValueOfRows(z2s, (z) => tf.clone(z), Math.floor(vs.reduce((a, v) => a + v.size, 0) * cur));
+    const t = kth;
+    return await eachRow(z2s, (z) => gradualKept(z, t));
+  } finally {
+    tf.dispose(z2s);
+    kth?.dispose();
+  }
 }
 
 /** How the kept set is chosen: at round `round` from W + U (null after the last round keeps the last one). */
 export type KeepRule = (v: tf.Tensor2D, round: number) => tf.Tensor2D | null;
+/** A KeepRule over W + U held in column chunks ([in, out_i], in order): the kept set of each chunk. */
+type RowsKeepRule = (vs: readonly tf.Tensor2D[], round: number) => Promise<tf.Tensor2D[] | null>;
 
 /** The method's rule: per round as the reference's iterative_prune branch, or once from |W| when rounds = 0. */
 function methodKeepRule(target: PruneOptions, rounds: number): KeepRule {
@@ -147,40 +224,69 @@ function methodKeepRule(target: PruneOptions, rounds: number): KeepRule {
   return (v, t) => (t < rounds ? gradualKeep(v, n, m, s - s * (1 - (t + 1) / rounds) ** 3) : null);
 }
 
+/** `methodKeepRule` over column chunks: the whole matrix's choices where it has them (host reads), per chunk otherwise. */
+function methodKeepRuleRows(target: PruneOptions, rounds: number): RowsKeepRule {
+  const { structure } = target;
+  const numel = (vs: readonly tf.Tensor2D[]): number => vs.reduce((a, v) => a + v.size, 0);
+  if (structure.kind === 'unstructured') {
+    return async (vs, t) => (t < Math.max(rounds, 1) ? keepAllButRows(vs, Math.floor(numel(vs) * target.sparsity)) : null);
+  }
+  const { n, m } = structure;
+  if (rounds === 0) return async (vs, t) => (t === 0 ? eachRow(vs, (v) => groupLargest(v, n, m)) : null);
+  const s = n / m;
+  return async (vs, t) => (t < rounds ? gradualKeepRows(vs, n, m, s - s * (1 - (t + 1) / rounds) ** 3) : null);
+}
+
+/** A rule for one matrix as a rule for its one chunk. */
+function oneChunk(rule: KeepRule): RowsKeepRule {
+  return async (vs, t) => {
+    const keep = rule(vs[0]!, t);
+    return keep ? [keep] : null;
+  };
+}
+
 /**
  * The ADMM iterations on a prepared system. `keepRule` gives the kept set (round 0 is asked before the first
- * iteration when rounds = 0, i.e. from W itself). Returns the final Z ([in, out]) and kept set, the caller's.
+ * iteration when rounds = 0, i.e. from W itself). Returns the final Z ([in, out_i] per chunk) and kept sets, the caller's.
  */
-function admmIterations(sys: AdmmSystem, keepRule: KeepRule, o: { iters: number; rho: number }): { z: tf.Tensor2D; keep: tf.Tensor2D } {
-  let w = tf.clone(sys.w);
-  let u = tf.zerosLike(w);
-  let keep: tf.Tensor2D | null = null;
+async function admmIterations(sys: AdmmSystem, keepRule: RowsKeepRule, o: { iters: number; rho: number }): Promise<{ zs: tf.Tensor2D[]; keeps: tf.Tensor2D[] }> {
+  let ws = sys.ws.map((w) => tf.clone(w));
+  let us = ws.map((w) => tf.zerosLike(w));
+  let keeps: tf.Tensor2D[] | null = null;
   const rho = tf.scalar(o.rho);
   try {
     for (let t = 0; t < Math.max(o.iters, 1); t++) {
-      const wu = tf.add(w, u) as tf.Tensor2D;
-      const next = keepRule(wu, t);
-      wu.dispose();
+      const wus = ws.map((w, c) => tf.add(w, us[c]!) as tf.Tensor2D);
+      let next: tf.Tensor2D[] | null;
+      try {
+        next = await keepRule(wus, t);
+      } finally {
+        tf.dispose(wus);
+      }
       if (next) {
-        keep?.dispose();
-        keep = next;
+        if (keeps) tf.dispose(keeps);
+        keeps = next;
       }
       if (t >= o.iters) break; // iters = 0: the mask alone
-      const [w2, u2] = tf.tidy(() => {
-        const z = tf.mul(tf.add(w, u), keep!);
-        const uNext = tf.add(u, tf.sub(w, z));
-        return [tf.matMul(sys.xxInv, tf.add(sys.xy, tf.mul(rho, tf.sub(z, uNext)))), uNext] as tf.Tensor2D[];
-      });
-      w.dispose();
-      u.dispose();
-      [w, u] = [w2!, u2!];
+      const kept = keeps!;
+      const stepped = tf.tidy(() =>
+        ws.map((w, c) => {
+          const u = us[c]!;
+          const z = tf.mul(tf.add(w, u), kept[c]!);
+          const uNext = tf.add(u, tf.sub(w, z));
+          return [tf.matMul(sys.xxInv, tf.add(sys.xys[c]!, tf.mul(rho, tf.sub(z, uNext)))), uNext] as tf.Tensor2D[];
+        }),
+      );
+      tf.dispose([...ws, ...us]);
+      [ws, us] = [stepped.map((p) => p[0]!), stepped.map((p) => p[1]!)];
     }
-    return { z: tf.tidy(() => tf.mul(tf.add(w, u), keep!) as tf.Tensor2D), keep: keep! };
+    const kept = keeps!;
+    return { zs: tf.tidy(() => ws.map((w, c) => tf.mul(tf.add(w, us[c]!), kept[c]!) as tf.Tensor2D)), keeps: kept };
   } catch (e) {
-    keep?.dispose();
+    if (keeps) tf.dispose(keeps);
     throw e;
   } finally {
-    tf.dispose([w, u, rho]);
+    tf.dispose([...ws, ...us, rho]);
   }
 }
 
@@ -189,10 +295,18 @@ function admmIterations(sys: AdmmSystem, keepRule: KeepRule, o: { iters: number;
  * fraction of the dense output's: ||(W - W') X||^2 / ||W X||^2 = tr(D XX D^T) / tr(W XX W^T). One host read.
  */
 export async function reconstructionError(weight: tf.Tensor2D, gram: tf.Tensor2D, before: tf.Tensor2D, after: tf.Tensor2D): Promise<Reconstruction> {
+  return reconstructionErrorRows([weight], gram, [before], [after]);
+}
+
+/** `reconstructionError` of a weight held in row chunks: each energy summed over the chunks (float32). */
+async function reconstructionErrorRows(rows: readonly tf.Tensor2D[], gram: tf.Tensor2D, before: readonly tf.Tensor2D[], after: readonly tf.Tensor2D[]): Promise<Reconstruction> {
   const energy = (d: tf.Tensor2D): tf.Scalar => tf.sum(tf.mul(tf.matMul(d, gram), d));
   const e = tf.tidy(() => {
-    const w = tf.cast(weight, 'float32') as tf.Tensor2D;
-    return tf.stack([energy(w), energy(tf.sub(w, before)), energy(tf.sub(w, after))]);
+    const per = rows.map((weight, c) => {
+      const w = tf.cast(weight, 'float32') as tf.Tensor2D;
+      return tf.stack([energy(w), energy(tf.sub(w, before[c]!)), energy(tf.sub(w, after[c]!))]);
+    });
+    return per.length === 1 ? per[0]! : tf.addN(per);
   });
   try {
     const [dense, b, a] = (await e.data()) as Float32Array;
@@ -213,29 +327,40 @@ export async function admmPrune(
   keepRule: KeepRule,
   o: { iters: number; damp: number; rho: number },
 ): Promise<PruneResult> {
-  const sys = await admmSystem(weight, gram, o);
-  let out: { z: tf.Tensor2D; keep: tf.Tensor2D } | null = null;
+  const r = await admmPruneRows([weight], gram, oneChunk(keepRule), o);
+  return { weight: r.weights[0]!, mask: r.masks[0]!, ...(r.reconstruction ? { reconstruction: r.reconstruction } : {}) };
+}
+
+/** `admmPrune` of a weight held in row chunks ([out_i, in], in order): W's column chunks iterate side by side. */
+async function admmPruneRows(
+  rows: readonly tf.Tensor2D[],
+  gram: tf.Tensor2D,
+  keepRule: RowsKeepRule,
+  o: { iters: number; damp: number; rho: number },
+): Promise<RowsPruneResult> {
+  const sys = await admmSystem(rows, gram, o);
+  let out: { zs: tf.Tensor2D[]; keeps: tf.Tensor2D[] } | null = null;
   try {
-    out = admmIterations(sys, keepRule, o);
-    const { z, keep } = out;
+    out = await admmIterations(sys, keepRule, o);
+    const { zs, keeps } = out;
     const result = tf.tidy(() => ({
-      weight: tf.div(tf.transpose(z), sys.norm) as tf.Tensor2D,
-      mask: tf.sub(tf.scalar(1), tf.transpose(keep)) as tf.Tensor2D,
+      weights: zs.map((z) => tf.div(tf.transpose(z), sys.norm) as tf.Tensor2D),
+      masks: keeps.map((k) => tf.sub(tf.scalar(1), tf.transpose(k)) as tf.Tensor2D),
     }));
     try {
-      const masked = tf.tidy(() => tf.mul(weight, tf.sub(tf.scalar(1), result.mask)) as tf.Tensor2D);
+      const masked = tf.tidy(() => rows.map((w, c) => tf.mul(w, tf.sub(tf.scalar(1), result.masks[c]!)) as tf.Tensor2D));
       try {
-        return { ...result, reconstruction: await reconstructionError(weight, gram, masked, result.weight) };
+        return { ...result, reconstruction: await reconstructionErrorRows(rows, gram, masked, result.weights) };
       } finally {
-        masked.dispose();
+        tf.dispose(masked);
       }
     } catch (e) {
-      tf.dispose([result.weight, result.mask]);
+      tf.dispose([...result.weights, ...result.masks]);
       throw e;
     }
   } finally {
-    tf.dispose([sys.norm, sys.w, sys.xy, sys.xxInv]);
-    if (out) tf.dispose([out.z, out.keep]);
+    tf.dispose([sys.norm, ...sys.ws, ...sys.xys, sys.xxInv]);
+    if (out) tf.dispose([...out.zs, ...out.keeps]);
   }
 }
 
@@ -265,6 +390,15 @@ export const admm: PruneMethod<AdmmOptions> = {
     if (target.structure.kind === 'nm') checkNmShape(weight.shape, target.structure.n, target.structure.m);
     return await admmPrune(weight, s.gram, methodKeepRule(target, o.rounds), o);
   },
+  /** W's column chunks iterate side by side; the whole matrix's kept set each round (methodKeepRuleRows). */
+  async pruneRows(rows, stats, target, options): Promise<RowsPruneResult> {
+    validateOptions(target);
+    const o = parseOptions('admm', admmOptions, options) as AdmmOptions;
+    checkAdmm(target, o, optionFlagName(admmOptions));
+    const s = checkStats('admm', rows[0]!, stats);
+    if (target.structure.kind === 'nm') checkNmShape([rows.reduce((a, w) => a + w.shape[0], 0), s.inFeatures], target.structure.n, target.structure.m);
+    return await admmPruneRows(rows, s.gram, methodKeepRuleRows(target, o.rounds), o);
+  },
 };
 
 /**
@@ -293,6 +427,17 @@ export const admmUpdate: MaskRefiner<AdmmUpdateOptions> = {
       return await admmPrune(weight, s.gram, (_v, t) => (t === 0 ? tf.clone(given) : null), o);
     } finally {
       given.dispose();
+    }
+  },
+  /** The given mask per chunk: each output column of W is updated by itself. */
+  async updateRows(weights, masks, stats, _target, options): Promise<RowsPruneResult> {
+    const o = parseOptions('admm', admmUpdateOptions, options) as AdmmUpdateOptions;
+    const s = checkStats('admm', weights[0]!, stats);
+    const given = tf.tidy(() => masks.map((m) => tf.transpose(tf.sub(tf.scalar(1), m)) as tf.Tensor2D)); // [in, out_i], 1 = kept
+    try {
+      return await admmPruneRows(weights, s.gram, async (_vs, t) => (t === 0 ? given.map((g) => tf.clone(g)) : null), o);
+    } finally {
+      tf.dispose(given);
     }
   },
 };

@@ -11,6 +11,7 @@ import { parseOptions } from './plan.js';
 import { ConfigError } from '../errors.js';
 import type { LinearRef, MaskRefiner, PruneOptions } from './method.js';
 import type { ActivationStats } from './stats.js';
+import { hostRows, splitRows } from './rows.js';
 
 const dsnotOptions = z.strictObject({
   cycles: z.number().int().min(0).default(50).meta({ flag: 'dsnot-cycles', description: 'DSnoT: maximum prune-and-grow cycles (default 50)' }),
@@ -129,24 +130,41 @@ export const dsnot: MaskRefiner<DsnotOptions> = {
     return group !== options.skipLayer;
   },
   async refine(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: DsnotOptions): Promise<tf.Tensor2D> {
-    if (target.structure.kind !== 'unstructured') throw new ConfigError('dsnot: only unstructured sparsity is supported (as ported from the reference)');
-    const o = parseOptions('dsnot', dsnotOptions, options) as DsnotOptions;
-    const [rows, cols] = weight.shape;
-    if (stats.inFeatures !== cols) throw new ConfigError(`dsnot: weight [${rows}, ${cols}] does not match statistics of ${stats.inFeatures} inputs`);
-    if (stats.samples === 0) throw new ConfigError('dsnot: the statistics have seen no calibration sample');
-    // the cycle runs on the host: its inputs are read back once per linear
-    const out = dsnotCycle(
-      {
-        rows,
-        cols,
-        weight: Float32Array.from(await weight.data()),
-        mask: Uint8Array.from(await mask.data()),
-        scaler: (await stats.scalerRow.data()) as Float32Array,
-        sum: (await stats.sumRow.data()) as Float32Array,
-        variance: (await stats.variance.data()) as Float32Array,
-      },
-      o,
-    );
-    return tf.tensor2d(Float32Array.from(out), [rows, cols]);
+    const out = await dsnotOnHost(weight.shape, Float32Array.from(await weight.data()), () => mask.data(), stats, target, options);
+    return tf.tensor2d(Float32Array.from(out), weight.shape);
+  },
+  /** The cycle over the whole matrix on the host (the rows' cycles share their count): the chunks read back and joined. */
+  async refineRows(weights, masks, stats, target, options): Promise<tf.Tensor2D[]> {
+    const shape: [number, number] = [weights.reduce((a, w) => a + w.shape[0], 0), weights[0]!.shape[1]];
+    const out = await dsnotOnHost(shape, await hostRows(weights), () => hostRows(masks), stats, target, options);
+    return splitRows(Float32Array.from(out), weights);
   },
 };
+
+/** The refined mask of a [rows, cols] weight given as host values (the mask read by `maskValues`). */
+async function dsnotOnHost(
+  [rows, cols]: [number, number],
+  weight: Float32Array,
+  maskValues: () => Promise<ArrayLike<number>>,
+  stats: ActivationStats,
+  target: PruneOptions,
+  options: DsnotOptions,
+): Promise<Uint8Array> {
+  if (target.structure.kind !== 'unstructured') throw new ConfigError('dsnot: only unstructured sparsity is supported (as ported from the reference)');
+  const o = parseOptions('dsnot', dsnotOptions, options) as DsnotOptions;
+  if (stats.inFeatures !== cols) throw new ConfigError(`dsnot: weight [${rows}, ${cols}] does not match statistics of ${stats.inFeatures} inputs`);
+  if (stats.samples === 0) throw new ConfigError('dsnot: the statistics have seen no calibration sample');
+  // the cycle runs on the host: its inputs are read back once per linear
+  return dsnotCycle(
+    {
+      rows,
+      cols,
+      weight,
+      mask: Uint8Array.from(await maskValues()),
+      scaler: (await stats.scalerRow.data()) as Float32Array,
+      sum: (await stats.sumRow.data()) as Float32Array,
+      variance: (await stats.variance.data()) as Float32Array,
+    },
+    o,
+  );
+}

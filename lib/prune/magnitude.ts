@@ -9,12 +9,18 @@ import { ConfigError } from '../errors.js';
 import { applyMask, nmMask, sortedValueTensor, validateOptions } from './mask.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
-import type { PruneMethod, PruneOptions, PruneResult } from './method.js';
+import type { PruneMethod, PruneOptions, PruneResult, RowsPruneResult } from './method.js';
+import { maskedRows, pruneEachRow, sortedValueOfRows, thresholdRows } from './rows.js';
+
+/** |W| ([out, in], float32); the caller owns it. */
+function magnitudeMetric(weight: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => tf.abs(tf.cast(weight, 'float32')) as tf.Tensor2D);
+}
 
 /** The magnitude mask of `weight` ([out, in]); the caller owns it. */
 export function magnitudeMask(weight: tf.Tensor2D, options: PruneOptions): tf.Tensor2D {
   validateOptions(options);
-  const metric = tf.tidy(() => tf.abs(tf.cast(weight, 'float32')) as tf.Tensor2D); // [out, in]
+  const metric = magnitudeMetric(weight); // [out, in]
   try {
     const { structure } = options;
     if (structure.kind === 'nm') return nmMask(metric, structure.n, structure.m);
@@ -43,5 +49,18 @@ export const magnitude: PruneMethod<z.infer<typeof magnitudeOptions>> = {
     if (weight.rank !== 2) throw new ConfigError(`magnitude.prune: weight must be [out, in], got [${weight.shape.join(', ')}]`);
     const mask = magnitudeMask(weight, target);
     return { weight: applyMask(weight, mask), mask };
+  },
+  /** N:M per row, per chunk; unstructured: the matrix's threshold from every chunk's |W|, then each chunk's mask. */
+  async pruneRows(rows, _stats, target, options): Promise<RowsPruneResult> {
+    if (target.structure.kind === 'nm') return pruneEachRow(rows, (w) => magnitude.prune(w, null, target, options));
+    parseOptions('magnitude', magnitudeOptions, options);
+    validateOptions(target);
+    const numel = rows.reduce((a, w) => a + w.size, 0);
+    const thresh = await sortedValueOfRows(rows, magnitudeMetric, Math.floor(numel * target.sparsity));
+    try {
+      return await maskedRows(rows, await thresholdRows(rows, magnitudeMetric, thresh));
+    } finally {
+      thresh.dispose();
+    }
   },
 };

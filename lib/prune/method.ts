@@ -42,6 +42,17 @@ export interface PruneResult {
   reconstruction?: Reconstruction;
 }
 
+/**
+ * The result of pruning a weight held in row chunks (`PruneMethod.pruneRows`): per chunk ([out_i, in], in order) its
+ * weight and mask, the caller's, equal to the rows of `prune`'s result of the whole weight.
+ */
+export interface RowsPruneResult {
+  weights: tf.Tensor2D[];
+  masks: tf.Tensor2D[];
+  permutation?: number[];
+  reconstruction?: Reconstruction;
+}
+
 /** The method's own options: a zod schema whose fields carry `.meta({ flag, description })` for the CLI. */
 export type OptionsSchema<O> = z.ZodType<O, Record<string, unknown>>;
 
@@ -76,6 +87,12 @@ export interface PruneMethod<O = Record<string, unknown>> {
    * permutation) returns a promise: reads are `await t.data()`, the only kind WebGPU has.
    */
   prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: O, where?: LinearRef): PruneResult | Promise<PruneResult>;
+  /**
+   * `prune` of a weight held in row chunks `rows` ([out_i, in], in order, not consumed): on webgpu, a weight over the
+   * binding limit (lib/model/binding.ts). Chooses the same mask as `prune` of the whole (quantities over the whole
+   * layer are combined from the chunks). Absent: the pipeline refuses such a weight with a clear error.
+   */
+  pruneRows?(rows: readonly tf.Tensor2D[], stats: ActivationStats | null, target: PruneOptions, options?: O, where?: LinearRef): Promise<RowsPruneResult>;
 }
 
 /**
@@ -100,6 +117,10 @@ export interface MaskRefiner<O = Record<string, unknown>> {
    * the pipeline calls it instead of `refine`. The caller owns the result's tensors.
    */
   update?(weight: tf.Tensor2D, mask: tf.Tensor2D, stats: ActivationStats, target: PruneOptions, options: O): PruneResult | Promise<PruneResult>;
+  /** `refine` of a weight and mask held in row chunks ([out_i, in] each; see PruneMethod.pruneRows); absent: refused. */
+  refineRows?(weights: readonly tf.Tensor2D[], masks: readonly tf.Tensor2D[], stats: ActivationStats, target: PruneOptions, options: O): Promise<tf.Tensor2D[]>;
+  /** `update` of a weight and mask held in row chunks; absent (for a refiner with `update`): refused. */
+  updateRows?(weights: readonly tf.Tensor2D[], masks: readonly tf.Tensor2D[], stats: ActivationStats, target: PruneOptions, options: O): Promise<RowsPruneResult>;
 }
 
 /** Per-block sparsities chosen before the layer loop (OWL). `mean` of the result is the global target. */

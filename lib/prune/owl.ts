@@ -16,6 +16,7 @@ import { LINEAR_NAMES } from '../model/architecture.js';
 import { runLayerLoop } from './pipeline.js';
 import { linearModuleName, parseOptions } from './plan.js';
 import { wandaMetric } from './wanda.js';
+import { linearParts } from '../model/llama.js';
 
 const owlOptions = z.strictObject({
   lambda: z.number().min(0).default(0.08).meta({ flag: 'owl-lambda', description: 'OWL: block sparsities span 2*lambda around the target (default 0.08)' }),
@@ -104,11 +105,14 @@ export async function owlAllocate(
         const parts: Float32Array[] = [];
         for (const n of LINEAR_NAMES) {
           if (selected && !selected.has(linearModuleName(layer, n))) continue;
-          const values = tf.tidy(() => wandaMetric(tf.transpose(block.linears[n].wT) as tf.Tensor2D, stats(n).scalerRow));
-          try {
-            parts.push((await values.data()) as Float32Array); // the ratio is counted on the host
-          } finally {
-            values.dispose();
+          for (const p of linearParts(block.linears[n])) {
+            // (a weight held in column chunks of wT on webgpu: its rows chunk by chunk, in order)
+            const values = tf.tidy(() => wandaMetric(tf.transpose(p) as tf.Tensor2D, stats(n).scalerRow));
+            try {
+              parts.push((await values.data()) as Float32Array); // the ratio is counted on the host
+            } finally {
+              values.dispose();
+            }
           }
         }
         if (parts.length === 0) throw new ConfigError(`OWL: block ${layer} has no linear to measure`);

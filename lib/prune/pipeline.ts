@@ -9,12 +9,13 @@
  * input safetensors and streamed into the output, so peak memory does not grow with the number of layers. On wasm
  * (Kernels.park 'js-memory') what waits between steps waits in JS memory; elsewhere it stays on the backend. With
  * Kernels.windows 'workers' (wasm, --threads > 1) the forwards of steps 1 and 3 run in a pool of worker threads
- * (lib/model/forward-pool.ts), with bit-identical results.
+ * (lib/model/forward-pool.ts), with bit-identical results. On webgpu a linear weight over the binding limit is held
+ * and pruned in row chunks (each method's `pruneRows`, lib/prune/rows.ts).
  * Each step is a function below (runBlock: collectStatistics, pruneLinearsInPlace / pruneLinearsParked,
  * blockSparsity, reforward, writeBlock); runLayerLoop sets up, runs the blocks, saves resume checkpoints.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, optionKey, type OptionName } from '../errors.js';
+import { ConfigError, UnsupportedError, optionKey, type OptionName } from '../errors.js';
 import type { Checkpoint, CheckpointWriter } from '../model/checkpoint.js';
 import { INPUT_GROUP, LINEAR_NAMES, expectedTensors, linearShape, type LinearName } from '../model/architecture.js';
 import { tensorZeros } from '../model/sparsity.js';
@@ -25,13 +26,16 @@ import {
   LlamaModel,
   blockWeightsToArrays,
   disposeBlock,
-  linearWeight,
+  linearParts,
+  linearWeightRows,
   loadBlockWeights,
-  setLinearWeight,
+  setLinearWeightRows,
+  wholeWT,
   type BlockWeights,
 } from '../model/llama.js';
+import { bindingLimitBytes, sizeText } from '../model/binding.js';
 import type { CalibrationSet } from '../data/calibration.js';
-import { type PruneMethod, type PruneOptions, type Reconstruction } from './method.js';
+import { type PruneMethod, type PruneOptions, type PruneResult, type Reconstruction, type RowsPruneResult } from './method.js';
 import { applyMask, describeStructure } from './mask.js';
 import { buildPlan, type BlockPlan, type LinearPlan, type PrunePlan } from './plan.js';
 import { ActivationStats, type StatName } from './stats.js';
@@ -154,8 +158,9 @@ async function parkInputs(inputs: tf.Tensor3D[]): Promise<ParkedInputs> {
 /** Move a block's linear weights ([in, out]) out of the backend into JS arrays (freeing the tensors). */
 async function parkLinears(block: BlockWeights): Promise<Map<LinearName, Float32Array>> {
   const parked = new Map<LinearName, Float32Array>();
-  for (const n of LINEAR_NAMES) parked.set(n, (await block.linears[n].wT.data()) as Float32Array);
-  for (const n of LINEAR_NAMES) block.linears[n].wT.dispose(); // after all reads: a failed read leaves the block whole
+  // (wasm only: never held in chunks)
+  for (const n of LINEAR_NAMES) parked.set(n, (await wholeWT(block.linears[n], n).data()) as Float32Array);
+  for (const n of LINEAR_NAMES) tf.dispose(linearParts(block.linears[n])); // after all reads: a failed read leaves the block whole
   return parked;
 }
 
@@ -242,32 +247,70 @@ interface LinearNotes {
   reconstruction: Partial<Record<LinearName, Reconstruction>>; // the current block's
 }
 
-/** Prune one linear by its plan entry: the method, then the refiner. Returns the new [out, in] weight. */
-async function pruneLinear(w: tf.Tensor2D, e: LinearPlan, stats: ActivationStats | null, notes: LinearNotes): Promise<tf.Tensor2D> {
-  const result = await e.method.prune(w, e.method.stats.length > 0 ? stats : null, e.target, e.options, e.ref);
+/**
+ * The refusal of a weight held in row chunks (on webgpu, over the binding limit) by a method or refiner without a
+ * chunked form: names the linear, its size, the limit and the method.
+ */
+function chunkRefusal(who: string, e: LinearPlan, rows: readonly tf.Tensor2D[]): UnsupportedError {
+  const [out, inp] = [rows.reduce((a, w) => a + w.shape[0], 0), rows[0]!.shape[1]];
+  return new UnsupportedError(
+    `${who} cannot prune ${e.ref.name} [${out}, ${inp}] (${sizeText(4 * out * inp)}): over the ${sizeText(bindingLimitBytes())} this ` +
+      `WebGPU adapter binds per tensor, it is held in ${rows.length} row chunks, and ${who} needs it whole; ` +
+      'use a GPU with a larger limit, another method, or --backend wasm',
+  );
+}
+
+/** The method's result for `rows` (one chunk: `prune` itself; several: its `pruneRows`). */
+async function methodRows(rows: readonly tf.Tensor2D[], e: LinearPlan, stats: ActivationStats | null): Promise<RowsPruneResult> {
+  const s = e.method.stats.length > 0 ? stats : null;
+  if (rows.length > 1) {
+    if (!e.method.pruneRows) throw chunkRefusal(`method ${e.method.name}`, e, rows);
+    return e.method.pruneRows(rows, s, e.target, e.options, e.ref);
+  }
+  return asRows(await e.method.prune(rows[0]!, s, e.target, e.options, e.ref));
+}
+
+/** A result for one weight as the result for its one row chunk. */
+function asRows({ weight, mask, ...rest }: PruneResult): RowsPruneResult {
+  return { weights: [weight], masks: [mask], ...rest };
+}
+
+/** The refiner's weights for `rows` and the method's `masks` (freed by the caller); records ADMM's reconstruction. */
+async function refinedRows(rows: readonly tf.Tensor2D[], masks: tf.Tensor2D[], e: LinearPlan, stats: ActivationStats, notes: LinearNotes): Promise<tf.Tensor2D[]> {
+  const { refiner, options } = e.refine!;
+  const chunked = rows.length > 1;
+  if (refiner.update) {
+    if (chunked && !refiner.updateRows) throw chunkRefusal(`refiner ${refiner.name}`, e, rows);
+    const updated = chunked ? await refiner.updateRows!(rows, masks, stats, e.target, options) : asRows(await refiner.update(rows[0]!, masks[0]!, stats, e.target, options));
+    tf.dispose(updated.masks);
+    if (updated.reconstruction) notes.reconstruction[e.ref.linear] = updated.reconstruction;
+    return updated.weights;
+  }
+  if (chunked && !refiner.refineRows) throw chunkRefusal(`refiner ${refiner.name}`, e, rows);
+  const refined = chunked ? await refiner.refineRows!(rows, masks, stats, e.target, options) : [await refiner.refine(rows[0]!, masks[0]!, stats, e.target, options)];
+  try {
+    return tf.tidy(() => rows.map((w, i) => applyMask(w, refined[i]!)));
+  } finally {
+    tf.dispose(refined);
+  }
+}
+
+/**
+ * Prune one linear by its plan entry: the method, then the refiner. `rows`: its [out, in] weight, or on webgpu its row
+ * chunks when it is over the binding limit. Returns the new weight in the same chunks.
+ */
+async function pruneLinear(rows: readonly tf.Tensor2D[], e: LinearPlan, stats: ActivationStats | null, notes: LinearNotes): Promise<tf.Tensor2D[]> {
+  const result = await methodRows(rows, e, stats);
   if (result.permutation) notes.permutations[e.ref.name] = result.permutation;
   if (result.reconstruction) notes.reconstruction[e.ref.linear] = result.reconstruction;
   if (!e.refine) {
-    result.mask.dispose();
-    return result.weight;
+    tf.dispose(result.masks);
+    return result.weights;
   }
   try {
-    const refiner = e.refine.refiner;
-    if (refiner.update) {
-      const updated = await refiner.update(w, result.mask, stats!, e.target, e.refine.options);
-      updated.mask.dispose();
-      if (updated.reconstruction) notes.reconstruction[e.ref.linear] = updated.reconstruction;
-      return updated.weight;
-    }
-    const mask = await refiner.refine(w, result.mask, stats!, e.target, e.refine.options);
-    try {
-      return applyMask(w, mask);
-    } finally {
-      mask.dispose();
-    }
+    return await refinedRows(rows, result.masks, e, stats!, notes);
   } finally {
-    result.mask.dispose();
-    result.weight.dispose();
+    tf.dispose([...result.masks, ...result.weights]);
   }
 }
 
@@ -347,25 +390,28 @@ async function collectStatistics(s: Loop, layer: number, block: BlockWeights): P
   }
 }
 
-/** The [out, in] weight of linear `n` pruned by its plan entry `e` (the weight `w` is not consumed). */
-async function prunedWeight(s: Loop, n: LinearName, e: LinearPlan, w: tf.Tensor2D, stats: Map<string, ActivationStats>): Promise<tf.Tensor2D> {
+/** The weight of linear `n` ([out, in], or its row chunks) pruned by its plan entry `e` (`rows` are consumed). */
+async function prunedWeight(s: Loop, n: LinearName, e: LinearPlan, rows: tf.Tensor2D[], stats: Map<string, ActivationStats>): Promise<tf.Tensor2D[]> {
   try {
-    return await pruneLinear(w, e, stats.get(INPUT_GROUP[n]) ?? null, { permutations: s.permutations, reconstruction: s.reconstruction });
+    return await pruneLinear(rows, e, stats.get(INPUT_GROUP[n]) ?? null, { permutations: s.permutations, reconstruction: s.reconstruction });
   } finally {
-    w.dispose();
+    tf.dispose(rows);
   }
 }
 
-/** Step 2, weights kept on the backend (Kernels.park 'none'): each planned linear replaced by its pruned weight. */
+/**
+ * Step 2, weights kept on the backend (Kernels.park 'none'): each planned linear replaced by its pruned weight. A
+ * weight the model holds in chunks (webgpu, over the binding limit) is pruned in its row chunks.
+ */
 async function pruneLinearsInPlace(s: Loop, bp: BlockPlan, block: BlockWeights, stats: Map<string, ActivationStats>): Promise<void> {
   for (const n of LINEAR_NAMES) {
     const e = bp.linears[n];
     if (!e) continue;
-    const pruned = await prunedWeight(s, n, e, linearWeight(block, n), stats);
+    const pruned = await prunedWeight(s, n, e, linearWeightRows(block, n), stats);
     try {
-      setLinearWeight(block, n, pruned);
+      setLinearWeightRows(block, n, pruned);
     } finally {
-      pruned.dispose();
+      tf.dispose(pruned);
     }
   }
 }
@@ -383,19 +429,19 @@ async function pruneLinearsParked(s: Loop, bp: BlockPlan, block: BlockWeights, s
       if (!e) continue;
       const [out, inp] = linearShape(s.c, n);
       const w = tf.tidy(() => tf.transpose(tf.tensor2d(parked.get(n)!, [inp, out]))) as tf.Tensor2D; // [out, in]
-      const pruned = await prunedWeight(s, n, e, w, stats);
+      const pruned = await prunedWeight(s, n, e, [w], stats);
       try {
-        const wT = tf.transpose(pruned); // back to [in, out], parked until the block is rebuilt
+        const wT = tf.transpose(pruned[0]!); // back to [in, out], parked until the block is rebuilt
         parked.set(n, (await wT.data()) as Float32Array);
         wT.dispose();
       } finally {
-        pruned.dispose();
+        tf.dispose(pruned);
       }
     }
   } finally {
     for (const n of LINEAR_NAMES) {
       const [out, inp] = linearShape(s.c, n);
-      block.linears[n].wT = tf.tensor2d(parked.get(n)!, [inp, out]);
+      block.linears[n] = { wT: tf.tensor2d(parked.get(n)!, [inp, out]), bias: block.linears[n].bias };
     }
   }
 }
@@ -404,13 +450,16 @@ async function pruneLinearsParked(s: Loop, bp: BlockPlan, block: BlockWeights, s
 async function blockSparsity(bp: BlockPlan, block: BlockWeights, reconstruction: Partial<Record<LinearName, Reconstruction>>): Promise<BlockSparsity> {
   const zeroCounts: tf.Scalar[] = [];
   try {
-    for (const n of LINEAR_NAMES) zeroCounts.push(tensorZeros(block.linears[n].wT)); // a zero count needs no layout
+    for (const n of LINEAR_NAMES) {
+      const parts = linearParts(block.linears[n]); // a zero count needs no layout, nor one tensor
+      zeroCounts.push(parts.length === 1 ? tensorZeros(parts[0]!) : tf.tidy(() => tf.addN(parts.map(tensorZeros))));
+    }
     const counts = await readScalars(zeroCounts);
     const matrices = {} as Record<LinearName, number>;
     let zeros = 0;
     let params = 0;
     LINEAR_NAMES.forEach((n, i) => {
-      const size = block.linears[n].wT.size;
+      const size = linearParts(block.linears[n]).reduce((a, p) => a + p.size, 0);
       matrices[n] = counts[i]! / size;
       zeros += counts[i]!;
       params += size;

@@ -13,7 +13,8 @@ import { parseOptions } from './plan.js';
 import { ConfigError, type OptionName } from '../errors.js';
 import { linearSumAssignment } from './lsa.js';
 import { applyMask, checkNmShape, nmMask, smallestPerRowMask, sortedValueTensor, validateOptions } from './mask.js';
-import { optionFlagName, type PruneMethod, type PruneOptions, type PruneResult } from './method.js';
+import { optionFlagName, type PruneMethod, type PruneOptions, type PruneResult, type RowsPruneResult } from './method.js';
+import { eachRow, hostRows, maskedRows, sortedValueOfRows, thresholdRows } from './rows.js';
 import type { ActivationStats } from './stats.js';
 import { checkStats } from './wanda.js';
 
@@ -24,14 +25,17 @@ const riaOptions = z.strictObject({
 });
 export type RiaOptions = z.infer<typeof riaOptions>;
 
-/** The RIA metric ([out, in], float32); the caller owns it. */
-export function riaMetric(weight: tf.Tensor2D, scalerRow: tf.Tensor1D, alpha: number): tf.Tensor2D {
+/**
+ * The RIA metric ([out, in], float32); the caller owns it. `colSum` ([1, in]): the column sums of |W| when `weight`
+ * is a row chunk of W (default: its own, the whole matrix's).
+ */
+export function riaMetric(weight: tf.Tensor2D, scalerRow: tf.Tensor1D, alpha: number, colSum?: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => {
     const a = tf.abs(tf.cast(weight, 'float32'));
-    const colSum = tf.sum(a, 0, true); // [1, in]: over the column (all rows)
+    const cols = colSum ?? tf.sum(a, 0, true); // [1, in]: over the column (all rows)
     const rowSum = tf.sum(a, 1, true); // [out, 1]: over the row
     const act = tf.pow(tf.reshape(tf.sqrt(scalerRow), [1, -1]), tf.scalar(alpha)); // sqrt, then ** a
-    return tf.mul(tf.add(tf.div(a, colSum), tf.div(a, rowSum)), act) as tf.Tensor2D;
+    return tf.mul(tf.add(tf.div(a, cols), tf.div(a, rowSum)), act) as tf.Tensor2D;
   });
 }
 
@@ -121,14 +125,42 @@ export async function riaMask(metric: tf.Tensor2D, target: PruneOptions, o: RiaO
   if (!o.permute) return { mask: nmMask(metric, structure.n, structure.m) };
   // the permutation is solved on the host (one read of the metric)
   const permutation = riaPermutation((await metric.data()) as Float32Array, rows, cols, structure.n, structure.m);
-  const inverse = new Array<number>(cols);
+  return { mask: permutedNmMask(metric, permutation, structure.n, structure.m), permutation };
+}
+
+/** The N:M mask of `metric` ([out, in]) in the column order `permutation` (mask[:, permutation[k]] = slot k's). */
+function permutedNmMask(metric: tf.Tensor2D, permutation: readonly number[], n: number, m: number): tf.Tensor2D {
+  const inverse = new Array<number>(permutation.length);
   permutation.forEach((col, k) => (inverse[col] = k));
-  const mask = tf.tidy(() => {
-    const permuted = tf.gather(metric, tf.tensor1d(permutation, 'int32'), 1) as tf.Tensor2D;
-    const maskP = nmMask(permuted, structure.n, structure.m);
+  return tf.tidy(() => {
+    const permuted = tf.gather(metric, tf.tensor1d(permutation as number[], 'int32'), 1) as tf.Tensor2D;
+    const maskP = nmMask(permuted, n, m);
     return tf.gather(maskP, tf.tensor1d(inverse, 'int32'), 1) as tf.Tensor2D; // mask[:, index[k]] = maskP[:, k]
   });
-  return { mask, permutation };
+}
+
+/**
+ * `riaMask` of a metric held in row chunks ([out_i, in], in order): the matrix's threshold from every chunk's values,
+ * the permutation from the whole metric read back; per-row choices per chunk.
+ */
+async function riaMaskRows(metrics: readonly tf.Tensor2D[], target: PruneOptions, o: RiaOptions): Promise<{ masks: tf.Tensor2D[]; permutation?: number[] }> {
+  const { structure } = target;
+  const cols = metrics[0]!.shape[1];
+  const rows = metrics.reduce((a, m) => a + m.shape[0], 0);
+  if (structure.kind === 'unstructured' && !o.perOutneuron) {
+    const thresh = await sortedValueOfRows(metrics, (m) => tf.clone(m), Math.floor(rows * cols * target.sparsity));
+    try {
+      return { masks: await thresholdRows(metrics, (m) => m, thresh) };
+    } finally {
+      thresh.dispose();
+    }
+  }
+  if (structure.kind === 'nm' && o.permute) {
+    checkNmShape([rows, cols], structure.n, structure.m);
+    const permutation = riaPermutation(await hostRows(metrics), rows, cols, structure.n, structure.m);
+    return { masks: await eachRow(metrics, (m) => permutedNmMask(m, permutation, structure.n, structure.m)), permutation };
+  }
+  return { masks: await eachRow(metrics, async (m) => (await riaMask(m, target, o)).mask) };
 }
 
 export const ria: PruneMethod<RiaOptions> = {
@@ -155,6 +187,23 @@ export const ria: PruneMethod<RiaOptions> = {
       return { weight: applyMask(weight, mask), mask, ...(permutation ? { permutation } : {}) };
     } finally {
       metric.dispose();
+    }
+  },
+  /** The column sums of |W| summed over the chunks, then riaMaskRows (float32 sums: the order of the additions differs). */
+  async pruneRows(rows, stats, target, options): Promise<RowsPruneResult> {
+    validateOptions(target);
+    const o = parseOptions('ria', riaOptions, options) as z.infer<typeof riaOptions>;
+    ria.check!(target, o);
+    const s = checkStats('ria', rows[0]!, stats);
+    const colSum = tf.tidy(() => tf.addN(rows.map((w) => tf.sum(tf.abs(tf.cast(w, 'float32')), 0, true))) as tf.Tensor2D);
+    let metrics: tf.Tensor2D[] = [];
+    try {
+      metrics = await eachRow(rows, (w) => riaMetric(w, s.scalerRow, o.alpha, colSum));
+      const { masks, permutation } = await riaMaskRows(metrics, target, o);
+      return { ...(await maskedRows(rows, masks)), ...(permutation ? { permutation } : {}) };
+    } finally {
+      colSum.dispose();
+      tf.dispose(metrics);
     }
   },
 };

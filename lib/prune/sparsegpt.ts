@@ -8,7 +8,7 @@ import { ConfigError, DataError } from '../errors.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
 import { checkNmShape, smallestPerRowMask, sortedValueTensor, validateOptions } from './mask.js';
-import type { PruneMethod, PruneOptions, PruneResult } from './method.js';
+import type { PruneMethod, PruneOptions, PruneResult, RowsPruneResult } from './method.js';
 import { ActivationStats } from './stats.js';
 import { checkStats } from './wanda.js';
 
@@ -133,35 +133,85 @@ export function sparseGptSweep(
   options: PruneOptions,
   blocksize = SPARSEGPT_BLOCK,
 ): PruneResult {
-  const inF = weight.shape[1];
-  let rest = transposedLiveInputs(weight, dead); // [in - i1, out]: the columns not swept yet, updated
-  const qBlocks: tf.Tensor2D[] = [];
-  const maskBlocks: tf.Tensor2D[] = [];
+  const r = sparseGptSweepRows([weight], hinv, dead, options, blocksize);
+  return { weight: r.weights[0]!, mask: r.masks[0]! };
+}
+
+/**
+ * `sparseGptSweep` of a weight held in row chunks ([out_i, in], in order). Each output row is swept by itself given
+ * Hinv; what joins the rows is an unstructured block's threshold, taken over the block's columns of every chunk
+ * ([block, out] fits where the whole weight does not). One chunk: exactly `sparseGptSweep`.
+ */
+export function sparseGptSweepRows(
+  rows: readonly tf.Tensor2D[],
+  hinv: Float32Array,
+  dead: readonly boolean[],
+  options: PruneOptions,
+  blocksize = SPARSEGPT_BLOCK,
+): { weights: tf.Tensor2D[]; masks: tf.Tensor2D[] } {
+  const inF = rows[0]!.shape[1];
+  // per chunk: the columns not swept yet ([in - i1, out_i]: rows of W^T), updated
+  let rests: tf.Tensor2D[] = rows.map((w) => transposedLiveInputs(w, dead));
+  const qBlocks: tf.Tensor2D[][] = rows.map(() => []);
+  const maskBlocks: tf.Tensor2D[][] = rows.map(() => []);
   try {
     for (let i1 = 0; i1 < inF; i1 += blocksize) {
       const cols: BlockColumns = { hinv, inF, i1, i2: Math.min(i1 + blocksize, inF) };
-      const [w1, tail] = splitRows(rest, cols.i2 - i1);
-      rest.dispose();
-      try {
-        const swept = sweepBlock(w1, cols, options); // consumes w1
-        qBlocks.push(swept.q);
-        maskBlocks.push(swept.mask);
-        try {
-          if (tail) rest = propagateBlockError(tail, swept.err, cols);
-        } finally {
-          swept.err.dispose();
-        }
-      } finally {
-        tail?.dispose();
-      }
+      rests = sweepBlockRows(rests, cols, options, qBlocks, maskBlocks);
     }
     return tf.tidy(() => ({
-      weight: tf.transpose(tf.concat(qBlocks, 0)) as tf.Tensor2D,
-      mask: tf.transpose(tf.concat(maskBlocks, 0)) as tf.Tensor2D,
+      weights: qBlocks.map((q) => tf.transpose(tf.concat(q, 0)) as tf.Tensor2D),
+      masks: maskBlocks.map((m) => tf.transpose(tf.concat(m, 0)) as tf.Tensor2D),
     }));
   } finally {
-    if (!rest.isDisposed) rest.dispose();
-    for (const t of [...qBlocks, ...maskBlocks]) t.dispose();
+    for (const r of rests) if (!r.isDisposed) r.dispose();
+    for (const t of [...qBlocks.flat(), ...maskBlocks.flat()]) t.dispose();
+  }
+}
+
+/**
+ * One block of the sweep over every chunk's remaining columns `rests` (consumed): each chunk's swept values and mask
+ * pushed to `qBlocks` / `maskBlocks`, the later columns updated by the block's error (returned, the caller's).
+ */
+function sweepBlockRows(
+  rests: tf.Tensor2D[],
+  cols: BlockColumns,
+  options: PruneOptions,
+  qBlocks: tf.Tensor2D[][],
+  maskBlocks: tf.Tensor2D[][],
+): tf.Tensor2D[] {
+  const count = cols.i2 - cols.i1;
+  const heads: (tf.Tensor2D | null)[] = []; // the block's columns of each chunk, until sweepBlock consumes them
+  const tails: (tf.Tensor2D | null)[] = [];
+  const next: tf.Tensor2D[] = [];
+  let masks: (tf.Tensor2D | null)[] = [];
+  try {
+    for (const r of rests) {
+      const [w1, tail] = splitRows(r, count);
+      r.dispose();
+      heads.push(w1);
+      tails.push(tail);
+    }
+    if (options.structure.kind === 'unstructured') masks = unstructuredBlockMasks(heads as tf.Tensor2D[], blockDiag(cols), options.sparsity);
+    for (let c = 0; c < heads.length; c++) {
+      const [w1, mask] = [heads[c]!, masks[c] ?? null];
+      [heads[c], masks[c]] = [null, null];
+      const swept = sweepBlock(w1, cols, options, mask); // consumes w1 and the mask
+      qBlocks[c]!.push(swept.q);
+      maskBlocks[c]!.push(swept.mask);
+      try {
+        const tail = tails[c];
+        if (tail) next.push(propagateBlockError(tail, swept.err, cols));
+      } finally {
+        swept.err.dispose();
+      }
+    }
+    return next;
+  } catch (e) {
+    tf.dispose(next);
+    throw e;
+  } finally {
+    for (const t of [...heads, ...tails, ...masks]) t?.dispose();
   }
 }
 
@@ -209,14 +259,22 @@ function blockMetric(rows: tf.Tensor2D, diag: Float32Array, from: number, len: n
   });
 }
 
-/** Unstructured: the block's mask ([count, out], 1 = removed) by one threshold over the whole block. */
-function unstructuredBlockMask(w1: tf.Tensor2D, diag: Float32Array, sparsity: number): tf.Tensor2D {
+/**
+ * Unstructured: the block's mask ([count, out_i] per chunk, 1 = removed) by one threshold over the whole block: the
+ * block's columns of every chunk side by side ([count, out]).
+ */
+function unstructuredBlockMasks(w1s: readonly tf.Tensor2D[], diag: Float32Array, sparsity: number): tf.Tensor2D[] {
+  const w1 = w1s.length === 1 ? w1s[0]! : (tf.concat([...w1s], 1) as tf.Tensor2D);
   const metric = blockMetric(w1, diag, 0, w1.shape[0]);
+  if (w1 !== w1s[0]) w1.dispose();
   try {
     // wasm / cpu: the value read back and sorted on the host; webgpu: the same order statistic on the device
     const thresh = sortedValueTensor(metric, Math.floor(metric.size * sparsity));
     try {
-      return tf.tidy(() => tf.cast(tf.lessEqual(metric, thresh), 'float32') as tf.Tensor2D);
+      return tf.tidy(() => {
+        const mask = tf.cast(tf.lessEqual(metric, thresh), 'float32') as tf.Tensor2D;
+        return w1s.length === 1 ? [mask] : (tf.split(mask, w1s.map((w) => w.shape[1]), 1) as tf.Tensor2D[]);
+      });
     } finally {
       thresh.dispose();
     }
@@ -265,7 +323,12 @@ function sweepColumn(
  * (unstructured) or per group of M columns when the sweep reaches it (N:M). Returns the swept values, the mask and
  * the errors ([count, out] each, the caller's).
  */
-function sweepBlock(w1: tf.Tensor2D, b: BlockColumns, options: PruneOptions): { q: tf.Tensor2D; mask: tf.Tensor2D; err: tf.Tensor2D } {
+function sweepBlock(
+  w1: tf.Tensor2D,
+  b: BlockColumns,
+  options: PruneOptions,
+  blockMask: tf.Tensor2D | null, // unstructured: [count, out] (consumed); N:M: null
+): { q: tf.Tensor2D; mask: tf.Tensor2D; err: tf.Tensor2D } {
   const { structure } = options;
   const count = b.i2 - b.i1;
   const out = w1.shape[1];
@@ -274,10 +337,8 @@ function sweepBlock(w1: tf.Tensor2D, b: BlockColumns, options: PruneOptions): { 
   const errs: tf.Tensor2D[] = [];
   const maskRows: tf.Tensor2D[] = [];
   let remaining: tf.Tensor2D | null = w1; // [count - i, out]: current values of the block's columns i..count-1
-  let blockMask: tf.Tensor2D | null = null; // unstructured: [count, out]
   let group: tf.Tensor2D | null = null; // N:M: mask of the current group of M columns, [M, out]
   try {
-    if (structure.kind === 'unstructured') blockMask = unstructuredBlockMask(w1, diag, options.sparsity);
     for (let i = 0; i < count; i++) {
       const cur: tf.Tensor2D = remaining as tf.Tensor2D;
       if (structure.kind === 'nm' && i % structure.m === 0) {
@@ -333,21 +394,39 @@ export const sparsegpt: PruneMethod<SparseGptOptions> = {
   options: sparsegptOptions,
   updatesWeights: true,
   async prune(weight: tf.Tensor2D, stats: ActivationStats | null, target: PruneOptions, options?: SparseGptOptions): Promise<PruneResult> {
-    validateOptions(target);
-    const o = parseOptions('sparsegpt', sparsegptOptions, options) as z.infer<typeof sparsegptOptions>;
-    const s = checkStats('sparsegpt', weight, stats);
-    const { structure } = target;
-    if (structure.kind === 'nm') {
-      checkNmShape(weight.shape, structure.n, structure.m);
-      if (o.blocksize % structure.m !== 0) {
-        throw new ConfigError(
-          `structure ${structure.n}:${structure.m}: SparseGPT forms N:M groups inside blocks of ${o.blocksize} ` +
-            `columns, so M must divide ${o.blocksize}`,
-        );
-      }
-    }
-    // the inverse Hessian is factored on the host in float64: one read of the Hessian per linear
-    const { hinv, dead } = prepareHinv((await s.hessian.data()) as Float32Array, s.inFeatures, o.damp);
-    return sparseGptSweep(weight, hinv, dead, target, o.blocksize);
+    const { hinv, dead, blocksize } = await sparseGptInverse(weight, weight.shape, stats, target, options);
+    return sparseGptSweep(weight, hinv, dead, target, blocksize);
+  },
+  /** Hinv once for the layer, then the sweep over the chunks (sparseGptSweepRows). */
+  async pruneRows(rows, stats, target, options): Promise<RowsPruneResult> {
+    const shape: [number, number] = [rows.reduce((a, w) => a + w.shape[0], 0), rows[0]!.shape[1]];
+    const { hinv, dead, blocksize } = await sparseGptInverse(rows[0]!, shape, stats, target, options);
+    return sparseGptSweepRows(rows, hinv, dead, target, blocksize);
   },
 };
+
+/** The options and statistics checked for a weight of `shape` (`weight`: it or a row chunk), then Hinv. */
+async function sparseGptInverse(
+  weight: tf.Tensor2D,
+  shape: [number, number],
+  stats: ActivationStats | null,
+  target: PruneOptions,
+  options?: SparseGptOptions,
+): Promise<{ hinv: Float32Array; dead: boolean[]; blocksize: number }> {
+  validateOptions(target);
+  const o = parseOptions('sparsegpt', sparsegptOptions, options) as z.infer<typeof sparsegptOptions>;
+  const s = checkStats('sparsegpt', weight, stats);
+  const { structure } = target;
+  if (structure.kind === 'nm') {
+    checkNmShape(shape, structure.n, structure.m);
+    if (o.blocksize % structure.m !== 0) {
+      throw new ConfigError(
+        `structure ${structure.n}:${structure.m}: SparseGPT forms N:M groups inside blocks of ${o.blocksize} ` +
+          `columns, so M must divide ${o.blocksize}`,
+      );
+    }
+  }
+  // the inverse Hessian is factored on the host in float64: one read of the Hessian per linear
+  const { hinv, dead } = prepareHinv((await s.hessian.data()) as Float32Array, s.inFeatures, o.damp);
+  return { hinv, dead, blocksize: o.blocksize };
+}

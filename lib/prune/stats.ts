@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
+import { checkBinding } from '../model/binding.js';
 
 export type StatName = 'scaler' | 'sum' | 'variance' | 'hessian' | 'gram';
 export const STAT_NAMES: readonly StatName[] = ['scaler', 'sum', 'variance', 'hessian', 'gram'];
@@ -88,6 +89,7 @@ export class ActivationStats {
     this.needs = new Set(needs);
     for (const n of this.needs) {
       const shape = MATRIX_STATS.includes(n) ? [inFeatures, inFeatures] : [inFeatures];
+      checkBinding(shape, `the '${n}' statistic of a linear's input`); // on webgpu: [in, in] must fit the binding limit
       this.t.set(n, tf.keep(tf.zeros(shape, 'float32')));
     }
   }

@@ -8,7 +8,8 @@ import { ConfigError, type OptionName } from '../errors.js';
 import { z } from 'zod';
 import { parseOptions } from './plan.js';
 import { applyMask, structureMask, validateOptions } from './mask.js';
-import { optionFlagName, type LinearRef, type PruneMethod, type PruneOptions, type PruneResult } from './method.js';
+import { optionFlagName, type LinearRef, type PruneMethod, type PruneOptions, type PruneResult, type RowsPruneResult } from './method.js';
+import { eachRow, maskedRows, pruneEachRow } from './rows.js';
 import { ActivationStats, checkLayerInput } from './stats.js';
 
 export { checkLayerInput };
@@ -42,35 +43,61 @@ export interface VariantResult {
  * the removed count back (`await data()`: one scalar per step, on every backend).
  */
 export async function wandaVariantMask(metric: tf.Tensor2D, target: number): Promise<VariantResult> {
+  const r = await wandaVariantMaskRows([metric], target);
+  return { mask: r.masks[0]!, alpha: r.alpha, sparsity: r.sparsity };
+}
+
+/** Per row chunk: S sorted ascending (stable), its cumulative sum and the row sums (the variant's fixed inputs). */
+interface VariantRows {
+  metric: tf.Tensor2D;
+  sortedVals: tf.Tensor2D;
+  cumsum: tf.Tensor2D;
+  rowSum: tf.Tensor1D;
+}
+
+/** The variant's mask of one row chunk for `alpha` (see wandaVariantMask). */
+function variantChunkMask(v: VariantRows, alpha: number): tf.Tensor2D {
+  const [out, inFeatures] = v.metric.shape;
+  return tf.tidy(() => {
+    const thresCumsum = tf.reshape(tf.mul(v.rowSum, tf.scalar(alpha)), [out, 1]); // [out, 1]
+    const count = tf.sum(tf.cast(tf.lessEqual(tf.sub(v.cumsum, thresCumsum), tf.scalar(0)), 'int32'), 1, true); // [out, 1]
+    // thres = sorted[count - 1], the largest sorted value at a position < count (-inf when count = 0)
+    const positions = tf.reshape(tf.range(0, inFeatures, 1, 'int32'), [1, inFeatures]); // [1, in]
+    const firstCount = tf.less(tf.sub(positions, count), tf.scalar(0)); // [out, in]
+    const thres = tf.max(tf.where(firstCount, v.sortedVals, tf.fill([out, inFeatures], -Infinity)), 1, true); // [out, 1]
+    return tf.cast(tf.lessEqual(tf.sub(v.metric, thres), tf.scalar(0)), 'float32') as tf.Tensor2D; // via the difference: fast on wasm
+  });
+}
+
+/**
+ * `wandaVariantMask` of a metric held in row chunks ([out_i, in], in order): every row's threshold is its own, and
+ * the layer sparsity of each step is the removed count summed over the chunks (one read per step).
+ */
+export async function wandaVariantMaskRows(metrics: readonly tf.Tensor2D[], target: number): Promise<{ masks: tf.Tensor2D[]; alpha: number; sparsity: number }> {
   const f32 = Math.fround;
-  const [out, inFeatures] = metric.shape;
-  const numel = out * inFeatures;
-  const sortedVals = tf.tidy(() => tf.neg(tf.topk(tf.neg(metric), inFeatures, true).values)); // [out, in] ascending
-  const cumsum = tf.cumsum(sortedVals, 1); // [out, in]
-  const rowSum = tf.sum(metric, 1); // [out]
-  const givenAlpha = async (alpha: number): Promise<{ mask: tf.Tensor2D; sparsity: number }> => {
-    const mask = tf.tidy(() => {
-      const thresCumsum = tf.reshape(tf.mul(rowSum, tf.scalar(alpha)), [out, 1]); // [out, 1]
-      const count = tf.sum(tf.cast(tf.lessEqual(tf.sub(cumsum, thresCumsum), tf.scalar(0)), 'int32'), 1, true); // [out, 1]
-      // thres = sorted[count - 1], the largest sorted value at a position < count (-inf when count = 0)
-      const positions = tf.reshape(tf.range(0, inFeatures, 1, 'int32'), [1, inFeatures]); // [1, in]
-      const firstCount = tf.less(tf.sub(positions, count), tf.scalar(0)); // [out, in]
-      const thres = tf.max(tf.where(firstCount, sortedVals, tf.fill([out, inFeatures], -Infinity)), 1, true); // [out, 1]
-      return tf.cast(tf.lessEqual(tf.sub(metric, thres), tf.scalar(0)), 'float32') as tf.Tensor2D; // via the difference: fast on wasm
-    });
-    const total = tf.sum(mask);
-    let removed: number;
+  const numel = metrics.reduce((a, m) => a + m.size, 0);
+  const rows: VariantRows[] = [];
+  const givenAlpha = async (alpha: number): Promise<{ masks: tf.Tensor2D[]; sparsity: number }> => {
+    const masks = await eachRow(metrics, (_m, i) => variantChunkMask(rows[i]!, alpha));
+    const totals = masks.map((m) => tf.sum(m));
+    let removed = 0;
     try {
-      removed = (await total.data())[0] as number;
+      const counts = totals.length === 1 ? await totals[0]!.data() : await readAll(totals);
+      for (let i = 0; i < counts.length; i++) removed += counts[i]!;
     } catch (e) {
-      mask.dispose();
+      tf.dispose(masks);
       throw e;
     } finally {
-      total.dispose();
+      tf.dispose(totals);
     }
-    return { mask, sparsity: f32(f32(removed) / f32(numel)) };
+    return { masks, sparsity: f32(f32(removed) / f32(numel)) };
   };
   try {
+    for (const metric of metrics) {
+      const inFeatures = metric.shape[1];
+      const sortedVals = tf.tidy(() => tf.neg(tf.topk(tf.neg(metric), inFeatures, true).values)) as tf.Tensor2D; // [out, in] ascending
+      rows.push({ metric, sortedVals, cumsum: tf.cumsum(sortedVals, 1), rowSum: tf.sum(metric, 1) as tf.Tensor1D });
+    }
     const targetF = f32(target);
     const tol = f32(0.001);
     let alpha = 0.4;
@@ -86,14 +113,22 @@ export async function wandaVariantMask(metric: tf.Tensor2D, target: number): Pro
         hist[0] = alpha;
       }
       alpha = alphaNew;
-      cur.mask.dispose();
+      tf.dispose(cur.masks);
       cur = await givenAlpha(alpha);
     }
-    return { mask: cur.mask, alpha, sparsity: cur.sparsity };
+    return { masks: cur.masks, alpha, sparsity: cur.sparsity };
   } finally {
-    sortedVals.dispose();
-    cumsum.dispose();
-    rowSum.dispose();
+    for (const r of rows) tf.dispose([r.sortedVals, r.cumsum, r.rowSum]);
+  }
+}
+
+/** The values of scalar tensors in one read (the tensors stay the caller's). */
+async function readAll(ts: tf.Tensor[]): Promise<ArrayLike<number>> {
+  const stacked = tf.stack(ts);
+  try {
+    return (await stacked.data()) as Float32Array;
+  } finally {
+    stacked.dispose();
   }
 }
 
@@ -138,6 +173,20 @@ export const wanda: PruneMethod<WandaOptions> = {
       return { weight: applyMask(weight, mask), mask };
     } finally {
       metric.dispose();
+    }
+  },
+  /** Per output row, so per chunk; the variant's bisection sums the removed count over the chunks. */
+  async pruneRows(rows, stats, target, options): Promise<RowsPruneResult> {
+    const o = parseOptions('wanda', wandaOptions, options) as z.infer<typeof wandaOptions>;
+    if (!o.variant) return pruneEachRow(rows, (w) => wanda.prune(w, stats, target, options));
+    validateOptions(target);
+    wanda.check!(target, o);
+    const s = checkStats('wanda', rows[0]!, stats);
+    const metrics = await eachRow(rows, (w) => wandaMetric(w, s.scalerRow));
+    try {
+      return await maskedRows(rows, (await wandaVariantMaskRows(metrics, target.sparsity)).masks);
+    } finally {
+      tf.dispose(metrics);
     }
   },
 };

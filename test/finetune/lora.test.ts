@@ -14,7 +14,7 @@ import { loadModel, type LoadedModel } from '../../lib/model/load.js';
 import { SafetensorsFile } from '../../lib/model/safetensors.js';
 import { LINEAR_NAMES, type LinearName } from '../../lib/model/architecture.js';
 import { prune } from '../../lib/prune/prune.js';
-import { LoraAdapters, SeededRandom, dropoutMask, frozenMatMul, validateLoraConfig } from '../../lib/finetune/lora.js';
+import { LoraAdapters, SeededRandom, dropoutMask, frozenLinear, frozenMatMul, validateLoraConfig } from '../../lib/finetune/lora.js';
 import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,
@@ -133,6 +133,24 @@ describe('LoRA gradients', () => {
     } finally {
       ad.dispose();
     }
+  });
+
+  test('frozenLinear over a weight held in column chunks (WebGPU, over the binding limit): the whole layer\'s output and input gradient', () => {
+    const x = tf.variable(tf.randomNormal([2, 3, 6], 0, 1, 'float32', 6) as tf.Tensor3D);
+    const w = tf.randomNormal([6, 7], 0, 1, 'float32', 7) as tf.Tensor2D; // wT [in, out]
+    const bias = tf.randomNormal([7], 0, 1, 'float32', 8) as tf.Tensor1D;
+    const parts = tf.split(w, [3, 3, 1], 1) as tf.Tensor2D[];
+    const r = tf.randomNormal([2, 3, 7], 0, 1, 'float32', 9);
+    const before = tf.memory().numTensors;
+    const whole = tf.variableGrads(() => tf.sum(tf.mul(frozenLinear(x, { wT: w, bias }), r)), [x]);
+    const chunked = tf.variableGrads(() => tf.sum(tf.mul(frozenLinear(x, { parts, bias }), r)), [x]);
+    expect(chunked.value.dataSync()[0]).toBeCloseTo(whole.value.dataSync()[0]!, 5);
+    expect(maxAbsDiff(chunked.grads[x.name]!.dataSync(), whole.grads[x.name]!.dataSync())).toBeLessThan(1e-5); // sums grouped by chunk
+    const y = [frozenLinear(x, { wT: w, bias }), frozenLinear(x, { parts, bias })];
+    expect(Array.from(y[1]!.dataSync())).toEqual(Array.from(y[0]!.dataSync())); // each output: the same dot product
+    tf.dispose([whole.value, chunked.value, whole.grads, chunked.grads, ...y]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, w, bias, r, ...parts]);
   });
 
   test('frozenMatMul and the cross-entropy give the gradients of tfjs defaults', async () => {

@@ -251,7 +251,7 @@ async function runLibrary(spec: Omit<PlanSpec, 'target'>, target: PruneOptions):
     writer: null,
     onBlock: (layer: number, block: BlockWeights) => {
       for (const n of LINEAR_NAMES) {
-        const w = tf.transpose(block.linears[n].wT);
+        const w = tf.transpose(block.linears[n].wT!);
         pruned.set(linearTensorName(layer, n), Float32Array.from(w.dataSync()));
         w.dispose();
       }

@@ -90,7 +90,7 @@ async function runLibrary(
     ...extra,
     onBlock: (layer: number, block: BlockWeights) => {
       for (const n of LINEAR_NAMES) {
-        const w = tf.transpose(block.linears[n].wT); // [in, out] -> [out, in]
+        const w = tf.transpose(block.linears[n].wT!); // [in, out] -> [out, in]
         pruned.set(linearTensorName(layer, n), Float32Array.from(w.dataSync()));
         w.dispose();
       }
@@ -364,7 +364,7 @@ describe('calibration forwards over a worker pool (lib/model/forward-pool.ts)', 
         writer: null,
         workers,
         onBlock: (layer, block) => {
-          for (const n of LINEAR_NAMES) pruned.set(linearTensorName(layer, n), Float32Array.from(block.linears[n].wT.dataSync()));
+          for (const n of LINEAR_NAMES) pruned.set(linearTensorName(layer, n), Float32Array.from(block.linears[n].wT!.dataSync()));
         },
       });
       return pruned;

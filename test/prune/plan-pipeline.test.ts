@@ -62,7 +62,7 @@ async function runLibrary(spec: Omit<PlanSpec, 'method'> & { method: string }): 
     writer: null,
     onBlock: (layer: number, block: BlockWeights) => {
       for (const n of LINEAR_NAMES) {
-        const w = tf.transpose(block.linears[n].wT);
+        const w = tf.transpose(block.linears[n].wT!);
         masks.set(linearTensorName(layer, n), Uint8Array.from(w.dataSync(), (v) => (v === 0 ? 1 : 0)));
         w.dispose();
       }
@@ -144,7 +144,7 @@ describe('whole-pipeline parity with the reference replay', () => {
         fn: (layer, block, stats) => {
           for (const n of LINEAR_NAMES) {
             const st = stats(n);
-            const w = tf.transpose(block.linears[n].wT);
+            const w = tf.transpose(block.linears[n].wT!);
             const [rows, cols] = w.shape as [number, number];
             const wv = Float32Array.from(w.dataSync());
             w.dispose();
@@ -162,7 +162,7 @@ describe('whole-pipeline parity with the reference replay', () => {
       },
       onBlock: (layer: number, block: BlockWeights) => {
         for (const n of LINEAR_NAMES) {
-          const w = tf.transpose(block.linears[n].wT);
+          const w = tf.transpose(block.linears[n].wT!);
           masks.set(linearTensorName(layer, n), Uint8Array.from(w.dataSync(), (v) => (v === 0 ? 1 : 0)));
           w.dispose();
         }

@@ -134,7 +134,7 @@ async function expectCompleteOutput(
   const m = await loadModel(out);
   try {
     expect(m.model.config.numLayers).toBe(layers);
-    const w = tf.tidy(() => tf.transpose(m.model.blocks[0]!.linears.q_proj.wT).dataSync() as Float32Array);
+    const w = tf.tidy(() => tf.transpose(m.model.blocks[0]!.linears.q_proj.wT!).dataSync() as Float32Array);
     expect(sameValues(w, stored.get(linearTensorName(0, 'q_proj')))).toBe(true);
   } finally {
     m.dispose();
