@@ -73,7 +73,8 @@ async function orderStatistics(): Promise<string> {
 /** Forward kernels whose results are compared between the backends. */
 const FORWARD: [string, () => tf.Tensor][] = [
   ['matMul x^T x (K = 128: a Hessian fold)', () => tf.matMul(tf.transpose(tf.tensor2d(A.subarray(0, 128 * 256), [128, 256])), tf.tensor2d(A.subarray(0, 128 * 256), [128, 256]))],
-  ['matMul x W^T (K = 256: a linear)', () => tf.matMul(tf.tensor2d(A.subarray(0, 128 * 256), [128, 256]), tf.tensor2d(B.subarray(0, 64 * 256), [64, 256]), false, true)],
+  ['matMul x W (K = 256: a linear, weights stored [in, out] as the forward keeps them)', () => tf.matMul(tf.tensor2d(A.subarray(0, 128 * 256), [128, 256]), tf.tensor2d(B.subarray(0, 256 * 64), [256, 64]))],
+  ['matMul x W^T with transposeB (not used by the forward)', () => tf.matMul(tf.tensor2d(A.subarray(0, 128 * 256), [128, 256]), tf.tensor2d(B.subarray(0, 64 * 256), [64, 256]), false, true)],
   ['mean of squares over 256 (RMSNorm)', () => tf.mean(tf.square(tf.tensor2d(A.subarray(0, 128 * 256), [128, 256])), -1)],
   ['sum over 128 rows', () => tf.sum(tf.tensor2d(A.subarray(0, 128 * 256), [128, 256]), 0)],
   ['rsqrt', () => tf.rsqrt(tf.add(tf.abs(tf.tensor1d(A)), 0.1))],
