@@ -17,7 +17,15 @@ export interface RefAdmmOptions {
   rho?: number; // 1
   /** A given mask ([out, in], 1 = removed): iterative_prune = 0 with this mask instead of the |W| one. */
   mask?: Uint8Array;
+  /**
+   * Store every matrix (XX, its inverse, XY, W, U, Z) as float32, as the reference does on its float32 tensors:
+   * the same steps rounded to float32 after each one, to measure how far float32 rounding alone moves the masks.
+   */
+  float32?: boolean;
 }
+
+type Vec = Float64Array | Float32Array;
+type VecOf = Float64ArrayConstructor | Float32ArrayConstructor;
 
 const at = (a: ArrayLike<number>, i: number): number => a[i] as number;
 
@@ -37,9 +45,9 @@ export function refGram(samples: Float32Array[], seq: number, inF: number): Floa
 }
 
 /** The inverse of a ([n, n] row-major), Gauss-Jordan with partial pivoting. */
-export function refInverse(a: Float64Array, n: number): Float64Array {
-  const m = Float64Array.from(a);
-  const inv = new Float64Array(n * n);
+export function refInverse(a: Vec, n: number, F: VecOf = Float64Array): Vec {
+  const m = F.from(a);
+  const inv = new F(n * n);
   for (let i = 0; i < n; i++) inv[i * n + i] = 1;
   for (let c = 0; c < n; c++) {
     let p = c;
@@ -69,8 +77,8 @@ export function refInverse(a: Float64Array, n: number): Float64Array {
 }
 
 /** a [p, q] times b [q, r], row-major. */
-function matmul(a: Float64Array, b: Float64Array, p: number, q: number, r: number): Float64Array {
-  const c = new Float64Array(p * r);
+function matmul(a: Vec, b: Vec, p: number, q: number, r: number, F: VecOf): Vec {
+  const c = new F(p * r);
   for (let i = 0; i < p; i++) {
     for (let k = 0; k < q; k++) {
       const v = at(a, i * q + k);
@@ -82,7 +90,7 @@ function matmul(a: Float64Array, b: Float64Array, p: number, q: number, r: numbe
 }
 
 /** torch.topk(|v|.flatten(), k, largest=False): keep = 0 on the k smallest (lower index first among ties). */
-function keepTopk(v: Float64Array, k: number): Uint8Array {
+function keepTopk(v: Vec, k: number): Uint8Array {
   const abs = Float64Array.from(v, Math.abs);
   const idx = Array.from({ length: v.length }, (_, i) => i).sort((a, b) => at(abs, a) - at(abs, b) || a - b);
   const keep = new Uint8Array(v.length).fill(1);
@@ -91,7 +99,7 @@ function keepTopk(v: Float64Array, k: number): Uint8Array {
 }
 
 /** N:M groups of W^T ([out, in] rows of M inputs): 1 on the M - N largest |v| of each (lower index removed first). */
-function groupTop(v: Float64Array, inF: number, out: number, n: number, m: number): Uint8Array {
+function groupTop(v: Vec, inF: number, out: number, n: number, m: number): Uint8Array {
   const top = new Uint8Array(v.length);
   for (let o = 0; o < out; o++) {
     for (let g = 0; g < inF; g += m) {
@@ -104,7 +112,7 @@ function groupTop(v: Float64Array, inF: number, out: number, n: number, m: numbe
 }
 
 /** The gradual N:M round: Z2 = |v| with the group's largest at inf; keep Z2 >= kthvalue(Z2, floor(numel cur) + 1). */
-function keepGradual(v: Float64Array, inF: number, out: number, n: number, m: number, cur: number): Uint8Array {
+function keepGradual(v: Vec, inF: number, out: number, n: number, m: number, cur: number): Uint8Array {
   const top = groupTop(v, inF, out, n, m);
   const z2 = Float64Array.from(v, (x, i) => (top[i] ? Infinity : Math.abs(x)));
   const sorted = Float64Array.from(z2).sort();
@@ -118,13 +126,20 @@ export function refAdmm(weight: Float32Array, xxRaw: Float64Array, out: number, 
   const rounds = o.mask ? 0 : (o.rounds ?? 15);
   const damp = o.damp ?? 0.1;
   const rho = o.rho ?? 1;
-  const norm = new Float64Array(inF);
-  for (let j = 0; j < inF; j++) norm[j] = Math.sqrt(at(xxRaw, j * inF + j)) + 1e-8;
-  const xx = Float64Array.from(xxRaw, (v, idx) => v / at(norm, idx % inF) / at(norm, Math.floor(idx / inF)));
+  const F: VecOf = o.float32 ? Float32Array : Float64Array;
+  const map = (a: ArrayLike<number>, f: (x: number, i: number) => number): Vec => {
+    const r = new F(a.length);
+    for (let i = 0; i < a.length; i++) r[i] = f(at(a, i), i);
+    return r;
+  };
+  const gram = F.from(xxRaw);
+  const norm = new F(inF);
+  for (let j = 0; j < inF; j++) norm[j] = Math.sqrt(at(gram, j * inF + j)) + 1e-8;
+  const xx = map(gram, (v, idx) => v / at(norm, idx % inF) / at(norm, Math.floor(idx / inF)));
   let mean = 0;
   for (let j = 0; j < inF; j++) mean += at(xx, j * inF + j) / inF;
   for (let j = 0; j < inF; j++) xx[j * inF + j] = at(xx, j * inF + j) + damp * mean;
-  let w: Float64Array = new Float64Array(inF * out); // [in, out]
+  let w: Vec = new F(inF * out); // [in, out]
   for (let r = 0; r < out; r++) for (let j = 0; j < inF; j++) w[j * out + r] = at(weight, r * inF + j) * at(norm, j);
   const s = o.structure;
   let keep: Uint8Array | null = null;
@@ -133,22 +148,22 @@ export function refAdmm(weight: Float32Array, xxRaw: Float64Array, out: number, 
     else if (s.kind === 'nm') keep = groupTop(w, inF, out, s.n, s.m);
     else keep = keepTopk(w, Math.floor(w.length * s.sparsity));
   }
-  const xy = matmul(xx, w, inF, inF, out);
+  const xy = matmul(xx, w, inF, inF, out, F);
   for (let j = 0; j < inF; j++) xx[j * inF + j] = at(xx, j * inF + j) + rho;
-  const xxInv = refInverse(xx, inF);
-  let u: Float64Array = new Float64Array(w.length);
+  const xxInv = refInverse(xx, inF, F);
+  let u: Vec = new F(w.length);
   for (let itt = 0; itt < iters; itt++) {
     if (rounds > 0 && itt < rounds) {
-      const wu = Float64Array.from(w, (x, i) => x + at(u, i));
+      const wu = map(w, (x, i) => x + at(u, i));
       if (s.kind === 'nm') {
         const sp = s.n / s.m;
         keep = keepGradual(wu, inF, out, s.n, s.m, sp - sp * Math.pow(1 - (itt + 1) / rounds, 3));
       } else keep = keepTopk(wu, Math.floor(w.length * s.sparsity));
     }
-    const z = Float64Array.from(w, (x, i) => (x + at(u, i)) * at(keep!, i));
-    u = Float64Array.from(u, (x, i) => x + (at(w, i) - at(z, i)));
-    const rhs = Float64Array.from(xy, (x, i) => x + rho * (at(z, i) - at(u, i)));
-    w = matmul(xxInv, rhs, inF, inF, out);
+    const z = map(w, (x, i) => (x + at(u, i)) * at(keep!, i));
+    u = map(u, (x, i) => x + (at(w, i) - at(z, i)));
+    const rhs = map(xy, (x, i) => x + rho * (at(z, i) - at(u, i)));
+    w = matmul(xxInv, rhs, inF, inF, out, F);
   }
   const result = new Float64Array(out * inF);
   const mask = new Uint8Array(out * inF);

@@ -5,6 +5,9 @@
  * two pruned models within 0.5%, at 50% and 70% unstructured and 2:4.
  *
  * By default a smaller check that fits CI: 8 calibration windows of 128 tokens, perplexity on the first 4 windows.
+ * There 2:4 masks need only agree at >= 99%: with 1,024 calibration tokens float32 rounding alone moves them further
+ * (bench/admm-float32.ts: the port with its matrices stored as float32 agrees with the float64 port at 99.28%, the
+ * library at 99.13%); 99.5% holds for 2:4 in the full protocol.
  * LLM_PRUNE_ADMM_FULL=1 runs the full protocol (32 windows of 512 tokens, perplexity on the first 40 windows;
  * LLM_PRUNE_ADMM_PPL_WINDOWS overrides the count), whose figures docs/admm.md lists. Each case prints its figures.
  *
@@ -71,10 +74,10 @@ async function wikitextPpl(dir: string): Promise<number> {
 
 describe(`c4-llama-7m: --method admm against the port of the reference (${NSAMPLES} x ${SEQLEN} C4 calibration, seed 0)`, () => {
   test.each([
-    ['unstructured', 0.5],
-    ['2:4', 0.5],
-    ['unstructured', 0.7],
-  ] as const)('%s %s: masks agree at >= 99.5%%, perplexity within 0.5%%', async (structure, sparsity) => {
+    ['unstructured', 0.5, 0.995],
+    ['2:4', 0.5, FULL ? 0.995 : 0.99],
+    ['unstructured', 0.7, 0.995],
+  ] as const)('%s %s: masks agree at >= %s, perplexity within 0.5%%', async (structure, sparsity, minAgree) => {
     const tag = `${structure.replace(':', 'of')}-${sparsity}`;
     const c4 = sharedPath('data', 'c4', 'c4-train.00000-of-01024.head1000.jsonl');
     const out = join(tmp, `lib-${tag}`);
@@ -116,7 +119,7 @@ describe(`c4-llama-7m: --method admm against the port of the reference (${NSAMPL
         `ppl library ${pplLib.toFixed(3)} port ${pplPort.toFixed(3)} (${(100 * rel).toFixed(3)}%), zeros ${(100 * report.sparsity.overall).toFixed(2)}%, ` +
         `prune ${report.times.prune.toFixed(1)} s of ${libSeconds.toFixed(0)} s, port ${portSeconds.toFixed(0)} s`,
     );
-    expect(agree).toBeGreaterThanOrEqual(0.995);
+    expect(agree).toBeGreaterThanOrEqual(minAgree);
     expect(rel).toBeLessThan(0.005);
     rmSync(out, { recursive: true, force: true });
     rmSync(portDir, { recursive: true, force: true });
