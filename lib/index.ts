@@ -1,61 +1,13 @@
 /**
  * tfjs-llm-prune public API: what a program calls to load, prune, evaluate and fine-tune LLaMA-family checkpoints,
- * run experiment files, and build its own masks from the same metrics. Every name here is documented, one line each,
- * in docs/api.md; everything else is internal (a test or a notebook may import internal modules by path).
+ * run experiment files, and build its own masks from the same metrics: the core's API (lib/api.ts) with the Node layer
+ * installed, plus the names that only Node has. Every name is documented, one line each, in docs/api.md; everything
+ * else is internal (a test or a notebook may import internal modules by path).
  */
 import './node/platform.js'; // the Node platform layer (files, workers, backends, hashing): installed on import
-import './node/platform.js'; // the Node platform layer (files, workers, backends, hashing): installed on import
-// errors
-export { LlmPruneError, CheckpointError, UnsupportedError, DataError, ConfigError, OutputLockedError, cliFlag, type OptionName } from './errors.js';
-// backend
-export { initBackend, activeBackend, defaultThreads, BACKEND_NAMES, type BackendName, type BackendInfo, type BackendOptions } from './model/backend.js';
-// models: load, inspect, generate, save
-export { loadModel, type LoadedModel } from './model/load.js';
-export { generate, inspectModel, type GenerateResult, type ModelInfo } from './generate.js';
-export { resolveModelPath, type HubOptions } from './model/hub.js';
-export { readConfig, SUPPORTED_ARCHITECTURES, type LlamaConfig } from './model/config.js';
-export { LINEAR_NAMES, parameterCount, type LinearName } from './model/architecture.js';
-export type { LlamaModel } from './model/llama.js';
-export type { HfTokenizer } from './model/tokenizer.js';
-export { Checkpoint } from './model/checkpoint.js';
-export { saveCheckpoint, type SaveOptions } from './model/save.js';
-export { DTYPES, type DType } from './model/safetensors.js';
-export { CHECKPOINT_FORMATS, type CheckpointFormat } from './model/compressed-tensors.js';
-// calibration data
-export { calibrationFromFile, type CalibrationSet, type CalibrationWindow } from './data/calibration.js';
-// pruning
-export { prune, type PruneConfig, type PruneReport } from './prune/prune.js';
-export { parseStructure } from './prune/structure.js';
-export type { Structure } from './prune/method.js';
-export { METHOD_NAMES, LAYERWISE_NAMES, REFINER_NAMES, type MethodName, type LayerwiseName, type RefinerName } from './prune/registry.js';
-export { PRUNE_DEFAULTS } from './prune/defaults.js';
-// building blocks: the metrics and masks the methods use, for masks of your own
-export { WandaStats, wandaMetric } from './prune/wanda.js';
-export { magnitudeMask } from './prune/magnitude.js';
-export { structureMask, applyMask } from './prune/mask.js';
-// evaluation
-export { evaluate, type EvaluateConfig, type EvaluateResult } from './eval/evaluate.js';
-export { perplexityOfIds, PERPLEXITY_SETS, type PerplexitySet, type PerplexityOptions } from './eval/perplexity.js';
-export { TASKS, PAPER_TASKS } from './eval/tasks.js';
-export { resultsTable, type TaskResult, type ZeroShotResults, type PerplexityResult, type WindowPerplexity, type EvaluationRow } from './eval/results.js';
-export { defaultDataDir } from './eval/datasets.js';
+export * from './api.js'; // the core's API (lib/api.ts)
+// Node only: the token cache folder, shipped configs, progress on stderr, local files as byte sources and sinks
 export { tokenCacheDir } from './eval/token-cache.js';
-export { EVAL_DEFAULTS } from './eval/defaults.js';
-// experiments
-export { loadExperiment, parseExperiment, type Experiment } from './experiment/schema.js';
 export { experimentFile, shippedConfigs } from './experiment/configs.js';
-export { runExperiment, type RunOptions, type RunResult } from './experiment/run.js';
-export { mergeResults, parseShard, type Shard, type MergeResult } from './experiment/shard.js';
-export { markdownTable, type SettingResult } from './experiment/report.js';
-// fine-tuning (LoRA, sparsity kept)
-export { finetune, type FinetuneReport, type FinetuneProgress } from './finetune/train.js';
-export type { FinetuneOptions } from './finetune/options.js';
-export { FINETUNE_DEFAULTS } from './finetune/defaults.js';
-export { DEFAULT_LORA, type LoraConfig } from './finetune/lora.js';
-export { loadAdapters, type LoadedAdapters } from './finetune/peft.js';
-// progress on stderr
 export { createProgress, type ProgressReporter } from './progress.js';
-// platform: the injected runtime layer, byte sources and sinks for checkpoints (docs/architecture.md)
-export { installPlatform, platform, type Platform } from './platform/index.js';
-export { bytesSource, blobSource, httpSource, MemoryFolder, type ByteSource, type ByteSink, type SinkFolder } from './platform/bytes.js';
 export { fileSource, fileFolder } from './node/index.js';

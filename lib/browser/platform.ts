@@ -21,6 +21,11 @@ export interface BrowserPlatformOptions {
   fs?: MemoryFileSystem;
   /** The URL prefix of tfjs-backend-wasm's .wasm files (default: next to the script). */
   wasmPaths?: string;
+  /**
+   * The import of the optional WebGPU backend, `() => import('@tensorflow/tfjs-backend-webgpu')` (installed beside this
+   * package); without it the webgpu backend is refused with that advice and wasm is used where the backend is 'auto'.
+   */
+  webgpuBackend?: () => Promise<unknown>;
 }
 
 interface NavigatorFacts {
@@ -86,7 +91,7 @@ export function browserPlatform(options: BrowserPlatformOptions = {}): Platform 
       throw new Error('crash requested: the worker is closed');
     },
     startForwardWorker: null,
-    backends: browserBackends(options.wasmPaths ?? null),
+    backends: browserBackends(options.wasmPaths ?? null, options.webgpuBackend ?? null),
     openFile: (path) => fs.openFile(path),
     acquireOutputLock: memoryLocks(),
     data: browserDataFiles,

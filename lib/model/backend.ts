@@ -161,11 +161,7 @@ export async function initBackend(
     const r = await tryWebgpu(name === 'webgpu');
     if (typeof r !== 'string') info = r;
     else if (name === 'webgpu') {
-      throw new ConfigError(
-        `backend webgpu: ${r}. Install the optional packages (npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0) ` +
-          'and a Vulkan driver (GPU), or Mesa EGL/GLES (libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri) for the software adapter',
-        { option: 'backend' },
-      );
+      throw new ConfigError(`backend webgpu: ${r}. ${platform().backends.webgpuAdvice}`, { option: 'backend' });
     }
   }
   if (!info && (name === 'wasm' || name === 'auto')) {

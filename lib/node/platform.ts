@@ -53,6 +53,9 @@ export const nodePlatform: Platform = {
     wasm: (pkg, threads) => setWasmBackend(pkg as Parameters<typeof setWasmBackend>[0], threads),
     maxWasmThreads: MAX_WASM_THREADS,
     webgpu: setupWebgpu,
+    webgpuAdvice:
+      'Install the optional packages (npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0) ' +
+      'and a Vulkan driver (GPU), or Mesa EGL/GLES (libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri) for the software adapter',
     hardwareAdapterPossible,
     adapterLine,
   },

@@ -31,6 +31,8 @@ export interface BackendStarters {
   maxWasmThreads: number;
   /** Set up WebGPU (Dawn in Node, navigator.gpu in a browser); throws with the reason when there is no adapter. */
   webgpu(allowSoftware: boolean): Promise<AdapterInfo>;
+  /** What to install or pass when webgpu() fails: appended to the refusal of `initBackend('webgpu')`. */
+  webgpuAdvice: string;
   /** Whether `auto` should try WebGPU at all (a hardware adapter may be present). */
   hardwareAdapterPossible(): boolean;
   /** One line naming an adapter webgpu() returned. */

@@ -23,8 +23,9 @@ export function requireChromium(): void {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: the browser tests need Debian's chromium (apt-get install chromium) or CHROMIUM_PATH`);
 }
 
-export async function startHarness(shared: string): Promise<Harness> {
-  const server: Server = await serve({ port: 0, dist: DIST, shared });
+/** `dist` (default web/dist) served with `shared` at /shared/, and Chromium started. */
+export async function startHarness(shared: string, dist = DIST): Promise<Harness> {
+  const server: Server = await serve({ port: 0, dist, shared });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   const browser = await puppeteer.launch({

@@ -21,8 +21,11 @@ import type { BlockBar, FromWorker, RunParams, Stage, ToWorker } from './protoco
 const post = (m: FromWorker, transfer: Transferable[] = []): void => (self as unknown as Worker).postMessage(m, transfer);
 const stage = (s: Stage, note: string): void => post({ type: 'stage', stage: s, note });
 
-// the browser layer, with tfjs's .wasm files next to this script (web/build.ts copies them there)
-const { fs } = installBrowserPlatform({ wasmPaths: new URL('./', self.location.href).href });
+// the browser layer, with tfjs's .wasm files next to this script (web/build.ts copies them there) and the WebGPU backend
+const { fs } = installBrowserPlatform({
+  wasmPaths: new URL('./', self.location.href).href,
+  webgpuBackend: () => import('@tensorflow/tfjs-backend-webgpu'),
+});
 let backend: ActiveBackend | null = null;
 
 /** Perplexity of a checkpoint folder as `eval --ppl` computes it: the first `windows` windows of `seqlen` tokens. */
