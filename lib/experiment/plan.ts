@@ -100,7 +100,7 @@ export async function planExperiment(exp: Experiment, options: RunOptions = {}):
         const passes = s ? (PRUNE_PASSES[s.method] ?? DEFAULT_PASSES) : 0;
         seconds = (passes * exp.calibration.nsamples * calibSeqlen) / rate + evalSeconds + (s ? ftSeconds : 0);
       } else if (p.action === 'finetune') seconds = ftSeconds;
-      return { id: p.id, action: p.action, estimatedSeconds: Math.round(seconds) };
+      return { id: p.id, action: p.action, estimatedSeconds: seconds > 0 ? Math.max(1, Math.round(seconds)) : 0 }; // work to do: at least 1 s
     });
     return {
       name: exp.name,
