@@ -229,6 +229,7 @@ export class SafetensorsFile {
    */
   readFloat32Transposed(name: string, out?: Float32Array, range?: RowRange): Float32Array {
     const { e, rows, cols, begin } = this.matrix(name, out, range);
+    if (rows * cols === 0) return out ?? new Float32Array(0); // [rows, 0] or [0, cols]: nothing to walk, however many rows
     if (e.dtype !== 'BF16' && e.dtype !== 'F16') return transposeFloat32(this.readFloat32(name, undefined, range), rows, cols, out);
     const dst = out ?? new Float32Array(rows * cols);
     const src = this.live();
@@ -239,6 +240,7 @@ export class SafetensorsFile {
   /** readFloat32Transposed from any source: whole rows per read (about CHUNK_VALUES values), transposed as they arrive. */
   async readFloat32TransposedAsync(name: string, out?: Float32Array, range?: RowRange): Promise<Float32Array> {
     const { e, rows, cols, begin } = this.matrix(name, out, range);
+    if (rows * cols === 0) return out ?? new Float32Array(0); // as readFloat32Transposed
     const step = Math.floor(CHUNK_VALUES / Math.max(1, cols));
     // F32, or rows too long for whole rows per chunk (no LLaMA linear is): read whole, then transpose
     if ((e.dtype !== 'BF16' && e.dtype !== 'F16') || step < 8) return transposeFloat32(await this.readFloat32Async(name, undefined, range), rows, cols, out);

@@ -186,6 +186,21 @@ describe('malformed files are refused with a message naming the file and the pro
     expect(() => SafetensorsFile.open(huge)).toThrow(/header length 9223372036854775808 runs past the end of the file/);
   });
 
+  test('an empty matrix with a huge other dimension reads transposed at once (no walk over its rows)', async () => {
+    for (const dtype of ['BF16', 'F32']) {
+      for (const shape of [[2 ** 40, 0], [0, 2 ** 40]]) {
+        const p = rawFile(`empty-${dtype}-${shape[0]}.safetensors`, { w: { dtype, shape, data_offsets: [0, 0] } }, 0);
+        const f = SafetensorsFile.open(p);
+        try {
+          expect(f.readFloat32Transposed('w')).toEqual(new Float32Array(0));
+          expect(await f.readFloat32TransposedAsync('w')).toEqual(new Float32Array(0));
+        } finally {
+          f.close();
+        }
+      }
+    }
+  }, 10_000);
+
   test('header that is not JSON, or not an object', () => {
     const p = join(tmp, 'notjson.safetensors');
     const len = Buffer.alloc(8);
