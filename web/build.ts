@@ -15,6 +15,9 @@ const WEB = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(WEB);
 const OUT = join(WEB, 'dist');
 
+/** tfjs-backend-wasm's binaries, served next to the script that starts the backend. */
+export const WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'];
+
 const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 
 /**
@@ -52,7 +55,7 @@ export async function buildWeb(options: { minify?: boolean; out?: string } = {})
   });
   copyFileSync(join(WEB, 'index.html'), join(OUT_DIR, 'index.html'));
   const wasmDir = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
-  for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) copyFileSync(join(wasmDir, f), join(OUT_DIR, f));
+  for (const f of WASM_FILES) copyFileSync(join(wasmDir, f), join(OUT_DIR, f));
 }
 
 if (resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {

@@ -10,7 +10,7 @@ import { installPlatform, type Platform } from '../platform/index.js';
 import { resolveUrl, DEFAULT_HUB_ENDPOINT, type HubDownloads } from '../platform/hub.js';
 import type { OutputLock } from '../platform/locks.js';
 import { defaultSha256 } from '../platform/sha256.js';
-import { browserBackends } from './backends.js';
+import { browserBackends, type WebgpuLoader } from './backends.js';
 import { browserDataFiles } from './data.js';
 import { MemoryFileSystem } from './memory-fs.js';
 import { posixPath } from './path.js';
@@ -25,7 +25,7 @@ export interface BrowserPlatformOptions {
    * The import of the optional WebGPU backend, `() => import('@tensorflow/tfjs-backend-webgpu')` (installed beside this
    * package); without it the webgpu backend is refused with that advice and wasm is used where the backend is 'auto'.
    */
-  webgpuBackend?: () => Promise<unknown>;
+  webgpuBackend?: WebgpuLoader;
 }
 
 interface NavigatorFacts {

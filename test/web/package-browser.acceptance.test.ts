@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WASM_FILES } from '../../web/build.js';
 import { evaluate } from '../../lib/eval/evaluate.js';
 import { loadModel } from '../../lib/model/load.js';
 import { prune } from '../../lib/prune/prune.js';
@@ -114,7 +115,7 @@ test('a worker importing tfjs-llm-prune/browser from the installed tarball prune
   writeFileSync(join(dist, 'index.html'), PAGE);
   await build({ entryPoints: [join(app, 'worker.js')], outfile: join(dist, 'worker.js'), bundle: true, format: 'esm', platform: 'browser', target: 'es2022', absWorkingDir: project, logLevel: 'silent' });
   const wasm = join(project, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');
-  for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) copyFileSync(join(wasm, f), join(dist, f));
+  for (const f of WASM_FILES) copyFileSync(join(wasm, f), join(dist, f));
   h = await startHarness(SHARED_DIR, dist);
   const logs: string[] = [];
   const { result } = await runPage(h, '', 1_200_000, (l) => logs.push(l));
